@@ -1,0 +1,208 @@
+//! Links between nodes: veth pairs, cables, and cutting them.
+//!
+//! A [`Wire::Direct`] link is one veth pair, one end in each node. A
+//! [`Wire::Cable`] link puts a third namespace in the middle:
+//!
+//! ```text
+//!   node a            cable namespace                node b
+//!  [m-b] <--veth--> [ca] ==tc mirred==> [cb] <--veth--> [m-a]
+//!                        <==tc mirred==
+//! ```
+//!
+//! The cable copies every frame from one of its veths to the other with a
+//! tc ingress filter (`u32` match-all + `mirred egress redirect`). That is
+//! below anything the nodes run, XDP included: a frame that node a's XDP
+//! program redirects into `m-b` arrives at `ca` like any other. So:
+//!
+//! - a **silent cut** adds a higher-priority filter on both cable ingresses
+//!   that drops everything (a one-instruction classic BPF program in
+//!   direct-action mode returning `TC_ACT_SHOT`): frames are lost on the
+//!   wire while both node ends keep carrier (`LOWER_UP`);
+//! - a **loud cut** sets both cable veths down, so both node ends lose
+//!   carrier (`NO-CARRIER`) while staying administratively up, like a
+//!   pulled cable.
+//!
+//! The cable's own IPv6 is disabled so it never speaks on the wire (no DAD,
+//! router solicitations or MLD reports) and frames it does not carry die in
+//! its stack. Every veth end has GRO on: frames XDP redirects into a veth
+//! are delivered only if the peer has an XDP program or GRO (NAPI) enabled.
+
+use anyhow::{Context, Result};
+
+use crate::exec::host;
+use crate::netns;
+use crate::topology::Wire;
+
+/// Name of the cable's veth that faces [`Link::a`].
+pub const CABLE_A_IF: &str = "ca";
+/// Name of the cable's veth that faces [`Link::b`].
+pub const CABLE_B_IF: &str = "cb";
+
+/// Priority of the filters that carry frames across a cable.
+const CARRY_PRIO: &str = "2";
+/// Priority of the filters that drop frames during a silent cut; lower
+/// number, so they run first.
+const DROP_PRIO: &str = "1";
+/// Classic BPF program `ret #2`: with `da` (direct action) the return value
+/// is the verdict, and 2 is `TC_ACT_SHOT`. Used because this kernel has
+/// neither `gact` (`action drop`) nor `matchall`.
+const DROP_ALL_CBPF: &str = "1,6 0 0 2,";
+
+/// Largest interface name Linux accepts (`IFNAMSIZ` - 1).
+pub const IFNAME_MAX: usize = 15;
+
+/// A link as built: which interface of which node it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// First node.
+    pub a: String,
+    /// Second node.
+    pub b: String,
+    /// Interface inside node `a` (named after `b`, e.g. `m-n3`).
+    pub a_if: String,
+    /// Interface inside node `b`.
+    pub b_if: String,
+    pub wire: Wire,
+    /// Namespace of the cable for [`Wire::Cable`] links; its veths are
+    /// [`CABLE_A_IF`] and [`CABLE_B_IF`].
+    pub cable: Option<String>,
+}
+
+impl Link {
+    /// Return whether this link joins `x` and `y` (in either order).
+    pub fn joins(&self, x: &str, y: &str) -> bool {
+        (self.a == x && self.b == y) || (self.a == y && self.b == x)
+    }
+}
+
+/// Pick the interface name inside a node for its link to `peer`: `m-<peer>`
+/// so `ip link` reads like the topology, shortened to fit, with a suffix
+/// when the node already has a link of that name (parallel links).
+pub(crate) fn iface_name(peer: &str, taken: &[String]) -> String {
+    let base: String = format!("m-{peer}").chars().take(IFNAME_MAX).collect();
+    if !taken.contains(&base) {
+        return base;
+    }
+    (2..)
+        .map(|k| {
+            let suffix = format!("-{k}");
+            let stem: String = base.chars().take(IFNAME_MAX - suffix.len()).collect();
+            stem + &suffix
+        })
+        .find(|name| !taken.contains(name))
+        .unwrap_or(base) // unreachable: the range is unbounded and `taken` finite
+}
+
+/// Bring up one veth end with GRO on.
+fn bring_up(ns: &str, ifname: &str) -> Result<()> {
+    netns::run_in(ns, &["ethtool", "-K", ifname, "gro", "on"])?;
+    set_up(ns, ifname, true)
+}
+
+/// Set an interface administratively up or down.
+pub(crate) fn set_up(ns: &str, ifname: &str, up: bool) -> Result<()> {
+    let state = if up { "up" } else { "down" };
+    host(&["ip", "-n", ns, "link", "set", "dev", ifname, state]).map(drop)
+}
+
+/// Create a veth pair with each end directly in its namespace, so nothing
+/// ever appears in the host namespace.
+fn veth(ns1: &str, if1: &str, ns2: &str, if2: &str) -> Result<()> {
+    // `name` keeps `ip` from reading a short name such as `a` as a keyword.
+    host(&[
+        "ip", "link", "add", "name", if1, "netns", ns1, "type", "veth", "peer", "name", if2,
+        "netns", ns2,
+    ])
+    .map(drop)
+}
+
+/// Join two nodes with one veth pair.
+pub(crate) fn connect_direct(ns_a: &str, a_if: &str, ns_b: &str, b_if: &str) -> Result<()> {
+    veth(ns_a, a_if, ns_b, b_if)?;
+    bring_up(ns_a, a_if)?;
+    bring_up(ns_b, b_if)
+}
+
+/// Make `ns_c` (already created) a cable and join two nodes through it.
+pub(crate) fn connect_cable(
+    ns_a: &str,
+    a_if: &str,
+    ns_b: &str,
+    b_if: &str,
+    ns_c: &str,
+) -> Result<()> {
+    // Before the veths exist, so they never get an address at all.
+    netns::sysctl(
+        ns_c,
+        &[
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    )?;
+    veth(ns_a, a_if, ns_c, CABLE_A_IF)?;
+    veth(ns_b, b_if, ns_c, CABLE_B_IF)?;
+    for (from, to) in [(CABLE_A_IF, CABLE_B_IF), (CABLE_B_IF, CABLE_A_IF)] {
+        host(&["tc", "-n", ns_c, "qdisc", "add", "dev", from, "clsact"])?;
+        #[rustfmt::skip]
+        host(&[
+            "tc", "-n", ns_c, "filter", "add", "dev", from, "ingress", "prio", CARRY_PRIO,
+            "protocol", "all", "u32", "match", "u32", "0", "0",
+            "action", "mirred", "egress", "redirect", "dev", to,
+        ])?;
+    }
+    bring_up(ns_c, CABLE_A_IF)?;
+    bring_up(ns_c, CABLE_B_IF)?;
+    bring_up(ns_a, a_if)?;
+    bring_up(ns_b, b_if)
+}
+
+/// Start or stop a cable carrying frames, leaving carrier alone.
+pub(crate) fn cable_carry(ns_c: &str, carry: bool) -> Result<()> {
+    for dev in [CABLE_A_IF, CABLE_B_IF] {
+        let present = !host(&[
+            "tc", "-n", ns_c, "filter", "show", "dev", dev, "ingress", "prio", DROP_PRIO,
+        ])?
+        .trim()
+        .is_empty();
+        if carry && present {
+            host(&[
+                "tc", "-n", ns_c, "filter", "del", "dev", dev, "ingress", "prio", DROP_PRIO,
+            ])?;
+        } else if !carry && !present {
+            #[rustfmt::skip]
+            host(&[
+                "tc", "-n", ns_c, "filter", "add", "dev", dev, "ingress", "prio", DROP_PRIO,
+                "protocol", "all", "bpf", "da", "bytecode", DROP_ALL_CBPF,
+            ])
+            .with_context(|| format!("silent cut of cable {ns_c}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Set both veths of a cable up or down (carrier of both node ends follows).
+pub(crate) fn cable_carrier(ns_c: &str, up: bool) -> Result<()> {
+    set_up(ns_c, CABLE_A_IF, up)?;
+    set_up(ns_c, CABLE_B_IF, up)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iface_names() {
+        assert_eq!(iface_name("n3", &[]), "m-n3");
+        assert_eq!(iface_name("n3", &["m-n3".into()]), "m-n3-2");
+        assert_eq!(
+            iface_name("n3", &["m-n3".into(), "m-n3-2".into()]),
+            "m-n3-3"
+        );
+        let long = iface_name("a-very-long-node-name", &[]);
+        assert_eq!(long, "m-a-very-long-n");
+        assert_eq!(long.len(), IFNAME_MAX);
+        let again = iface_name("a-very-long-node-name", &[long]);
+        assert_eq!(again, "m-a-very-long-2");
+        assert!(again.len() <= IFNAME_MAX);
+    }
+}

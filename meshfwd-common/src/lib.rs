@@ -1,0 +1,173 @@
+//! Map layouts shared by the eBPF programs (`meshfwd-ebpf`) and user space
+//! (`meshfwd`, `cni`).
+//!
+//! Everything here is `#[repr(C)]` with explicit padding and no `bool`, so
+//! the kernel, the verifier and both sides of the map agree byte for byte.
+#![no_std]
+
+pub mod bench;
+pub mod endpoint;
+pub mod fib;
+
+/// Names under which the maps are pinned, below the agent's bpffs directory.
+pub mod pin {
+    /// Default bpffs directory for the node's pinned objects.
+    pub const DEFAULT_DIR: &str = "/sys/fs/bpf/kubermesh";
+    /// Per-CPU verdict counters of the XDP program.
+    pub const STATS: &str = "MESH_STATS";
+    /// IPv6 FIB (LPM trie): prefix -> [`crate::fib::FibEntry`].
+    pub const FIB_V6: &str = "FIB_V6";
+    /// IPv4 FIB (LPM trie): prefix -> [`crate::fib::FibEntry`].
+    pub const FIB_V4: &str = "FIB_V4";
+    /// Next-hop groups (array): id -> [`crate::fib::NextHopGroup`].
+    pub const NH_GROUPS: &str = "NH_GROUPS";
+    /// Next hops (array): id -> [`crate::fib::NextHop`].
+    pub const NEXT_HOPS: &str = "NEXT_HOPS";
+    /// Egress interfaces (devmap hash): ifindex -> ifindex.
+    pub const EGRESS_DEVS: &str = "EGRESS_DEVS";
+    /// Every map the forwarding program pins, in creation order.
+    pub const FORWARDING_MAPS: [&str; 6] =
+        [STATS, FIB_V6, FIB_V4, NH_GROUPS, NEXT_HOPS, EGRESS_DEVS];
+}
+
+/// Verdict counters kept per CPU by the XDP program, indexed by [`Stat`].
+pub mod stats {
+    /// Index into the per-CPU statistics array.
+    ///
+    /// Indices 0-8 count classes and verdicts; the rest count the reason
+    /// behind each `XDP_PASS` (exactly one per passed frame) and the fast
+    /// path's notable events.
+    #[repr(u32)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Stat {
+        /// Every frame the program saw.
+        Rx = 0,
+        /// IPv6 frames that parsed cleanly.
+        Ipv6 = 1,
+        /// Frames that are not IPv6 (ARP, IPv4, ...).
+        NonIpv6 = 2,
+        /// Frames too short for the header they claim, or not IPv6 version 6.
+        Malformed = 3,
+        /// Frames handed to the kernel (`XDP_PASS`).
+        Pass = 4,
+        /// Frames dropped (`XDP_DROP`).
+        Drop = 5,
+        /// Frames forwarded by the fast path (`XDP_REDIRECT`).
+        Redirect = 6,
+        /// Frames bounced back out of the ingress NIC (`XDP_TX`).
+        Tx = 7,
+        /// Redirects the kernel refused.
+        Aborted = 8,
+        /// Passed: multicast destination or source.
+        Multicast = 9,
+        /// Passed: link-local source or destination.
+        LinkLocal = 10,
+        /// Passed: unspecified or loopback address.
+        BadAddress = 11,
+        /// Passed: ND, RS, RA, redirect or MLD message.
+        NdpMld = 12,
+        /// Passed: a Hop-by-Hop Options header follows.
+        HopByHop = 13,
+        /// Passed: hop limit <= 1 (the kernel sends Time Exceeded).
+        HopLimit = 14,
+        /// Passed: an address of this node.
+        Local = 15,
+        /// Passed: no FIB entry covers the destination.
+        NoRoute = 16,
+        /// Passed: every member of the group is dead.
+        NoLiveNextHop = 17,
+        /// Passed: the chosen next hop's MAC is not resolved yet.
+        NoNeighbour = 18,
+        /// Passed: larger than the egress MTU (the kernel sends Packet Too Big).
+        TooBig = 19,
+        /// Passed: the egress interface is not in the devmap.
+        NoEgressDev = 20,
+        /// Passed: the map entries disagree (group or next hop missing).
+        Inconsistent = 21,
+        /// Event: the flow's first-choice member was dead and it was re-hashed.
+        Rehashed = 22,
+    }
+
+    /// Number of slots in the statistics array (room to grow without a
+    /// map layout change).
+    pub const MAX_STATS: u32 = 64;
+
+    impl Stat {
+        /// Every counter, in index order.
+        pub const ALL: [Stat; 23] = [
+            Stat::Rx,
+            Stat::Ipv6,
+            Stat::NonIpv6,
+            Stat::Malformed,
+            Stat::Pass,
+            Stat::Drop,
+            Stat::Redirect,
+            Stat::Tx,
+            Stat::Aborted,
+            Stat::Multicast,
+            Stat::LinkLocal,
+            Stat::BadAddress,
+            Stat::NdpMld,
+            Stat::HopByHop,
+            Stat::HopLimit,
+            Stat::Local,
+            Stat::NoRoute,
+            Stat::NoLiveNextHop,
+            Stat::NoNeighbour,
+            Stat::TooBig,
+            Stat::NoEgressDev,
+            Stat::Inconsistent,
+            Stat::Rehashed,
+        ];
+
+        /// Return the counter's stable name (used in JSON output).
+        pub const fn name(self) -> &'static str {
+            match self {
+                Stat::Rx => "rx",
+                Stat::Ipv6 => "ipv6",
+                Stat::NonIpv6 => "non_ipv6",
+                Stat::Malformed => "malformed",
+                Stat::Pass => "pass",
+                Stat::Drop => "drop",
+                Stat::Redirect => "redirect",
+                Stat::Tx => "tx",
+                Stat::Aborted => "aborted",
+                Stat::Multicast => "pass_multicast",
+                Stat::LinkLocal => "pass_link_local",
+                Stat::BadAddress => "pass_bad_address",
+                Stat::NdpMld => "pass_ndp_mld",
+                Stat::HopByHop => "pass_hop_by_hop",
+                Stat::HopLimit => "pass_hop_limit",
+                Stat::Local => "pass_local",
+                Stat::NoRoute => "pass_no_route",
+                Stat::NoLiveNextHop => "pass_no_live_next_hop",
+                Stat::NoNeighbour => "pass_no_neighbour",
+                Stat::TooBig => "pass_too_big",
+                Stat::NoEgressDev => "pass_no_egress_dev",
+                Stat::Inconsistent => "pass_inconsistent",
+                Stat::Rehashed => "rehashed",
+            }
+        }
+    }
+}
+
+/// `aya::Pod` for the map values, so user space can read and write them.
+#[cfg(feature = "user")]
+mod pod {
+    use crate::fib::{FibEntry, NextHop, NextHopGroup};
+
+    #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
+    // SAFETY: each type is `#[repr(C)]`, made only of integers and byte
+    // arrays with no implicit padding (checked by the size asserts below),
+    // so every bit pattern is valid and no byte is uninitialised.
+    mod impls {
+        use super::*;
+        unsafe impl aya::Pod for FibEntry {}
+        unsafe impl aya::Pod for NextHopGroup {}
+        unsafe impl aya::Pod for NextHop {}
+    }
+
+    const _: () = assert!(size_of::<FibEntry>() == 8);
+    const _: () = assert!(size_of::<NextHopGroup>() == 68);
+    const _: () = assert!(size_of::<NextHop>() == 24);
+}

@@ -1,0 +1,339 @@
+//! XDP entry point on mesh NICs: hop-by-hop IPv6 forwarding.
+//!
+//! A frame is forwarded here only when a router may forward it without the
+//! kernel's help; everything else (control traffic, anything that needs an
+//! ICMPv6 error, traffic for this node, unresolved neighbours) is passed to
+//! the kernel, which holds the same routes. The maps are filled by the
+//! agent's map writer (`meshfwd::fib`); their layout is in
+//! `meshfwd_common::fib`.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    btf_maps::{Array, DevMapHash, LpmTrie, PerCpuArray, lpm_trie::Key},
+    macros::{btf_map, xdp},
+    programs::XdpContext,
+};
+use meshfwd_common::{
+    fib::{
+        self, EGRESS_DEV_MAX_ENTRIES, FIB_V4_MAX_ENTRIES, FIB_V6_MAX_ENTRIES, FibEntry,
+        GROUP_MAX_ENTRIES, GROUP_MAX_MEMBERS, NEXT_HOP_MAX_ENTRIES, NextHop, NextHopGroup,
+    },
+    stats::{MAX_STATS, Stat},
+};
+
+/// Per-CPU frame counters, indexed by [`Stat`].
+#[btf_map]
+static MESH_STATS: PerCpuArray<u64, { MAX_STATS as usize }> = PerCpuArray::new();
+
+/// IPv6 FIB: longest-prefix match on the destination address.
+#[btf_map]
+static FIB_V6: LpmTrie<[u8; 16], FibEntry, { FIB_V6_MAX_ENTRIES as usize }> = LpmTrie::new();
+
+/// IPv4 FIB, over the same groups and next hops (filled by a later issue).
+#[btf_map]
+static FIB_V4: LpmTrie<[u8; 4], FibEntry, { FIB_V4_MAX_ENTRIES as usize }> = LpmTrie::new();
+
+/// ECMP groups, by group id.
+#[btf_map]
+static NH_GROUPS: Array<NextHopGroup, { GROUP_MAX_ENTRIES as usize }> = Array::new();
+
+/// Next hops, by next-hop id.
+#[btf_map]
+static NEXT_HOPS: Array<NextHop, { NEXT_HOP_MAX_ENTRIES as usize }> = Array::new();
+
+/// Egress interfaces the fast path may redirect to, by ifindex.
+#[btf_map]
+static EGRESS_DEVS: DevMapHash<{ EGRESS_DEV_MAX_ENTRIES as usize }> = DevMapHash::new();
+
+const ETH_HDR_LEN: usize = 14;
+const ETH_P_IPV6: u16 = 0x86DD;
+const IPV6_HDR_LEN: usize = 40;
+/// Offsets of the IPv6 header's fields, from the start of that header.
+mod field {
+    pub const PAYLOAD_LEN: usize = 4;
+    pub const NEXT_HEADER: usize = 6;
+    pub const HOP_LIMIT: usize = 7;
+    pub const SRC: usize = 8;
+    pub const DST: usize = 24;
+}
+/// Offset of the transport header (when no extension header precedes it).
+const L4_OFFSET: usize = ETH_HDR_LEN + IPV6_HDR_LEN;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_SCTP: u8 = 132;
+const IPPROTO_UDPLITE: u8 = 136;
+
+/// Verdict plus the reason counted with it.
+type Verdict = (u32, Stat);
+
+const fn pass(reason: Stat) -> Verdict {
+    (xdp_action::XDP_PASS, reason)
+}
+
+#[xdp]
+pub fn meshfwd_xdp(ctx: XdpContext) -> u32 {
+    count(Stat::Rx);
+    let (verdict, reason) = try_forward(&ctx);
+    let verdict_stat = match verdict {
+        xdp_action::XDP_DROP => Stat::Drop,
+        xdp_action::XDP_REDIRECT => Stat::Redirect,
+        xdp_action::XDP_TX => Stat::Tx,
+        xdp_action::XDP_ABORTED => Stat::Aborted,
+        _ => Stat::Pass,
+    };
+    count(verdict_stat);
+    // A forwarded frame's reason is its verdict: count it once.
+    if reason != verdict_stat {
+        count(reason);
+    }
+    verdict
+}
+
+/// Decide one frame. Every early return is an `XDP_PASS` with its reason;
+/// the only way to `XDP_REDIRECT` is the end of this function.
+#[inline(always)]
+fn try_forward(ctx: &XdpContext) -> Verdict {
+    let Some(ethertype) = read_u16_be(ctx, 12) else {
+        return pass(Stat::Malformed);
+    };
+    if ethertype != ETH_P_IPV6 {
+        return pass(Stat::NonIpv6);
+    }
+    // The whole fixed header must be present before we call it IPv6.
+    let Some(ip) = ptr_at(ctx, ETH_HDR_LEN, IPV6_HDR_LEN) else {
+        return pass(Stat::Malformed);
+    };
+    // SAFETY: `ptr_at` proved the 40 header bytes lie inside the frame.
+    let hdr = unsafe { (ip as *const [u8; IPV6_HDR_LEN]).read_unaligned() };
+    let vtc_flow = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+    if vtc_flow >> 28 != 6 {
+        return pass(Stat::Malformed);
+    }
+    // A frame shorter than the payload it claims is truncated: the kernel
+    // drops it, we never forward it. Longer is Ethernet padding and fine.
+    let payload_len =
+        u16::from_be_bytes([hdr[field::PAYLOAD_LEN], hdr[field::PAYLOAD_LEN + 1]]) as usize;
+    let frame_len = ctx.data_end() - ctx.data();
+    if ETH_HDR_LEN + IPV6_HDR_LEN + payload_len > frame_len {
+        return pass(Stat::Malformed);
+    }
+    count(Stat::Ipv6);
+    let next_header = hdr[field::NEXT_HEADER];
+    let hop_limit = hdr[field::HOP_LIMIT];
+    let src = field_addr(&hdr, field::SRC);
+    let dst = field_addr(&hdr, field::DST);
+
+    if let Some(reason) = address_reason(&src, &dst) {
+        return pass(reason);
+    }
+    if next_header == IPPROTO_HOPOPTS {
+        // RFC 8200 4.3: a router must look at Hop-by-Hop options; the
+        // kernel does.
+        return pass(Stat::HopByHop);
+    }
+    let mut ports = 0u32;
+    if next_header == IPPROTO_ICMPV6 {
+        let Some(icmp_type) = read_u8(ctx, L4_OFFSET) else {
+            return pass(Stat::Malformed);
+        };
+        // MLD query/report/done (130-132), RS, RA, NS, NA, redirect
+        // (133-137), MLDv2 report (143): link-scoped control messages.
+        if matches!(icmp_type, 130..=137 | 143) {
+            return pass(Stat::NdpMld);
+        }
+    } else if matches!(
+        next_header,
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
+    ) && payload_len >= 4
+    {
+        let Some(p) = ptr_at(ctx, L4_OFFSET, 4) else {
+            return pass(Stat::Malformed);
+        };
+        // SAFETY: `ptr_at` proved the four port bytes lie inside the frame.
+        ports = unsafe { (p as *const u32).read_unaligned() };
+    }
+    if hop_limit <= 1 {
+        return pass(Stat::HopLimit);
+    }
+
+    // Longest-prefix match on the destination.
+    let key = Key::new(128, dst);
+    let Some(entry) = FIB_V6.get(&key) else {
+        return pass(Stat::NoRoute);
+    };
+    let entry = *entry;
+    if entry.kind != fib::kind::FORWARD {
+        return pass(Stat::Local);
+    }
+    let Some(group) = NH_GROUPS.get(entry.group) else {
+        return pass(Stat::Inconsistent);
+    };
+
+    // One flow, one path: hash the flow's invariant fields.
+    let mut h = fib::HASH_SEED;
+    h = mix_addr(h, &src);
+    h = mix_addr(h, &dst);
+    h = fib::mix(h, vtc_flow & 0x000F_FFFF);
+    h = fib::mix(h, next_header as u32);
+    h = fib::mix(h, ports);
+    let h = fib::finish(h);
+
+    let nh = match pick_member(group, h) {
+        Ok(found) => found,
+        Err(reason) => return pass(reason),
+    };
+    if !nh.has_mac() {
+        return pass(Stat::NoNeighbour);
+    }
+    if IPV6_HDR_LEN + payload_len > nh.mtu as usize {
+        return pass(Stat::TooBig);
+    }
+
+    // Commit: hop limit, then both MACs, then hand to the egress device.
+    let Some(hl) = ptr_at(ctx, ETH_HDR_LEN + field::HOP_LIMIT, 1) else {
+        return pass(Stat::Malformed);
+    };
+    let Some(eth) = ptr_at(ctx, 0, 12) else {
+        return pass(Stat::Malformed);
+    };
+    match EGRESS_DEVS.redirect(nh.ifindex, xdp_action::XDP_PASS as u64) {
+        Ok(action) => {
+            // SAFETY: `ptr_at` proved the byte lies inside the frame, and
+            // XDP frames are writable.
+            unsafe { *(hl as *mut u8) = hop_limit - 1 };
+            let mut macs = [0u8; 12];
+            macs[..6].copy_from_slice(&nh.dst_mac);
+            macs[6..].copy_from_slice(&nh.src_mac);
+            // SAFETY: `ptr_at` proved 12 bytes from the frame start lie
+            // inside the frame, and XDP frames are writable.
+            unsafe { (eth as *mut [u8; 12]).write_unaligned(macs) };
+            (action, Stat::Redirect)
+        }
+        Err(_) => pass(Stat::NoEgressDev),
+    }
+}
+
+/// Return why a packet with these addresses must go to the kernel, if it
+/// must.
+#[inline(always)]
+fn address_reason(src: &[u8; 16], dst: &[u8; 16]) -> Option<Stat> {
+    if dst[0] == 0xff || src[0] == 0xff {
+        return Some(Stat::Multicast);
+    }
+    // fe80::/10
+    if (dst[0] == 0xfe && dst[1] & 0xc0 == 0x80) || (src[0] == 0xfe && src[1] & 0xc0 == 0x80) {
+        return Some(Stat::LinkLocal);
+    }
+    // :: and ::1 on either side (RFC 4291 2.5.2, 2.5.3: never forwarded).
+    if is_unspecified_or_loopback(src) || is_unspecified_or_loopback(dst) {
+        return Some(Stat::BadAddress);
+    }
+    None
+}
+
+#[inline(always)]
+fn is_unspecified_or_loopback(a: &[u8; 16]) -> bool {
+    let hi = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+    let lo = u64::from_be_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+    hi == 0 && lo <= 1
+}
+
+/// Choose the group member for flow hash `h`: the hashed member if it is
+/// alive, else a re-hash over the live members only, so a dead member's
+/// flows spread over the survivors and nobody else's flows move.
+#[inline(always)]
+fn pick_member(group: &NextHopGroup, h: u32) -> Result<&'static NextHop, Stat> {
+    let len = group.len;
+    if len == 0 {
+        return Err(Stat::Inconsistent);
+    }
+    let first = group.members[slot(h % len)];
+    let Some(nh) = NEXT_HOPS.get(first) else {
+        return Err(Stat::Inconsistent);
+    };
+    if nh.is_alive() {
+        return Ok(nh);
+    }
+    count(Stat::Rehashed);
+    let mut live = [0u32; GROUP_MAX_MEMBERS];
+    let mut n_live = 0usize;
+    for i in 0..GROUP_MAX_MEMBERS {
+        if i as u32 >= len {
+            break;
+        }
+        let id = group.members[i];
+        if let Some(nh) = NEXT_HOPS.get(id)
+            && nh.is_alive()
+        {
+            live[slot(n_live as u32)] = id;
+            n_live += 1;
+        }
+    }
+    if n_live == 0 {
+        return Err(Stat::NoLiveNextHop);
+    }
+    let id = live[slot(fib::rehash(h) % n_live as u32)];
+    NEXT_HOPS.get(id).ok_or(Stat::Inconsistent)
+}
+
+/// Bound an index into a group's member array in a way the compiler cannot
+/// drop as redundant, so the verifier sees the bound too.
+#[inline(always)]
+fn slot(i: u32) -> usize {
+    (core::hint::black_box(i) as usize) & (GROUP_MAX_MEMBERS - 1)
+}
+
+#[inline(always)]
+fn mix_addr(mut h: u32, a: &[u8; 16]) -> u32 {
+    h = fib::mix(h, u32::from_ne_bytes([a[0], a[1], a[2], a[3]]));
+    h = fib::mix(h, u32::from_ne_bytes([a[4], a[5], a[6], a[7]]));
+    h = fib::mix(h, u32::from_ne_bytes([a[8], a[9], a[10], a[11]]));
+    fib::mix(h, u32::from_ne_bytes([a[12], a[13], a[14], a[15]]))
+}
+
+#[inline(always)]
+fn field_addr(hdr: &[u8; IPV6_HDR_LEN], at: usize) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&hdr[at..at + 16]);
+    a
+}
+
+/// Bump one per-CPU counter.
+#[inline(always)]
+fn count(stat: Stat) {
+    if let Some(slot) = MESH_STATS.get_ptr_mut(stat as u32) {
+        // SAFETY: the map slot is this CPU's own copy and XDP programs do not
+        // nest on one CPU, so nothing else writes it concurrently.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Return a pointer to `len` bytes at `offset`, or `None` if the frame is
+/// shorter: the single place where packet bounds are checked.
+#[inline(always)]
+fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*const u8> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + len > end {
+        return None;
+    }
+    Some((start + offset) as *const u8)
+}
+
+#[inline(always)]
+fn read_u8(ctx: &XdpContext, offset: usize) -> Option<u8> {
+    let p = ptr_at(ctx, offset, 1)?;
+    // SAFETY: `ptr_at` proved the byte lies inside the frame.
+    Some(unsafe { *p })
+}
+
+#[inline(always)]
+fn read_u16_be(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    let p = ptr_at(ctx, offset, 2)?;
+    // SAFETY: `ptr_at` proved both bytes lie inside the frame.
+    let bytes = unsafe { [*p, *p.add(1)] };
+    Some(u16::from_be_bytes(bytes))
+}

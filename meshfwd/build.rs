@@ -1,0 +1,37 @@
+//! Build `meshfwd-ebpf` for `bpfel-unknown-none` and embed the object.
+//!
+//! The eBPF crate needs `core` built from source (`-Z build-std=core`), which
+//! stable rustc allows with `RUSTC_BOOTSTRAP=1`, and `bpf-linker` on PATH.
+//! `cargo xtask setup` installs both.
+
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=PATH");
+    if std::env::var_os("AYA_BUILD_SKIP").is_none() && which::which("bpf-linker").is_err() {
+        // One line the user can act on, instead of a linker backtrace.
+        eprintln!(
+            "error: bpf-linker not found on PATH (needed to build meshfwd-ebpf); run `cargo xtask setup`"
+        );
+        std::process::exit(1);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../meshfwd-ebpf");
+    let root = root.to_str().expect("workspace path is UTF-8");
+
+    #[expect(unsafe_code, reason = "std::env::set_var is unsafe in edition 2024")]
+    // SAFETY: the build script is single-threaded here; nothing reads the
+    // environment concurrently. aya-build reads RUSTC_BOOTSTRAP to decide on
+    // `-Z build-std=core`, which the stable toolchain needs for the BPF target.
+    unsafe {
+        std::env::set_var("RUSTC_BOOTSTRAP", "1")
+    };
+    let package = aya_build::Package {
+        name: "meshfwd-ebpf",
+        root_dir: root,
+        ..Default::default()
+    };
+    if let Err(err) = aya_build::build_ebpf([package], aya_build::Toolchain::Custom("stable")) {
+        eprintln!("error: building meshfwd-ebpf failed: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,260 @@
+//! `meshfwd fib ...`: feed the map writer a static route table, flip alive
+//! flags, and show what the fast path will do.
+//!
+//! The route file is JSON:
+//!
+//! ```json
+//! {"routes": [{"prefix": "2001:db8:4::/64",
+//!              "via": [{"iface": "eth1", "addr": "fe80::1"}]}],
+//!  "local": ["2001:db8::1"]}
+//! ```
+//!
+//! The node's own global addresses are added to `local` automatically.
+
+use std::{
+    net::Ipv6Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Subcommand;
+use meshfwd_common::fib::{NEXT_HOP_MAX_ENTRIES, kind, nh_flags};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ebpf::FibMaps,
+    fib::{FibWriter, NextHopKey, Prefix6, RouteTable, neigh, writer::set_alive_id},
+};
+
+/// `meshfwd fib` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FibCommand {
+    /// Apply a static route table to the pinned maps and the kernel FIB,
+    /// then keep next-hop MACs fresh from neighbour events until SIGINT or
+    /// SIGTERM (unless `--once`).
+    ///
+    /// Example: `meshfwd fib apply --routes routes.json`.
+    Apply {
+        /// JSON route table (see `meshfwd fib --help`).
+        #[arg(long)]
+        routes: PathBuf,
+        /// Apply and exit instead of tracking neighbours.
+        #[arg(long)]
+        once: bool,
+        /// Do not mirror the routes into the kernel FIB.
+        #[arg(long)]
+        no_kernel_routes: bool,
+    },
+    /// Set or clear the alive flag of every next hop through an interface
+    /// (fast reroute: one map write per next hop).
+    Alive {
+        /// Interface whose next hops change.
+        #[arg(long)]
+        iface: String,
+        /// Mark them dead instead of alive.
+        #[arg(long)]
+        down: bool,
+    },
+    /// Show the FIB entries, groups and next hops in the maps.
+    Show {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One route of the route file.
+#[derive(Debug, Deserialize)]
+struct RouteSpec {
+    prefix: String,
+    via: Vec<ViaSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ViaSpec {
+    iface: String,
+    addr: Ipv6Addr,
+}
+
+#[derive(Debug, Deserialize)]
+struct RouteFile {
+    #[serde(default)]
+    routes: Vec<RouteSpec>,
+    #[serde(default)]
+    local: Vec<Ipv6Addr>,
+}
+
+/// Run one `meshfwd fib` command.
+pub fn run(bpffs: &Path, cmd: FibCommand) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cmd {
+            FibCommand::Apply {
+                routes,
+                once,
+                no_kernel_routes,
+            } => apply(bpffs, &routes, once, !no_kernel_routes).await,
+            FibCommand::Alive { iface, down } => alive(bpffs, &iface, !down).await,
+            FibCommand::Show { json } => show(bpffs, json),
+        }
+    })
+}
+
+async fn apply(bpffs: &Path, routes: &Path, once: bool, kernel_routes: bool) -> Result<()> {
+    let text =
+        std::fs::read_to_string(routes).with_context(|| format!("reading {}", routes.display()))?;
+    let file: RouteFile =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", routes.display()))?;
+    let maps = FibMaps::open(bpffs)?;
+    let mut writer = FibWriter::new(maps)
+        .await?
+        .with_kernel_routes(kernel_routes);
+    let mut table = RouteTable::default();
+    for r in &file.routes {
+        let prefix: Prefix6 = r.prefix.parse()?;
+        let mut hops = Vec::new();
+        for v in &r.via {
+            let ifindex = neigh::ifindex(writer.handle(), &v.iface).await?;
+            hops.push(NextHopKey {
+                ifindex,
+                via: v.addr,
+            });
+        }
+        table.route(prefix, hops);
+    }
+    table.local.extend(file.local);
+    table
+        .local
+        .extend(neigh::local_addresses(writer.handle()).await?);
+    let report = writer.apply(&table).await?;
+    println!("{}", serde_json::to_string(&report)?);
+    if once {
+        return Ok(());
+    }
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    writer.run_until(shutdown).await
+}
+
+async fn alive(bpffs: &Path, iface: &str, alive: bool) -> Result<()> {
+    let handle = neigh::connect()?;
+    let ifindex = neigh::ifindex(&handle, iface).await?;
+    let mut maps = FibMaps::open(bpffs)?;
+    let mut changed = 0;
+    for id in 1..NEXT_HOP_MAX_ENTRIES {
+        let nh = maps.next_hops.get(&id, 0)?;
+        if nh.ifindex == ifindex {
+            set_alive_id(&mut maps, id, alive)?;
+            changed += 1;
+        }
+    }
+    if changed == 0 {
+        bail!("no next hop uses {iface}");
+    }
+    println!(
+        "{changed} next hop(s) via {iface} marked {}",
+        if alive { "alive" } else { "dead" }
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ShowRoute {
+    prefix: String,
+    kind: &'static str,
+    group: u32,
+    next_hops: Vec<ShowNextHop>,
+}
+
+#[derive(Serialize)]
+struct ShowNextHop {
+    id: u32,
+    ifindex: u32,
+    mtu: u32,
+    dst_mac: String,
+    alive: bool,
+    mac_valid: bool,
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn show(bpffs: &Path, json: bool) -> Result<()> {
+    let maps = FibMaps::open(bpffs)?;
+    let mut out = Vec::new();
+    for key in maps.fib_v6.keys() {
+        let key = key?;
+        let entry = maps.fib_v6.get(&key, 0)?;
+        let prefix = Prefix6::new(key.data().into(), key.prefix_len() as u8);
+        let mut next_hops = Vec::new();
+        if entry.kind == kind::FORWARD {
+            let g = maps.groups.get(&entry.group, 0)?;
+            for id in g.members.iter().take(g.len as usize) {
+                let nh = maps.next_hops.get(id, 0)?;
+                next_hops.push(ShowNextHop {
+                    id: *id,
+                    ifindex: nh.ifindex,
+                    mtu: nh.mtu,
+                    dst_mac: mac(nh.dst_mac),
+                    alive: nh.flags & nh_flags::ALIVE != 0,
+                    mac_valid: nh.flags & nh_flags::MAC_VALID != 0,
+                });
+            }
+        }
+        out.push(ShowRoute {
+            prefix: prefix.to_string(),
+            kind: if entry.kind == kind::LOCAL {
+                "local"
+            } else {
+                "forward"
+            },
+            group: entry.group,
+            next_hops,
+        });
+    }
+    out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{:<44} {:<8} {:>6}  NEXT HOPS (id ifindex mac [dead] [unresolved])",
+        "PREFIX", "KIND", "GROUP"
+    );
+    for r in &out {
+        let hops: Vec<String> = r
+            .next_hops
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} if{} {}{}{}",
+                    n.id,
+                    n.ifindex,
+                    n.dst_mac,
+                    if n.alive { "" } else { " dead" },
+                    if n.mac_valid { "" } else { " unresolved" }
+                )
+            })
+            .collect();
+        println!(
+            "{:<44} {:<8} {:>6}  {}",
+            r.prefix,
+            r.kind,
+            r.group,
+            hops.join(", ")
+        );
+    }
+    Ok(())
+}

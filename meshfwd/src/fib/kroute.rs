@@ -1,0 +1,124 @@
+//! The route table in the kernel FIB, under our own protocol id, so the
+//! host's own traffic, ICMPv6 errors for punted packets and `ip -6 route`
+//! agree with the fast path. ECMP routes are one multipath route
+//! (`RTA_MULTIPATH`), replaced atomically (`NLM_F_REPLACE`), so the kernel
+//! is make-before-break too.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv6Addr},
+};
+
+use anyhow::{Context as _, Result};
+use futures::TryStreamExt as _;
+use netlink_packet_route::{
+    AddressFamily,
+    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol},
+};
+use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
+
+use super::{NextHopKey, Prefix6, RTPROT_KUBERMESH};
+
+/// The kernel routes this writer owns: prefix -> next hops.
+pub type KernelRoutes = BTreeMap<Prefix6, BTreeSet<NextHopKey>>;
+
+fn message(prefix: Prefix6, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
+    let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(prefix.addr(), prefix.len)
+        .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
+        .table_id(u32::from(RouteHeader::RT_TABLE_MAIN));
+    if hops.len() == 1 {
+        let hop = hops.first().expect("one hop");
+        b = b.output_interface(hop.ifindex).gateway(hop.via);
+    } else {
+        let mut nhs = Vec::with_capacity(hops.len());
+        for hop in hops {
+            let nh = RouteNextHopBuilder::new_ipv6()
+                .interface(hop.ifindex)
+                .via(IpAddr::V6(hop.via))
+                .map_err(|e| anyhow::anyhow!("bad next hop {hop}: {e:?}"))?
+                .build();
+            nhs.push(nh);
+        }
+        b = b.multipath(nhs);
+    }
+    Ok(b.build())
+}
+
+/// Install or replace the route for `prefix`.
+pub async fn replace(handle: &Handle, prefix: Prefix6, hops: &BTreeSet<NextHopKey>) -> Result<()> {
+    let msg = message(prefix, hops)?;
+    handle
+        .route()
+        .add(msg)
+        .replace()
+        .execute()
+        .await
+        .with_context(|| format!("installing kernel route {prefix}"))
+}
+
+/// Remove our route for `prefix`.
+pub async fn remove(handle: &Handle, prefix: Prefix6) -> Result<()> {
+    let msg = RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(prefix.addr(), prefix.len)
+        .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
+        .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
+        .build();
+    match handle.route().del(msg).execute().await {
+        Ok(()) => Ok(()),
+        // Already gone (an operator or a link deletion removed it).
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing kernel route {prefix}")),
+    }
+}
+
+/// Return the prefixes of our routes now in the kernel (a restarted agent
+/// removes the ones it no longer wants).
+pub async fn dump_ours(handle: &Handle) -> Result<BTreeSet<Prefix6>> {
+    let mut out = BTreeSet::new();
+    let query = RouteMessageBuilder::<Ipv6Addr>::new().build();
+    let mut stream = handle.route().get(query).execute();
+    while let Some(msg) = stream.try_next().await.context("dumping kernel routes")? {
+        if msg.header.address_family != AddressFamily::Inet6
+            || msg.header.protocol != RouteProtocol::from(RTPROT_KUBERMESH)
+        {
+            continue;
+        }
+        let dst = msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet6(d)) => Some(*d),
+            _ => None,
+        });
+        let dst = dst.unwrap_or(Ipv6Addr::UNSPECIFIED);
+        out.insert(Prefix6::new(dst, msg.header.destination_prefix_length));
+    }
+    Ok(out)
+}
+
+/// Bring the kernel from `installed` to `desired`: replace what changed,
+/// then remove what went away. Return how many routes were written.
+pub async fn sync(
+    handle: &Handle,
+    installed: &mut KernelRoutes,
+    desired: &KernelRoutes,
+) -> Result<usize> {
+    let mut writes = 0;
+    for (prefix, hops) in desired {
+        if hops.is_empty() || installed.get(prefix) == Some(hops) {
+            continue;
+        }
+        replace(handle, *prefix, hops).await?;
+        installed.insert(*prefix, hops.clone());
+        writes += 1;
+    }
+    let gone: Vec<Prefix6> = installed
+        .keys()
+        .filter(|p| desired.get(*p).is_none_or(|h| h.is_empty()))
+        .copied()
+        .collect();
+    for prefix in gone {
+        remove(handle, prefix).await?;
+        installed.remove(&prefix);
+        writes += 1;
+    }
+    Ok(writes)
+}

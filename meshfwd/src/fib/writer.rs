@@ -1,0 +1,411 @@
+//! [`FibWriter`]: applies [`Planner`] output to the pinned maps, fills in
+//! next hops' MACs and MTUs from the kernel, keeps them fresh from
+//! neighbour and link events, mirrors routes into the kernel FIB, and flips
+//! alive flags for fast reroute.
+//!
+//! Ownership of a next hop's fields: the writer owns the MACs, MTU and
+//! ifindex; the ALIVE bit is owned by whoever does fast reroute (this
+//! writer's [`FibWriter::set_alive`], or `meshfwd fib alive` from another
+//! process), so the writer keeps the bit it finds in the map whenever it
+//! rewrites an existing next hop.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    future::Future,
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::lpm_trie::Key;
+use futures::{StreamExt as _, channel::mpsc::UnboundedReceiver};
+use meshfwd_common::fib::{GROUP_MAX_MEMBERS, NextHop, NextHopGroup, nh_flags};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::SocketAddr;
+use rtnetlink::Handle;
+use serde::Serialize;
+
+use super::{
+    NextHopKey, Prefix6, RouteTable, kroute,
+    neigh::{self, LinkInfo, NeighbourUpdate},
+    plan::{Op, Planner},
+};
+use crate::ebpf::FibMaps;
+
+type Events = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
+
+/// What one [`FibWriter::apply`] did.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Map writes (next hops, groups, FIB entries, removals).
+    pub map_ops: usize,
+    /// Kernel routes replaced or removed.
+    pub kernel_writes: usize,
+    /// Next hops still waiting for their neighbour's MAC.
+    pub unresolved: usize,
+    /// Kernel route changes that failed (the fast path is unaffected).
+    pub kernel_errors: Vec<String>,
+}
+
+/// The map writer of one node.
+pub struct FibWriter {
+    maps: FibMaps,
+    planner: Planner,
+    handle: Handle,
+    events: Option<Events>,
+    neighbours: HashMap<NextHopKey, [u8; 6]>,
+    links: HashMap<u32, LinkInfo>,
+    egress_refs: BTreeMap<u32, u32>,
+    kernel: kroute::KernelRoutes,
+    kernel_routes: bool,
+    /// FIB entries and kernel routes found from an earlier run, removed by
+    /// the first apply unless wanted again.
+    stale_fib: Option<BTreeSet<Prefix6>>,
+    stale_kernel: Option<BTreeSet<Prefix6>>,
+}
+
+impl FibWriter {
+    /// Return a writer over `maps`, subscribed to neighbour and link events
+    /// and with the neighbour table loaded. Call inside a tokio runtime, in
+    /// the network namespace whose maps these are.
+    pub async fn new(maps: FibMaps) -> Result<Self> {
+        let events = neigh::subscribe()?;
+        let handle = neigh::connect()?;
+        let neighbours = neigh::dump_neighbours(&handle).await?;
+        let stale_fib = maps
+            .fib_v6
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| Prefix6::new(k.data().into(), k.prefix_len() as u8))
+            .collect();
+        Ok(FibWriter {
+            maps,
+            planner: Planner::new(),
+            handle,
+            events: Some(events),
+            neighbours,
+            links: HashMap::new(),
+            egress_refs: BTreeMap::new(),
+            kernel: BTreeMap::new(),
+            kernel_routes: true,
+            stale_fib: Some(stale_fib),
+            stale_kernel: None,
+        })
+    }
+
+    /// Choose whether routes are mirrored into the kernel FIB (default on).
+    pub fn with_kernel_routes(mut self, on: bool) -> Self {
+        self.kernel_routes = on;
+        self
+    }
+
+    /// Return the rtnetlink handle the writer uses.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Return the planner (the shadow of the maps).
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// Make the maps and the kernel FIB match `table` with the smallest
+    /// change, make-before-break.
+    pub async fn apply(&mut self, table: &RouteTable) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        let ops = self.planner.plan(table)?;
+        for op in &ops {
+            self.execute(op).await?;
+        }
+        report.map_ops = ops.len();
+
+        if let Some(stale) = self.stale_fib.take() {
+            for prefix in stale {
+                if !self.planner.routes().contains_key(&prefix) {
+                    let key = Key::new(u32::from(prefix.len), prefix.addr().octets());
+                    let _ = self.maps.fib_v6.remove(&key);
+                    report.map_ops += 1;
+                }
+            }
+        }
+
+        let unresolved: Vec<NextHopKey> = self
+            .planner
+            .next_hops()
+            .keys()
+            .filter(|k| !self.neighbours.contains_key(k))
+            .copied()
+            .collect();
+        report.unresolved = unresolved.len();
+        for key in unresolved {
+            if let Err(err) = neigh::resolve(&self.handle, key).await {
+                tracing::debug!(next_hop = %key, error = %format!("{err:#}"), "resolution request failed");
+            }
+        }
+
+        if self.kernel_routes {
+            if self.stale_kernel.is_none() {
+                let ours = kroute::dump_ours(&self.handle).await?;
+                for prefix in &ours {
+                    if !table.routes.contains_key(prefix) {
+                        if let Err(err) = kroute::remove(&self.handle, *prefix).await {
+                            report.kernel_errors.push(format!("{err:#}"));
+                        }
+                        report.kernel_writes += 1;
+                    }
+                }
+                self.stale_kernel = Some(ours);
+            }
+            let desired: kroute::KernelRoutes = table
+                .routes
+                .iter()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(p, h)| (*p, h.clone()))
+                .collect();
+            // Route by route, so one refused route does not hold up the rest.
+            for (prefix, hops) in &desired {
+                if self.kernel.get(prefix) == Some(hops) {
+                    continue;
+                }
+                match kroute::replace(&self.handle, *prefix, hops).await {
+                    Ok(()) => {
+                        self.kernel.insert(*prefix, hops.clone());
+                    }
+                    Err(err) => report.kernel_errors.push(format!("{err:#}")),
+                }
+                report.kernel_writes += 1;
+            }
+            let gone: Vec<Prefix6> = self
+                .kernel
+                .keys()
+                .filter(|p| !desired.contains_key(*p))
+                .copied()
+                .collect();
+            for prefix in gone {
+                if let Err(err) = kroute::remove(&self.handle, prefix).await {
+                    report.kernel_errors.push(format!("{err:#}"));
+                }
+                self.kernel.remove(&prefix);
+                report.kernel_writes += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn execute(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::AddNextHop { id, key } => {
+                self.ensure_link(key.ifindex).await?;
+                let refs = self.egress_refs.entry(key.ifindex).or_default();
+                if *refs == 0 {
+                    self.maps
+                        .egress
+                        .insert(key.ifindex, key.ifindex, None, 0)
+                        .with_context(|| format!("adding ifindex {} to the devmap", key.ifindex))?;
+                }
+                *refs += 1;
+                let value = self.next_hop_value(key, nh_flags::ALIVE);
+                self.maps
+                    .next_hops
+                    .set(*id, value, 0)
+                    .context("writing a next hop")?;
+            }
+            Op::AddGroup { id, members } => {
+                let mut g = NextHopGroup {
+                    len: members.len() as u32,
+                    members: [0; GROUP_MAX_MEMBERS],
+                };
+                g.members[..members.len()].copy_from_slice(members);
+                self.maps.groups.set(*id, g, 0).context("writing a group")?;
+            }
+            Op::SetRoute { prefix, entry } => {
+                let key = Key::new(u32::from(prefix.len), prefix.addr().octets());
+                self.maps
+                    .fib_v6
+                    .insert(&key, entry, 0)
+                    .with_context(|| format!("writing FIB entry {prefix}"))?;
+            }
+            Op::DelRoute { prefix } => {
+                let key = Key::new(u32::from(prefix.len), prefix.addr().octets());
+                self.maps
+                    .fib_v6
+                    .remove(&key)
+                    .with_context(|| format!("removing FIB entry {prefix}"))?;
+            }
+            Op::DelGroup { id } => {
+                self.maps
+                    .groups
+                    .set(*id, NextHopGroup::default(), 0)
+                    .context("clearing a group")?;
+            }
+            Op::DelNextHop { id, key } => {
+                self.maps
+                    .next_hops
+                    .set(*id, NextHop::default(), 0)
+                    .context("clearing a next hop")?;
+                if let Some(refs) = self.egress_refs.get_mut(&key.ifindex) {
+                    *refs -= 1;
+                    if *refs == 0 {
+                        self.egress_refs.remove(&key.ifindex);
+                        let _ = self.maps.egress.remove(key.ifindex);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_link(&mut self, ifindex: u32) -> Result<()> {
+        if !self.links.contains_key(&ifindex) {
+            let info = neigh::link_info(&self.handle, ifindex).await?;
+            self.links.insert(ifindex, info);
+        }
+        Ok(())
+    }
+
+    /// The map value for `key` from what is known now, with `alive` bits.
+    fn next_hop_value(&self, key: &NextHopKey, alive: u32) -> NextHop {
+        let link = self.links.get(&key.ifindex);
+        let mac = self.neighbours.get(key);
+        let mut flags = alive & nh_flags::ALIVE;
+        if mac.is_some() && link.is_some() {
+            flags |= nh_flags::MAC_VALID;
+        }
+        NextHop {
+            ifindex: key.ifindex,
+            mtu: link.map_or(0, |l| l.mtu),
+            dst_mac: mac.copied().unwrap_or_default(),
+            src_mac: link.map_or([0; 6], |l| l.mac),
+            flags,
+        }
+    }
+
+    /// Rewrite next hop `key` from current knowledge, keeping the map's
+    /// ALIVE bit. Return whether anything changed.
+    fn refresh_next_hop(&mut self, key: &NextHopKey) -> Result<bool> {
+        let Some(id) = self.planner.next_hop_id(key) else {
+            return Ok(false);
+        };
+        let old = self.maps.next_hops.get(&id, 0)?;
+        let new = self.next_hop_value(key, old.flags);
+        if new == old {
+            return Ok(false);
+        }
+        self.maps.next_hops.set(id, new, 0)?;
+        Ok(true)
+    }
+
+    /// Set or clear one next hop's ALIVE flag: a single map write. Return
+    /// whether the next hop exists.
+    pub fn set_alive(&mut self, key: &NextHopKey, alive: bool) -> Result<bool> {
+        let Some(id) = self.planner.next_hop_id(key) else {
+            return Ok(false);
+        };
+        set_alive_id(&mut self.maps, id, alive)?;
+        Ok(true)
+    }
+
+    /// Set or clear ALIVE on every next hop through `ifindex` (a link went
+    /// down or came back). Return how many next hops changed.
+    pub fn set_link_alive(&mut self, ifindex: u32, alive: bool) -> Result<usize> {
+        let ids: Vec<u32> = self
+            .planner
+            .next_hops()
+            .iter()
+            .filter(|(k, _)| k.ifindex == ifindex)
+            .map(|(_, s)| s.id)
+            .collect();
+        for id in &ids {
+            set_alive_id(&mut self.maps, *id, alive)?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Apply one rtnetlink event (neighbour or link change).
+    pub async fn handle_event(&mut self, msg: RouteNetlinkMessage) -> Result<()> {
+        match msg {
+            RouteNetlinkMessage::NewNeighbour(m) => {
+                if let Some(update) = neigh::parse_neighbour(&m, false) {
+                    self.on_neighbour(update)?;
+                }
+            }
+            RouteNetlinkMessage::DelNeighbour(m) => {
+                if let Some(update) = neigh::parse_neighbour(&m, true) {
+                    self.on_neighbour(update)?;
+                }
+            }
+            RouteNetlinkMessage::NewLink(m) => {
+                if let Some((ifindex, info)) = neigh::parse_link(&m)
+                    && self.links.get(&ifindex).is_some_and(|old| *old != info)
+                {
+                    self.links.insert(ifindex, info);
+                    let keys: Vec<NextHopKey> = self
+                        .planner
+                        .next_hops()
+                        .keys()
+                        .filter(|k| k.ifindex == ifindex)
+                        .copied()
+                        .collect();
+                    for key in keys {
+                        self.refresh_next_hop(&key)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Record a neighbour change and rewrite its next hop if it has one.
+    pub fn on_neighbour(&mut self, update: NeighbourUpdate) -> Result<bool> {
+        match update {
+            NeighbourUpdate::Resolved { key, mac } => {
+                self.neighbours.insert(key, mac);
+            }
+            NeighbourUpdate::Unresolved { key } => {
+                self.neighbours.remove(&key);
+            }
+        }
+        let key = update.key();
+        let changed = self.refresh_next_hop(&key)?;
+        if changed {
+            tracing::debug!(next_hop = %key, ?update, "next hop rewritten");
+        }
+        Ok(changed)
+    }
+
+    /// Process events until `shutdown` completes.
+    pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let mut events = self
+            .events
+            .take()
+            .context("the event stream is already in use")?;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                ev = events.next() => {
+                    let Some((msg, _)) = ev else { break };
+                    if let NetlinkPayload::InnerMessage(inner) = msg.payload
+                        && let Err(err) = self.handle_event(inner).await
+                    {
+                        tracing::warn!(error = %format!("{err:#}"), "handling an rtnetlink event failed");
+                    }
+                }
+            }
+        }
+        self.events = Some(events);
+        Ok(())
+    }
+}
+
+/// Set or clear the ALIVE bit of next hop `id` in the map.
+pub fn set_alive_id(maps: &mut FibMaps, id: u32, alive: bool) -> Result<()> {
+    let mut nh = maps.next_hops.get(&id, 0)?;
+    if alive {
+        nh.flags |= nh_flags::ALIVE;
+    } else {
+        nh.flags &= !nh_flags::ALIVE;
+    }
+    maps.next_hops.set(id, nh, 0)?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! `meshfwd`: the kubermesh node agent and its operator CLI.
+
+fn main() -> std::process::ExitCode {
+    meshfwd::cli::main()
+}

@@ -1,0 +1,1 @@
+//! OSPFv3 control plane (RFC 5340) for the kubermesh mesh.

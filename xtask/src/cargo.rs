@@ -1,0 +1,70 @@
+//! Running cargo and finding what it built.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Return the workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .into()
+}
+
+/// Return a `cargo` command rooted at the workspace, with the toolchain's
+/// cargo bin directory on PATH (where `cargo install` put bpf-linker).
+pub fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root());
+    cmd.env("PATH", crate::setup::path_with_cargo_bin());
+    cmd
+}
+
+/// Run a command to completion, failing with its command line on error.
+pub fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("{what}: could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Build one binary of a package and return its path.
+pub fn build_bin(package: &str, bin: &str, release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--quiet", "--package", package, "--bin", bin]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd, &format!("building {bin}"))?;
+    Ok(target_dir()?
+        .join(if release { "release" } else { "debug" })
+        .join(bin))
+}
+
+/// Return cargo's target directory for this workspace.
+pub fn target_dir() -> Result<PathBuf> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let dir = meta["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
