@@ -1,0 +1,260 @@
+//! A minimal OSPFv3 daemon: the driver on the given interfaces, for the
+//! interop tests and for trying the router by hand in a namespace.
+//!
+//! ```text
+//! ospfd --router-id 10.0.0.9 --iface m-b --iface m-c:broadcast \
+//!       --stub 2001:db8:9::/64 --state-file /tmp/ospfd.json
+//! ```
+//!
+//! - stdout: one JSON object per RIB change, `{"time_ms":..,"rib_diff":{..}}`;
+//! - `--state-file`: the driver's [`Snapshot`] as JSON, rewritten every
+//!   `--state-interval-ms` (default 500) and at once on SIGUSR1 (written to
+//!   a temporary file and renamed, so readers never see half a file);
+//! - logs go to stderr (`RUST_LOG`, default `info`);
+//! - links are watched like the agent would: an interface that loses
+//!   carrier (or goes admin down) is removed at once, and added again when
+//!   it is back (`--no-carrier-watch` leaves that to the dead interval);
+//! - SIGTERM or SIGINT stop it after taking the interfaces down.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::net::if_::InterfaceFlags;
+use routing::driver::{self, Handle, InterfaceSpec, Snapshot};
+use routing::{InstanceConfig, InterfaceConfig, InterfaceKind, Prefix};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+/// How often the carrier of each interface is checked.
+const CARRIER_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug)]
+struct Args {
+    router_id: Ipv4Addr,
+    ifaces: Vec<(String, InterfaceKind)>,
+    stubs: Vec<Prefix>,
+    state_file: Option<PathBuf>,
+    state_interval: Duration,
+    cost: u16,
+    carrier_watch: bool,
+}
+
+const USAGE: &str = "usage: ospfd --router-id A.B.C.D [--iface NAME[:broadcast]]... \
+[--stub PREFIX]... [--state-file PATH] [--state-interval-ms N] [--cost N] [--no-carrier-watch]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        router_id: Ipv4Addr::UNSPECIFIED,
+        ifaces: Vec::new(),
+        stubs: Vec::new(),
+        state_file: None,
+        state_interval: Duration::from_millis(500),
+        cost: 10,
+        carrier_watch: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--router-id" => {
+                args.router_id = value()?.parse().map_err(|e| format!("--router-id: {e}"))?;
+            }
+            "--iface" => {
+                let v = value()?;
+                let (name, kind) = match v.split_once(':') {
+                    Some((name, "broadcast")) => (name, InterfaceKind::Broadcast),
+                    Some((name, "ptp")) | Some((name, "")) => (name, InterfaceKind::PointToPoint),
+                    Some((_, other)) => return Err(format!("--iface: unknown type {other:?}")),
+                    None => (v.as_str(), InterfaceKind::PointToPoint),
+                };
+                args.ifaces.push((name.to_owned(), kind));
+            }
+            "--stub" => args
+                .stubs
+                .push(value()?.parse().map_err(|e| format!("--stub: {e:?}"))?),
+            "--state-file" => args.state_file = Some(PathBuf::from(value()?)),
+            "--state-interval-ms" => {
+                let ms: u64 = value()?
+                    .parse()
+                    .map_err(|e| format!("--state-interval-ms: {e}"))?;
+                args.state_interval = Duration::from_millis(ms.max(10));
+            }
+            "--cost" => args.cost = value()?.parse().map_err(|e| format!("--cost: {e}"))?,
+            "--no-carrier-watch" => args.carrier_watch = false,
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if args.router_id.is_unspecified() {
+        return Err(format!("--router-id is required\n{USAGE}"));
+    }
+    Ok(args)
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ospfd: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ospfd: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> std::io::Result<()> {
+    let config = InstanceConfig {
+        router_id: args.router_id,
+        stub_prefixes: args.stubs.clone(),
+        ..InstanceConfig::default()
+    };
+    let specs: BTreeMap<String, InterfaceSpec> = args
+        .ifaces
+        .iter()
+        .map(|(name, kind)| {
+            let config = InterfaceConfig {
+                kind: *kind,
+                cost: args.cost,
+                ..InterfaceConfig::default()
+            };
+            (name.clone(), InterfaceSpec::new(name, config))
+        })
+        .collect();
+    let (handle, commands) = driver::channel();
+    let (rib_tx, mut rib_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Interfaces are added by the carrier watch (or right here without
+    // it), so one that is down at start is picked up when it comes up.
+    let initial = if args.carrier_watch {
+        Vec::new()
+    } else {
+        specs.values().cloned().collect()
+    };
+    let driver = tokio::spawn(driver::run(config, initial, commands, rib_tx, async {
+        let _ = stop_rx.await;
+    }));
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut state_tick = tokio::time::interval(args.state_interval);
+    let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
+    let mut running: BTreeMap<String, bool> = BTreeMap::new();
+    let mut stdout = std::io::stdout();
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = sigusr1.recv() => write_state(&handle, args.state_file.as_deref()).await,
+            _ = state_tick.tick() => write_state(&handle, args.state_file.as_deref()).await,
+            _ = carrier_tick.tick(), if args.carrier_watch => {
+                watch_carrier(&handle, &specs, &mut running).await;
+            }
+            diff = rib_rx.recv() => {
+                let Some(diff) = diff else { break };
+                let time_ms = handle.snapshot().await.map(|s| s.time.0).unwrap_or_default();
+                let line = serde_json::json!({ "time_ms": time_ms, "rib_diff": diff });
+                let _ = writeln!(stdout, "{line}");
+                let _ = stdout.flush();
+            }
+        }
+    }
+    write_state(&handle, args.state_file.as_deref()).await;
+    let _ = stop_tx.send(());
+    match driver.await {
+        Ok(result) => result.map(drop),
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}
+
+/// Write the snapshot to `path` (atomically, via a rename).
+async fn write_state(handle: &Handle, path: Option<&Path>) {
+    let Some(path) = path else { return };
+    let snapshot: Snapshot = match handle.snapshot().await {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "no snapshot");
+            return;
+        }
+    };
+    let tmp = path.with_extension("tmp");
+    let result = serde_json::to_vec_pretty(&snapshot)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(&tmp, json))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(error) = result {
+        tracing::warn!(path = %path.display(), %error, "cannot write state");
+    }
+}
+
+/// Add interfaces that are up with carrier and a link-local address, and
+/// remove those that lost either, as the agent does from rtnetlink events.
+async fn watch_carrier(
+    handle: &Handle,
+    specs: &BTreeMap<String, InterfaceSpec>,
+    running: &mut BTreeMap<String, bool>,
+) {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return;
+    };
+    let mut usable: BTreeMap<String, bool> = BTreeMap::new();
+    for ifa in addrs {
+        if !specs.contains_key(&ifa.interface_name) {
+            continue;
+        }
+        let up = ifa
+            .flags
+            .contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING);
+        let link_local = ifa
+            .address
+            .as_ref()
+            .and_then(|a| a.as_sockaddr_in6())
+            .is_some_and(|a| a.ip().is_unicast_link_local());
+        let e = usable.entry(ifa.interface_name.clone()).or_insert(false);
+        *e |= up && link_local;
+    }
+    for (name, spec) in specs {
+        let now = usable.get(name).copied().unwrap_or(false);
+        let was = running.get(name).copied().unwrap_or(false);
+        if now && !was {
+            match handle.add_interface(spec.clone()).await {
+                Ok(ifindex) => {
+                    tracing::info!(iface = %name, ifindex, "carrier up: running");
+                    running.insert(name.clone(), true);
+                }
+                // Tried again on the next tick.
+                Err(error) => tracing::warn!(iface = %name, %error, "cannot start"),
+            }
+        } else if !now && was {
+            tracing::info!(iface = %name, "carrier lost: stopping");
+            let _ = handle.remove_interface(name).await;
+            running.insert(name.clone(), false);
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! The OSPFv3 instance: one router in area 0, driven by [`Input`]s.
+//!
+//! `handle` takes one input, lets the interface, neighbour and flooding code
+//! react, and then does the deferred work in a fixed order (`finish`): LSA
+//! origination, sending queued floods and acks, the SPF back-off. Nothing in
+//! here reads a clock, opens a socket or draws a random number.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DropLog, DropReason};
+use crate::events::{Input, Output, Time, TimerId, TimerKind};
+use crate::interface::{Interface, ism};
+use crate::lsdb::Lsdb;
+use crate::neighbor::nsm;
+use crate::packet::lsa::header::{LsaHeader, LsaKey};
+use crate::packet::prefix::Prefix;
+use crate::packet::{
+    ALL_D_ROUTERS, ALL_SPF_ROUTERS, Body, Packet, PacketRepr, PacketType, dbdesc::DbDescRepr,
+    hello::HelloRepr,
+};
+use crate::route::Rib;
+use crate::spf::{SpfBackoffConfig, SpfScheduler};
+
+/// Settings of the whole router.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InstanceConfig {
+    pub router_id: Ipv4Addr,
+    /// Prefixes advertised without an interface (the node's /128, its pod prefix).
+    pub stub_prefixes: Vec<Prefix>,
+    /// Largest ECMP set kept per prefix.
+    pub max_paths: usize,
+    pub spf: SpfBackoffConfig,
+    /// MinLSInterval (RFC 2328 appendix B), milliseconds.
+    pub min_ls_interval_ms: u64,
+    /// MinLSArrival (RFC 2328 appendix B), milliseconds.
+    pub min_ls_arrival_ms: u64,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        InstanceConfig {
+            router_id: Ipv4Addr::UNSPECIFIED,
+            stub_prefixes: Vec::new(),
+            max_paths: 16,
+            spf: SpfBackoffConfig::default(),
+            min_ls_interval_ms: 5000,
+            min_ls_arrival_ms: 1000,
+        }
+    }
+}
+
+/// One OSPFv3 router.
+#[derive(Debug)]
+pub struct Instance {
+    pub(crate) config: InstanceConfig,
+    /// The time of the input being handled (or the last one).
+    pub(crate) now: Time,
+    pub(crate) interfaces: BTreeMap<u32, Interface>,
+    pub(crate) lsdb: Lsdb,
+    pub(crate) rib: Rib,
+    pub(crate) spf: SpfScheduler,
+    pub(crate) drops: DropLog,
+    /// Deadline of every armed timer: a delivery before it (or of a timer
+    /// not armed) is stale and ignored.
+    pub(crate) timers: HashMap<TimerKind, Time>,
+    pub(crate) out: Vec<Output>,
+    pub(crate) originate_needed: bool,
+    pub(crate) spf_needed: bool,
+    /// Own LSAs to re-originate even if unchanged (refresh, §13.4).
+    pub(crate) force_originate: BTreeSet<LsaKey>,
+    /// When each own LSA was last originated (MinLSInterval).
+    pub(crate) last_originated: HashMap<LsaKey, Time>,
+    /// Encoded LSAs to multicast per interface at the end of this input.
+    pub(crate) flood_queue: BTreeMap<u32, Vec<Vec<u8>>>,
+    /// Direct acknowledgements per (interface, neighbour) at the end of this input.
+    pub(crate) direct_acks: BTreeMap<(u32, Ipv4Addr), Vec<LsaHeader>>,
+    pub(crate) dd_seq_seed: u32,
+}
+
+impl Instance {
+    /// Start a router with no interfaces yet.
+    pub fn new(mut config: InstanceConfig, now: Time) -> (Self, Vec<Output>) {
+        config.stub_prefixes.sort();
+        config.stub_prefixes.dedup();
+        let mut inst = Instance {
+            dd_seq_seed: u32::from(config.router_id),
+            config,
+            now,
+            interfaces: BTreeMap::new(),
+            lsdb: Lsdb::new(),
+            rib: Rib::default(),
+            spf: SpfScheduler::default(),
+            drops: DropLog::default(),
+            timers: HashMap::new(),
+            out: Vec::new(),
+            originate_needed: true,
+            spf_needed: false,
+            force_originate: BTreeSet::new(),
+            last_originated: HashMap::new(),
+            flood_queue: BTreeMap::new(),
+            direct_acks: BTreeMap::new(),
+        };
+        inst.finish();
+        let out = std::mem::take(&mut inst.out);
+        (inst, out)
+    }
+
+    /// Return the router id.
+    pub fn router_id(&self) -> Ipv4Addr {
+        self.config.router_id
+    }
+
+    /// Return the current routes.
+    pub fn rib(&self) -> &Rib {
+        &self.rib
+    }
+
+    /// Return the link state database.
+    pub fn lsdb(&self) -> &Lsdb {
+        &self.lsdb
+    }
+
+    /// Return the interfaces.
+    pub fn interfaces(&self) -> &BTreeMap<u32, Interface> {
+        &self.interfaces
+    }
+
+    /// Return the drop counters.
+    pub fn drop_counters(&self) -> &BTreeMap<DropReason, u64> {
+        &self.drops.counters
+    }
+
+    /// Return how many times SPF ran.
+    pub fn spf_runs(&self) -> u64 {
+        self.spf.runs
+    }
+
+    /// Process one input at time `now`; return what to do.
+    pub fn handle(&mut self, now: Time, input: Input) -> Vec<Output> {
+        self.now = self.now.max(now);
+        match input {
+            Input::InterfaceUp {
+                ifindex,
+                name,
+                link_local,
+                mtu,
+                config,
+            } => {
+                if let Some(old) = self.interfaces.get(&ifindex) {
+                    if old.config == config && old.mtu == mtu && old.link_local == link_local {
+                        return self.take_output();
+                    }
+                    self.ism_event(ifindex, ism::Event::InterfaceDown);
+                }
+                tracing::info!(ifindex, %name, %link_local, mtu, "interface up");
+                self.interfaces.insert(
+                    ifindex,
+                    Interface::new(ifindex, name, link_local, mtu, config),
+                );
+                self.ism_event(ifindex, ism::Event::InterfaceUp);
+            }
+            Input::InterfaceDown { ifindex } => {
+                if self.interfaces.contains_key(&ifindex) {
+                    tracing::info!(ifindex, "interface down");
+                    self.ism_event(ifindex, ism::Event::InterfaceDown);
+                    self.interfaces.remove(&ifindex);
+                    self.originate_needed = true;
+                    self.spf_needed = true;
+                }
+            }
+            Input::Packet {
+                ifindex,
+                src,
+                dst,
+                data,
+            } => self.rx_packet(ifindex, src, dst, &data),
+            Input::Timer(TimerId(kind)) => self.timer(kind),
+            Input::SetStubPrefixes(mut prefixes) => {
+                prefixes.sort();
+                prefixes.dedup();
+                if prefixes != self.config.stub_prefixes {
+                    self.config.stub_prefixes = prefixes;
+                    self.originate_needed = true;
+                }
+            }
+        }
+        self.take_output()
+    }
+
+    fn take_output(&mut self) -> Vec<Output> {
+        self.finish();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Do the work deferred while handling an input.
+    fn finish(&mut self) {
+        self.progress_requests();
+        if std::mem::take(&mut self.originate_needed) {
+            self.originate_all();
+        }
+        self.flush_queues();
+        if std::mem::take(&mut self.spf_needed) {
+            self.spf_event();
+        }
+    }
+
+    /// Arm (or re-arm) a timer.
+    pub(crate) fn arm(&mut self, kind: TimerKind, at: Time) {
+        self.timers.insert(kind, at);
+        self.out.push(Output::ArmTimer {
+            id: TimerId(kind),
+            at,
+        });
+    }
+
+    /// Arm a neighbour's retransmission timer unless it is already armed.
+    pub(crate) fn arm_retransmit(&mut self, ifindex: u32, rid: Ipv4Addr, at: Time) {
+        let kind = TimerKind::Retransmit(ifindex, rid);
+        if !self.timers.contains_key(&kind) {
+            self.arm(kind, at);
+        }
+    }
+
+    /// Cancel a timer.
+    pub(crate) fn cancel(&mut self, kind: TimerKind) {
+        if self.timers.remove(&kind).is_some() {
+            self.out.push(Output::CancelTimer(TimerId(kind)));
+        }
+    }
+
+    fn timer(&mut self, kind: TimerKind) {
+        match self.timers.get(&kind) {
+            Some(&at) if at <= self.now => {
+                self.timers.remove(&kind);
+            }
+            Some(&at) => {
+                // Delivered early (a coarser clock in the driver): ask again
+                // rather than lose the timer.
+                self.out.push(Output::ArmTimer {
+                    id: TimerId(kind),
+                    at,
+                });
+                return;
+            }
+            None => return,
+        }
+        match kind {
+            TimerKind::Hello(ifindex) => self.send_hello(ifindex),
+            TimerKind::Wait(ifindex) => self.ism_event(ifindex, ism::Event::WaitTimer),
+            TimerKind::DelayedAck(ifindex) => self.send_delayed_acks(ifindex),
+            TimerKind::Inactivity(ifindex, rid) => {
+                self.nsm_event(ifindex, rid, nsm::Event::InactivityTimer)
+            }
+            TimerKind::Retransmit(ifindex, rid) => self.retransmit(ifindex, rid),
+            TimerKind::SpfDelay | TimerKind::SpfHoldDown | TimerKind::SpfLearn => {
+                self.spf_timer(kind)
+            }
+            TimerKind::Originate => self.originate_needed = true,
+            TimerKind::Aging => self.age_lsdb(),
+        }
+    }
+
+    /// Check and dispatch a received packet (RFC 5340 §4.2.2, RFC 2328 §8.2).
+    fn rx_packet(&mut self, ifindex: u32, src: Ipv6Addr, dst: Ipv6Addr, data: &[u8]) {
+        let now = self.now;
+        let drop = |s: &mut Self, r: DropReason, d: &str| s.drops.drop(now, r, ifindex, d);
+        let Some(iface) = self.interfaces.get(&ifindex) else {
+            return drop(self, DropReason::UnknownInterface, "no such interface");
+        };
+        if iface.state == ism::State::Down {
+            return drop(self, DropReason::UnknownInterface, "interface down");
+        }
+        if iface.config.passive {
+            return drop(self, DropReason::PassiveInterface, "passive");
+        }
+        if data.len() > usize::from(u16::MAX) {
+            return drop(self, DropReason::Oversized, "over 65535 bytes");
+        }
+        if (src.segments()[0] & 0xffc0) != 0xfe80 {
+            return drop(
+                self,
+                DropReason::NonLinkLocalSource,
+                "source not link-local",
+            );
+        }
+        let dst_ok = dst == ALL_SPF_ROUTERS
+            || dst == iface.link_local
+            || (dst == ALL_D_ROUTERS && matches!(iface.state, ism::State::Dr | ism::State::Backup));
+        if !dst_ok {
+            return drop(self, DropReason::BadDestination, "destination");
+        }
+        let instance_id = iface.config.instance_id;
+        let packet = match Packet::new_checked(data) {
+            Ok(p) => p,
+            Err(e) => return drop(self, DropReason::from_parse(e), "header"),
+        };
+        if packet.version() != crate::packet::VERSION {
+            return drop(self, DropReason::BadVersion, "version");
+        }
+        // A zero checksum is accepted unverified: see `Output::Send` and the
+        // crate docs. Anything else must be right.
+        if packet.checksum() != 0 && !packet.verify_checksum(src, dst) {
+            return drop(self, DropReason::BadChecksum, "checksum");
+        }
+        if !packet.area_id().is_unspecified() {
+            return drop(self, DropReason::WrongArea, "area");
+        }
+        if packet.instance_id() != instance_id {
+            return drop(self, DropReason::WrongInstanceId, "instance id");
+        }
+        let rid = packet.router_id();
+        if rid == self.config.router_id {
+            return drop(self, DropReason::OwnRouterId, "own router id");
+        }
+        let payload = packet.payload();
+        match packet.packet_type() {
+            PacketType::Hello => match HelloRepr::parse(payload) {
+                Ok(h) => self.rx_hello(ifindex, src, rid, h),
+                Err(e) => drop(self, DropReason::from_parse(e), "hello"),
+            },
+            t => {
+                // Everything but Hellos needs a known neighbour (RFC 2328 §8.2).
+                let Some(nbr) = self
+                    .interfaces
+                    .get(&ifindex)
+                    .and_then(|i| i.neighbors.get(&rid))
+                else {
+                    return drop(self, DropReason::UnknownNeighbor, "no such neighbour");
+                };
+                if nbr.addr != src {
+                    tracing::debug!(ifindex, neighbor = %rid, %src, "neighbour address changed");
+                    if let Some(n) = self.neighbor_mut(ifindex, rid) {
+                        n.addr = src;
+                    }
+                }
+                match t {
+                    PacketType::DbDesc => match DbDescRepr::parse(payload) {
+                        Ok(dd) => self.rx_dbdesc(ifindex, rid, dd),
+                        Err(e) => drop(self, DropReason::from_parse(e), "DD"),
+                    },
+                    PacketType::LsRequest => self.rx_ls_request(ifindex, rid, payload),
+                    PacketType::LsUpdate => self.rx_ls_update(ifindex, rid, payload),
+                    PacketType::LsAck => self.rx_ls_ack(ifindex, rid, payload),
+                    _ => drop(self, DropReason::UnknownPacketType, "type"),
+                }
+            }
+        }
+    }
+
+    /// Encode a packet from us on `ifindex` to `dst`, checksum included.
+    pub(crate) fn encode(&self, ifindex: u32, dst: Ipv6Addr, body: Body) -> Vec<u8> {
+        let (src, instance_id) = self
+            .interfaces
+            .get(&ifindex)
+            .map_or((Ipv6Addr::UNSPECIFIED, 0), |i| {
+                (i.link_local, i.config.instance_id)
+            });
+        PacketRepr {
+            router_id: self.config.router_id,
+            area_id: Ipv4Addr::UNSPECIFIED,
+            instance_id,
+            body,
+        }
+        .to_bytes(src, dst)
+    }
+
+    /// Send a packet body.
+    pub(crate) fn send_body(&mut self, ifindex: u32, dst: Ipv6Addr, body: Body) {
+        let data = self.encode(ifindex, dst, body);
+        self.out.push(Output::Send { ifindex, dst, data });
+    }
+
+    /// Send an already encoded body of type `ty`.
+    pub(crate) fn send_raw(&mut self, ifindex: u32, dst: Ipv6Addr, ty: PacketType, body: &[u8]) {
+        let Some(iface) = self.interfaces.get(&ifindex) else {
+            return;
+        };
+        let data = crate::packet::build_raw(
+            ty,
+            self.config.router_id,
+            iface.config.instance_id,
+            body,
+            iface.link_local,
+            dst,
+        );
+        self.out.push(Output::Send { ifindex, dst, data });
+    }
+}

@@ -1,0 +1,261 @@
+//! Small deterministic simulations: two routers, a line, a ring with ECMP,
+//! a broadcast segment with DR election, failures.
+
+use routing::sim::{Sim, link_local, router_id};
+use routing::{InstanceConfig, InterfaceKind, NextHop, Prefix};
+
+fn pod(n: usize) -> Prefix {
+    format!("fd00:{:x}::/64", n + 1).parse().expect("prefix")
+}
+
+fn config(n: usize) -> InstanceConfig {
+    InstanceConfig {
+        router_id: router_id(n),
+        stub_prefixes: vec![pod(n)],
+        ..Default::default()
+    }
+}
+
+fn sim(n: usize) -> Sim {
+    let mut sim = Sim::new();
+    for i in 0..n {
+        sim.add_router(config(i));
+    }
+    sim
+}
+
+fn nexthops(sim: &Sim, r: usize, dest: usize) -> Vec<NextHop> {
+    sim.routers[r]
+        .rib
+        .routes
+        .get(&pod(dest))
+        .map(|route| route.nexthops.iter().copied().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_routers_reach_full_and_route() {
+    let mut s = sim(2);
+    s.add_link(0, 1, 1);
+    s.run_for(15_000);
+    let st = s.instance(0).state();
+    assert_eq!(st.neighbors.len(), 1, "{st:#?}");
+    assert_eq!(format!("{:?}", st.neighbors[0].state), "Full");
+    let route = &s.routers[0].rib.routes[&pod(1)];
+    assert_eq!(route.cost, 10);
+    assert_eq!(
+        nexthops(&s, 0, 1),
+        vec![NextHop {
+            ifindex: 1,
+            addr: link_local(1, 1)
+        }]
+    );
+    assert_eq!(s.routers[0].rib, *s.instance(0).rib());
+    assert!(
+        !s.routers[0].rib.routes.contains_key(&pod(0)),
+        "own prefix not in RIB"
+    );
+}
+
+#[test]
+fn ring_of_four_has_ecmp() {
+    let mut s = sim(4);
+    s.add_link(0, 1, 1);
+    s.add_link(1, 2, 1);
+    s.add_link(2, 3, 1);
+    s.add_link(3, 0, 1);
+    s.run_for(20_000);
+    // 0 -> 2: via 1 and via 3, cost 20.
+    let r = &s.routers[0].rib.routes[&pod(2)];
+    assert_eq!(r.cost, 20);
+    assert_eq!(r.nexthops.len(), 2, "{r:?}");
+    // Cut 0-1 with carrier loss: 0 -> 1 now goes round, cost 30.
+    s.cut_link(0, true);
+    s.run_for(15_000);
+    let r = &s.routers[0].rib.routes[&pod(1)];
+    assert_eq!(r.cost, 30, "{r:?}");
+    assert_eq!(
+        nexthops(&s, 0, 1),
+        vec![NextHop {
+            ifindex: 2,
+            addr: link_local(3, 2)
+        }]
+    );
+    // Silent cut of 2-3: dead interval notices.
+    s.cut_link(2, false);
+    s.run_for(15_000);
+    assert!(
+        !s.routers[0].rib.routes.contains_key(&pod(1)),
+        "{:?}",
+        s.routers[0].rib
+    );
+    assert!(!s.routers[0].rib.routes.contains_key(&pod(2)));
+    // Heal everything.
+    s.restore_link(0);
+    s.restore_link(2);
+    s.run_for(20_000);
+    assert_eq!(s.routers[0].rib.routes[&pod(2)].nexthops.len(), 2);
+}
+
+#[test]
+fn broadcast_segment_elects_and_routes() {
+    let mut s = sim(4);
+    s.add_segment(&[0, 1, 2], InterfaceKind::Broadcast, 1);
+    s.add_link(2, 3, 1);
+    s.run_for(30_000);
+    let st = s.instance(0).state();
+    assert_eq!(st.interfaces[0].dr, router_id(2), "{st:#?}");
+    assert_eq!(st.interfaces[0].bdr, router_id(1));
+    for r in 0..4 {
+        for d in 0..4 {
+            if r != d {
+                assert!(
+                    s.routers[r].rib.routes.contains_key(&pod(d)),
+                    "{r} -> {d}: {:?}",
+                    s.routers[r].rib
+                );
+            }
+        }
+    }
+    assert_eq!(
+        nexthops(&s, 0, 1),
+        vec![NextHop {
+            ifindex: 1,
+            addr: link_local(1, 1)
+        }]
+    );
+    assert_eq!(
+        nexthops(&s, 0, 3),
+        vec![NextHop {
+            ifindex: 1,
+            addr: link_local(2, 1)
+        }]
+    );
+    assert_eq!(s.routers[0].rib.routes[&pod(3)].cost, 20);
+    // The DR dies: a new election, router 3 becomes unreachable.
+    s.kill_router(2);
+    s.run_for(30_000);
+    let st = s.instance(0).state();
+    assert_eq!(st.interfaces[0].dr, router_id(1), "{st:#?}");
+    assert!(s.routers[0].rib.routes.contains_key(&pod(1)));
+    assert!(!s.routers[0].rib.routes.contains_key(&pod(3)));
+}
+
+#[test]
+fn partition_heals_with_newer_lsas() {
+    // 0 - 1 - 2 in a line; cut 0-1 silently, change 0's prefixes, heal.
+    let mut s = sim(3);
+    let l01 = s.add_link(0, 1, 1);
+    s.add_link(1, 2, 1);
+    s.run_for(20_000);
+    assert!(s.routers[2].rib.routes.contains_key(&pod(0)));
+    s.cut_link(l01, false);
+    s.run_for(20_000);
+    assert!(!s.routers[2].rib.routes.contains_key(&pod(0)));
+    let extra: Prefix = "fd00:99::/64".parse().unwrap();
+    s.input(0, routing::Input::SetStubPrefixes(vec![pod(0), extra]));
+    s.run_for(20_000);
+    s.restore_link(l01);
+    s.run_for(20_000);
+    for r in [1, 2] {
+        assert!(
+            s.routers[r].rib.routes.contains_key(&extra),
+            "router {r}: {:?}",
+            s.routers[r].rib
+        );
+        assert!(s.routers[r].rib.routes.contains_key(&pod(0)));
+    }
+    assert!(s.routers[0].rib.routes.contains_key(&pod(2)));
+}
+
+fn router_lsa_seq(s: &Sim, at: usize, of: usize) -> Option<(u32, u16)> {
+    let key = routing::packet::lsa::header::LsaKey {
+        ls_type: routing::packet::lsa::header::LsaType::ROUTER,
+        adv_router: router_id(of),
+        ls_id: 0,
+    };
+    s.instance(at)
+        .lsdb()
+        .area()
+        .get(&key)
+        .map(|e| (e.lsa.header.seq, e.age(s.now)))
+}
+
+#[test]
+fn lsas_are_refreshed_and_dead_routers_age_out() {
+    let mut s = sim(3);
+    s.add_link(0, 1, 1);
+    s.add_link(1, 2, 1);
+    s.run_for(20_000);
+    let (seq0, _) = router_lsa_seq(&s, 1, 0).expect("router 0's LSA at router 1");
+    // LSRefreshTime is 1800 s: by then router 0 re-originated.
+    s.run_for(1_800_000);
+    let (seq1, age1) = router_lsa_seq(&s, 1, 0).unwrap();
+    assert!(
+        seq1 > seq0 && age1 < 1800,
+        "refreshed: {seq0:x} -> {seq1:x}, age {age1}"
+    );
+    // Router 2 dies silently; its LSAs reach MaxAge after 3600 s and go.
+    s.kill_router(2);
+    s.run_for(60_000);
+    assert!(
+        router_lsa_seq(&s, 0, 2).is_some(),
+        "still there before MaxAge"
+    );
+    assert!(
+        !s.routers[0].rib.routes.contains_key(&pod(2)),
+        "but unreachable"
+    );
+    s.run_for(3_600_000);
+    assert_eq!(router_lsa_seq(&s, 0, 2), None, "flushed at MaxAge");
+    assert_eq!(router_lsa_seq(&s, 1, 2), None);
+    assert!(s.routers[0].rib.routes.contains_key(&pod(1)));
+}
+
+#[test]
+fn sequence_number_wrap_flushes_and_restarts() {
+    use routing::packet::lsa::Lsa;
+    use routing::packet::lsa::header::{INITIAL_SEQ, MAX_SEQ};
+    use routing::packet::lsupd::LsUpdateRepr;
+    use routing::packet::{ALL_SPF_ROUTERS, Body, PacketRepr};
+    let mut s = sim(2);
+    s.add_link(0, 1, 1);
+    s.run_for(20_000);
+    // Router 1 floods router 0 an instance of router 0's own Router-LSA with
+    // the last sequence number, as if from an earlier life of router 0.
+    let key = routing::packet::lsa::header::LsaKey {
+        ls_type: routing::packet::lsa::header::LsaType::ROUTER,
+        adv_router: router_id(0),
+        ls_id: 0,
+    };
+    let mut lsa: Lsa = s.instance(0).lsdb().area()[&key].lsa.clone();
+    lsa.header.seq = MAX_SEQ;
+    lsa.header.age = 5;
+    let _ = lsa.encode();
+    let pkt = PacketRepr {
+        router_id: router_id(1),
+        area_id: std::net::Ipv4Addr::UNSPECIFIED,
+        instance_id: 0,
+        body: Body::LsUpdate(LsUpdateRepr { lsas: vec![lsa] }),
+    };
+    let src = link_local(1, 1);
+    let data = pkt.to_bytes(src, ALL_SPF_ROUTERS);
+    s.input(
+        0,
+        routing::Input::Packet {
+            ifindex: 1,
+            src,
+            dst: ALL_SPF_ROUTERS,
+            data,
+        },
+    );
+    s.run_for(20_000);
+    for r in [0, 1] {
+        let (seq, _) = router_lsa_seq(&s, r, 0).expect("router 0's LSA");
+        assert!(
+            (INITIAL_SEQ..INITIAL_SEQ + 3).contains(&seq),
+            "router {r}: restarted at {seq:x}"
+        );
+    }
+    assert!(s.routers[1].rib.routes.contains_key(&pod(0)));
+}
