@@ -33,3 +33,8 @@ pub const MAX_PORTS: u32 = 16;
 pub const PREFIX_OFFSET: usize = 14 + 24 + 6;
 /// Frame offset of the UDP source port.
 pub const SPORT_OFFSET: usize = 14 + 40;
+
+/// Length of the generator's frame template (`GEN_TEMPLATE`), which it
+/// copies over every frame it sends: live-frames mode recycles pages
+/// without resetting them, and the router rewrites MACs and hop limit.
+pub const TEMPLATE_LEN: usize = 64;

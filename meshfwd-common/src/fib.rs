@@ -34,6 +34,21 @@ pub const GROUP_MAX_MEMBERS: usize = 16;
 /// Capacity of the egress device map.
 pub const EGRESS_DEV_MAX_ENTRIES: u32 = 1_024;
 
+/// Capacity of the per-CPU destination cache (exact destination -> FIB
+/// entry), which spares most packets the LPM walk.
+pub const DST_CACHE_MAX_ENTRIES: u32 = 32_768;
+
+/// A destination cache entry: the FIB entry found for one destination,
+/// valid while `generation` equals `FIB_GEN[0]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CachedRoute {
+    /// The LPM result (`kind` 0: no route).
+    pub entry: FibEntry,
+    /// `FIB_GEN[0]` when the entry was looked up.
+    pub generation: u32,
+}
+
 /// What a FIB entry tells the fast path to do.
 pub mod kind {
     /// Forward through the entry's next-hop group.

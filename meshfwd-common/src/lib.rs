@@ -25,9 +25,22 @@ pub mod pin {
     pub const NEXT_HOPS: &str = "NEXT_HOPS";
     /// Egress interfaces (devmap hash): ifindex -> ifindex.
     pub const EGRESS_DEVS: &str = "EGRESS_DEVS";
+    /// FIB generation (array of one u32), bumped by the writer whenever a
+    /// FIB entry changes: it invalidates the per-CPU destination cache.
+    pub const FIB_GEN: &str = "FIB_GEN";
+    /// Per-CPU destination cache (LRU hash): dst -> cached FIB entry.
+    pub const DST_CACHE: &str = "DST_CACHE";
     /// Every map the forwarding program pins, in creation order.
-    pub const FORWARDING_MAPS: [&str; 6] =
-        [STATS, FIB_V6, FIB_V4, NH_GROUPS, NEXT_HOPS, EGRESS_DEVS];
+    pub const FORWARDING_MAPS: [&str; 8] = [
+        STATS,
+        FIB_V6,
+        FIB_V4,
+        NH_GROUPS,
+        NEXT_HOPS,
+        EGRESS_DEVS,
+        FIB_GEN,
+        DST_CACHE,
+    ];
 }
 
 /// Verdict counters kept per CPU by the XDP program, indexed by [`Stat`].
@@ -154,7 +167,7 @@ pub mod stats {
 /// `aya::Pod` for the map values, so user space can read and write them.
 #[cfg(feature = "user")]
 mod pod {
-    use crate::fib::{FibEntry, NextHop, NextHopGroup};
+    use crate::fib::{CachedRoute, FibEntry, NextHop, NextHopGroup};
 
     #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
     // SAFETY: each type is `#[repr(C)]`, made only of integers and byte
@@ -165,9 +178,11 @@ mod pod {
         unsafe impl aya::Pod for FibEntry {}
         unsafe impl aya::Pod for NextHopGroup {}
         unsafe impl aya::Pod for NextHop {}
+        unsafe impl aya::Pod for CachedRoute {}
     }
 
     const _: () = assert!(size_of::<FibEntry>() == 8);
     const _: () = assert!(size_of::<NextHopGroup>() == 68);
     const _: () = assert!(size_of::<NextHop>() == 24);
+    const _: () = assert!(size_of::<CachedRoute>() == 12);
 }

@@ -20,6 +20,10 @@ static BENCH_CFG: Array<u32, { bench::CFG_SLOTS as usize }> = Array::new();
 #[btf_map]
 static BENCH_COUNT: PerCpuArray<u64, { bench::COUNTER_SLOTS as usize }> = PerCpuArray::new();
 
+/// The frame the generator sends (before its flow is filled in).
+#[btf_map]
+static GEN_TEMPLATE: Array<[u8; bench::TEMPLATE_LEN], 1> = Array::new();
+
 /// The ceiling's egress ports (ifindex and MACs), by port number.
 #[btf_map]
 static CEIL_PORTS: Array<NextHop, { bench::MAX_PORTS as usize }> = Array::new();
@@ -60,12 +64,16 @@ pub fn bench_gen(ctx: XdpContext) -> u32 {
     let prefix = (flow % prefixes) as u16;
     let sport = (flow as u16) | 0x8000;
     let start = ctx.data();
-    if start + bench::SPORT_OFFSET + 2 > ctx.data_end() {
+    if start + bench::TEMPLATE_LEN > ctx.data_end() {
         return xdp_action::XDP_ABORTED;
     }
-    // SAFETY: the check above proved both fields lie inside the frame, and
-    // XDP frames are writable.
+    let Some(template) = GEN_TEMPLATE.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: the check above proved the template's length and both flow
+    // fields lie inside the frame, and XDP frames are writable.
     unsafe {
+        (start as *mut [u8; bench::TEMPLATE_LEN]).write_unaligned(*template);
         ((start + bench::PREFIX_OFFSET) as *mut [u8; 2]).write_unaligned(prefix.to_be_bytes());
         ((start + bench::SPORT_OFFSET) as *mut [u8; 2]).write_unaligned(sport.to_be_bytes());
     }

@@ -10,6 +10,8 @@
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "bpf")]
+mod tc;
+#[cfg(target_arch = "bpf")]
 mod xdp;
 
 /// A host build of this crate exists only so `cargo clippy --workspace`

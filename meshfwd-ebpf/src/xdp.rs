@@ -9,14 +9,15 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::{Array, DevMapHash, LpmTrie, PerCpuArray, lpm_trie::Key},
+    btf_maps::{Array, DevMapHash, LpmTrie, LruPerCpuHashMap, PerCpuArray, lpm_trie::Key},
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
 use meshfwd_common::{
     fib::{
-        self, EGRESS_DEV_MAX_ENTRIES, FIB_V4_MAX_ENTRIES, FIB_V6_MAX_ENTRIES, FibEntry,
-        GROUP_MAX_ENTRIES, GROUP_MAX_MEMBERS, NEXT_HOP_MAX_ENTRIES, NextHop, NextHopGroup,
+        self, CachedRoute, DST_CACHE_MAX_ENTRIES, EGRESS_DEV_MAX_ENTRIES, FIB_V4_MAX_ENTRIES,
+        FIB_V6_MAX_ENTRIES, FibEntry, GROUP_MAX_ENTRIES, GROUP_MAX_MEMBERS, NEXT_HOP_MAX_ENTRIES,
+        NextHop, NextHopGroup,
     },
     stats::{MAX_STATS, Stat},
 };
@@ -27,7 +28,8 @@ static MESH_STATS: PerCpuArray<u64, { MAX_STATS as usize }> = PerCpuArray::new()
 
 /// IPv6 FIB: longest-prefix match on the destination address.
 #[btf_map]
-static FIB_V6: LpmTrie<[u8; 16], FibEntry, { FIB_V6_MAX_ENTRIES as usize }> = LpmTrie::new();
+pub(crate) static FIB_V6: LpmTrie<[u8; 16], FibEntry, { FIB_V6_MAX_ENTRIES as usize }> =
+    LpmTrie::new();
 
 /// IPv4 FIB, over the same groups and next hops (filled by a later issue).
 #[btf_map]
@@ -35,7 +37,7 @@ static FIB_V4: LpmTrie<[u8; 4], FibEntry, { FIB_V4_MAX_ENTRIES as usize }> = Lpm
 
 /// ECMP groups, by group id.
 #[btf_map]
-static NH_GROUPS: Array<NextHopGroup, { GROUP_MAX_ENTRIES as usize }> = Array::new();
+pub(crate) static NH_GROUPS: Array<NextHopGroup, { GROUP_MAX_ENTRIES as usize }> = Array::new();
 
 /// Next hops, by next-hop id.
 #[btf_map]
@@ -44,6 +46,15 @@ static NEXT_HOPS: Array<NextHop, { NEXT_HOP_MAX_ENTRIES as usize }> = Array::new
 /// Egress interfaces the fast path may redirect to, by ifindex.
 #[btf_map]
 static EGRESS_DEVS: DevMapHash<{ EGRESS_DEV_MAX_ENTRIES as usize }> = DevMapHash::new();
+
+/// FIB generation: slot 0 changes whenever a FIB entry does.
+#[btf_map]
+static FIB_GEN: Array<u32, 1> = Array::new();
+
+/// Per-CPU destination cache in front of the LPM trie.
+#[btf_map]
+static DST_CACHE: LruPerCpuHashMap<[u8; 16], CachedRoute, { DST_CACHE_MAX_ENTRIES as usize }> =
+    LruPerCpuHashMap::new();
 
 const ETH_HDR_LEN: usize = 14;
 const ETH_P_IPV6: u16 = 0x86DD;
@@ -159,14 +170,13 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
         return pass(Stat::HopLimit);
     }
 
-    // Longest-prefix match on the destination.
-    let key = Key::new(128, dst);
-    let Some(entry) = FIB_V6.get(&key) else {
-        return pass(Stat::NoRoute);
-    };
-    let entry = *entry;
-    if entry.kind != fib::kind::FORWARD {
+    // Longest-prefix match on the destination, through the cache.
+    let entry = lookup_route(&dst);
+    if entry.kind == fib::kind::LOCAL {
         return pass(Stat::Local);
+    }
+    if entry.kind != fib::kind::FORWARD {
+        return pass(Stat::NoRoute);
     }
     let Some(group) = NH_GROUPS.get(entry.group) else {
         return pass(Stat::Inconsistent);
@@ -216,6 +226,29 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     }
 }
 
+/// Return the FIB entry for `dst` (`kind` 0 when there is none): from this
+/// CPU's destination cache while the FIB generation is unchanged, else
+/// from the LPM trie, refreshing the cache.
+#[inline(always)]
+fn lookup_route(dst: &[u8; 16]) -> FibEntry {
+    // Stored plus one: an entry another CPU inserted reads as all zeroes
+    // on this CPU, and must never look valid.
+    let generation = FIB_GEN.get(0).copied().unwrap_or(0).wrapping_add(1);
+    if let Some(cached) = DST_CACHE.get_ptr(dst) {
+        // SAFETY: a per-CPU value of this CPU; only plain integers are read.
+        let cached = unsafe { *cached };
+        if cached.generation == generation {
+            return cached.entry;
+        }
+    }
+    let entry = FIB_V6
+        .get(&Key::new(128, *dst))
+        .copied()
+        .unwrap_or_default();
+    let _ = DST_CACHE.insert(dst, CachedRoute { entry, generation }, 0);
+    entry
+}
+
 /// Return why a packet with these addresses must go to the kernel, if it
 /// must.
 #[inline(always)]
@@ -245,7 +278,7 @@ fn is_unspecified_or_loopback(a: &[u8; 16]) -> bool {
 /// alive, else a re-hash over the live members only, so a dead member's
 /// flows spread over the survivors and nobody else's flows move.
 #[inline(always)]
-fn pick_member(group: &NextHopGroup, h: u32) -> Result<&'static NextHop, Stat> {
+pub(crate) fn pick_member(group: &NextHopGroup, h: u32) -> Result<&'static NextHop, Stat> {
     let len = group.len;
     if len == 0 {
         return Err(Stat::Inconsistent);
@@ -287,7 +320,7 @@ fn slot(i: u32) -> usize {
 }
 
 #[inline(always)]
-fn mix_addr(mut h: u32, a: &[u8; 16]) -> u32 {
+pub(crate) fn mix_addr(mut h: u32, a: &[u8; 16]) -> u32 {
     h = fib::mix(h, u32::from_ne_bytes([a[0], a[1], a[2], a[3]]));
     h = fib::mix(h, u32::from_ne_bytes([a[4], a[5], a[6], a[7]]));
     h = fib::mix(h, u32::from_ne_bytes([a[8], a[9], a[10], a[11]]));

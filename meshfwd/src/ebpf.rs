@@ -167,6 +167,17 @@ pub struct FibMaps {
     pub egress: DevMapHash<MapData>,
     /// Per-CPU counters.
     pub stats: PerCpuArray<MapData, u64>,
+    /// FIB generation (slot 0): bump after changing FIB entries.
+    pub fib_gen: Array<MapData, u32>,
+}
+
+impl FibMaps {
+    /// Invalidate every CPU's destination cache (call after FIB changes).
+    pub fn bump_generation(&mut self) -> Result<()> {
+        let g = self.fib_gen.get(&0, 0)?;
+        self.fib_gen.set(0, g.wrapping_add(1), 0)?;
+        Ok(())
+    }
 }
 
 impl FibMaps {
@@ -188,6 +199,7 @@ impl FibMaps {
             next_hops: Array::try_from(Map::Array(open(pin::NEXT_HOPS)?))?,
             egress: DevMapHash::try_from(Map::DevMapHash(open(pin::EGRESS_DEVS)?))?,
             stats: PerCpuArray::try_from(Map::PerCpuArray(open(pin::STATS)?))?,
+            fib_gen: Array::try_from(Map::Array(open(pin::FIB_GEN)?))?,
         })
     }
 
@@ -204,6 +216,7 @@ impl FibMaps {
             next_hops: Array::try_from(take(pin::NEXT_HOPS)?)?,
             egress: DevMapHash::try_from(take(pin::EGRESS_DEVS)?)?,
             stats: PerCpuArray::try_from(take(pin::STATS)?)?,
+            fib_gen: Array::try_from(take(pin::FIB_GEN)?)?,
         })
     }
 }

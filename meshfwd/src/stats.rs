@@ -29,10 +29,11 @@ impl Stats {
 
     /// Render as an aligned two-column table, in index order.
     pub fn table(&self) -> String {
-        let mut out = format!("{:<12} {:>14}\n", "COUNTER", "PACKETS");
+        let width = Stat::ALL.iter().map(|s| s.name().len()).max().unwrap_or(0);
+        let mut out = format!("{:<width$} {:>14}\n", "COUNTER", "PACKETS");
         for stat in Stat::ALL {
             let value = self.counters.get(stat.name()).copied().unwrap_or(0);
-            out.push_str(&format!("{:<12} {:>14}\n", stat.name(), value));
+            out.push_str(&format!("{:<width$} {:>14}\n", stat.name(), value));
         }
         out
     }

@@ -35,6 +35,12 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "containernetworking-plugins",
         "reference CNI plugins (baseline, loopback)",
     ),
+    (
+        "protobuf-compiler",
+        "protoc for the CRI client in CNI tests",
+    ),
+    ("gcc", "static pause binary for CNI tests"),
+    ("libc6-dev", "static pause binary for CNI tests"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

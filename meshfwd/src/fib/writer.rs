@@ -61,6 +61,8 @@ pub struct FibWriter {
     /// the first apply unless wanted again.
     stale_fib: Option<BTreeSet<Prefix6>>,
     stale_kernel: Option<BTreeSet<Prefix6>>,
+    /// FIB entries changed since the generation was last bumped.
+    routes_dirty: bool,
 }
 
 impl FibWriter {
@@ -89,6 +91,7 @@ impl FibWriter {
             kernel_routes: true,
             stale_fib: Some(stale_fib),
             stale_kernel: None,
+            routes_dirty: false,
         })
     }
 
@@ -101,6 +104,11 @@ impl FibWriter {
     /// Return the rtnetlink handle the writer uses.
     pub fn handle(&self) -> &Handle {
         &self.handle
+    }
+
+    /// Return the maps the writer fills.
+    pub fn maps(&self) -> &FibMaps {
+        &self.maps
     }
 
     /// Return the planner (the shadow of the maps).
@@ -124,9 +132,11 @@ impl FibWriter {
                     let key = Key::new(u32::from(prefix.len), prefix.addr().octets());
                     let _ = self.maps.fib_v6.remove(&key);
                     report.map_ops += 1;
+                    self.routes_dirty = true;
                 }
             }
         }
+        self.flush_generation()?;
 
         let unresolved: Vec<NextHopKey> = self
             .planner
@@ -191,7 +201,23 @@ impl FibWriter {
         Ok(report)
     }
 
+    /// Bump the FIB generation if entries changed, so no CPU keeps using a
+    /// cached entry: done before groups or next hops are released, so a
+    /// cached entry never points at a cleared or reused slot.
+    fn flush_generation(&mut self) -> Result<()> {
+        if self.routes_dirty {
+            self.maps.bump_generation()?;
+            self.routes_dirty = false;
+        }
+        Ok(())
+    }
+
     async fn execute(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::SetRoute { .. } | Op::DelRoute { .. } => self.routes_dirty = true,
+            Op::DelGroup { .. } | Op::DelNextHop { .. } => self.flush_generation()?,
+            Op::AddNextHop { .. } | Op::AddGroup { .. } => {}
+        }
         match op {
             Op::AddNextHop { id, key } => {
                 self.ensure_link(key.ifindex).await?;

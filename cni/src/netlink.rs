@@ -1,0 +1,451 @@
+//! A small synchronous rtnetlink client: exactly the link, address, route
+//! and neighbour operations pod wiring needs.
+//!
+//! Synchronous on purpose: the plugin is a short-lived process that makes a
+//! dozen requests in sequence, so a blocking socket with one request in
+//! flight is the fastest and simplest shape (no runtime to start). A socket
+//! belongs to the network namespace it was opened in, so one [`Netlink`]
+//! opened inside the pod's namespace and one on the host let the wiring
+//! talk to both without switching namespaces per request.
+
+use std::io;
+use std::net::Ipv6Addr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
+    address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
+    link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
+    route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType},
+};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// The main routing table.
+const RT_TABLE_MAIN: u8 = 254;
+/// `proto` of the routes meshfwd-cni installs, so `ip -6 route` shows who
+/// made them (`ip route ... proto 0x6b`; "k" for kubermesh pods).
+pub const RTPROT_KUBERMESH_POD: u8 = 0x6b;
+/// Receive buffer: large enough for a dump datagram of many links.
+const RECV_BUF: usize = 64 * 1024;
+/// Upper bound on datagrams read for one request, so a confused kernel
+/// conversation cannot spin forever.
+const MAX_DATAGRAMS: usize = 10_000;
+
+/// A kernel refusal or a socket failure.
+#[derive(Debug)]
+pub struct NlError {
+    /// What was being done, e.g. "adding veth km1234 / eth0".
+    pub what: String,
+    pub err: io::Error,
+}
+
+impl NlError {
+    /// Return the errno of a kernel refusal.
+    pub fn errno(&self) -> Option<i32> {
+        self.err.raw_os_error()
+    }
+}
+
+impl std::fmt::Display for NlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.err)
+    }
+}
+
+impl std::error::Error for NlError {}
+
+type NlResult<T> = Result<T, NlError>;
+
+/// What the wiring needs to know about a link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    pub up: bool,
+    /// `kind` from the link info (`veth`, ...), if any.
+    pub kind: Option<String>,
+}
+
+/// An IPv6 route as CHECK compares it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route6 {
+    pub dst: Ipv6Addr,
+    pub len: u8,
+    pub gw: Option<Ipv6Addr>,
+    pub oif: Option<u32>,
+}
+
+/// One end of a veth pair to create.
+#[derive(Clone, Debug)]
+pub struct VethEnd<'a> {
+    pub name: &'a str,
+    pub mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// An rtnetlink socket in the namespace it was opened in.
+pub struct Netlink {
+    sock: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    /// Open a socket in the calling thread's current network namespace.
+    pub fn open() -> io::Result<Self> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        // Extended acks give the kernel's reason strings in errors; harmless
+        // if unsupported.
+        let _ = sock.set_ext_ack(true);
+        Ok(Netlink {
+            sock,
+            seq: 0,
+            buf: vec![0; RECV_BUF],
+        })
+    }
+
+    /// Send one request and collect the replies until its ACK (or the end of
+    /// a dump).
+    fn request(
+        &mut self,
+        what: impl FnOnce() -> String,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> NlResult<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = NLM_F_REQUEST | flags;
+        req.header.sequence_number = seq;
+        req.finalize();
+        let mut out = vec![0u8; req.buffer_len()];
+        req.serialize(&mut out);
+        let fail = |err: io::Error, what: String| NlError { what, err };
+        if let Err(e) = self.sock.send(&out, 0) {
+            return Err(fail(e, what()));
+        }
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut replies = Vec::new();
+        for _ in 0..MAX_DATAGRAMS {
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) => return Err(fail(e, what())),
+            };
+            let mut off = 0;
+            while off < n {
+                let msg =
+                    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..n]) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            return Err(fail(
+                                io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                                what(),
+                            ));
+                        }
+                    };
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += (len + 3) & !3;
+                if msg.header.sequence_number != seq {
+                    continue; // a late reply to an earlier request
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(e) if e.code.is_some() => {
+                        return Err(fail(e.to_io(), what()));
+                    }
+                    NetlinkPayload::Error(_) if !dump => return Ok(replies),
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(m) => replies.push(m),
+                    _ => {}
+                }
+            }
+        }
+        Err(fail(
+            io::Error::other("no end of reply after many datagrams"),
+            what(),
+        ))
+    }
+
+    /// Return the link called `name`, or `None` if there is none.
+    pub fn link_by_name(&mut self, name: &str) -> NlResult<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        self.get_link(msg, || format!("looking up link {name}"))
+    }
+
+    /// Return the link with `index`, or `None` if there is none.
+    pub fn link_by_index(&mut self, index: u32) -> NlResult<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.get_link(msg, || format!("looking up link #{index}"))
+    }
+
+    fn get_link(
+        &mut self,
+        msg: LinkMessage,
+        what: impl FnOnce() -> String,
+    ) -> NlResult<Option<Link>> {
+        match self.request(what, RouteNetlinkMessage::GetLink(msg), NLM_F_ACK) {
+            Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Return every link in the namespace.
+    pub fn links(&mut self) -> NlResult<Vec<Link>> {
+        let replies = self.request(
+            || "listing links".into(),
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Create a veth pair: `host` in this socket's namespace, `peer` moved
+    /// straight into the namespace `peer_netns` at creation, so it never
+    /// appears on the host. Fails with EEXIST if either name is taken.
+    pub fn add_veth(
+        &mut self,
+        host: &VethEnd,
+        peer: &VethEnd,
+        peer_netns: BorrowedFd,
+    ) -> NlResult<()> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes = vec![
+            LinkAttribute::IfName(peer.name.to_owned()),
+            LinkAttribute::Address(peer.mac.to_vec()),
+            LinkAttribute::Mtu(peer.mtu),
+            LinkAttribute::NetNsFd(peer_netns.as_raw_fd()),
+        ];
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![
+            LinkAttribute::IfName(host.name.to_owned()),
+            LinkAttribute::Address(host.mac.to_vec()),
+            LinkAttribute::Mtu(host.mtu),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+            ]),
+        ];
+        self.request(
+            || format!("creating veth {} (host) / {} (pod)", host.name, peer.name),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Delete a link by name; returns false if it did not exist.
+    pub fn del_link_by_name(&mut self, name: &str) -> NlResult<bool> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        match self.request(
+            || format!("deleting link {name}"),
+            RouteNetlinkMessage::DelLink(msg),
+            NLM_F_ACK,
+        ) {
+            Ok(_) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Set a link administratively up.
+    pub fn set_up(&mut self, index: u32) -> NlResult<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.request(
+            || format!("setting link #{index} up"),
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+        )
+        .map(drop)
+    }
+
+    /// Add an IPv6 address without duplicate address detection, so it is
+    /// usable at once.
+    pub fn add_addr6(&mut self, index: u32, addr: Ipv6Addr, len: u8) -> NlResult<()> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.prefix_len = len;
+        msg.header.index = index;
+        msg.header.scope = if addr.is_unicast_link_local() {
+            AddressScope::Link
+        } else {
+            AddressScope::Universe
+        };
+        msg.attributes = vec![
+            AddressAttribute::Address(addr.into()),
+            AddressAttribute::Flags(AddressFlags::Nodad),
+        ];
+        self.request(
+            || format!("adding {addr}/{len} to link #{index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Return the IPv6 addresses (address, prefix length) of a link.
+    pub fn addrs6(&mut self, index: u32) -> NlResult<Vec<(Ipv6Addr, u8)>> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        let replies = self.request(
+            || format!("listing addresses of link #{index}"),
+            RouteNetlinkMessage::GetAddress(msg),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    a.attributes.iter().find_map(|attr| match attr {
+                        AddressAttribute::Address(std::net::IpAddr::V6(v6)) => {
+                            Some((*v6, a.header.prefix_len))
+                        }
+                        _ => None,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Add an IPv6 route `dst/len` out of link `oif`, via `gw` if given.
+    pub fn add_route6(
+        &mut self,
+        dst: Ipv6Addr,
+        len: u8,
+        gw: Option<Ipv6Addr>,
+        oif: u32,
+    ) -> NlResult<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet6;
+        msg.header.destination_prefix_length = len;
+        msg.header.table = RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Other(RTPROT_KUBERMESH_POD);
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        if len > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet6(dst)));
+        }
+        if let Some(gw) = gw {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+        }
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        self.request(
+            || format!("adding route {dst}/{len} dev #{oif}"),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+        )
+        .map(drop)
+    }
+
+    /// Return the IPv6 routes of the main table.
+    pub fn routes6(&mut self) -> NlResult<Vec<Route6>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet6;
+        let replies = self.request(
+            || "listing IPv6 routes".into(),
+            RouteNetlinkMessage::GetRoute(msg),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) if r.header.table == RT_TABLE_MAIN => {
+                    let mut dst = Ipv6Addr::UNSPECIFIED;
+                    let (mut gw, mut oif) = (None, None);
+                    for attr in &r.attributes {
+                        match attr {
+                            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = *a,
+                            RouteAttribute::Gateway(RouteAddress::Inet6(a)) => gw = Some(*a),
+                            RouteAttribute::Oif(i) => oif = Some(*i),
+                            _ => {}
+                        }
+                    }
+                    Some(Route6 {
+                        dst,
+                        len: r.header.destination_prefix_length,
+                        gw,
+                        oif,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Add a permanent neighbour entry, so neither side waits for ND.
+    pub fn add_neigh6(&mut self, index: u32, addr: Ipv6Addr, mac: [u8; 6]) -> NlResult<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.ifindex = index;
+        msg.header.state = NeighbourState::Permanent;
+        msg.attributes = vec![
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)),
+            NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+        ];
+        self.request(
+            || format!("adding neighbour {addr} on link #{index}"),
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_ACK | NLM_F_CREATE | netlink_packet_core::NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+}
+
+fn link_of(l: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: l.header.index,
+        name: String::new(),
+        mac: None,
+        mtu: None,
+        up: l.header.flags.contains(LinkFlags::Up),
+        kind: None,
+    };
+    for attr in &l.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(a);
+                link.mac = Some(mac);
+            }
+            LinkAttribute::Mtu(m) => link.mtu = Some(*m),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    if let LinkInfo::Kind(k) = info {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}

@@ -1,0 +1,365 @@
+//! The six verbs: what each does to the node, in the order that leaves
+//! nothing half-made when a step fails.
+//!
+//! ADD validates everything it can before touching the system (netns,
+//! interface name, node state, requested address), then allocates, wires,
+//! registers the endpoint and attaches the fast path, undoing the earlier
+//! steps if a later one fails. DEL, CHECK and GC find everything from the
+//! store and the attachment's derived names, so they need no cache.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::PathBuf;
+
+use meshfwd_common::endpoint::Endpoint;
+
+use crate::endpoint::Endpoints;
+use crate::fastpath;
+use crate::ipam::{self, Allocation, Store};
+use crate::node::NodeState;
+use crate::spec::result::{Interface, IpConfig, Route};
+use crate::spec::{CniResult, Code, Env, Error, NetConf, Result};
+use crate::wiring::{self, GATEWAY, Plan};
+
+/// Return the first address of `runtimeConfig.ips` (the `ips` capability).
+fn requested_addr(conf: &NetConf) -> Result<Option<Ipv6Addr>> {
+    let Some(first) = conf.requested_ips()?.into_iter().next() else {
+        return Ok(None);
+    };
+    let bare = first.split_once('/').map_or(first.as_str(), |(a, _)| a);
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V6(a)) => Ok(Some(a)),
+        Ok(IpAddr::V4(_)) => Err(Error::new(
+            Code::UnsupportedField,
+            format!("runtimeConfig.ips: {first} is IPv4; kubermesh pods are IPv6 only"),
+        )),
+        Err(_) => Err(Error::new(
+            Code::InvalidConfig,
+            format!("runtimeConfig.ips: {first:?} is not an address"),
+        )),
+    }
+}
+
+/// ADD: wire a pod and return its result (merged into `prevResult`).
+pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
+    let node = NodeState::read(&conf.state_file)?;
+    let netns_path = env
+        .netns
+        .clone()
+        .expect("Env::parse requires CNI_NETNS for ADD");
+    let ns = wiring::open_netns(&netns_path)?;
+    let mut pod = wiring::netlink_in(&ns)?;
+    wiring::ensure_ifname_free(&mut pod, &env.ifname, &netns_path)?;
+    let requested = requested_addr(conf)?;
+    let pod_mac = conf.requested_mac()?;
+    let mtu = conf.mtu.unwrap_or(node.mtu);
+    let mut endpoints = if conf.fast_path {
+        Some(Endpoints::open_or_create(&node.bpffs)?)
+    } else {
+        None
+    };
+    let mut host = wiring::netlink_host()?;
+
+    let holder = Allocation {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        pod_name: env.args.k8s_pod_name.clone(),
+        pod_namespace: env.args.k8s_pod_namespace.clone(),
+        pod_uid: env.args.k8s_pod_uid.clone(),
+    };
+    let store = Store::open(&conf.data_dir, &conf.name)?;
+    let reserved: Vec<Ipv6Addr> = node.node_address.into_iter().collect();
+    let addr = store
+        .lock()?
+        .allocate(&node.pod_prefix, &holder, requested, &reserved)?;
+    let release = |store: &Store| {
+        if let Ok(l) = store.lock() {
+            let _ = l.release(addr);
+        }
+    };
+
+    let plan = Plan {
+        container_id: &env.container_id,
+        ifname: &env.ifname,
+        netns: &ns,
+        addr,
+        mtu,
+        pod_mac,
+    };
+    let wired = match wiring::wire(&mut host, &mut pod, &plan) {
+        Ok(w) => w,
+        Err(e) => {
+            release(&store);
+            return Err(e);
+        }
+    };
+    let registered = (|| {
+        if let Some(eps) = &mut endpoints {
+            let ep = Endpoint {
+                ifindex: wired.host_index,
+                flags: 0,
+                host_mac: wired.host_mac,
+                pod_mac: wired.pod_mac,
+            };
+            eps.insert(addr, ep)?;
+            fastpath::attach(&node.bpffs, &wired.host_name)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = registered {
+        if let Some(eps) = &mut endpoints {
+            let _ = eps.remove(addr);
+        }
+        fastpath::detach(&node.bpffs, &wired.host_name);
+        let _ = wiring::unwire(&mut host, &env.container_id, &env.ifname);
+        release(&store);
+        return Err(e);
+    }
+
+    let ours = CniResult {
+        interfaces: vec![
+            Interface {
+                name: wired.host_name.clone(),
+                mac: wiring::mac_string(&wired.host_mac),
+                mtu: Some(wired.mtu),
+                ..Default::default()
+            },
+            Interface {
+                name: env.ifname.clone(),
+                mac: wiring::mac_string(&wired.pod_mac),
+                mtu: Some(wired.mtu),
+                sandbox: netns_path.display().to_string(),
+                ..Default::default()
+            },
+        ],
+        ips: vec![IpConfig {
+            address: format!("{addr}/128"),
+            gateway: Some(GATEWAY.to_string()),
+            interface: Some(1),
+            ..Default::default()
+        }],
+        routes: vec![Route {
+            dst: "::/0".into(),
+            gw: Some(GATEWAY.to_string()),
+            ..Default::default()
+        }],
+        dns: conf.dns.clone(),
+    };
+    Ok(match conf.prev_result.clone() {
+        Some(mut prev) => {
+            prev.append(ours);
+            prev
+        }
+        None => ours,
+    })
+}
+
+/// Return the bpffs directory: the node's if the state file is readable,
+/// else the default (DEL and GC must work after the agent is gone).
+fn bpffs_of(conf: &NetConf) -> PathBuf {
+    NodeState::read(&conf.state_file)
+        .map(|n| n.bpffs)
+        .unwrap_or_else(|_| PathBuf::from(meshfwd_common::pin::DEFAULT_DIR))
+}
+
+/// Remove everything of one attachment except its store record.
+fn teardown(
+    host: &mut crate::netlink::Netlink,
+    bpffs: &std::path::Path,
+    holder: &Allocation,
+    addr: Option<Ipv6Addr>,
+) -> Result<()> {
+    fastpath::detach(
+        bpffs,
+        &wiring::host_veth_name(&holder.container_id, &holder.ifname),
+    );
+    wiring::unwire(host, &holder.container_id, &holder.ifname)?;
+    if let Some(addr) = addr
+        && let Some(mut eps) = Endpoints::open(bpffs)?
+    {
+        eps.remove(addr)?;
+    }
+    Ok(())
+}
+
+/// DEL: undo ADD. Succeeds when the netns, the veth or the allocation is
+/// already gone, so it can be repeated (runtimes do).
+pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
+    let bpffs = bpffs_of(conf);
+    let mut host = wiring::netlink_host()?;
+    let holder = Allocation {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        ..Default::default()
+    };
+    let Some(store) = Store::existing(&conf.data_dir, &conf.name) else {
+        return teardown(&mut host, &bpffs, &holder, None);
+    };
+    let locked = store.lock()?;
+    let addr = locked.find(&env.container_id, &env.ifname)?;
+    teardown(&mut host, &bpffs, &holder, addr)?;
+    if let Some(addr) = addr {
+        locked.release(addr)?;
+    }
+    Ok(())
+}
+
+/// CHECK: verify the attachment is still as ADD left it.
+pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
+    let fail = |m: String| Error::new(Code::CheckFailed, m);
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        Error::new(
+            Code::InvalidConfig,
+            "CHECK needs prevResult (the result of ADD) in the configuration",
+        )
+    })?;
+    let node = NodeState::read(&conf.state_file)?;
+    let netns_path = env
+        .netns
+        .clone()
+        .expect("Env::parse requires CNI_NETNS for CHECK");
+    let ns = wiring::open_netns(&netns_path)?;
+    let addr = Store::existing(&conf.data_dir, &conf.name)
+        .map(|s| s.lock()?.find(&env.container_id, &env.ifname))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| {
+            fail(format!(
+                "no address is allocated to {}/{}",
+                env.container_id, env.ifname
+            ))
+        })?;
+    let want = format!("{addr}/128");
+    let listed = prev.ips.iter().any(|ip| {
+        ip.address == want
+            && ip
+                .interface
+                .and_then(|i| prev.interfaces.get(i))
+                .is_none_or(|i| i.name == env.ifname)
+    });
+    if !listed {
+        return Err(fail(format!(
+            "prevResult does not list {want} on {}",
+            env.ifname
+        )));
+    }
+    let mut pod = wiring::netlink_in(&ns)?;
+    let mut host = wiring::netlink_host()?;
+    let host_link = wiring::check(&mut host, &mut pod, &env.container_id, &env.ifname, addr)?;
+    if conf.fast_path {
+        let eps = Endpoints::open(&node.bpffs)?.ok_or_else(|| {
+            fail(format!(
+                "no endpoint map is pinned under {}",
+                node.bpffs.display()
+            ))
+        })?;
+        match eps.get(addr) {
+            Some(ep) if ep.ifindex == host_link.index => {}
+            Some(ep) => {
+                return Err(fail(format!(
+                    "endpoint {addr} points at ifindex {}, not {} ({})",
+                    ep.ifindex, host_link.index, host_link.name
+                )));
+            }
+            None => {
+                return Err(fail(format!(
+                    "endpoint {addr} is missing from the endpoint map"
+                )));
+            }
+        }
+        fastpath::check(&node.bpffs, &host_link.name)?;
+    }
+    Ok(())
+}
+
+/// GC: release every allocation (and its veth, endpoint, fast-path link)
+/// whose attachment is not in `cni.dev/valid-attachments`.
+pub fn gc(conf: &NetConf) -> Result<()> {
+    let valid: HashSet<(String, String)> = conf
+        .valid_attachments
+        .as_ref()
+        .ok_or_else(|| {
+            Error::new(
+                Code::InvalidConfig,
+                "GC needs cni.dev/valid-attachments in the configuration",
+            )
+        })?
+        .iter()
+        .map(|a| (a.container_id.clone(), a.ifname.clone()))
+        .collect();
+    let Some(store) = Store::existing(&conf.data_dir, &conf.name) else {
+        return Ok(());
+    };
+    let bpffs = bpffs_of(conf);
+    let mut host = wiring::netlink_host()?;
+    let locked = store.lock()?;
+    let list = locked.list()?;
+    for (addr, holder) in &list {
+        let keep = holder
+            .as_ref()
+            .is_some_and(|h| valid.contains(&(h.container_id.clone(), h.ifname.clone())));
+        if keep {
+            continue;
+        }
+        if let Some(h) = holder {
+            teardown(&mut host, &bpffs, h, Some(*addr))?;
+        } else if let Some(mut eps) = Endpoints::open(&bpffs)? {
+            eps.remove(*addr)?;
+        }
+        locked.release(*addr)?;
+    }
+    // Endpoint entries in our prefix with no allocation behind them (a
+    // store wiped by hand, a crash between steps) point at nothing.
+    if let Ok(node) = NodeState::read(&conf.state_file)
+        && let Some(mut eps) = Endpoints::open(&bpffs)?
+    {
+        let held = locked.used()?;
+        for a in eps.addrs() {
+            if node.pod_prefix.contains(a) && !held.contains(&a) {
+                eps.remove(a)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// STATUS: can the plugin set up new pods right now?
+pub fn status(conf: &NetConf) -> Result<()> {
+    let node = NodeState::read(&conf.state_file).map_err(|e| {
+        Error::new(
+            Code::NotAvailable,
+            format!("plugin not available: {}", e.msg),
+        )
+        .details(e.details)
+    })?;
+    let Some(store) = Store::existing(&conf.data_dir, &conf.name) else {
+        return Ok(());
+    };
+    let held = store.lock()?.used()?;
+    let outside: Vec<_> = held
+        .iter()
+        .filter(|a| !node.pod_prefix.contains(**a))
+        .collect();
+    if !outside.is_empty() {
+        return Err(Error::new(
+            Code::LimitedConnectivity,
+            format!(
+                "the node's pod prefix moved to {}; {} pods still hold addresses outside it (first: {})",
+                node.pod_prefix,
+                outside.len(),
+                outside[0]
+            ),
+        ));
+    }
+    if held.len() as u128 >= ipam::capacity(&node.pod_prefix) {
+        return Err(Error::new(
+            Code::NotAvailable,
+            format!(
+                "plugin not available: pod prefix {} is full ({} pods)",
+                node.pod_prefix,
+                held.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! Pod wiring: the veth pair, addresses, routes and neighbours that make a
+//! pod reachable through the kernel (the fast path rides on top of this).
+//!
+//! ```text
+//!   pod netns                               host netns
+//!   CNI_IFNAME  <---------- veth ---------->  km<hash>
+//!   <addr>/128                               fe80::1/64 (NODAD)
+//!   default via fe80::1                      <addr>/128 dev km<hash>
+//!   neigh fe80::1 -> host MAC (permanent)    neigh <addr> -> pod MAC (permanent)
+//! ```
+//!
+//! Every pod sees the same gateway, `fe80::1`, on its own link; addresses
+//! are added without DAD and neighbours are static, so the pod can talk the
+//! moment ADD returns. The host end's name and both MACs are derived from
+//! `(container id, ifname)`, so DEL and GC find them with no state at all.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::net::Ipv6Addr;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use nix::sched::{CloneFlags, setns};
+
+use crate::netlink::{Link, Netlink, NlError, VethEnd};
+use crate::spec::{Code, Error, Result};
+
+/// The pods' gateway: the same link-local address on every host veth.
+pub const GATEWAY: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+/// Prefix of host veth names (`km` + 12 hex digits).
+pub const HOST_VETH_PREFIX: &str = "km";
+
+/// Return FNV-1a 64 of the attachment: stable across releases and hosts.
+fn attachment_hash(container_id: &str, ifname: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in container_id.bytes().chain([0]).chain(ifname.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Return the host-side veth name of an attachment.
+pub fn host_veth_name(container_id: &str, ifname: &str) -> String {
+    format!(
+        "{HOST_VETH_PREFIX}{:012x}",
+        attachment_hash(container_id, ifname) & 0xffff_ffff_ffff
+    )
+}
+
+/// Return the (host end, pod end) MACs of an attachment: locally
+/// administered unicast, differing in the first octet.
+pub fn macs(container_id: &str, ifname: &str) -> ([u8; 6], [u8; 6]) {
+    let h = attachment_hash(container_id, ifname).to_be_bytes();
+    let host = [0x02, h[1], h[2], h[3], h[4], h[5]];
+    let pod = [0x0a, h[1], h[2], h[3], h[4], h[5]];
+    (host, pod)
+}
+
+/// Format a MAC the way results and `ip link` write it.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Open a network namespace path. A path that does not exist means the
+/// container is gone (code 3); one that is not a network namespace is a bad
+/// `CNI_NETNS` (code 4).
+pub fn open_netns(path: &Path) -> Result<File> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::new(
+                Code::UnknownContainer,
+                format!(
+                    "CNI_NETNS {} does not exist: the container is gone",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(Error::new(
+                Code::InvalidEnv,
+                format!("CNI_NETNS {} cannot be opened", path.display()),
+            )
+            .details(e));
+        }
+    };
+    // nsfs files answer NS_GET_NSTYPE; cheaper and safe to tell from the
+    // filesystem magic.
+    let is_nsfs = nix::sys::statfs::fstatfs(&f)
+        .map(|s| s.filesystem_type().0 == NSFS_MAGIC)
+        .unwrap_or(false);
+    if !is_nsfs {
+        return Err(Error::new(
+            Code::InvalidEnv,
+            format!("CNI_NETNS {} is not a network namespace", path.display()),
+        ));
+    }
+    Ok(f)
+}
+
+/// `NSFS_MAGIC` from linux/magic.h.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// Run `f` with the calling thread inside `ns`, then come back. Failing to
+/// come back would leave the plugin working in the wrong namespace, so that
+/// aborts the process.
+pub fn in_netns<T>(ns: &File, f: impl FnOnce() -> T) -> Result<T> {
+    let home = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| Error::new(Code::Io, "opening the host network namespace").details(e))?;
+    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+        Error::new(Code::InvalidEnv, "entering the pod's network namespace").details(e)
+    })?;
+    let out = f();
+    if let Err(e) = setns(home.as_fd(), CloneFlags::CLONE_NEWNET) {
+        eprintln!("meshfwd-cni: cannot return to the host network namespace: {e}");
+        std::process::abort();
+    }
+    Ok(out)
+}
+
+/// Set a per-interface IPv6 sysctl in the current namespace.
+fn ipv6_conf(ifname: &str, key: &str, value: &str) -> std::io::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/{key}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_bytes())
+}
+
+/// Enable IPv6 forwarding in the current (host) namespace if it is off.
+fn enable_forwarding() -> std::io::Result<()> {
+    let path = "/proc/sys/net/ipv6/conf/all/forwarding";
+    if std::fs::read_to_string(path)?.trim() != "1" {
+        std::fs::write(path, "1")?;
+    }
+    Ok(())
+}
+
+fn nl_err(e: NlError) -> Error {
+    Error::new(Code::Netlink, e.what.clone()).details(&e.err)
+}
+
+/// What ADD built, for the result and the endpoint map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Wired {
+    pub host_name: String,
+    pub host_index: u32,
+    pub host_mac: [u8; 6],
+    pub pod_mac: [u8; 6],
+    pub mtu: u32,
+}
+
+/// A request to wire one pod.
+pub struct Plan<'a> {
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+    pub netns: &'a File,
+    pub addr: Ipv6Addr,
+    pub mtu: u32,
+    /// `runtimeConfig.mac`, else the derived one.
+    pub pod_mac: Option<[u8; 6]>,
+}
+
+/// Open a netlink socket inside `ns`.
+pub fn netlink_in(ns: &File) -> Result<Netlink> {
+    in_netns(ns, Netlink::open)?
+        .map_err(|e| Error::new(Code::Netlink, "opening netlink in the pod's namespace").details(e))
+}
+
+/// Open a netlink socket in the host namespace.
+pub fn netlink_host() -> Result<Netlink> {
+    Netlink::open().map_err(|e| Error::new(Code::Netlink, "opening netlink").details(e))
+}
+
+/// Fail with code 4 if the pod already has an interface called `ifname`.
+pub fn ensure_ifname_free(pod: &mut Netlink, ifname: &str, netns: &Path) -> Result<()> {
+    if pod.link_by_name(ifname).map_err(nl_err)?.is_some() {
+        return Err(Error::new(
+            Code::InvalidEnv,
+            format!(
+                "CNI_IFNAME {ifname} already exists in network namespace {}",
+                netns.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Build the veth pair and everything on both ends. On failure the pair is
+/// deleted again, so nothing is left half-made.
+pub fn wire(host: &mut Netlink, pod: &mut Netlink, plan: &Plan) -> Result<Wired> {
+    let host_name = host_veth_name(plan.container_id, plan.ifname);
+    let (host_mac, derived_pod_mac) = macs(plan.container_id, plan.ifname);
+    let pod_mac = plan.pod_mac.unwrap_or(derived_pod_mac);
+    // A host end left by an ADD that crashed half-way: ours to replace.
+    host.del_link_by_name(&host_name).map_err(nl_err)?;
+    host.add_veth(
+        &VethEnd {
+            name: &host_name,
+            mac: host_mac,
+            mtu: plan.mtu,
+        },
+        &VethEnd {
+            name: plan.ifname,
+            mac: pod_mac,
+            mtu: plan.mtu,
+        },
+        plan.netns.as_fd(),
+    )
+    .map_err(|e| {
+        if e.errno() == Some(libc::EEXIST) {
+            Error::new(
+                Code::InvalidEnv,
+                format!("CNI_IFNAME {} already exists in the pod", plan.ifname),
+            )
+        } else {
+            nl_err(e)
+        }
+    })?;
+    let built = configure(host, pod, plan, &host_name, host_mac, pod_mac);
+    if built.is_err() {
+        let _ = host.del_link_by_name(&host_name);
+    }
+    built
+}
+
+fn configure(
+    host: &mut Netlink,
+    pod: &mut Netlink,
+    plan: &Plan,
+    host_name: &str,
+    host_mac: [u8; 6],
+    pod_mac: [u8; 6],
+) -> Result<Wired> {
+    let missing = |what: &str| {
+        Error::new(
+            Code::Netlink,
+            format!("{what} vanished right after creation"),
+        )
+    };
+    let host_link = host
+        .link_by_name(host_name)
+        .map_err(nl_err)?
+        .ok_or_else(|| missing(host_name))?;
+    let pod_link = pod
+        .link_by_name(plan.ifname)
+        .map_err(nl_err)?
+        .ok_or_else(|| missing(plan.ifname))?;
+
+    // Pod end: no DAD, the address, up, the gateway's MAC, the default route.
+    in_netns(plan.netns, || ipv6_conf(plan.ifname, "accept_dad", "0"))?.map_err(|e| {
+        Error::new(
+            Code::Io,
+            format!("disabling DAD on {} in the pod", plan.ifname),
+        )
+        .details(e)
+    })?;
+    pod.add_addr6(pod_link.index, plan.addr, 128)
+        .map_err(nl_err)?;
+    pod.set_up(pod_link.index).map_err(nl_err)?;
+    pod.add_neigh6(pod_link.index, GATEWAY, host_mac)
+        .map_err(nl_err)?;
+    pod.add_route6(Ipv6Addr::UNSPECIFIED, 0, Some(GATEWAY), pod_link.index)
+        .map_err(nl_err)?;
+
+    // Host end: no DAD, the gateway address, up, the pod's MAC, the /128.
+    ipv6_conf(host_name, "accept_dad", "0")
+        .map_err(|e| Error::new(Code::Io, format!("disabling DAD on {host_name}")).details(e))?;
+    enable_forwarding().map_err(|e| Error::new(Code::Io, "enabling IPv6 forwarding").details(e))?;
+    host.add_addr6(host_link.index, GATEWAY, 64)
+        .map_err(nl_err)?;
+    host.set_up(host_link.index).map_err(nl_err)?;
+    host.add_neigh6(host_link.index, plan.addr, pod_mac)
+        .map_err(nl_err)?;
+    host.add_route6(plan.addr, 128, None, host_link.index)
+        .map_err(nl_err)?;
+
+    Ok(Wired {
+        host_name: host_name.to_owned(),
+        host_index: host_link.index,
+        host_mac,
+        pod_mac,
+        mtu: plan.mtu,
+    })
+}
+
+/// Delete an attachment's veth pair (both ends go with the host end, and
+/// the kernel drops its routes and neighbours). Returns whether it existed.
+pub fn unwire(host: &mut Netlink, container_id: &str, ifname: &str) -> Result<bool> {
+    host.del_link_by_name(&host_veth_name(container_id, ifname))
+        .map_err(nl_err)
+}
+
+/// Compare the live wiring of a pod with what ADD makes; return the first
+/// difference as a CHECK failure (code 101).
+pub fn check(
+    host: &mut Netlink,
+    pod: &mut Netlink,
+    container_id: &str,
+    ifname: &str,
+    addr: Ipv6Addr,
+) -> Result<Link> {
+    let fail = |m: String| Error::new(Code::CheckFailed, m);
+    let host_name = host_veth_name(container_id, ifname);
+    let host_link = host
+        .link_by_name(&host_name)
+        .map_err(nl_err)?
+        .ok_or_else(|| fail(format!("host veth {host_name} is missing")))?;
+    if !host_link.up {
+        return Err(fail(format!("host veth {host_name} is down")));
+    }
+    let pod_link = pod
+        .link_by_name(ifname)
+        .map_err(nl_err)?
+        .ok_or_else(|| fail(format!("interface {ifname} is missing in the pod")))?;
+    if !pod_link.up {
+        return Err(fail(format!("interface {ifname} is down in the pod")));
+    }
+    let addrs = pod.addrs6(pod_link.index).map_err(nl_err)?;
+    if !addrs.contains(&(addr, 128)) {
+        return Err(fail(format!(
+            "{ifname} in the pod lacks {addr}/128 (has {addrs:?})"
+        )));
+    }
+    let routes = pod.routes6().map_err(nl_err)?;
+    if !routes
+        .iter()
+        .any(|r| r.len == 0 && r.gw == Some(GATEWAY) && r.oif == Some(pod_link.index))
+    {
+        return Err(fail(format!(
+            "the pod has no default route via {GATEWAY} dev {ifname}"
+        )));
+    }
+    let host_routes = host.routes6().map_err(nl_err)?;
+    if !host_routes
+        .iter()
+        .any(|r| r.dst == addr && r.len == 128 && r.oif == Some(host_link.index))
+    {
+        return Err(fail(format!(
+            "the host has no route {addr}/128 dev {host_name}"
+        )));
+    }
+    Ok(host_link)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_macs_are_stable() {
+        let n = host_veth_name("abc", "eth0");
+        assert_eq!(n.len(), 14);
+        assert!(n.starts_with("km"));
+        assert_eq!(n, host_veth_name("abc", "eth0"));
+        assert_ne!(n, host_veth_name("abc", "eth1"));
+        assert_ne!(host_veth_name("ab", "ceth0"), host_veth_name("abc", "eth0"));
+        let (h, p) = macs("abc", "eth0");
+        assert_eq!((h[0], p[0]), (0x02, 0x0a));
+        assert_eq!(mac_string(&h).len(), 17);
+    }
+}

@@ -1,0 +1,202 @@
+//! TC programs for pods: the fast path between pods and the mesh.
+//!
+//! - `meshfwd_tc_pod`, TCX ingress on a pod's host-side veth (traffic the
+//!   pod sends): a destination in `ENDPOINTS` (a pod on this node) is
+//!   delivered straight into that pod with `bpf_redirect_peer`; any other
+//!   destination is looked up in the same FIB as transit traffic and sent
+//!   out of the chosen mesh NIC with both MACs rewritten (`bpf_redirect`).
+//! - `meshfwd_tc_mesh`, TCX ingress on mesh NICs (behind XDP, which passes
+//!   traffic for this node's own prefix): a destination in `ENDPOINTS` is
+//!   delivered into the pod with `bpf_redirect_peer`.
+//!
+//! Anything either program cannot handle (not IPv6, link-local, multicast,
+//! ND, hop limit <= 1, Hop-by-Hop options, no route, dead or unresolved
+//! next hop, too big, headers not in the linear part) is `TC_ACT_OK`: the
+//! kernel, which holds the same routes, takes it.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_REDIRECT},
+    btf_maps::{HashMap, lpm_trie::Key},
+    helpers::generated::{bpf_redirect, bpf_redirect_peer},
+    macros::{btf_map, classifier},
+    programs::TcContext,
+};
+use meshfwd_common::{
+    endpoint::{ENDPOINT_MAX_ENTRIES, Endpoint, EndpointKey},
+    fib,
+};
+
+use crate::xdp::{FIB_V6, NH_GROUPS, mix_addr, pick_member};
+
+/// Pods on this node: address -> host veth and MACs (filled by the CNI
+/// plugin).
+#[btf_map]
+static ENDPOINTS: HashMap<EndpointKey, Endpoint, { ENDPOINT_MAX_ENTRIES as usize }> =
+    HashMap::new();
+
+const ETH_HDR_LEN: usize = 14;
+const ETH_P_IPV6: u16 = 0x86DD;
+const IPV6_HDR_LEN: usize = 40;
+const L4_OFFSET: usize = ETH_HDR_LEN + IPV6_HDR_LEN;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// The fixed IPv6 header fields the fast path decides on.
+struct Ipv6 {
+    vtc_flow: u32,
+    payload_len: usize,
+    next_header: u8,
+    hop_limit: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+}
+
+#[classifier]
+pub fn meshfwd_tc_pod(ctx: TcContext) -> i32 {
+    try_pod(&ctx).unwrap_or(TC_ACT_OK)
+}
+
+#[classifier]
+pub fn meshfwd_tc_mesh(ctx: TcContext) -> i32 {
+    try_mesh(&ctx).unwrap_or(TC_ACT_OK)
+}
+
+/// Pod egress: to a local pod, else along the FIB.
+#[inline(always)]
+fn try_pod(ctx: &TcContext) -> Option<i32> {
+    let ip = parse(ctx)?;
+    if let Some(verdict) = to_local_pod(ctx, &ip) {
+        return Some(verdict);
+    }
+    let entry = *FIB_V6.get(&Key::new(128, ip.dst))?;
+    if entry.kind != fib::kind::FORWARD {
+        return None;
+    }
+    let group = NH_GROUPS.get(entry.group)?;
+    let mut h = fib::HASH_SEED;
+    h = mix_addr(h, &ip.src);
+    h = mix_addr(h, &ip.dst);
+    h = fib::mix(h, ip.vtc_flow & 0x000F_FFFF);
+    h = fib::mix(h, ip.next_header as u32);
+    h = fib::mix(h, ports(ctx, &ip));
+    let nh = pick_member(group, fib::finish(h)).ok()?;
+    if !nh.has_mac() || IPV6_HDR_LEN + ip.payload_len > nh.mtu as usize {
+        return None;
+    }
+    rewrite(ctx, ip.hop_limit, &nh.dst_mac, &nh.src_mac)?;
+    // SAFETY: a plain helper call; the kernel checks the ifindex.
+    let r = unsafe { bpf_redirect(nh.ifindex, 0) };
+    Some(r as i32)
+}
+
+/// Mesh ingress: deliver to a local pod, else leave it to the kernel.
+#[inline(always)]
+fn try_mesh(ctx: &TcContext) -> Option<i32> {
+    let ip = parse(ctx)?;
+    to_local_pod(ctx, &ip)
+}
+
+/// Redirect into the pod owning `ip.dst`, if it lives on this node.
+#[inline(always)]
+fn to_local_pod(ctx: &TcContext, ip: &Ipv6) -> Option<i32> {
+    // SAFETY: the entry is only read, and only its plain-integer fields.
+    let ep = *unsafe { ENDPOINTS.get(ip.dst) }?;
+    rewrite(ctx, ip.hop_limit, &ep.pod_mac, &ep.host_mac)?;
+    // SAFETY: a plain helper call; the kernel checks the ifindex.
+    let r = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
+    if r == i64::from(TC_ACT_REDIRECT) {
+        Some(TC_ACT_REDIRECT)
+    } else {
+        None
+    }
+}
+
+/// Parse Ethernet + IPv6; `None` for anything the kernel must see.
+#[inline(always)]
+fn parse(ctx: &TcContext) -> Option<Ipv6> {
+    let eth = ptr_at(ctx, 0, ETH_HDR_LEN)?;
+    // SAFETY: `ptr_at` proved the 14 header bytes lie in the linear data.
+    let eth = unsafe { (eth as *const [u8; ETH_HDR_LEN]).read_unaligned() };
+    if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IPV6 {
+        return None;
+    }
+    let hdr = ptr_at(ctx, ETH_HDR_LEN, IPV6_HDR_LEN)?;
+    // SAFETY: `ptr_at` proved the 40 header bytes lie in the linear data.
+    let hdr = unsafe { (hdr as *const [u8; IPV6_HDR_LEN]).read_unaligned() };
+    let vtc_flow = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+    if vtc_flow >> 28 != 6 {
+        return None;
+    }
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&hdr[8..24]);
+    dst.copy_from_slice(&hdr[24..40]);
+    let ip = Ipv6 {
+        vtc_flow,
+        payload_len: u16::from_be_bytes([hdr[4], hdr[5]]) as usize,
+        next_header: hdr[6],
+        hop_limit: hdr[7],
+        src,
+        dst,
+    };
+    let special = |a: &[u8; 16]| a[0] == 0xff || (a[0] == 0xfe && a[1] & 0xc0 == 0x80);
+    if special(&ip.src)
+        || special(&ip.dst)
+        || ip.hop_limit <= 1
+        || ip.next_header == IPPROTO_HOPOPTS
+    {
+        return None;
+    }
+    if ip.next_header == IPPROTO_ICMPV6 {
+        let t = ptr_at(ctx, L4_OFFSET, 1)?;
+        // SAFETY: `ptr_at` proved the byte lies in the linear data.
+        // ND, MLD and redirects are link-scoped control traffic.
+        if matches!(unsafe { *t }, 130..=137 | 143) {
+            return None;
+        }
+    }
+    Some(ip)
+}
+
+/// Return the transport ports as one word (0 when absent).
+#[inline(always)]
+fn ports(ctx: &TcContext, ip: &Ipv6) -> u32 {
+    if !matches!(ip.next_header, IPPROTO_TCP | IPPROTO_UDP) || ip.payload_len < 4 {
+        return 0;
+    }
+    match ptr_at(ctx, L4_OFFSET, 4) {
+        // SAFETY: `ptr_at` proved the four bytes lie in the linear data.
+        Some(p) => unsafe { (p as *const u32).read_unaligned() },
+        None => 0,
+    }
+}
+
+/// Route the frame one hop: hop limit down by one, new MACs.
+#[inline(always)]
+fn rewrite(ctx: &TcContext, hop_limit: u8, dst_mac: &[u8; 6], src_mac: &[u8; 6]) -> Option<()> {
+    let hl = ptr_at(ctx, ETH_HDR_LEN + 7, 1)?;
+    let eth = ptr_at(ctx, 0, 12)?;
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(dst_mac);
+    macs[6..].copy_from_slice(src_mac);
+    // SAFETY: `ptr_at` proved both ranges lie in the linear data, which TC
+    // programs may write directly.
+    unsafe {
+        *(hl as *mut u8) = hop_limit - 1;
+        (eth as *mut [u8; 12]).write_unaligned(macs);
+    }
+    Some(())
+}
+
+/// Return a pointer to `len` bytes at `offset` of the linear data, or
+/// `None`: the single place where packet bounds are checked.
+#[inline(always)]
+fn ptr_at(ctx: &TcContext, offset: usize, len: usize) -> Option<*const u8> {
+    let start = ctx.data();
+    if start + offset + len > ctx.data_end() {
+        return None;
+    }
+    Some((start + offset) as *const u8)
+}

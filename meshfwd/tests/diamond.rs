@@ -1,0 +1,360 @@
+//! A diamond of four routers between two hosts, forwarding with the XDP
+//! fast path from maps that `meshfwd fib apply` fills from a static route
+//! table:
+//!
+//! ```text
+//!               b
+//!             /   \
+//!   h1 --- a         d --- h2
+//!             \   /
+//!               c
+//! ```
+//!
+//! Ping and an iperf3 TCP stream cross it; the transit node's kernel
+//! forwarding counter stays flat while our forwarded counter rises; cutting
+//! the transit link the stream uses and clearing the alive flags of its next
+//! hops keeps the stream going over the other path.
+
+use std::{
+    net::Ipv6Addr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use lab::{Lab, Topology, Wire};
+
+const MESHFWD: &str = env!("CARGO_BIN_EXE_meshfwd");
+const H1: &str = "2001:db8:1::1";
+const A_H1: &str = "2001:db8:1::a";
+const H2: &str = "2001:db8:2::2";
+const D_H2: &str = "2001:db8:2::d";
+
+fn meshfwd(node: &lab::Node, args: &[&str]) -> String {
+    let out = node
+        .cmd(MESHFWD)
+        .arg("--bpffs")
+        .arg(node.bpffs_dir())
+        .args(args)
+        .output()
+        .expect("run meshfwd");
+    assert!(
+        out.status.success(),
+        "meshfwd {args:?} in {} failed: {}",
+        node.name(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+fn stat(node: &lab::Node, name: &str) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_str(&meshfwd(node, &["show", "stats", "--json"])).expect("stats JSON");
+    json["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("counter {name}: {json}"))
+}
+
+/// The kernel's count of forwarded IPv6 packets in `node`.
+fn kernel_forwarded(node: &lab::Node) -> u64 {
+    let snmp = node.run(&["cat", "/proc/net/snmp6"]).expect("read snmp6");
+    snmp.lines()
+        .find_map(|l| l.strip_prefix("Ip6OutForwDatagrams"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Ip6OutForwDatagrams in /proc/net/snmp6")
+}
+
+/// Write a route file: each route is (prefix, [(iface, neighbour node, neighbour iface)]).
+fn route_file(lab: &Lab, node: &str, routes: &[(&str, &[&str])]) -> std::path::PathBuf {
+    let mut out = Vec::new();
+    for (prefix, via) in routes {
+        let hops: Vec<serde_json::Value> = via
+            .iter()
+            .map(|peer| {
+                let l = lab.link(node, peer);
+                let (my_if, peer_if) = if l.a == node {
+                    (&l.a_if, &l.b_if)
+                } else {
+                    (&l.b_if, &l.a_if)
+                };
+                let ll = lab.node(peer).link_local(peer_if).expect("peer link-local");
+                serde_json::json!({"iface": my_if, "addr": ll.to_string()})
+            })
+            .collect();
+        out.push(serde_json::json!({"prefix": prefix, "via": hops}));
+    }
+    let path = lab.work_dir().join(format!("routes-{node}.json"));
+    std::fs::write(&path, serde_json::json!({"routes": out}).to_string()).expect("write routes");
+    path
+}
+
+fn iface_to(lab: &Lab, node: &str, peer: &str) -> String {
+    let l = lab.link(node, peer);
+    if l.a == node {
+        l.a_if.clone()
+    } else {
+        l.b_if.clone()
+    }
+}
+
+fn wait_resolved(node: &lab::Node, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let json: serde_json::Value =
+            serde_json::from_str(&meshfwd(node, &["fib", "show", "--json"])).expect("fib JSON");
+        let hops: Vec<&serde_json::Value> = json
+            .as_array()
+            .expect("array")
+            .iter()
+            .flat_map(|r| r["next_hops"].as_array().expect("next hops").iter())
+            .collect();
+        if hops.len() >= want && hops.iter().all(|h| h["mac_valid"] == true) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "next hops of {} never resolved: {json:#}",
+            node.name()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
+    let topo = Topology::new()
+        .node("h1")
+        .node("a")
+        .node("b")
+        .node("c")
+        .node("d")
+        .node("h2")
+        .link("h1", "a", Wire::Direct)
+        .link("a", "b", Wire::Direct)
+        .link("a", "c", Wire::Direct)
+        .link("b", "d", Wire::Direct)
+        .link("c", "d", Wire::Direct)
+        .link("d", "h2", Wire::Direct);
+    let lab = Lab::build("diamond", &topo).expect("build lab");
+    let n = |name: &str| lab.node(name);
+
+    // Hosts: one subnet each side, routed through a and d.
+    let h1_if = iface_to(&lab, "h1", "a");
+    let a_h1_if = iface_to(&lab, "a", "h1");
+    let h2_if = iface_to(&lab, "h2", "d");
+    let d_h2_if = iface_to(&lab, "d", "h2");
+    for (node, iface, addr) in [
+        ("h1", &h1_if, H1),
+        ("a", &a_h1_if, A_H1),
+        ("h2", &h2_if, H2),
+        ("d", &d_h2_if, D_H2),
+    ] {
+        n(node)
+            .run(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                iface,
+                "nodad",
+            ])
+            .expect("address");
+    }
+    // veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL); a
+    // frame XDP forwards never meets the code that would fill them in, so
+    // the hosts compute their own, as a real NIC would.
+    n("h1")
+        .run(&["ethtool", "-K", &h1_if, "tx", "off"])
+        .expect("h1 tx checksum");
+    n("h2")
+        .run(&["ethtool", "-K", &h2_if, "tx", "off"])
+        .expect("h2 tx checksum");
+    n("h1")
+        .run(&["ip", "-6", "route", "add", "2001:db8::/32", "via", A_H1])
+        .expect("h1 route");
+    n("h2")
+        .run(&["ip", "-6", "route", "add", "2001:db8::/32", "via", D_H2])
+        .expect("h2 route");
+
+    // XDP on every router NIC.
+    for node in ["a", "b", "c", "d"] {
+        for iface in n(node).ifaces() {
+            meshfwd(n(node), &["attach", "--iface", &iface]);
+        }
+    }
+
+    // Static routes, fed to the map writer (which also installs them in the
+    // kernel under our protocol id and tracks neighbours).
+    type Routes<'a> = Vec<(&'a str, &'a [&'a str])>;
+    let tables: [(&str, Routes); 4] = [
+        ("a", vec![("2001:db8:2::/64", &["b", "c"])]),
+        (
+            "b",
+            vec![("2001:db8:2::/64", &["d"]), ("2001:db8:1::/64", &["a"])],
+        ),
+        (
+            "c",
+            vec![("2001:db8:2::/64", &["d"]), ("2001:db8:1::/64", &["a"])],
+        ),
+        ("d", vec![("2001:db8:1::/64", &["b", "c"])]),
+    ];
+    for (node, routes) in &tables {
+        let file = route_file(&lab, node, routes);
+        n(node)
+            .spawn(
+                "fib",
+                &[
+                    MESHFWD,
+                    "--bpffs",
+                    &n(node).bpffs_dir().to_string_lossy(),
+                    "fib",
+                    "apply",
+                    "--routes",
+                    &file.to_string_lossy(),
+                ],
+            )
+            .expect("spawn fib apply");
+    }
+    for (node, want) in [("a", 2), ("b", 2), ("c", 2), ("d", 2)] {
+        wait_resolved(n(node), want);
+    }
+    // The kernel has the same routes, under our protocol id.
+    let kroutes = n("a")
+        .run(&["ip", "-6", "route", "show", "proto", "198"])
+        .expect("ip route");
+    assert!(
+        kroutes.contains("2001:db8:2::/64"),
+        "kernel route on a: {kroutes}"
+    );
+    assert!(
+        kroutes.matches("nexthop").count() == 2,
+        "ECMP route in the kernel on a: {kroutes}"
+    );
+
+    // Ping across.
+    n("h1")
+        .wait_ping6(
+            H2.parse::<Ipv6Addr>().unwrap(),
+            None,
+            Duration::from_secs(10),
+        )
+        .expect("h1 reaches h2");
+
+    // A TCP stream: which transit node carries it?
+    let fwd_before = [stat(n("b"), "redirect"), stat(n("c"), "redirect")];
+    let kern_before = [kernel_forwarded(n("b")), kernel_forwarded(n("c"))];
+    let server = n("h2")
+        .spawn("iperf3", &["iperf3", "-s", "-1", "-B", H2])
+        .expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(500));
+    let report = lab.work_dir().join("iperf3.json");
+    let client = n("h1")
+        .spawn(
+            "iperf3c",
+            &[
+                "iperf3",
+                "-c",
+                H2,
+                "-B",
+                H1,
+                "-t",
+                "8",
+                "-i",
+                "1",
+                "-J",
+                "--logfile",
+                &report.to_string_lossy(),
+            ],
+        )
+        .expect("iperf3 client");
+    std::thread::sleep(Duration::from_secs(3));
+    let fwd_mid = [stat(n("b"), "redirect"), stat(n("c"), "redirect")];
+    let kern_mid = [kernel_forwarded(n("b")), kernel_forwarded(n("c"))];
+    let carried: Vec<u64> = (0..2).map(|i| fwd_mid[i] - fwd_before[i]).collect();
+    let (via, other) = if carried[0] >= carried[1] {
+        ("b", "c")
+    } else {
+        ("c", "b")
+    };
+    let via_i = if via == "b" { 0 } else { 1 };
+    assert!(
+        carried[via_i] > 10_000,
+        "the transit node forwarded the stream in XDP: {carried:?}"
+    );
+    // Transit forwarding never reached the kernel (a few ND or stray
+    // packets at most).
+    for i in 0..2 {
+        let k = kern_mid[i] - kern_before[i];
+        assert!(
+            k < 10,
+            "kernel forwarded {k} packets on transit node {} during the stream",
+            ["b", "c"][i]
+        );
+    }
+
+    // Cut the transit link a-<via>; clear the alive flags of the next hops
+    // through it on both ends of the diamond (fast reroute).
+    lab.cut_loud("a", via).expect("cut");
+    meshfwd(
+        n("a"),
+        &[
+            "fib",
+            "alive",
+            "--iface",
+            &iface_to(&lab, "a", via),
+            "--down",
+        ],
+    );
+    meshfwd(
+        n("d"),
+        &[
+            "fib",
+            "alive",
+            "--iface",
+            &iface_to(&lab, "d", via),
+            "--down",
+        ],
+    );
+    let other_before = stat(n(other), "redirect");
+
+    // The client finishes by itself (-t 8); bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while n("h1").is_running(client) {
+        assert!(Instant::now() < deadline, "iperf3 client did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = n("h2").kill(server);
+    let other_after = stat(n(other), "redirect");
+    assert!(
+        other_after - other_before > 10_000,
+        "after the cut the stream crossed {other} in XDP ({} packets)",
+        other_after - other_before
+    );
+
+    let text = std::fs::read_to_string(&report).expect("iperf3 report");
+    let json: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("iperf3 JSON ({e}): {text}"));
+    assert!(
+        json.get("error").is_none(),
+        "iperf3 failed: {}",
+        json["error"]
+    );
+    let intervals = json["intervals"].as_array().expect("intervals");
+    let last: Vec<f64> = intervals
+        .iter()
+        .rev()
+        .take(3)
+        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap_or(0.0))
+        .collect();
+    assert!(
+        last.iter().all(|b| *b > 1e6),
+        "the stream kept going after the cut: last intervals {last:?} bit/s"
+    );
+    let received = json["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(received > 10_000_000, "iperf3 moved {received} bytes");
+    eprintln!(
+        "stream via {via}, then {other}; last intervals {last:?} bit/s; {received} bytes; log {}",
+        Path::new(&lab.work_dir()).display()
+    );
+}

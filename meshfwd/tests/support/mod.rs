@@ -1,0 +1,230 @@
+//! Shared fixtures for the `BPF_PROG_TEST_RUN` tests: a private copy of the
+//! forwarding program and its maps, and a frame builder.
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::net::Ipv6Addr;
+
+use aya::{
+    Ebpf,
+    maps::lpm_trie::Key,
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use meshfwd::ebpf::{self, FibMaps};
+use meshfwd_common::{
+    fib::{FibEntry, GROUP_MAX_MEMBERS, NextHop, NextHopGroup, kind, nh_flags},
+    stats::Stat,
+};
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+/// The loopback device: always present, so the devmap accepts it; test
+/// runs never transmit, so nothing is ever sent there.
+pub const EGRESS_IFINDEX: u32 = 1;
+pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const UPSTREAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+pub const MTU: u32 = 1500;
+
+/// The MAC of next hop `n` (distinct per next hop, so the output frame says
+/// which member was chosen).
+pub const fn nh_mac(n: u8) -> [u8; 6] {
+    [0x02, 0xaa, 0, 0, 0, n]
+}
+
+/// A loaded, private (unpinned) forwarding program with typed maps.
+pub struct Harness {
+    ebpf: Ebpf,
+    pub maps: FibMaps,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        let mut ebpf = ebpf::load(None).expect("load the eBPF object");
+        let maps = FibMaps::take(&mut ebpf).expect("take the maps");
+        let prog: &mut Xdp = ebpf
+            .program_mut(ebpf::XDP_PROGRAM)
+            .expect("program in object")
+            .try_into()
+            .expect("an XDP program");
+        prog.load().expect("verifier accepts the program");
+        let mut h = Harness { ebpf, maps };
+        h.maps
+            .egress
+            .insert(EGRESS_IFINDEX, EGRESS_IFINDEX, None, 0)
+            .expect("devmap entry");
+        h
+    }
+
+    /// Write next hop `id` (MAC `nh_mac(id)`, alive, resolved).
+    pub fn next_hop(&mut self, id: u32) {
+        self.set_next_hop(
+            id,
+            NextHop {
+                ifindex: EGRESS_IFINDEX,
+                mtu: MTU,
+                dst_mac: nh_mac(id as u8),
+                src_mac: ROUTER_MAC,
+                flags: nh_flags::ALIVE | nh_flags::MAC_VALID,
+            },
+        );
+    }
+
+    pub fn set_next_hop(&mut self, id: u32, nh: NextHop) {
+        self.maps.next_hops.set(id, nh, 0).expect("write next hop");
+    }
+
+    pub fn get_next_hop(&self, id: u32) -> NextHop {
+        self.maps.next_hops.get(&id, 0).expect("read next hop")
+    }
+
+    /// Flip one next hop's alive flag: a single map write.
+    pub fn set_alive(&mut self, id: u32, alive: bool) {
+        let mut nh = self.get_next_hop(id);
+        if alive {
+            nh.flags |= nh_flags::ALIVE;
+        } else {
+            nh.flags &= !nh_flags::ALIVE;
+        }
+        self.set_next_hop(id, nh);
+    }
+
+    pub fn group(&mut self, id: u32, members: &[u32]) {
+        let mut g = NextHopGroup {
+            len: members.len() as u32,
+            members: [0; GROUP_MAX_MEMBERS],
+        };
+        g.members[..members.len()].copy_from_slice(members);
+        self.maps.groups.set(id, g, 0).expect("write group");
+    }
+
+    pub fn route(&mut self, prefix: Ipv6Addr, len: u32, group: u32) {
+        let key = Key::new(len, prefix.octets());
+        self.maps
+            .fib_v6
+            .insert(
+                &key,
+                FibEntry {
+                    kind: kind::FORWARD,
+                    group,
+                },
+                0,
+            )
+            .expect("write route");
+    }
+
+    pub fn local(&mut self, addr: Ipv6Addr) {
+        let key = Key::new(128, addr.octets());
+        self.maps
+            .fib_v6
+            .insert(
+                &key,
+                FibEntry {
+                    kind: kind::LOCAL,
+                    group: 0,
+                },
+                0,
+            )
+            .expect("local");
+    }
+
+    /// Run one frame through the program: the verdict and the frame out.
+    pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &Xdp = self
+            .ebpf
+            .program(ebpf::XDP_PROGRAM)
+            .expect("program")
+            .try_into()
+            .expect("XDP program");
+        // A marker fill shows any byte the kernel did not write.
+        let mut out = vec![0xEEu8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        };
+        let res = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+        out.truncate(res.data_size_out as usize);
+        (res.return_value, out)
+    }
+
+    /// Sum one counter over CPUs.
+    pub fn stat(&self, stat: Stat) -> u64 {
+        self.maps
+            .stats
+            .get(&(stat as u32), 0)
+            .expect("stats")
+            .iter()
+            .sum()
+    }
+}
+
+/// An IPv6 packet description for [`Frame::bytes`].
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub next_header: u8,
+    pub hop_limit: u8,
+    pub flow_label: u32,
+    /// Everything after the fixed IPv6 header.
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// A UDP packet from `src` to `dst` with the given ports and 18 bytes of data.
+    pub fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Self {
+        let data = b"kubermesh-fastpath";
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&sport.to_be_bytes());
+        payload.extend_from_slice(&dport.to_be_bytes());
+        payload.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        payload.extend_from_slice(&[0x12, 0x34]); // checksum: not checked by a router
+        payload.extend_from_slice(data);
+        Frame {
+            src: src.parse().expect("src"),
+            dst: dst.parse().expect("dst"),
+            next_header: 17,
+            hop_limit: 64,
+            flow_label: 0x12345,
+            payload,
+        }
+    }
+
+    /// An ICMPv6 message of `icmp_type` (code 0, 8 bytes of body).
+    pub fn icmp6(src: &str, dst: &str, icmp_type: u8) -> Self {
+        let mut f = Frame::udp(src, dst, 0, 0);
+        f.next_header = 58;
+        f.payload = vec![icmp_type, 0, 0, 0, 0, 0, 0, 0];
+        f
+    }
+
+    /// The Ethernet frame: upstream -> router MAC, then IPv6.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(54 + self.payload.len());
+        b.extend_from_slice(&ROUTER_MAC);
+        b.extend_from_slice(&UPSTREAM_MAC);
+        b.extend_from_slice(&[0x86, 0xdd]);
+        let vtc_flow: u32 = (6 << 28) | (self.flow_label & 0xF_FFFF);
+        b.extend_from_slice(&vtc_flow.to_be_bytes());
+        b.extend_from_slice(&(self.payload.len() as u16).to_be_bytes());
+        b.push(self.next_header);
+        b.push(self.hop_limit);
+        b.extend_from_slice(&self.src.octets());
+        b.extend_from_slice(&self.dst.octets());
+        b.extend_from_slice(&self.payload);
+        b
+    }
+}
+
+/// The frame a correct router sends for `input` via next hop MAC `dst_mac`:
+/// new MACs, hop limit one less, every other byte the same.
+pub fn forwarded(input: &[u8], dst_mac: [u8; 6]) -> Vec<u8> {
+    let mut want = input.to_vec();
+    want[..6].copy_from_slice(&dst_mac);
+    want[6..12].copy_from_slice(&ROUTER_MAC);
+    want[21] -= 1;
+    want
+}
