@@ -19,7 +19,9 @@
 //!
 //! Routes: the RIB holds routes to prefixes advertised by other routers;
 //! this router's own stub prefixes are not in it.
-#![forbid(unsafe_code)]
+// The protocol core is safe Rust; the one `unsafe` is a socket option in
+// `driver::socket` that no safe wrapper exposes.
+#![deny(unsafe_code)]
 
 pub mod error;
 pub mod events;

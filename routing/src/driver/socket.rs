@@ -8,10 +8,9 @@
 //!
 //! The OSPF checksum (RFC 5340 A.3.1) covers an IPv6 pseudo-header. The core
 //! fills it in for our link-local source and the destination, and verifies
-//! it on receipt against the `src`/`dst` reported here. The kernel could do
-//! the same (`IPV6_CHECKSUM` at offset 12), but no safe wrapper (socket2,
-//! nix, rustix) exposes that option and the crate forbids `unsafe`; since the
-//! core's checksum is what the kernel would compute, nothing is lost.
+//! it on receipt against the `src`/`dst` reported here. The socket also sets
+//! `IPV6_CHECKSUM` at offset 12 (RFC 3542 §3.1), so the kernel computes the
+//! same value on send and drops corrupted packets before they reach us.
 //!
 //! The socket is bound to its interface (`SO_BINDTODEVICE`) so it neither
 //! sees nor sends traffic of any other link, and the driver keeps one socket
@@ -92,6 +91,7 @@ impl OspfSocket {
         // Network control traffic: CS6, as routing daemons mark it.
         socket.set_tclass_v6(0xc0)?;
         socket.join_multicast_v6(&ALL_SPF_ROUTERS, ifindex)?;
+        set_ipv6_checksum(socket.as_fd(), CHECKSUM_OFFSET)?;
         Ok(Self {
             fd: UdpSocket::from_std(std::net::UdpSocket::from(std::os::fd::OwnedFd::from(
                 socket,
@@ -270,6 +270,34 @@ pub fn interface_info(ifname: &str) -> io::Result<(u32, Option<Ipv6Addr>)> {
         }
     }
     Ok((ifindex, link_local))
+}
+
+/// Offset of the checksum field in the OSPFv3 header (RFC 5340 A.3.1).
+const CHECKSUM_OFFSET: libc::c_int = 12;
+
+/// `IPV6_CHECKSUM` from Linux `<linux/in6.h>`; the libc crate lacks it there.
+const IPV6_CHECKSUM: libc::c_int = 7;
+
+/// Have the kernel fill in and verify the checksum at `offset` (RFC 3542
+/// §3.1). No safe wrapper in socket2, nix or rustix exposes this option.
+#[expect(unsafe_code, reason = "setsockopt(IPV6_CHECKSUM) has no safe wrapper")]
+fn set_ipv6_checksum(fd: BorrowedFd<'_>, offset: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket borrowed for the call; the option value
+    // points at a live `c_int` and the length passed is exactly its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            IPV6_CHECKSUM,
+            (&raw const offset).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
