@@ -1,1 +1,3 @@
 //! kubermesh benchmarks.
+
+pub mod agents;

@@ -1,34 +1,77 @@
 //! Command-line interface: argument parsing and dispatch.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use meshfwd_common::pin;
 
 use crate::{
+    agent::{
+        self, AgentArgs, Config,
+        config::DEFAULT_SOCKET,
+        control::{self, Query},
+        show,
+    },
     ebpf::{self, AttachMode},
     stats::Stats,
 };
 
+/// How long `meshfwd show` waits for the agent.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// kubermesh node agent and operator CLI.
 ///
-/// meshfwd loads the kubermesh eBPF fast path onto a node's mesh NICs and
-/// shows what it is doing. Maps and program links are pinned under a bpffs
-/// directory, so the data plane outlives the command that attached it.
+/// `meshfwd agent` runs on every node: it finds the mesh links, runs OSPFv3
+/// on them, and keeps the XDP fast path's maps and the kernel's routes in
+/// step, with no per-node configuration. `meshfwd show ...` asks the running
+/// agent over its control socket. The eBPF maps and program links are
+/// pinned under a bpffs directory, so the data plane outlives the process
+/// that attached it.
 #[derive(Debug, Parser)]
 #[command(name = "meshfwd", version, about, long_about)]
 struct Cli {
-    /// bpffs directory holding the node's pinned maps and links.
-    #[arg(long, global = true, env = "MESHFWD_BPFFS", default_value = pin::DEFAULT_DIR)]
-    bpffs: PathBuf,
+    /// bpffs directory holding the node's pinned maps and links [default:
+    /// /sys/fs/bpf/kubermesh].
+    #[arg(long, global = true, env = "MESHFWD_BPFFS")]
+    bpffs: Option<PathBuf>,
+
+    /// The agent's control socket [default: /run/kubermesh/meshfwd.sock].
+    #[arg(long, global = true, env = "MESHFWD_SOCKET")]
+    socket: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
 }
 
+impl Cli {
+    fn bpffs(&self) -> PathBuf {
+        self.bpffs
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(pin::DEFAULT_DIR))
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the node agent (until SIGTERM): zero-touch mesh join, OSPFv3,
+    /// the XDP fast path and the kernel routes.
+    ///
+    /// A bare `meshfwd agent` works on a node: the router id comes from
+    /// /etc/machine-id, every Ethernet link with carrier joins the mesh,
+    /// and the pod prefix is carved from fd6b:6d65:7368::/48. Settings come
+    /// from /etc/kubermesh/meshfwd.toml (if present) and these flags.
+    Agent(Box<AgentArgs>),
     /// Attach the XDP program to a mesh interface and pin it.
     ///
     /// Example: `meshfwd attach --iface eth1`. Attaching a second interface
@@ -50,7 +93,7 @@ enum Command {
         #[arg(long)]
         iface: String,
     },
-    /// Show data-plane state.
+    /// Show the node's state (asks the running agent).
     Show {
         #[command(subcommand)]
         what: Show,
@@ -66,7 +109,44 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum Show {
-    /// Per-verdict packet counters of the XDP program, summed over CPUs.
+    /// Router id, prefixes and health of the node at a glance.
+    Node {
+        /// Print as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// OSPF neighbours and their states.
+    Neighbors {
+        /// Print as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Links of the node: which are in the mesh, and why the others are not.
+    Interfaces {
+        /// Print as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The OSPF link state database.
+    Lsdb {
+        /// Print as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The routes OSPF computed (prefix, cost, ECMP next hops).
+    Routes {
+        /// Print as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The fast path's FIB: entries, next-hop groups, MACs, alive flags.
+    Fib {
+        /// Print as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-verdict packet counters of the XDP program, summed over CPUs,
+    /// plus the agent's own counters when it is running.
     Stats {
         /// Print as JSON (for scripts).
         #[arg(long)]
@@ -87,11 +167,17 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let bpffs = cli.bpffs();
+    let socket = cli.socket();
     match cli.command {
+        Command::Agent(args) => {
+            let config = Config::load(&args, cli.bpffs.as_deref(), cli.socket.as_deref())?;
+            agent::main(config)?;
+        }
         Command::Attach { iface, mode, json } => {
-            let link = ebpf::attach(&cli.bpffs, &iface, mode)?;
+            let link = ebpf::attach(&bpffs, &iface, mode)?;
             if json {
-                let out = serde_json::json!({"iface": iface, "link": link, "bpffs": cli.bpffs});
+                let out = serde_json::json!({"iface": iface, "link": link, "bpffs": bpffs});
                 println!("{out}");
             } else {
                 println!(
@@ -101,21 +187,80 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Detach { iface } => {
-            ebpf::detach(&cli.bpffs, &iface)?;
+            ebpf::detach(&bpffs, &iface)?;
             println!("detached XDP from {iface}");
         }
-        Command::Show {
-            what: Show::Stats { json },
-        } => {
-            let stats = Stats::read(&ebpf::open_stats(&cli.bpffs)?)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
-            } else {
-                print!("{}", stats.table());
-            }
-        }
-        Command::Fib { cmd } => crate::cli_fib::run(&cli.bpffs, cmd)?,
+        Command::Show { what } => show_cmd(&bpffs, cli.bpffs.as_deref(), &socket, what)?,
+        Command::Fib { cmd } => crate::cli_fib::run(&bpffs, cmd)?,
         Command::Version => println!("meshfwd {}", env!("CARGO_PKG_VERSION")),
     }
     Ok(())
+}
+
+fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) -> Result<()> {
+    let (query, json) = match what {
+        Show::Stats { json } => return show_stats(bpffs_flag, socket, json),
+        Show::Fib { json } if !socket.exists() => {
+            // No agent: read the pinned maps directly.
+            return crate::cli_fib::run(bpffs, crate::cli_fib::FibCommand::Show { json });
+        }
+        Show::Node { json } => (Query::Node, json),
+        Show::Neighbors { json } => (Query::Neighbors, json),
+        Show::Interfaces { json } => (Query::Interfaces, json),
+        Show::Lsdb { json } => (Query::Lsdb, json),
+        Show::Routes { json } => (Query::Routes, json),
+        Show::Fib { json } => (Query::Fib, json),
+    };
+    let data = control::query(socket, query, QUERY_TIMEOUT)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&data)?);
+    } else {
+        print!("{}", show::render(query, &data));
+    }
+    Ok(())
+}
+
+/// The XDP counters plus the agent's own counters when it answers. With
+/// `--bpffs` (or no agent) the XDP counters come straight from the pinned
+/// map, so this works without an agent too.
+fn show_stats(bpffs: Option<&Path>, socket: &Path, json: bool) -> Result<()> {
+    let agent = if socket.exists() {
+        control::query(socket, Query::Stats, QUERY_TIMEOUT).ok()
+    } else {
+        None
+    };
+    let from_agent = agent
+        .as_ref()
+        .filter(|a| bpffs.is_none() && a["counters"].is_object());
+    let mut v = match from_agent {
+        Some(a) => serde_json::json!({"cpus": a["cpus"], "counters": a["counters"]}),
+        None => {
+            let dir = bpffs.map_or_else(|| PathBuf::from(pin::DEFAULT_DIR), Path::to_path_buf);
+            serde_json::to_value(Stats::read(&ebpf::open_stats(&dir)?)?)?
+        }
+    };
+    if json {
+        if let Some(a) = &agent {
+            for key in ["agent", "writer", "ospf", "process"] {
+                v[key] = a[key].clone();
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", xdp_table(&v));
+        if let Some(a) = agent {
+            print!("{}", show::render(Query::Stats, &a));
+        }
+    }
+    Ok(())
+}
+
+/// The XDP counter table (as [`Stats::table`]) from the JSON form.
+fn xdp_table(v: &serde_json::Value) -> String {
+    let mut out = format!("{:<12} {:>14}\n", "COUNTER", "PACKETS");
+    for stat in meshfwd_common::stats::Stat::ALL {
+        let value = v["counters"][stat.name()].as_u64().unwrap_or(0);
+        out.push_str(&format!("{:<12} {:>14}\n", stat.name(), value));
+    }
+    out
 }

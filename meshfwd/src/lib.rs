@@ -4,6 +4,7 @@
 //! Data flow: [`ebpf`] loads the XDP program from `meshfwd-ebpf` and pins
 //! its maps; [`stats`] reads the counters back.
 
+pub mod agent;
 pub mod cli;
 pub mod cli_fib;
 pub mod ebpf;

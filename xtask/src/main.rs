@@ -40,8 +40,9 @@ enum Command {
         #[arg(last = true)]
         test_args: Vec<String>,
     },
-    /// Build a lab mesh in network namespaces and show the XDP program
-    /// counting real traffic on every link.
+    /// The kubermesh lab demo: an 8-node mesh of agents in network
+    /// namespaces joining, forwarding in XDP, healing cuts and losing a third
+    /// of its nodes.
     Demo(demo::Options),
     /// Run a benchmark (setup first); results go to `bench/results/`.
     Bench(bench::Options),

@@ -79,6 +79,10 @@ struct Report {
     b_over_c: f64,
     goal_met: bool,
     unix_time: u64,
+    /// The command line that produced this report.
+    command: String,
+    /// Load average when the run started: the machine is shared.
+    loadavg: String,
 }
 
 fn main() {
@@ -233,6 +237,9 @@ impl Mode {
 fn run() -> Result<()> {
     let args = parse_args()?;
     let cpu = 0usize;
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
 
     eprintln!("forwarding: building gen -> router =={ECMP}==> sink");
     let mut topo = Topology::new()
@@ -519,6 +526,11 @@ fn run() -> Result<()> {
         unix_time: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
+        command: format!(
+            "cargo run --release -p bench --bin forwarding -- {}",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        ),
+        loadavg,
     };
     let json = serde_json::to_string_pretty(&report)?;
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");

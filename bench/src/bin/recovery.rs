@@ -1,0 +1,503 @@
+//! The recovery benchmark: how much of a steady flow a link failure costs,
+//! and how long a new node takes to reach everyone, with real agents in
+//! the namespace lab.
+//!
+//! ```text
+//!            b
+//!          /   \
+//!   g --- a     c  <- receiver (c's /128)
+//!          \   /
+//!            d        + e, plugged into b for the join run
+//! ```
+//!
+//! `g` sends a UDP probe flow (10,000 packets per second by default,
+//! sequence numbered) to `c`'s /128. `a` forwards it in XDP over two
+//! equal-cost next hops (via `b` and via `d`); the run finds out which one
+//! the flow hashes to, then cuts that link of `a`:
+//! - **loud**: both ends lose carrier; the agent clears the next hop's
+//!   alive flag and XDP re-hashes the flow onto the survivor;
+//! - **silent**: frames vanish on the wire with carrier up; only the OSPF
+//!   dead interval notices.
+//!
+//! The receiver records every sequence number; the loss window is the gap
+//! in arrival times around the largest hole. Goals: loud ≤ 10 ms, silent ≤
+//! dead interval + 100 ms. The join run plugs a new node `e` into `b` and
+//! times from the cable going in until `e` has exchanged pings with every
+//! other node's /128.
+//!
+//! Usage: `recovery [--json] [--pps N] [--meshfwd PATH]`; progress on
+//! stderr, the table (or JSON) on stdout, JSON also under
+//! `bench/results/recovery.json`.
+
+use std::{
+    collections::BTreeSet,
+    net::{Ipv6Addr, SocketAddrV6, UdpSocket},
+    os::fd::{AsRawFd as _, OwnedFd},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail};
+use bench::agents::{CONVERGE, DEAD, HELLO, Mesh, in_netns, meshfwd_bin, wait_until};
+use lab::{Lab, Topology, Wire};
+use serde::Serialize;
+
+const PORT: u16 = 47_999;
+
+#[derive(Debug, Serialize)]
+struct CutResult {
+    kind: &'static str,
+    cut_link: String,
+    pps: u32,
+    sent: u64,
+    received: u64,
+    lost: u64,
+    /// Packets in the largest run of consecutive losses.
+    largest_hole: u64,
+    /// Arrival-time gap around the largest hole, less one packet interval.
+    loss_window_ms: f64,
+    goal_ms: f64,
+    met_goal: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct JoinResult {
+    /// From the cable going in to the last node answering the new one.
+    to_full_reachability_ms: f64,
+    nodes_reached: usize,
+    goal_ms: f64,
+    met_goal: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    hello_interval_s: u16,
+    dead_interval_s: u16,
+    loud: CutResult,
+    silent: CutResult,
+    join: JoinResult,
+    unix_time: u64,
+    command: String,
+}
+
+struct Args {
+    json: bool,
+    pps: u32,
+    meshfwd: Option<PathBuf>,
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("recovery: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        json: false,
+        pps: 10_000,
+        meshfwd: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => args.json = true,
+            "--pps" => args.pps = it.next().context("--pps N")?.parse()?,
+            "--meshfwd" => args.meshfwd = Some(it.next().context("--meshfwd PATH")?.into()),
+            "-h" | "--help" => {
+                println!("usage: recovery [--json] [--pps N] [--meshfwd PATH]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    if !(100..=100_000).contains(&args.pps) {
+        bail!("--pps must be between 100 and 100000");
+    }
+    Ok(args)
+}
+
+fn progress(what: &str) {
+    eprintln!("recovery: {what}");
+}
+
+/// Receive probe packets until `stop`; return (seq, arrival) pairs.
+fn receive(sock: UdpSocket, stop: Arc<AtomicBool>) -> Vec<(u64, Instant)> {
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut got = Vec::with_capacity(200_000);
+    let mut buf = [0u8; 64];
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(n) = sock.recv(&mut buf)
+            && n >= 8
+        {
+            got.push((
+                u64::from_be_bytes(buf[..8].try_into().expect("8 bytes")),
+                Instant::now(),
+            ));
+        }
+    }
+    got
+}
+
+/// Send `pps` sequence-numbered packets per second until `stop`, in bursts
+/// of one millisecond's worth; return how many were sent.
+fn send(sock: UdpSocket, pps: u32, stop: Arc<AtomicBool>) -> u64 {
+    let per_ms = f64::from(pps) / 1000.0;
+    let start = Instant::now();
+    let mut seq = 0u64;
+    let mut buf = [0u8; 32];
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * 1000.0 * per_ms) as u64;
+        while seq < due {
+            buf[..8].copy_from_slice(&seq.to_be_bytes());
+            // A send error (no route for a moment) is a lost packet too.
+            let _ = sock.send(&buf);
+            seq += 1;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    seq
+}
+
+/// One cut run: steady flow, find the member, cut, measure, restore.
+fn cut_run(
+    m: &Mesh,
+    kind: &'static str,
+    pps: u32,
+    c_addr: Ipv6Addr,
+    c_pod: &str,
+) -> Result<CutResult> {
+    let g_ns = m.lab.node("g").netns().to_string();
+    let c_ns = m.lab.node("c").netns().to_string();
+    let rx = in_netns(&c_ns, || Ok(UdpSocket::bind("[::]:47999")?))?;
+    let tx = in_netns(&g_ns, || {
+        let s = UdpSocket::bind("[::]:0")?;
+        s.connect(SocketAddrV6::new(c_addr, PORT, 0, 0))?;
+        Ok(s)
+    })?;
+    let stop_rx = Arc::new(AtomicBool::new(false));
+    let stop_tx = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let stop = stop_rx.clone();
+        std::thread::spawn(move || receive(rx, stop))
+    };
+    let sender = {
+        let stop = stop_tx.clone();
+        std::thread::spawn(move || send(tx, pps, stop))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    // Which of a's two next hops does the flow take? The one whose XDP
+    // forwards it on to c.
+    let (b0, d0) = (m.xdp_redirects("b"), m.xdp_redirects("d"));
+    std::thread::sleep(Duration::from_millis(500));
+    let (b1, d1) = (m.xdp_redirects("b"), m.xdp_redirects("d"));
+    let via = if b1 - b0 >= d1 - d0 { "b" } else { "d" };
+    progress(&format!(
+        "{kind} cut of a-{via} (the flow's member; b +{}, d +{})",
+        b1 - b0,
+        d1 - d0
+    ));
+    match kind {
+        "loud" => m.lab.cut_loud("a", via)?,
+        _ => m.lab.cut_silent("a", via)?,
+    }
+    let after = Duration::from_secs(if kind == "loud" {
+        3
+    } else {
+        u64::from(DEAD) + 4
+    });
+    std::thread::sleep(after);
+    stop_tx.store(true, Ordering::Relaxed);
+    let sent = sender.join().expect("sender thread");
+    std::thread::sleep(Duration::from_millis(300));
+    stop_rx.store(true, Ordering::Relaxed);
+    let got = receiver.join().expect("receiver thread");
+
+    m.lab.restore("a", via)?;
+    let both: BTreeSet<String> = ["m-b".to_string(), "m-d".to_string()].into();
+    wait_until("a's two paths to c back", CONVERGE, || {
+        m.route_ifaces("a", c_pod) == both
+    })?;
+
+    progress(&format!(
+        "{kind}: {} arrivals, seq {:?}..{:?}",
+        got.len(),
+        got.iter().map(|g| g.0).min(),
+        got.iter().map(|g| g.0).max()
+    ));
+    let (largest_hole, window) = largest_hole(&got, sent);
+    let interval_ms = 1000.0 / f64::from(pps);
+    let by_count = largest_hole as f64 * interval_ms;
+    // A hole that never closed has no arrival after it: count packets.
+    let loss_window_ms = if window == Duration::MAX {
+        by_count
+    } else {
+        (window.as_secs_f64() * 1000.0 - interval_ms).max(by_count)
+    };
+    let received = got.iter().map(|(s, _)| *s).collect::<BTreeSet<u64>>().len() as u64;
+    let goal_ms = if kind == "loud" {
+        10.0
+    } else {
+        f64::from(DEAD) * 1000.0 + 100.0
+    };
+    Ok(CutResult {
+        kind,
+        cut_link: format!("a-{via}"),
+        pps,
+        sent,
+        received,
+        lost: sent.saturating_sub(received),
+        largest_hole,
+        loss_window_ms,
+        goal_ms,
+        met_goal: loss_window_ms <= goal_ms,
+    })
+}
+
+/// The largest run of missing sequence numbers, and the arrival gap
+/// around it.
+fn largest_hole(got: &[(u64, Instant)], sent: u64) -> (u64, Duration) {
+    let mut seen: Vec<(u64, Instant)> = got.to_vec();
+    seen.sort_by_key(|(s, _)| *s);
+    seen.dedup_by_key(|(s, _)| *s);
+    let mut best = (0u64, Duration::ZERO);
+    let mut prev: Option<(u64, Instant)> = None;
+    for &(s, t) in &seen {
+        // Losses before the first arrival are the flow starting up, not
+        // the cut.
+        let (gap, dt) = match prev {
+            Some((ps, pt)) => (s - ps - 1, t.saturating_duration_since(pt)),
+            None => (0, Duration::ZERO),
+        };
+        if gap > best.0 {
+            best = (gap, dt);
+        }
+        prev = Some((s, t));
+    }
+    if let Some((ps, _)) = prev
+        && sent > ps + 1
+        && sent - ps - 1 > best.0
+    {
+        best = (sent - ps - 1, Duration::MAX);
+    }
+    best
+}
+
+/// An ICMPv6 echo socket inside the current netns.
+fn icmp_socket() -> Result<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+    Ok(socket(
+        AddressFamily::Inet6,
+        SockType::Raw,
+        SockFlag::SOCK_NONBLOCK,
+        SockProtocol::IcmpV6,
+    )?)
+}
+
+/// Ping every target from the socket until all answered or `timeout`;
+/// return when the last one answered.
+fn ping_all(
+    fd: &OwnedFd,
+    targets: &[Ipv6Addr],
+    start: Instant,
+    timeout: Duration,
+) -> Result<Duration> {
+    use nix::sys::socket::{MsgFlags, SockaddrIn6, recvfrom, sendto};
+    let ident: u16 = (std::process::id() & 0xffff) as u16;
+    let mut answered = vec![false; targets.len()];
+    let mut seq: u16 = 0;
+    let mut last = Duration::ZERO;
+    while answered.iter().any(|a| !a) {
+        if start.elapsed() > timeout {
+            bail!(
+                "only {} of {} nodes answered within {timeout:?}",
+                answered.iter().filter(|a| **a).count(),
+                targets.len()
+            );
+        }
+        for (i, t) in targets.iter().enumerate() {
+            if answered[i] {
+                continue;
+            }
+            seq = seq.wrapping_add(1);
+            let mut pkt = [0u8; 16];
+            pkt[0] = 128; // echo request; the kernel fills in the checksum
+            pkt[4..6].copy_from_slice(&ident.to_be_bytes());
+            pkt[6..8].copy_from_slice(&(i as u16).to_be_bytes());
+            pkt[8..10].copy_from_slice(&seq.to_be_bytes());
+            let dst = SockaddrIn6::from(SocketAddrV6::new(*t, 0, 0, 0));
+            let _ = sendto(fd.as_raw_fd(), &pkt, &dst, MsgFlags::empty());
+        }
+        let round = Instant::now();
+        while round.elapsed() < Duration::from_millis(20) {
+            let mut buf = [0u8; 256];
+            match recvfrom::<SockaddrIn6>(fd.as_raw_fd(), &mut buf) {
+                Ok((n, _))
+                    if n >= 8 && buf[0] == 129 && u16::from_be_bytes([buf[4], buf[5]]) == ident =>
+                {
+                    let i = usize::from(u16::from_be_bytes([buf[6], buf[7]]));
+                    if i < answered.len() && !answered[i] {
+                        answered[i] = true;
+                        last = start.elapsed();
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+    Ok(last)
+}
+
+fn run() -> Result<()> {
+    let args = parse_args()?;
+    let bin = meshfwd_bin(args.meshfwd.clone())?;
+    let topo = Topology::new()
+        .node("g")
+        .node("a")
+        .node("b")
+        .node("c")
+        .node("d")
+        .link("g", "a", Wire::Cable)
+        .link("a", "b", Wire::Cable)
+        .link("b", "c", Wire::Cable)
+        .link("c", "d", Wire::Cable)
+        .link("d", "a", Wire::Cable);
+    progress("building the lab (g - a = b/d = c, cables)");
+    let lab = Lab::build("recovery", &topo)?;
+    let mut m = Mesh {
+        lab,
+        bin,
+        agents: Vec::new(),
+    };
+    for n in ["g", "a", "b", "c", "d"] {
+        m.start(n)?;
+    }
+    // A veth hands the probe's UDP packets on with the checksum still to
+    // be filled in (offload); once XDP redirects a frame that state is
+    // gone and the receiver drops it as corrupt. A real NIC computes the
+    // checksum when it sends: make g's veth do the same.
+    m.lab
+        .node("g")
+        .run(&["ethtool", "-K", "m-a", "tx", "off"])?;
+    let c_addr = m.node_address("c")?;
+    let c_pod = format!("{c_addr}/128");
+    progress("waiting for a's two equal-cost paths to c");
+    let both: BTreeSet<String> = ["m-b".to_string(), "m-d".to_string()].into();
+    wait_until("a's two paths to c", CONVERGE, || {
+        m.route_ifaces("a", &c_pod) == both
+    })?;
+    wait_until("g's route to c", CONVERGE, || {
+        !m.route_ifaces("g", &c_pod).is_empty()
+    })?;
+    // Neighbour entries along the path, so the first probe packets are
+    // not lost to address resolution.
+    let _ = m.lab.node("g").wait_ping6(c_addr, None, CONVERGE);
+
+    let loud = cut_run(&m, "loud", args.pps, c_addr, &c_pod)?;
+    progress(&format!(
+        "loud: lost {} packets, window {:.1} ms",
+        loud.lost, loud.loss_window_ms
+    ));
+    let silent = cut_run(&m, "silent", args.pps, c_addr, &c_pod)?;
+    progress(&format!(
+        "silent: lost {} packets, window {:.1} ms",
+        silent.lost, silent.loss_window_ms
+    ));
+
+    // A node joins a settled mesh: let the SPF back-off of the cuts above
+    // (RFC 8405 hold-down, 5 s) run out first.
+    std::thread::sleep(Duration::from_secs(6));
+    progress("join: a new node e, agent running, then plugged into b");
+    m.lab.add_node("e")?;
+    m.start("e")?;
+    let mut targets = Vec::new();
+    for n in ["g", "a", "b", "c", "d"] {
+        targets.push(m.node_address(n)?);
+    }
+    let _ = m.node_address("e")?;
+    // The agent starts at boot; the cable goes in later.
+    std::thread::sleep(Duration::from_secs(4));
+    let e_ns = m.lab.node("e").netns().to_string();
+    let fd = in_netns(&e_ns, icmp_socket)?;
+    // Building a cable takes the lab a moment; its ends come up last, so
+    // the clock starts when it is done.
+    m.lab.add_link("e", "b", Wire::Cable)?;
+    let t0 = Instant::now();
+    let took = ping_all(&fd, &targets, t0, CONVERGE)?;
+    let join = JoinResult {
+        to_full_reachability_ms: took.as_secs_f64() * 1000.0,
+        nodes_reached: targets.len(),
+        goal_ms: 5000.0,
+        met_goal: took <= Duration::from_secs(5),
+    };
+    progress(&format!(
+        "join: every node answered e after {:.0} ms",
+        join.to_full_reachability_ms
+    ));
+    if std::env::var_os("RECOVERY_DEBUG").is_some() {
+        eprintln!(
+            "cable in at {:?} (unix)",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                - t0.elapsed()
+        );
+        for (n, id) in &m.agents {
+            if n == "e" || n == "b" {
+                eprintln!("--- {n}\n{}", m.lab.node(n).log(*id));
+            }
+        }
+    }
+
+    let report = Report {
+        hello_interval_s: HELLO,
+        dead_interval_s: DEAD,
+        loud,
+        silent,
+        join,
+        unix_time: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("recovery.json"), format!("{json}\n"))?;
+    progress(&format!("wrote {}", dir.join("recovery.json").display()));
+    if args.json {
+        println!("{json}");
+    } else {
+        println!(
+            "{:<8} {:>8} {:>8} {:>8} {:>12} {:>10}  goal",
+            "cut", "pps", "sent", "lost", "window ms", "goal ms"
+        );
+        for r in [&report.loud, &report.silent] {
+            println!(
+                "{:<8} {:>8} {:>8} {:>8} {:>12.1} {:>10.0}  {}",
+                r.kind,
+                r.pps,
+                r.sent,
+                r.lost,
+                r.loss_window_ms,
+                r.goal_ms,
+                if r.met_goal { "met" } else { "MISSED" }
+            );
+        }
+        let j = &report.join;
+        println!(
+            "join     new node reached all {} nodes {:.0} ms after its first link came up (goal {:.0} ms: {})",
+            j.nodes_reached,
+            j.to_full_reachability_ms,
+            j.goal_ms,
+            if j.met_goal { "met" } else { "MISSED" }
+        );
+    }
+    Ok(())
+}

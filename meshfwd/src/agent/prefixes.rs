@@ -1,0 +1,361 @@
+//! The node's prefixes: a /64 pod prefix carved out of the cluster prefix
+//! with no coordinator, and the node's own /128 inside it.
+//!
+//! Each node hashes its router id to a candidate /64 (attempt 0). When a
+//! router with a *higher* router id holds the candidate, the node tries the
+//! next one (attempt 1, 2, ...). The rule's outcome depends only on the set
+//! of router ids in the LSDB ([`assign`]), so every node computes every
+//! node's prefix alike: the highest router id never moves, a lower one
+//! steps aside, and a clash is settled before it is ever advertised.
+//!
+//! The node's own address is `::1` of its pod prefix (the CNI plugin's IPAM
+//! skips `::` and `::1`), advertised as a /128 next to the /64 and put on
+//! the local dummy device.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::identity::hash64;
+
+/// Attempts before giving up on finding a free /64 (the cluster is full).
+pub const MAX_ATTEMPTS: u32 = 4096;
+
+/// An IPv6 prefix with its host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ipv6Net {
+    addr: Ipv6Addr,
+    len: u8,
+}
+
+/// Why a prefix does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("not of the form ADDRESS/LENGTH")]
+    Syntax,
+    #[error("{0:?} is not an IPv6 address")]
+    Address(String),
+    #[error("prefix length {0:?} is not 0..=128")]
+    Length(String),
+}
+
+impl Ipv6Net {
+    /// Build a prefix, clearing the host bits (`len` is capped at 128).
+    pub fn new(addr: Ipv6Addr, len: u8) -> Self {
+        let len = len.min(128);
+        Ipv6Net {
+            addr: Ipv6Addr::from(u128::from(addr) & mask(len)),
+            len,
+        }
+    }
+
+    /// Return the host route of `addr`.
+    pub fn host(addr: Ipv6Addr) -> Self {
+        Ipv6Net { addr, len: 128 }
+    }
+
+    /// Return the network address.
+    pub fn addr(&self) -> Ipv6Addr {
+        self.addr
+    }
+
+    /// Return the prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// Return whether `addr` lies inside.
+    pub fn contains(&self, addr: Ipv6Addr) -> bool {
+        u128::from(addr) & mask(self.len) == u128::from(self.addr)
+    }
+
+    /// Return whether `other` lies entirely inside.
+    pub fn contains_net(&self, other: &Ipv6Net) -> bool {
+        other.len >= self.len && self.contains(other.addr)
+    }
+
+    /// Return whether the prefix is unique local (fc00::/7).
+    pub fn is_ula(&self) -> bool {
+        self.len >= 7 && self.addr.segments()[0] & 0xfe00 == 0xfc00
+    }
+}
+
+fn mask(len: u8) -> u128 {
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
+}
+
+impl fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for Ipv6Net {
+    type Err = NetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, l) = s.split_once('/').ok_or(NetError::Syntax)?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| NetError::Address(a.to_string()))?;
+        let len: u8 = l
+            .parse()
+            .ok()
+            .filter(|l| *l <= 128)
+            .ok_or_else(|| NetError::Length(l.to_string()))?;
+        Ok(Ipv6Net::new(addr, len))
+    }
+}
+
+impl Serialize for Ipv6Net {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv6Net {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Return candidate number `attempt` for `router_id`'s pod /64 inside
+/// `cluster` (which must be /60 or shorter). Subnet 0 of the cluster is
+/// never handed out, so `cluster::/64` stays free for infrastructure.
+pub fn pod_prefix_candidate(cluster: Ipv6Net, router_id: Ipv4Addr, attempt: u32) -> Ipv6Net {
+    let bits = 64 - u32::from(cluster.len.min(63));
+    let slots = 1u128 << bits;
+    let h = u128::from(hash64(&[
+        b"kubermesh/pod-prefix",
+        &router_id.octets(),
+        &attempt.to_be_bytes(),
+    ]));
+    // Map into 1..slots (slot 0 reserved).
+    let slot = 1 + h % (slots - 1);
+    let base = u128::from(cluster.addr);
+    Ipv6Net::new(Ipv6Addr::from(base | (slot << 64)), 64)
+}
+
+/// Return the node's own address inside its pod prefix (`::1`).
+pub fn node_address(pod_prefix: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(pod_prefix.addr) | 1)
+}
+
+/// The automatic pod prefixes of a cluster: router id -> (prefix,
+/// attempt), as every node computes it alike from the router ids in its
+/// LSDB.
+pub type Assignment = BTreeMap<Ipv4Addr, (Ipv6Net, u32)>;
+
+/// Settle the pod prefixes of `routers` the way the rule says, in one go.
+///
+/// The rule — a router moves off a candidate a higher router id holds —
+/// has one fixed point, and it can be computed from the router ids alone:
+/// the highest id takes its first candidate, the next takes its first
+/// candidate not taken yet, and so on down. So a node needs no one to
+/// tell it which router holds which prefix (the OSPF snapshot the agent
+/// sees does not say, and the RIB hides prefixes we advertise ourselves):
+/// every node with the same LSDB reaches the same answer, and a clash
+/// never forms. `taken` are /64s held by someone outside the rule (a node
+/// with a configured pod prefix); nobody is assigned those.
+pub fn assign(
+    cluster: Ipv6Net,
+    routers: &BTreeSet<Ipv4Addr>,
+    taken: &BTreeSet<Ipv6Net>,
+) -> Assignment {
+    let mut used: BTreeSet<Ipv6Net> = taken.clone();
+    let mut out = Assignment::new();
+    for r in routers.iter().rev() {
+        let choice = (0..MAX_ATTEMPTS)
+            .map(|a| (pod_prefix_candidate(cluster, *r, a), a))
+            .find(|(p, _)| !used.contains(p));
+        if let Some((p, a)) = choice {
+            used.insert(p);
+            out.insert(*r, (p, a));
+        }
+    }
+    out
+}
+
+/// The pod prefix of `me`, given the other routers in the LSDB and the
+/// prefixes the RIB shows them advertising. `None` when the cluster
+/// prefix is full.
+///
+/// A /64 of the cluster in the RIB that no automatic choice explains is
+/// held outside the rule (a configured pod prefix) and is avoided.
+pub fn choose_pod_prefix(
+    cluster: Ipv6Net,
+    me: Ipv4Addr,
+    others: &BTreeSet<Ipv4Addr>,
+    advertised: impl IntoIterator<Item = Ipv6Net>,
+) -> Option<(Ipv6Net, u32)> {
+    let mut routers = others.clone();
+    routers.insert(me);
+    let first = assign(cluster, &routers, &BTreeSet::new());
+    // Our own choice explains nothing: the RIB never holds what we
+    // advertise, so if it shows our choice, someone else has it.
+    let explained: BTreeSet<Ipv6Net> = first
+        .iter()
+        .filter(|(r, _)| **r != me)
+        .map(|(_, (p, _))| *p)
+        .collect();
+    let foreign: BTreeSet<Ipv6Net> = advertised
+        .into_iter()
+        .filter(|p| p.prefix_len() == 64 && cluster.contains_net(p) && !explained.contains(p))
+        .collect();
+    if foreign.is_empty() {
+        return first.get(&me).copied();
+    }
+    assign(cluster, &routers, &foreign).get(&me).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv6Net {
+        s.parse().unwrap()
+    }
+
+    fn rid(n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(n)
+    }
+
+    #[test]
+    fn parse_and_print() {
+        assert_eq!(net("fd00:1:2:3:4::1/48").to_string(), "fd00:1:2::/48");
+        assert_eq!(net("::/0").prefix_len(), 0);
+        assert_eq!("fd00::".parse::<Ipv6Net>(), Err(NetError::Syntax));
+        assert!(matches!(
+            "fd00::/129".parse::<Ipv6Net>(),
+            Err(NetError::Length(_))
+        ));
+        assert!(matches!(
+            "10.0.0.0/8".parse::<Ipv6Net>(),
+            Err(NetError::Address(_))
+        ));
+        assert!(net("fd6b:6d65:7368::/48").is_ula());
+        assert!(!net("2001:db8::/32").is_ula());
+        let json = serde_json::to_string(&net("fd00::/8")).unwrap();
+        assert_eq!(json, "\"fd00::/8\"");
+        assert_eq!(
+            serde_json::from_str::<Ipv6Net>(&json).unwrap(),
+            net("fd00::/8")
+        );
+    }
+
+    #[test]
+    fn containment() {
+        let c = net("fd00:1:2::/48");
+        assert!(c.contains_net(&net("fd00:1:2:ffff::/64")));
+        assert!(!c.contains_net(&net("fd00:1:3::/64")));
+        assert!(!c.contains_net(&net("fd00::/16")));
+        assert!(c.contains("fd00:1:2::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn candidates_are_64s_inside_the_cluster_and_never_subnet_zero() {
+        let c = net("fd6b:6d65:7368::/48");
+        for n in 0..2000 {
+            let p = pod_prefix_candidate(c, rid(n), n % 3);
+            assert_eq!(p.prefix_len(), 64);
+            assert!(c.contains_net(&p));
+            assert_ne!(p.addr(), c.addr());
+        }
+        // Stable: the same router id always starts from the same /64.
+        assert_eq!(
+            pod_prefix_candidate(c, rid(7), 0),
+            pod_prefix_candidate(c, rid(7), 0)
+        );
+        assert_ne!(
+            pod_prefix_candidate(c, rid(7), 0),
+            pod_prefix_candidate(c, rid(7), 1)
+        );
+    }
+
+    #[test]
+    fn small_cluster_prefix_uses_every_slot_but_zero() {
+        let c = net("fd00:0:0:10::/60");
+        let seen: BTreeSet<Ipv6Net> = (0..500)
+            .map(|n| pod_prefix_candidate(c, rid(n), 0))
+            .collect();
+        assert_eq!(seen.len(), 15);
+    }
+
+    #[test]
+    fn node_address_is_one_of_the_pod_prefix() {
+        assert_eq!(
+            node_address(net("fd42:1:2:3::/64")),
+            "fd42:1:2:3::1".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn lower_id_moves_higher_id_stays() {
+        let c = net("fd00:77:0:10::/60"); // 15 slots: clashes are easy to find
+        let (lo, hi) = (1..1000u32)
+            .flat_map(|i| (i + 1..i + 100).map(move |j| (rid(i), rid(j))))
+            .find(|(x, y)| pod_prefix_candidate(c, *x, 0) == pod_prefix_candidate(c, *y, 0))
+            .unwrap();
+        let clash = pod_prefix_candidate(c, lo, 0);
+        let (hi_p, hi_a) = choose_pod_prefix(c, hi, &[lo].into(), []).unwrap();
+        assert_eq!(
+            (hi_p, hi_a),
+            (clash, 0),
+            "the higher id keeps its first choice"
+        );
+        let (lo_p, lo_a) = choose_pod_prefix(c, lo, &[hi].into(), []).unwrap();
+        assert_ne!(lo_p, clash);
+        assert!(lo_a >= 1);
+        // Alone, the lower one takes its first choice.
+        assert_eq!(
+            choose_pod_prefix(c, lo, &BTreeSet::new(), []).unwrap(),
+            (clash, 0)
+        );
+    }
+
+    #[test]
+    fn a_thousand_nodes_agree_on_distinct_prefixes() {
+        let c = net("fd00:9::/52"); // 4095 slots: clashes are certain
+        let ids: BTreeSet<Ipv4Addr> = (1..=1000).map(|n| rid(n * 7919)).collect();
+        let all = assign(c, &ids, &BTreeSet::new());
+        assert_eq!(all.len(), ids.len());
+        let distinct: BTreeSet<_> = all.values().map(|(p, _)| *p).collect();
+        assert_eq!(distinct.len(), ids.len());
+        assert!(all.values().any(|(_, a)| *a > 0), "some had to move");
+        // Each node, knowing the others, picks exactly its share.
+        for me in ids.iter().step_by(97) {
+            let mut others = ids.clone();
+            others.remove(me);
+            assert_eq!(choose_pod_prefix(c, *me, &others, []), all.get(me).copied());
+        }
+    }
+
+    #[test]
+    fn foreign_prefixes_are_avoided() {
+        let c = net("fd6b:6d65:7368::/48");
+        let me = rid(100);
+        let first = pod_prefix_candidate(c, me, 0);
+        // Someone outside the rule advertises our first choice (and other
+        // things that do not matter).
+        let adv = [
+            first,
+            Ipv6Net::host(node_address(first)),
+            net("2001:db8::/64"),
+        ];
+        let (p, a) = choose_pod_prefix(c, me, &BTreeSet::new(), adv).unwrap();
+        assert_eq!((p, a), (pod_prefix_candidate(c, me, 1), 1));
+        // A /64 explained by another router's automatic choice is not foreign.
+        let other = rid(200);
+        let theirs = pod_prefix_candidate(c, other, 0);
+        let (p, _) = choose_pod_prefix(c, me, &[other].into(), [theirs]).unwrap();
+        assert_eq!(p, first);
+    }
+}

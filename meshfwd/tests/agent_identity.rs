@@ -1,0 +1,235 @@
+//! Conflicts a zero-touch mesh must settle by itself, with real agents:
+//! two nodes cloned from one disk image (same machine id, so the same
+//! router id), next to each other or far apart, and pod prefixes that
+//! clash (two automatic choices, or an automatic and a configured one).
+
+mod agent_support;
+
+use std::{net::Ipv4Addr, time::Duration};
+
+use agent_support::{Mesh, wait_until};
+use lab::{Topology, Wire};
+use meshfwd::agent::prefixes::{Ipv6Net, pod_prefix_candidate};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+/// A router id fight takes a few MinLSIntervals (5 s) to show.
+const DUP_SETTLE: Duration = Duration::from_secs(90);
+
+fn router_id(m: &Mesh, n: &str) -> Option<String> {
+    m.show(n, "node")
+        .and_then(|v| v["router_id"].as_str().map(String::from))
+}
+
+/// Wait until `x` and `y` have different router ids, and keep them for a
+/// few seconds (both may be changing).
+fn wait_parted(m: &Mesh, x: &str, y: &str) {
+    let parted = || matches!((router_id(m, x), router_id(m, y)), (Some(a), Some(b)) if a != b);
+    wait_until(&format!("{x} and {y} part ways"), DUP_SETTLE, parted);
+    std::thread::sleep(Duration::from_secs(4));
+    wait_until(&format!("{x} and {y} stay apart"), DUP_SETTLE, parted);
+    // The state files follow the ids.
+    wait_until("state files follow", CONVERGE, || {
+        [x, y]
+            .iter()
+            .all(|n| router_id(m, n).is_some_and(|id| m.state(n)["router_id"] == id))
+    });
+}
+
+fn clone_machine_id(m: &Mesh, from: &str, to: &str) {
+    let id = std::fs::read(m.machine_id(from)).unwrap();
+    std::fs::write(m.machine_id(to), id).unwrap();
+}
+
+#[test]
+fn cloned_neighbours_get_distinct_router_ids() {
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .node("c")
+        .link("a", "b", Wire::Direct)
+        .link("b", "c", Wire::Direct);
+    let mut m = Mesh::build("dupnbr", &topo);
+    clone_machine_id(&m, "a", "b");
+    m.start_all();
+    for n in ["a", "b", "c"] {
+        m.wait_agent(n, CONVERGE);
+    }
+    wait_parted(&m, "a", "b");
+    let rederived: u64 = ["a", "b"]
+        .iter()
+        .map(|n| {
+            m.show(n, "node").unwrap()["router_id_rederived"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(rederived >= 1, "one of them changed its id");
+    assert_ne!(m.state("a")["pod_prefix"], m.state("b")["pod_prefix"]);
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+}
+
+#[test]
+#[ignore = "waits on routing: after a topology change the clones' LSAs do not start the RFC 2328 §13.4 \
+            fight the agent watches for (no 'newer self-originated LSA' on either side), and the OSPF \
+            snapshot has no LSA bodies to compare our router LSA's links with our adjacencies"]
+fn cloned_nodes_far_apart_get_distinct_router_ids() {
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .node("c")
+        .link("a", "b", Wire::Direct)
+        .link("b", "c", Wire::Direct);
+    let mut m = Mesh::build("dupfar", &topo);
+    clone_machine_id(&m, "a", "c");
+    m.start_all();
+    for n in ["a", "b", "c"] {
+        m.wait_agent(n, CONVERGE);
+    }
+    m.wait_full_reachability(&["b", "c"], CONVERGE);
+    // b sees two neighbours with one id.
+    wait_until("b reports the duplicate", CONVERGE, || {
+        m.show("b", "stats")
+            .is_some_and(|s| s["agent"]["duplicate_neighbor_ids"].as_u64() >= Some(1))
+    });
+    // The clones fight over their LSAs from the first change of either
+    // (here c's link flaps); the fight gives them away.
+    m.lab.cut_loud("b", "c").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    m.lab.restore("b", "c").unwrap();
+    wait_parted(&m, "a", "c");
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+}
+
+#[test]
+fn pod_prefix_clash_moves_the_lower_router_id() {
+    // A small cluster prefix (15 usable /64s) makes a clash easy to set up:
+    // two router ids whose first choice is the same /64.
+    let cluster: Ipv6Net = "fd00:77:0:10::/60".parse().unwrap();
+    let (lo, hi) = (1..10_000u32)
+        .flat_map(|i| {
+            (i + 1..i + 200).map(move |j| {
+                (
+                    Ipv4Addr::from(0x0a00_0000 + i),
+                    Ipv4Addr::from(0x0a00_0000 + j),
+                )
+            })
+        })
+        .find(|(x, y)| pod_prefix_candidate(cluster, *x, 0) == pod_prefix_candidate(cluster, *y, 0))
+        .expect("a clash exists");
+    let clash = pod_prefix_candidate(cluster, lo, 0);
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .link("a", "b", Wire::Direct);
+    let mut m = Mesh::build("podclash", &topo);
+    let c = cluster.to_string();
+    m.start(
+        "a",
+        &["--router-id", &lo.to_string(), "--cluster-prefix", &c],
+    );
+    m.start(
+        "b",
+        &["--router-id", &hi.to_string(), "--cluster-prefix", &c],
+    );
+    m.wait_agent("a", CONVERGE);
+    m.wait_agent("b", CONVERGE);
+    wait_until("a moves off the clashing /64", CONVERGE, || {
+        m.state("a")["pod_prefix"]
+            .as_str()
+            .is_some_and(|p| p != clash.to_string())
+    });
+    assert_eq!(
+        m.state("b")["pod_prefix"],
+        clash.to_string(),
+        "the higher router id keeps it"
+    );
+    let a_pod: Ipv6Net = m.state("a")["pod_prefix"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cluster.contains_net(&a_pod));
+    m.wait_full_reachability(&["a", "b"], CONVERGE);
+    // The old address left a's device with the move.
+    let out = m
+        .lab
+        .node("a")
+        .run(&["ip", "-6", "-o", "addr", "show"])
+        .unwrap();
+    assert!(
+        !out.contains(&format!(
+            "{}/128",
+            meshfwd::agent::prefixes::node_address(clash)
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_automatic_node_avoids_a_configured_pod_prefix() {
+    // a (lower id) and c (higher id) clash on their first choice, so a must
+    // move on; b holds a's second choice by configuration, so a must skip
+    // that one too.
+    let cluster: Ipv6Net = "fd00:78:0:20::/60".parse().unwrap();
+    let (lo, hi) = (1..10_000u32)
+        .flat_map(|i| {
+            (i + 1..i + 200).map(move |j| {
+                (
+                    Ipv4Addr::from(0x0a00_0000 + i),
+                    Ipv4Addr::from(0x0a00_0000 + j),
+                )
+            })
+        })
+        .find(|(x, y)| {
+            let (x0, x1, y0) = (
+                pod_prefix_candidate(cluster, *x, 0),
+                pod_prefix_candidate(cluster, *x, 1),
+                pod_prefix_candidate(cluster, *y, 0),
+            );
+            x0 == y0 && x1 != y0
+        })
+        .expect("a clash exists");
+    let static_pod = pod_prefix_candidate(cluster, lo, 1);
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .node("c")
+        .link("b", "a", Wire::Direct)
+        .link("a", "c", Wire::Direct);
+    let mut m = Mesh::build("podstatic", &topo);
+    let c = cluster.to_string();
+    m.start(
+        "b",
+        &[
+            "--router-id",
+            "10.255.0.1",
+            "--cluster-prefix",
+            &c,
+            "--pod-prefix",
+            &static_pod.to_string(),
+        ],
+    );
+    m.start(
+        "a",
+        &["--router-id", &lo.to_string(), "--cluster-prefix", &c],
+    );
+    m.start(
+        "c",
+        &["--router-id", &hi.to_string(), "--cluster-prefix", &c],
+    );
+    m.wait_agent("a", CONVERGE);
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    wait_until("a settles beside both", CONVERGE, || {
+        let p = m.state("a")["pod_prefix"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        p != static_pod.to_string() && p != pod_prefix_candidate(cluster, hi, 0).to_string()
+    });
+    assert_eq!(m.state("b")["pod_prefix"], static_pod.to_string());
+    assert_eq!(
+        m.state("c")["pod_prefix"],
+        pod_prefix_candidate(cluster, hi, 0).to_string()
+    );
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+}

@@ -1,0 +1,345 @@
+//! Zero-touch join with the agent as a real process in a namespace lab:
+//! router ids from machine ids, pod prefixes and node addresses chosen
+//! alone, the state file for the CNI plugin, mesh links found from carrier,
+//! every /128 reachable through the XDP fast path, a new node joining, a
+//! restart that cleans up stale routes, and the control socket.
+
+mod agent_support;
+
+use std::{
+    collections::BTreeSet,
+    os::unix::fs::PermissionsExt as _,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use agent_support::{MESHFWD, Mesh, wait_until};
+use lab::{Topology, Wire};
+use meshfwd::agent::{identity, prefixes::Ipv6Net};
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+#[test]
+fn line_of_three_provisions_itself_and_forwards_in_xdp() {
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .node("c")
+        .link("a", "b", Wire::Direct)
+        .link("b", "c", Wire::Direct);
+    let mut m = Mesh::build("join3", &topo);
+    m.start_all();
+    for n in ["a", "b", "c"] {
+        m.wait_agent(n, CONVERGE);
+    }
+
+    // Identity and prefixes, each from the node's own machine id.
+    let cluster: Ipv6Net = "fd6b:6d65:7368::/48".parse().unwrap();
+    let mut rids = BTreeSet::new();
+    let mut pods = BTreeSet::new();
+    for n in ["a", "b", "c"] {
+        let s = m.state(n);
+        let id = std::fs::read_to_string(m.machine_id(n)).unwrap();
+        let expect = identity::router_id_from(identity::machine_id(&id).unwrap().as_bytes(), 0);
+        assert_eq!(
+            s["router_id"],
+            expect.to_string(),
+            "{n}: router id from its machine id"
+        );
+        let pod: Ipv6Net = s["pod_prefix"].as_str().unwrap().parse().unwrap();
+        assert_eq!(pod.prefix_len(), 64);
+        assert!(cluster.contains_net(&pod), "{n}: {pod} inside {cluster}");
+        let addr = m.node_address(n);
+        assert_eq!(
+            u128::from(addr),
+            u128::from(pod.addr()) | 1,
+            "{n}: node address is ::1 of the pod prefix"
+        );
+        assert_eq!(s["mtu"], 1500);
+        assert_eq!(s["bpffs"], m.lab.node(n).bpffs_dir().display().to_string());
+        let node = m.show(n, "node").unwrap();
+        assert_eq!(node["router_id_source"]["kind"], "machine_id");
+        rids.insert(expect);
+        pods.insert(pod);
+        // The /128 sits on the node's local device.
+        let out = m
+            .lab
+            .node(n)
+            .run(&["ip", "-6", "-o", "addr", "show"])
+            .unwrap();
+        assert!(
+            out.contains(&format!("{addr}/128")),
+            "{n}: {addr} on a local device:\n{out}"
+        );
+    }
+    assert_eq!(rids.len(), 3, "distinct router ids");
+    assert_eq!(pods.len(), 3, "distinct pod prefixes");
+
+    // Adjacencies and reachability of every /128.
+    wait_until("b has two Full neighbours", CONVERGE, || {
+        m.full_neighbors("b") == 2
+    });
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+
+    // a -> c crosses b: the XDP program on b forwards it, not the kernel.
+    let before = m.xdp_counter("b", "redirect");
+    let c = m.node_address("c");
+    for _ in 0..5 {
+        assert!(m.ping("a", c));
+    }
+    let after = m.xdp_counter("b", "redirect");
+    assert!(
+        after >= before + 10,
+        "b's XDP forwarded the pings both ways ({before} -> {after})"
+    );
+
+    // The kernel has our routes too, with our protocol id.
+    let kroutes = m
+        .lab
+        .node("a")
+        .run(&["ip", "-6", "route", "show", "proto", "198"])
+        .unwrap();
+    assert!(
+        kroutes.contains(&m.state("c")["pod_prefix"].as_str().unwrap().to_string()),
+        "{kroutes}"
+    );
+
+    // Tables and JSON for operators.
+    for what in [
+        "neighbors",
+        "interfaces",
+        "lsdb",
+        "routes",
+        "fib",
+        "stats",
+        "node",
+    ] {
+        let out = Command::new(MESHFWD)
+            .arg("--socket")
+            .arg(m.socket("b"))
+            .args(["show", what])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "show {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stdout.is_empty());
+        assert!(m.show("b", what).is_some(), "show {what} --json");
+    }
+    let fib = m.show("a", "fib").unwrap();
+    let to_c = fib
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == format!("{c}/128"))
+        .expect("c's /128 in a's FIB");
+    assert_eq!(to_c["next_hops"][0]["iface"], "m-b");
+    assert_eq!(to_c["next_hops"][0]["alive"], true);
+
+    // The control socket is root-only.
+    let mode = std::fs::metadata(m.socket("a"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // SIGTERM: a clean stop that removes the socket.
+    m.lab.node("a").kill(m.agents["a"]).unwrap();
+    wait_until("a's socket removed", Duration::from_secs(10), || {
+        !m.socket("a").exists()
+    });
+    assert!(m.log("a").contains("agent stopped"), "{}", m.log("a"));
+}
+
+#[test]
+fn new_node_plugged_into_one_neighbour_reaches_everyone() {
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .node("c")
+        .node("d")
+        .link("a", "b", Wire::Direct)
+        .link("b", "c", Wire::Direct)
+        .link("c", "d", Wire::Direct)
+        .link("d", "a", Wire::Direct);
+    let mut m = Mesh::build("joinnew", &topo);
+    m.start_all();
+    for n in ["a", "b", "c", "d"] {
+        m.wait_agent(n, CONVERGE);
+    }
+    m.wait_full_reachability(&["a", "b", "c", "d"], CONVERGE);
+
+    // A brand-new PC: agent first, then the cable.
+    m.lab.add_node("e").unwrap();
+    m.start("e", &[]);
+    m.wait_agent("e", CONVERGE);
+    let t0 = Instant::now();
+    m.lab.add_link("e", "c", Wire::Direct).unwrap();
+    m.wait_full_reachability(&["e", "a", "b", "c", "d"], CONVERGE);
+    eprintln!(
+        "e reached every /128 (and was reached) {:?} after the cable went in",
+        t0.elapsed()
+    );
+    let log = m.log("e");
+    assert!(
+        log.contains("mesh link up"),
+        "e found its link by itself:\n{log}"
+    );
+}
+
+#[test]
+fn links_join_and_leave_with_carrier_and_patterns_exclude() {
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .node("c")
+        .link("a", "b", Wire::Cable)
+        .link("a", "c", Wire::Direct)
+        .link("b", "c", Wire::Direct);
+    let mut m = Mesh::build("links", &topo);
+    // a leaves its link to c out of the mesh.
+    m.start("a", &["--exclude", "m-c", "--exclude", "lo"]);
+    m.start("b", &[]);
+    m.start("c", &[]);
+    for n in ["a", "b", "c"] {
+        m.wait_agent(n, CONVERGE);
+    }
+    let mesh_of = |m: &Mesh, n: &str, iface: &str| {
+        m.show(n, "interfaces").and_then(|v| {
+            v.as_array()?
+                .iter()
+                .find(|i| i["name"] == iface)
+                .map(|i| (i["mesh"].as_bool() == Some(true), i["reason"].clone()))
+        })
+    };
+    wait_until("a runs OSPF on m-b", CONVERGE, || {
+        mesh_of(&m, "a", "m-b").is_some_and(|(on, _)| on)
+    });
+    let (on, reason) = mesh_of(&m, "a", "m-c").unwrap();
+    assert!(!on);
+    assert_eq!(reason, "excluded");
+    wait_until("a has one Full neighbour", CONVERGE, || {
+        m.full_neighbors("a") == 1
+    });
+
+    // Carrier goes: the link leaves OSPF; it comes back: it rejoins, no restart.
+    m.lab.cut_loud("a", "b").unwrap();
+    wait_until("m-b out of the mesh", Duration::from_secs(10), || {
+        mesh_of(&m, "a", "m-b").is_some_and(|(on, _)| !on)
+    });
+    assert_eq!(mesh_of(&m, "a", "m-b").unwrap().1, "no carrier");
+    m.lab.restore("a", "b").unwrap();
+    wait_until("m-b back in the mesh", Duration::from_secs(10), || {
+        mesh_of(&m, "a", "m-b").is_some_and(|(on, _)| on)
+    });
+    wait_until("a Full with b again", CONVERGE, || {
+        m.full_neighbors("a") == 1
+    });
+    let log = m.log("a");
+    assert_eq!(log.matches("agent running").count(), 1, "no restart");
+}
+
+#[test]
+fn restart_removes_stale_routes_and_keeps_forwarding_state() {
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .link("a", "b", Wire::Direct);
+    let mut m = Mesh::build("restart", &topo);
+    // A route of ours left behind by an earlier run that crashed.
+    m.lab
+        .node("a")
+        .run(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:dead:beef::/64",
+            "dev",
+            "lo",
+            "proto",
+            "198",
+        ])
+        .unwrap();
+    m.start_all();
+    m.wait_agent("a", CONVERGE);
+    m.wait_full_reachability(&["a", "b"], CONVERGE);
+    let routes = m
+        .lab
+        .node("a")
+        .run(&["ip", "-6", "route", "show", "proto", "198"])
+        .unwrap();
+    assert!(
+        !routes.contains("fd00:dead:beef"),
+        "stale route cleaned:\n{routes}"
+    );
+    let before = m.state("a");
+    m.lab.node("a").restart(m.agents["a"]).unwrap();
+    m.wait_agent("a", CONVERGE);
+    assert_eq!(
+        m.state("a"),
+        before,
+        "same identity and prefixes after a restart"
+    );
+    m.wait_full_reachability(&["a", "b"], CONVERGE);
+}
+
+#[test]
+fn invalid_configuration_is_refused_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("meshfwd-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.display().to_string();
+    // In a throwaway network namespace and with private paths, so a
+    // configuration wrongly accepted could not touch the host.
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "-n",
+            MESHFWD,
+            "--bpffs",
+            &format!("/sys/fs/bpf/{}", dir.file_name().unwrap().to_str().unwrap()),
+        ]);
+        cmd.args([
+            "--socket",
+            &format!("{d}/s.sock"),
+            "agent",
+            "--state-file",
+            &format!("{d}/node.json"),
+        ]);
+        let mut child = cmd
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{args:?} accepted: the agent started");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "{args:?} accepted");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        err
+    };
+    assert!(run(&["--hello-interval", "3", "--dead-interval", "3"]).contains("ospf.dead_interval"));
+    assert!(run(&["--cluster-prefix", "fd00::/64"]).contains("cluster_prefix"));
+    assert!(run(&["--router-id", "banana"]).contains("router_id"));
+    let file = dir.join("meshfwd.toml");
+    std::fs::write(&file, "[ospf]\ncost = \"high\"\n").unwrap();
+    let err = run(&["--config", file.to_str().unwrap()]);
+    std::fs::write(&file, "mtu = 100\n").unwrap();
+    let err2 = run(&["--config", file.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(err.contains("ospf.cost"), "{err}");
+    assert!(err2.contains("mtu"), "{err2}");
+}
