@@ -11,12 +11,22 @@ const BENCHES: &[(&str, Harness, &str)] = &[
     (
         "forwarding",
         Harness::Bin,
-        "XDP forwarding pps: kernel vs fast path vs ceiling",
+        "XDP forwarding pps: kernel, fast path, ceiling",
     ),
     (
         "spf",
         Harness::Criterion,
-        "SPF + route computation on 1,000 and 10,000 routers",
+        "SPF + routes on 1,000 and 10,000 routers",
+    ),
+    (
+        "recovery",
+        Harness::Bin,
+        "probe loss on loud and silent cuts; join time",
+    ),
+    (
+        "agent_idle",
+        Harness::Bin,
+        "agent RSS and CPU at idle, 8 nodes and 1,000",
     ),
 ];
 

@@ -2,7 +2,8 @@
 //!
 //! Every step checks first and skips what is already there, so running it
 //! again is cheap; `test` and `demo` run it before anything else. Each step
-//! prints one line; a failing step names itself and what to do by hand.
+//! prints one line (on stderr, so `--json` output on stdout stays clean); a
+//! failing step names itself and what to do by hand.
 
 use std::{
     ffi::OsString,
@@ -82,10 +83,10 @@ enum Done {
 
 fn step(name: &str, f: impl FnOnce() -> Result<Done>) -> Result<()> {
     match f() {
-        Ok(Done::Present(what)) => println!("setup: {name:<22} ok ({what})"),
-        Ok(Done::Installed(what)) => println!("setup: {name:<22} installed ({what})"),
+        Ok(Done::Present(what)) => eprintln!("setup: {name:<22} ok ({what})"),
+        Ok(Done::Installed(what)) => eprintln!("setup: {name:<22} installed ({what})"),
         Err(err) => {
-            println!("setup: {name:<22} FAILED");
+            eprintln!("setup: {name:<22} FAILED");
             return Err(err.context(format!("setup step '{name}' failed")));
         }
     }
@@ -169,7 +170,9 @@ fn bpf_linker() -> Result<Done> {
     {
         return Ok(Done::Present(version));
     }
-    println!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)...");
+    eprintln!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)..."
+    );
     let mut path = OsString::from(format!("{LLVM_PREFIX}/bin:"));
     path.push(path_with_cargo_bin());
     quiet(
