@@ -69,9 +69,6 @@ fn cloned_neighbours_get_distinct_router_ids() {
 }
 
 #[test]
-#[ignore = "waits on routing: after a topology change the clones' LSAs do not start the RFC 2328 §13.4 \
-            fight the agent watches for (no 'newer self-originated LSA' on either side), and the OSPF \
-            snapshot has no LSA bodies to compare our router LSA's links with our adjacencies"]
 fn cloned_nodes_far_apart_get_distinct_router_ids() {
     let topo = Topology::new()
         .node("a")
@@ -85,19 +82,33 @@ fn cloned_nodes_far_apart_get_distinct_router_ids() {
     for n in ["a", "b", "c"] {
         m.wait_agent(n, CONVERGE);
     }
-    m.wait_full_reachability(&["b", "c"], CONVERGE);
-    // b sees two neighbours with one id.
+    // b sees two neighbours with one id (a running count: it stays once
+    // the clones have parted).
     wait_until("b reports the duplicate", CONVERGE, || {
         m.show("b", "stats")
             .is_some_and(|s| s["agent"]["duplicate_neighbor_ids"].as_u64() >= Some(1))
     });
-    // The clones fight over their LSAs from the first change of either
-    // (here c's link flaps); the fight gives them away.
+    // b floods each clone's LSAs to the other, so they fight over them
+    // (RFC 2328 §13.4) as soon as both are in b's LSDB; the fight gives
+    // them away.
+    wait_parted(&m, "a", "c");
+    let rederived: u64 = ["a", "c"]
+        .iter()
+        .map(|n| {
+            m.show(n, "node").unwrap()["router_id_rederived"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(rederived >= 1, "one of them changed its id");
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    // A link flap afterwards starts no new fight: the ids stay apart.
     m.lab.cut_loud("b", "c").unwrap();
     std::thread::sleep(Duration::from_secs(1));
     m.lab.restore("b", "c").unwrap();
-    wait_parted(&m, "a", "c");
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    let ids = (router_id(&m, "a"), router_id(&m, "c"));
+    assert!(matches!(&ids, (Some(x), Some(y)) if x != y), "{ids:?}");
 }
 
 #[test]

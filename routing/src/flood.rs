@@ -145,7 +145,15 @@ impl Instance {
             }
             // Step 5f: our own LSA came back newer (RFC 2328 §13.4).
             if header.adv_router == self.config.router_id {
-                tracing::info!(%key, seq = header.seq, "flood: newer self-originated LSA received");
+                self.self_originated_newer += 1;
+                // The first one per LSA may be a leftover of our previous
+                // life; another after we re-originated means a router far
+                // away originates with our id.
+                let repeat = !self.self_originated_fought.insert(key);
+                if repeat {
+                    self.self_originated_repeat += 1;
+                }
+                tracing::info!(%key, seq = header.seq, repeat, "flood: newer self-originated LSA received");
                 self.force_originate.insert(key);
                 self.originate_needed = true;
             }
@@ -261,7 +269,10 @@ impl Instance {
                         }
                     }
                 }
-                if Some(nbr.router_id) == from {
+                // The sender is a neighbour on the receiving interface: a
+                // router id alone is not enough, since two routers far apart
+                // with one id are both our neighbours (on different links).
+                if Some(nbr.router_id) == from && Some(ifindex) == rx_ifindex {
                     continue;
                 }
                 nbr.rxmt.insert(key);

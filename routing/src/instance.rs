@@ -78,6 +78,14 @@ pub struct Instance {
     /// Direct acknowledgements per (interface, neighbour) at the end of this input.
     pub(crate) direct_acks: BTreeMap<(u32, Ipv4Addr), Vec<LsaHeader>>,
     pub(crate) dd_seq_seed: u32,
+    /// Newer instances of our own LSAs received (RFC 2328 §13.4).
+    pub(crate) self_originated_newer: u64,
+    /// Of those, the ones for an LSA we had already re-originated after an
+    /// earlier such event in this life: a fight with another router using
+    /// our id, not leftovers of a previous life.
+    pub(crate) self_originated_repeat: u64,
+    /// Own LSAs re-originated or flushed after a newer copy came back.
+    pub(crate) self_originated_fought: BTreeSet<LsaKey>,
 }
 
 impl Instance {
@@ -102,6 +110,9 @@ impl Instance {
             last_originated: HashMap::new(),
             flood_queue: BTreeMap::new(),
             direct_acks: BTreeMap::new(),
+            self_originated_newer: 0,
+            self_originated_repeat: 0,
+            self_originated_fought: BTreeSet::new(),
         };
         inst.finish();
         let out = std::mem::take(&mut inst.out);

@@ -26,6 +26,13 @@ pub struct InstanceState {
     pub drops: BTreeMap<DropReason, u64>,
     pub spf_runs: u64,
     pub spf_backoff: BackoffState,
+    /// Newer instances of our own LSAs received (RFC 2328 §13.4).
+    #[serde(default)]
+    pub self_originated_newer: u64,
+    /// Of those, repeats for an LSA we had already re-originated: a sign of
+    /// another router with our id.
+    #[serde(default)]
+    pub self_originated_repeat: u64,
 }
 
 /// One interface.
@@ -158,6 +165,8 @@ impl Instance {
             drops: self.drops.counters.clone(),
             spf_runs: self.spf.runs,
             spf_backoff: self.spf.state,
+            self_originated_newer: self.self_originated_newer,
+            self_originated_repeat: self.self_originated_repeat,
         }
     }
 }

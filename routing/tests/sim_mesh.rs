@@ -318,6 +318,16 @@ fn mesh_of_200_converges_and_heals() {
         .filter(|&r| sim.alive(r))
         .map(|r| sim.instance(r).drop_counters().values().sum::<u64>())
         .sum();
+    // Unique router ids and no restarts: nobody ever gets a newer copy of
+    // its own LSA back (RFC 2328 §13.4), let alone fights over one.
+    for r in (0..ROUTERS).filter(|&r| sim.alive(r)) {
+        let st = sim.instance(r).state();
+        assert_eq!(
+            (st.self_originated_newer, st.self_originated_repeat),
+            (0, 0),
+            "router {r}: spurious newer self-originated LSAs"
+        );
+    }
     let spf: u64 = (0..ROUTERS)
         .filter(|&r| sim.alive(r))
         .map(|r| sim.instance(r).spf_runs())

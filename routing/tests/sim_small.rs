@@ -259,3 +259,40 @@ fn sequence_number_wrap_flushes_and_restarts() {
     }
     assert!(s.routers[1].rib.routes.contains_key(&pod(0)));
 }
+
+#[test]
+fn cloned_router_ids_far_apart_fight_over_their_lsas() {
+    // 0 - 1 - 2 where 2 was cloned from 0 (same router id): neither sees
+    // the other as a neighbour, so only the §13.4 fight gives them away.
+    let mut s = Sim::new();
+    s.add_router(config(0));
+    s.add_router(config(1));
+    s.add_router(InstanceConfig {
+        router_id: router_id(0),
+        stub_prefixes: vec![pod(2)],
+        ..Default::default()
+    });
+    s.add_link(0, 1, 1);
+    let l12 = s.add_link(1, 2, 1);
+    s.run_for(30_000);
+    let repeats = |s: &Sim| {
+        [0, 2].map(|r| {
+            let st = s.instance(r).state();
+            (st.self_originated_newer, st.self_originated_repeat)
+        })
+    };
+    // The fight starts as soon as the clones' LSAs meet at 1 (before the fix,
+    // 1 did not flood an LSA from one clone to the other: it skipped every
+    // neighbour with the sender's router id, on any interface).
+    let r = repeats(&s);
+    assert!(r.iter().all(|(_, rep)| *rep >= 3), "{r:?}");
+    s.cut_link(l12, true);
+    s.run_for(1_000);
+    s.restore_link(l12);
+    s.run_for(30_000);
+    let after = repeats(&s);
+    assert!(
+        after.iter().zip(r).all(|(a, b)| a.1 >= b.1 + 3),
+        "{r:?} -> {after:?}"
+    );
+}

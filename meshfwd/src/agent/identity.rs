@@ -183,6 +183,10 @@ pub struct DupEvidence {
     /// Anything that makes us re-originate those LSAs (our interfaces, Full
     /// neighbours and prefixes), as a fingerprint.
     pub topology: u64,
+    /// Newer instances of our own LSAs received again after we had already
+    /// re-originated them (the OSPF core's `self_originated_repeat`): a
+    /// running counter.
+    pub own_lsa_repeats: u64,
 }
 
 /// Decides from [`DupEvidence`] samples that another router uses our id.
@@ -195,15 +199,16 @@ pub struct DupEvidence {
 /// [`DupDetector::FIGHT_BUMPS`] such bumps within
 /// [`DupDetector::WINDOW_MS`] settle it.
 ///
-/// The fight starts with the first re-origination after both routers are
-/// in the LSDB (a topology change, at the latest the 30-minute refresh):
-/// until then the database exchange can leave each side with its own
-/// instance and nothing to flood. The OSPF snapshot carries no LSA bodies,
-/// so the agent cannot compare our router LSA's links with our adjacencies
-/// to see it sooner.
+/// The OSPF core counts the fight directly: a newer copy of one of our
+/// LSAs arriving again after we re-originated it (the first one may be a
+/// leftover of our previous life). [`DupDetector::FIGHT_BUMPS`] of those
+/// within [`DupDetector::REPEAT_WINDOW_MS`] settle it too, sooner than the
+/// sequence numbers (which a snapshot may catch between two bumps).
 #[derive(Debug, Clone, Default)]
 pub struct DupDetector {
     last_own_id_packets: Option<u64>,
+    last_repeats: Option<u64>,
+    repeats: Vec<u64>,
     last_seq: Option<u64>,
     last_topology: Option<u64>,
     last_change_ms: u64,
@@ -218,6 +223,8 @@ impl DupDetector {
     /// A bump this soon after a change of ours is explained by it
     /// (origination may wait MinLSInterval, 5 s).
     pub const QUIET_MS: u64 = 6_000;
+    /// Window the core's repeated newer self-originated LSAs must fall into.
+    pub const REPEAT_WINDOW_MS: u64 = 30_000;
 
     /// Start with no history.
     pub fn new() -> Self {
@@ -233,6 +240,20 @@ impl DupDetector {
     pub fn sample(&mut self, ev: &DupEvidence) -> bool {
         let before = self.last_own_id_packets.replace(ev.own_id_packets);
         if before.is_some_and(|b| ev.own_id_packets > b) {
+            return true;
+        }
+        // The counter starts over with each OSPF instance: only a rise counts.
+        let before = self.last_repeats.replace(ev.own_lsa_repeats);
+        if let Some(b) = before
+            && ev.own_lsa_repeats > b
+        {
+            let rise = (ev.own_lsa_repeats - b).min(Self::FIGHT_BUMPS as u64);
+            self.repeats
+                .extend(std::iter::repeat_n(ev.now_ms, rise as usize));
+        }
+        self.repeats
+            .retain(|t| ev.now_ms.saturating_sub(*t) <= Self::REPEAT_WINDOW_MS);
+        if self.repeats.len() >= Self::FIGHT_BUMPS {
             return true;
         }
         if self.last_topology.replace(ev.topology) != Some(ev.topology) {
@@ -363,6 +384,7 @@ mod tests {
             own_id_packets: 0,
             own_lsa_seqs: Some(0x8000_0000 + seq),
             topology,
+            own_lsa_repeats: 0,
         };
         // Our neighbours change, and the LSA follows: explained.
         let mut d = DupDetector::new();
@@ -384,5 +406,32 @@ mod tests {
         for i in 0..10u64 {
             assert!(!d.sample(&ev(i * 40_000, i, 7)));
         }
+    }
+
+    #[test]
+    fn repeated_newer_own_lsas_are_a_duplicate() {
+        let ev = |now_ms, own_lsa_repeats| DupEvidence {
+            now_ms,
+            own_lsa_repeats,
+            ..Default::default()
+        };
+        // Three repeats within the window, one at a time.
+        let mut d = DupDetector::new();
+        assert!(!d.sample(&ev(0, 0)));
+        assert!(!d.sample(&ev(5_000, 1)));
+        assert!(!d.sample(&ev(10_000, 2)));
+        assert!(d.sample(&ev(15_000, 3)));
+        // Spread too thin: not a fight.
+        let mut d = DupDetector::new();
+        assert!(!d.sample(&ev(0, 0)));
+        for i in 1..10u64 {
+            assert!(!d.sample(&ev(i * 20_000, i)), "repeat {i}");
+        }
+        // A counter already high at the first sample (or after an OSPF
+        // restart) is a baseline, not a rise.
+        let mut d = DupDetector::new();
+        assert!(!d.sample(&ev(0, 50)));
+        assert!(!d.sample(&ev(1_000, 0)));
+        assert!(!d.sample(&ev(2_000, 1)));
     }
 }

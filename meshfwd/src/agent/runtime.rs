@@ -466,6 +466,7 @@ impl Agent {
                     .sum(),
             ),
             topology: topology_fingerprint(&snap, &self.prefixes),
+            own_lsa_repeats: snap.state.self_originated_repeat,
         };
         self.check_neighbour_ids(&snap);
         if self.dup.sample(&evidence) {
