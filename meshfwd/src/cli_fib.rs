@@ -18,12 +18,12 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
-use meshfwd_common::fib::{NEXT_HOP_MAX_ENTRIES, kind, nh_flags};
-use serde::{Deserialize, Serialize};
+use meshfwd_common::fib::NEXT_HOP_MAX_ENTRIES;
+use serde::Deserialize;
 
 use crate::{
     ebpf::FibMaps,
-    fib::{FibWriter, NextHopKey, Prefix6, RouteTable, neigh, writer::set_alive_id},
+    fib::{FibWriter, NextHopKey, Prefix6, RouteTable, dump, neigh, writer::set_alive_id},
 };
 
 /// `meshfwd fib` subcommands.
@@ -166,71 +166,14 @@ async fn alive(bpffs: &Path, iface: &str, alive: bool) -> Result<()> {
     Ok(())
 }
 
-#[derive(Serialize)]
-struct ShowRoute {
-    prefix: String,
-    kind: &'static str,
-    group: u32,
-    next_hops: Vec<ShowNextHop>,
-}
-
-#[derive(Serialize)]
-struct ShowNextHop {
-    id: u32,
-    ifindex: u32,
-    mtu: u32,
-    dst_mac: String,
-    alive: bool,
-    mac_valid: bool,
-}
-
-fn mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 fn show(bpffs: &Path, json: bool) -> Result<()> {
-    let maps = FibMaps::open(bpffs)?;
-    let mut out = Vec::new();
-    for key in maps.fib_v6.keys() {
-        let key = key?;
-        let entry = maps.fib_v6.get(&key, 0)?;
-        let prefix = Prefix6::new(key.data().into(), key.prefix_len() as u8);
-        let mut next_hops = Vec::new();
-        if entry.kind == kind::FORWARD {
-            let g = maps.groups.get(&entry.group, 0)?;
-            for id in g.members.iter().take(g.len as usize) {
-                let nh = maps.next_hops.get(id, 0)?;
-                next_hops.push(ShowNextHop {
-                    id: *id,
-                    ifindex: nh.ifindex,
-                    mtu: nh.mtu,
-                    dst_mac: mac(nh.dst_mac),
-                    alive: nh.flags & nh_flags::ALIVE != 0,
-                    mac_valid: nh.flags & nh_flags::MAC_VALID != 0,
-                });
-            }
-        }
-        out.push(ShowRoute {
-            prefix: prefix.to_string(),
-            kind: if entry.kind == kind::LOCAL {
-                "local"
-            } else {
-                "forward"
-            },
-            group: entry.group,
-            next_hops,
-        });
-    }
-    out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    let out = dump::rows(&FibMaps::open(bpffs)?, |_| None)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     println!(
-        "{:<44} {:<8} {:>6}  NEXT HOPS (id ifindex mac [dead] [unresolved])",
+        "{:<44} {:<8} {:>6}  NEXT HOPS (id ifindex mac|unresolved [dead])",
         "PREFIX", "KIND", "GROUP"
     );
     for r in &out {
@@ -239,12 +182,11 @@ fn show(bpffs: &Path, json: bool) -> Result<()> {
             .iter()
             .map(|n| {
                 format!(
-                    "{} if{} {}{}{}",
+                    "{} if{} {}{}",
                     n.id,
                     n.ifindex,
-                    n.dst_mac,
+                    n.dst_mac.as_deref().unwrap_or("unresolved"),
                     if n.alive { "" } else { " dead" },
-                    if n.mac_valid { "" } else { " unresolved" }
                 )
             })
             .collect();

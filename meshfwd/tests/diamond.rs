@@ -107,7 +107,7 @@ fn wait_resolved(node: &lab::Node, want: usize) {
             .iter()
             .flat_map(|r| r["next_hops"].as_array().expect("next hops").iter())
             .collect();
-        if hops.len() >= want && hops.iter().all(|h| h["mac_valid"] == true) {
+        if hops.len() >= want && hops.iter().all(|h| h["dst_mac"].is_string()) {
             return;
         }
         assert!(

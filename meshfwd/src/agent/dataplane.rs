@@ -19,15 +19,19 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use meshfwd_common::fib::{NEXT_HOP_MAX_ENTRIES, kind, nh_flags};
+use meshfwd_common::fib::NEXT_HOP_MAX_ENTRIES;
 use routing::{Prefix, Rib};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::links::format_mac;
 use crate::{
     ebpf::{self, AttachMode, FibMaps},
-    fib::{ApplyReport, FibWriter, NextHopKey, Prefix6, RouteTable, kroute, writer::set_alive_id},
+    fib::{
+        ApplyReport, FibWriter, NextHopKey, Prefix6, RouteTable,
+        dump::{self, FibRow},
+        kroute,
+        writer::set_alive_id,
+    },
     stats::Stats,
 };
 
@@ -272,41 +276,7 @@ impl Dataplane {
         let Dataplane::Xdp(x) = self else {
             anyhow::bail!("the agent runs without XDP (--no-xdp): there is no fast-path FIB");
         };
-        let m = &x.maps;
-        let mut rows = Vec::new();
-        for key in m.fib_v6.keys() {
-            let key = key?;
-            let entry = m.fib_v6.get(&key, 0)?;
-            let prefix = Prefix6::new(key.data().into(), key.prefix_len() as u8);
-            let mut next_hops = Vec::new();
-            if entry.kind == kind::FORWARD {
-                let g = m.groups.get(&entry.group, 0)?;
-                for id in g.members.iter().take(g.len as usize) {
-                    let nh = m.next_hops.get(id, 0)?;
-                    next_hops.push(FibHop {
-                        id: *id,
-                        ifindex: nh.ifindex,
-                        iface: ifname(nh.ifindex),
-                        dst_mac: (nh.flags & nh_flags::MAC_VALID != 0)
-                            .then(|| format_mac(&nh.dst_mac)),
-                        mtu: nh.mtu,
-                        alive: nh.flags & nh_flags::ALIVE != 0,
-                    });
-                }
-            }
-            rows.push(FibRow {
-                prefix: prefix.to_string(),
-                kind: if entry.kind == kind::LOCAL {
-                    "local"
-                } else {
-                    "forward"
-                },
-                group: entry.group,
-                next_hops,
-            });
-        }
-        rows.sort_by(|a, b| a.prefix.cmp(&b.prefix));
-        Ok(rows)
+        dump::rows(&x.maps, ifname)
     }
 
     /// Stop the writer task (the maps and attachments stay pinned, so the
@@ -316,26 +286,6 @@ impl Dataplane {
             x.task.abort();
         }
     }
-}
-
-/// One FIB entry of `meshfwd show fib`.
-#[derive(Debug, Clone, Serialize)]
-pub struct FibRow {
-    pub prefix: String,
-    pub kind: &'static str,
-    pub group: u32,
-    pub next_hops: Vec<FibHop>,
-}
-
-/// One member of a FIB entry's group.
-#[derive(Debug, Clone, Serialize)]
-pub struct FibHop {
-    pub id: u32,
-    pub ifindex: u32,
-    pub iface: Option<String>,
-    pub dst_mac: Option<String>,
-    pub mtu: u32,
-    pub alive: bool,
 }
 
 /// Make sure `dir` exists on a bpffs (mounting /sys/fs/bpf if needed).

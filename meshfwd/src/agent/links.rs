@@ -7,6 +7,7 @@
 //! being true. [`LinkTracker`] is the pure state machine (netlink messages
 //! in, [`MeshEvent`]s out); [`open`] and [`dump`] are the kernel side.
 
+use crate::fib::dump::format_mac;
 use std::{
     collections::BTreeMap,
     io,
@@ -105,14 +106,6 @@ fn ser_mac<S: Serializer>(mac: &Option<[u8; 6]>, s: S) -> Result<S::Ok, S::Error
         Some(m) => s.collect_str(&format_mac(m)),
         None => s.serialize_none(),
     }
-}
-
-/// Format a MAC as `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }
 
 fn mac6(v: &[u8]) -> Option<[u8; 6]> {

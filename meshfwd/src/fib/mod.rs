@@ -19,6 +19,7 @@ use std::{
     str::FromStr,
 };
 
+pub mod dump;
 pub mod kroute;
 pub mod neigh;
 pub mod plan;

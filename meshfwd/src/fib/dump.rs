@@ -1,0 +1,76 @@
+//! Read the FIB back out of the pinned maps, as the fast path sees it: the
+//! one view behind `meshfwd show fib` (through the agent) and `meshfwd fib
+//! show` (straight from bpffs).
+
+use anyhow::Result;
+use meshfwd_common::fib::{kind, nh_flags};
+use serde::Serialize;
+
+use super::Prefix6;
+use crate::ebpf::FibMaps;
+
+/// One FIB entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct FibRow {
+    pub prefix: String,
+    pub kind: &'static str,
+    pub group: u32,
+    pub next_hops: Vec<FibHop>,
+}
+
+/// One member of a FIB entry's next-hop group.
+#[derive(Debug, Clone, Serialize)]
+pub struct FibHop {
+    pub id: u32,
+    pub ifindex: u32,
+    pub iface: Option<String>,
+    /// `None` until the neighbour's MAC is resolved.
+    pub dst_mac: Option<String>,
+    pub mtu: u32,
+    pub alive: bool,
+}
+
+/// Return every IPv6 FIB entry with its group's members, sorted by prefix;
+/// `ifname` names interfaces where the caller can.
+pub fn rows(maps: &FibMaps, ifname: impl Fn(u32) -> Option<String>) -> Result<Vec<FibRow>> {
+    let mut rows = Vec::new();
+    for key in maps.fib_v6.keys() {
+        let key = key?;
+        let entry = maps.fib_v6.get(&key, 0)?;
+        let prefix = Prefix6::new(key.data().into(), key.prefix_len() as u8);
+        let mut next_hops = Vec::new();
+        if entry.kind == kind::FORWARD {
+            let g = maps.groups.get(&entry.group, 0)?;
+            for id in g.members.iter().take(g.len as usize) {
+                let nh = maps.next_hops.get(id, 0)?;
+                next_hops.push(FibHop {
+                    id: *id,
+                    ifindex: nh.ifindex,
+                    iface: ifname(nh.ifindex),
+                    dst_mac: (nh.flags & nh_flags::MAC_VALID != 0).then(|| format_mac(&nh.dst_mac)),
+                    mtu: nh.mtu,
+                    alive: nh.flags & nh_flags::ALIVE != 0,
+                });
+            }
+        }
+        let kind = if entry.kind == kind::LOCAL {
+            "local"
+        } else {
+            "forward"
+        };
+        rows.push(FibRow {
+            prefix: prefix.to_string(),
+            kind,
+            group: entry.group,
+            next_hops,
+        });
+    }
+    rows.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    Ok(rows)
+}
+
+/// Format a MAC as `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(m: &[u8; 6]) -> String {
+    let hex: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
+    hex.join(":")
+}
