@@ -71,6 +71,11 @@ pub struct Mesh {
 
 impl Mesh {
     pub fn start(&mut self, node: &str) -> Result<()> {
+        self.start_with(node, &[])
+    }
+
+    /// Start `node`'s agent with `extra` flags after the usual ones.
+    pub fn start_with(&mut self, node: &str, extra: &[&str]) -> Result<()> {
         let n = self.lab.node(node);
         let work = self.lab.work_dir();
         let mid = work.join(format!("{node}.machine-id"));
@@ -97,6 +102,10 @@ impl Mesh {
             "--dead-interval".into(),
             DEAD.to_string(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|s| (*s).to_string()))
+            .collect();
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let id = n.spawn("agent", &argv)?;
         self.agents.push((node.to_string(), id));

@@ -24,6 +24,11 @@ const BENCHES: &[(&str, Harness, &str)] = &[
         "probe loss on loud and silent cuts; join time",
     ),
     (
+        "pods",
+        Harness::Bin,
+        "pod to pod over 3 hops: fast path vs ptp baseline",
+    ),
+    (
         "agent_idle",
         Harness::Bin,
         "agent RSS and CPU at idle, 8 nodes and 1,000",

@@ -1,0 +1,757 @@
+//! The pods benchmark: pod to pod across three mesh hops, the kubermesh
+//! fast path against a baseline of the same lab with Debian's reference
+//! `ptp` + `host-local` plugins and kernel routing.
+//!
+//! ```text
+//!   pa ~ a --- b --- c --- d ~ pd       (~ a pod veth, --- a mesh link)
+//! ```
+//!
+//! Both runs build the same line of four nodes with real agents on each:
+//! - **fast**: agents with XDP, pods wired by `meshfwd-cni` (TCX on the pod
+//!   veths);
+//! - **baseline**: agents with `--no-xdp` (their routes go to the kernel
+//!   FIB only), pods wired by `ptp` + `host-local` inside each node's pod
+//!   prefix.
+//!
+//! Each run measures the plugin's `ADD` latency (ADD/DEL cycles on a
+//! scratch pod of `a`), TCP throughput `pa -> pd` with iperf3, and the
+//! request/response latency of 64-byte round trips over one TCP connection
+//! with `TCP_NODELAY`. Goals: throughput ≥ 1.2× the baseline, RR p50 ≤ 0.7×
+//! the baseline, ADD p50 ≤ 20 ms.
+//!
+//! Usage: `pods [--json] [--seconds N] [--cycles N] [--round-trips N]
+//! [--meshfwd PATH] [--cni PATH]`; progress on stderr, the table (or JSON)
+//! on stdout, JSON also under `bench/results/pods.json`.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail};
+use bench::agents::{CONVERGE, Mesh, in_netns, meshfwd_bin, wait_until};
+use lab::{Lab, Topology, Wire};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Where the reference plugins live (Debian's containernetworking-plugins).
+const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+/// Port of the request/response server.
+const RR_PORT: u16 = 47_998;
+/// Size of one request and one response.
+const RR_SIZE: usize = 64;
+/// Longest a single plugin run may take.
+const PLUGIN_LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Fast,
+    Baseline,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Fast => "fast",
+            Kind::Baseline => "baseline",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RunResult {
+    plugin: &'static str,
+    xdp: bool,
+    add_cycles: usize,
+    add_p50_ms: f64,
+    add_p99_ms: f64,
+    throughput_bps: f64,
+    tcp_retransmits: u64,
+    /// XDP redirects counted on the transit nodes b and c during the run
+    /// (0 without XDP): evidence the traffic took the fast path.
+    transit_xdp_redirects: u64,
+    rr_round_trips: usize,
+    rr_p50_us: f64,
+    rr_p99_us: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Ratios {
+    /// Fast throughput over baseline throughput.
+    throughput: f64,
+    /// Fast RR p50 over baseline RR p50.
+    rr_p50: f64,
+    /// Fast RR p99 over baseline RR p99.
+    rr_p99: f64,
+    /// Fast ADD p50 over baseline ADD p50.
+    add_p50: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Goals {
+    throughput_ratio_min: f64,
+    rr_p50_ratio_max: f64,
+    add_p50_ms_max: f64,
+    throughput_met: bool,
+    rr_p50_met: bool,
+    add_p50_met: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    mesh_hops: u32,
+    iperf_seconds: u32,
+    fast: RunResult,
+    baseline: RunResult,
+    ratios: Ratios,
+    goals: Goals,
+    unix_time: u64,
+    command: String,
+    /// Load average when the run started: the machine is shared.
+    loadavg: String,
+}
+
+struct Args {
+    json: bool,
+    seconds: u32,
+    cycles: usize,
+    round_trips: usize,
+    meshfwd: Option<PathBuf>,
+    cni: Option<PathBuf>,
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("pods: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        json: false,
+        seconds: 5,
+        cycles: 20,
+        round_trips: 2000,
+        meshfwd: None,
+        cni: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => args.json = true,
+            "--seconds" => args.seconds = it.next().context("--seconds N")?.parse()?,
+            "--cycles" => args.cycles = it.next().context("--cycles N")?.parse()?,
+            "--round-trips" => args.round_trips = it.next().context("--round-trips N")?.parse()?,
+            "--meshfwd" => args.meshfwd = Some(it.next().context("--meshfwd PATH")?.into()),
+            "--cni" => args.cni = Some(it.next().context("--cni PATH")?.into()),
+            "-h" | "--help" => {
+                println!(
+                    "usage: pods [--json] [--seconds N] [--cycles N] [--round-trips N] [--meshfwd PATH] [--cni PATH]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    if !(1..=60).contains(&args.seconds) {
+        bail!("--seconds must be between 1 and 60");
+    }
+    if !(1..=1000).contains(&args.cycles) {
+        bail!("--cycles must be between 1 and 1000");
+    }
+    if !(10..=1_000_000).contains(&args.round_trips) {
+        bail!("--round-trips must be between 10 and 1000000");
+    }
+    Ok(args)
+}
+
+fn progress(what: &str) {
+    eprintln!("pods: {what}");
+}
+
+/// Find the plugin binary: `--cni`, `$MESHFWD_CNI_BIN`, next to this
+/// binary, or build it.
+fn cni_bin(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given.or_else(|| std::env::var_os("MESHFWD_CNI_BIN").map(PathBuf::from)) {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("no directory for this binary")?;
+    let sibling = dir.join("meshfwd-cni");
+    progress("building the meshfwd-cni binary");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "--package",
+        "cni",
+        "--bin",
+        "meshfwd-cni",
+    ]);
+    if dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    if !cmd.status().context("running cargo build")?.success() {
+        bail!("building meshfwd-cni failed");
+    }
+    if !sibling.exists() {
+        bail!(
+            "{} does not exist after the build; pass --cni PATH",
+            sibling.display()
+        );
+    }
+    Ok(sibling)
+}
+
+/// Percentile `p` (0..=100) of sorted `v`, nearest rank.
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// One plugin run's outcome.
+struct PluginRun {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+/// The lab of one run, with the plugin it wires pods with.
+struct PodLab {
+    kind: Kind,
+    mesh: Mesh,
+    cni: PathBuf,
+}
+
+impl PodLab {
+    /// The network configuration handed to the plugin on `node`.
+    fn conf(&self, node: &str, pod_prefix: &str) -> String {
+        let work = self.mesh.lab.work_dir();
+        match self.kind {
+            Kind::Fast => json!({
+                "cniVersion": "1.1.0",
+                "name": "kubermesh",
+                "type": "meshfwd-cni",
+                "stateFile": work.join(format!("{node}.json")),
+                "dataDir": work.join(format!("{node}-ipam")),
+            }),
+            Kind::Baseline => {
+                // The agent holds `::1` of the prefix (the node address):
+                // give ptp's gateway and pods other addresses.
+                let base = pod_prefix.split("::/").next().unwrap_or(pod_prefix);
+                json!({
+                    "cniVersion": "1.0.0",
+                    "name": "baseline",
+                    "type": "ptp",
+                    "mtu": 1500,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{
+                            "subnet": pod_prefix,
+                            "rangeStart": format!("{base}::100"),
+                            "rangeEnd": format!("{base}::ffff"),
+                            "gateway": format!("{base}::2"),
+                        }]],
+                        "routes": [{"dst": "::/0"}],
+                        "dataDir": work.join(format!("{node}-host-local")),
+                    },
+                })
+            }
+        }
+        .to_string()
+    }
+
+    /// Run the plugin's `verb` on `node` for container `cid` in `netns`.
+    fn verb(
+        &self,
+        node: &str,
+        verb: &str,
+        cid: &str,
+        netns: &str,
+        conf: &str,
+    ) -> Result<PluginRun> {
+        // Spawned from a thread inside the node's netns, as a runtime
+        // execs the plugin in the host netns: no nsenter in the timing.
+        let mut cmd = Command::new(&self.cni);
+        cmd.env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", verb)
+            .env("CNI_CONTAINERID", cid)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", REFERENCE_PLUGINS)
+            .env(
+                "CNI_ARGS",
+                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={cid}"),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let start = Instant::now();
+        let ns = self.mesh.lab.node(node).netns().to_string();
+        let mut child = in_netns(&ns, || cmd.spawn().context("starting the plugin"))?;
+        if let Some(mut i) = child.stdin.take() {
+            i.write_all(conf.as_bytes())?;
+        }
+        let deadline = start + PLUGIN_LIMIT;
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{verb} {cid} did not finish within {PLUGIN_LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        let took = start.elapsed();
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        if let Some(mut o) = child.stdout.take() {
+            let _ = o.read_to_string(&mut stdout);
+        }
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        Ok(PluginRun {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            took,
+        })
+    }
+
+    /// Run `verb` and fail unless it succeeded.
+    fn checked(
+        &self,
+        node: &str,
+        verb: &str,
+        cid: &str,
+        netns: &str,
+        conf: &str,
+    ) -> Result<PluginRun> {
+        let r = self.verb(node, verb, cid, netns, conf)?;
+        if r.code != 0 {
+            bail!(
+                "{} {verb} {cid} on {node} failed ({}): {} {}",
+                self.kind.name(),
+                r.code,
+                r.stdout.trim(),
+                r.stderr.trim()
+            );
+        }
+        Ok(r)
+    }
+
+    /// The netns path of lab node `pod`.
+    fn netns_path(&self, pod: &str) -> String {
+        lab::netns::path(self.mesh.lab.node(pod).netns())
+            .display()
+            .to_string()
+    }
+}
+
+/// A wired pod: its address and the host end of its veth.
+struct Pod {
+    addr: Ipv6Addr,
+    host_veth: String,
+}
+
+fn parse_add(result: &str) -> Result<Pod> {
+    let v: Value = serde_json::from_str(result).context("ADD result is not JSON")?;
+    let addr = v["ips"][0]["address"]
+        .as_str()
+        .context("ADD result without ips[0].address")?;
+    let addr: Ipv6Addr = addr.split('/').next().unwrap_or(addr).parse()?;
+    let host_veth = v["interfaces"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i.get("sandbox").is_none()))
+        .and_then(|i| i["name"].as_str())
+        .context("ADD result without a host interface")?
+        .to_string();
+    Ok(Pod { addr, host_veth })
+}
+
+/// The pod prefix the agent on `node` wrote to its state file.
+fn pod_prefix(mesh: &Mesh, node: &str) -> Result<String> {
+    mesh.node_address(node)?;
+    let text = std::fs::read_to_string(mesh.lab.work_dir().join(format!("{node}.json")))?;
+    let v: Value = serde_json::from_str(&text)?;
+    Ok(v["pod_prefix"]
+        .as_str()
+        .context("state file without pod_prefix")?
+        .to_string())
+}
+
+/// Measure `ADD` latency over `cycles` ADD/DEL cycles on a scratch pod.
+fn add_cycles(pl: &PodLab, node: &str, prefix: &str, cycles: usize) -> Result<Vec<f64>> {
+    let netns = pl.netns_path("px");
+    let conf = pl.conf(node, prefix);
+    let mut took = Vec::with_capacity(cycles);
+    let limit = Instant::now() + Duration::from_secs(120);
+    for i in 0..cycles {
+        if Instant::now() > limit {
+            progress(&format!("ADD cycles stopped after {i} (time limit)"));
+            break;
+        }
+        let cid = format!("cycle-{i}");
+        let r = pl.checked(node, "ADD", &cid, &netns, &conf)?;
+        took.push(r.took.as_secs_f64() * 1000.0);
+        pl.checked(node, "DEL", &cid, &netns, &conf)?;
+    }
+    Ok(sorted(took))
+}
+
+/// Turn transmit checksum offload off on both ends of a pod's veth: XDP
+/// redirects lose the "checksum still to fill in" state of veth frames.
+fn offload_off(pl: &PodLab, node: &str, pod_node: &str, pod: &Pod) -> Result<()> {
+    pl.mesh
+        .lab
+        .node(pod_node)
+        .run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    pl.mesh
+        .lab
+        .node(node)
+        .run(&["ethtool", "-K", &pod.host_veth, "tx", "off"])?;
+    Ok(())
+}
+
+/// iperf3 from `from` to `to_addr` in pod `to`: (bits per second, retransmits).
+fn iperf(pl: &PodLab, from: &str, to: &str, to_addr: Ipv6Addr, seconds: u32) -> Result<(f64, u64)> {
+    let server = pl.mesh.lab.node(to).spawn(
+        "iperf3",
+        &["iperf3", "-s", "-1", "-B", &to_addr.to_string()],
+    )?;
+    // Give the server a moment to listen; the client retries on refusal.
+    let addr = to_addr.to_string();
+    let secs = seconds.to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        std::thread::sleep(Duration::from_millis(300));
+        match pl.mesh.lab.node(from).run_timeout(
+            &["iperf3", "-6", "-c", &addr, "-t", &secs, "-J"],
+            Duration::from_secs(u64::from(seconds) + 30),
+        ) {
+            Ok(o) => break o,
+            Err(e) if Instant::now() > deadline => {
+                let _ = pl.mesh.lab.node(to).kill(server);
+                return Err(e);
+            }
+            Err(_) => {}
+        }
+    };
+    let _ = pl.mesh.lab.node(to).kill(server);
+    let v: Value = serde_json::from_str(&out).context("iperf3 -J output")?;
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 without end.sum_received")?;
+    let retr = v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    Ok((bps, retr))
+}
+
+/// `n` round trips of [`RR_SIZE`] bytes from pod `from` to a server in pod
+/// `to`, after a warm-up; return the sorted round-trip times in µs.
+fn request_response(
+    pl: &PodLab,
+    from: &str,
+    to: &str,
+    to_addr: Ipv6Addr,
+    n: usize,
+) -> Result<Vec<f64>> {
+    let warmup = 100;
+    let total = n + warmup;
+    let to_ns = pl.mesh.lab.node(to).netns().to_string();
+    let from_ns = pl.mesh.lab.node(from).netns().to_string();
+    let listener = in_netns(&to_ns, || {
+        Ok(TcpListener::bind(SocketAddrV6::new(
+            to_addr, RR_PORT, 0, 0,
+        ))?)
+    })?;
+    listener.set_nonblocking(true)?;
+    let server = std::thread::spawn(move || -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut s, _) = loop {
+            match listener.accept() {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        s.set_nonblocking(false)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut buf = [0u8; RR_SIZE];
+        for _ in 0..total {
+            s.read_exact(&mut buf)?;
+            s.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let client = in_netns(&from_ns, || {
+        Ok(TcpStream::connect_timeout(
+            &SocketAddr::V6(SocketAddrV6::new(to_addr, RR_PORT, 0, 0)),
+            Duration::from_secs(5),
+        )?)
+    });
+    let mut c = match client {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = server.join();
+            return Err(e);
+        }
+    };
+    c.set_nodelay(true)?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = [0x5au8; RR_SIZE];
+    let mut rtt = Vec::with_capacity(n);
+    let limit = Instant::now() + Duration::from_secs(60);
+    for i in 0..total {
+        if Instant::now() > limit {
+            bail!("round trips did not finish within 60 s ({i} done)");
+        }
+        let t = Instant::now();
+        c.write_all(&buf)?;
+        c.read_exact(&mut buf)?;
+        if i >= warmup {
+            rtt.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    drop(c);
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("RR server panicked"))??;
+    Ok(sorted(rtt))
+}
+
+/// One whole run: lab, agents, pods, measurements. The lab's `Drop`
+/// removes namespaces, veths, processes and pins whatever happens.
+fn one_run(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<RunResult> {
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .node("c")
+        .node("d")
+        .link("a", "b", Wire::Direct)
+        .link("b", "c", Wire::Direct)
+        .link("c", "d", Wire::Direct);
+    progress(&format!("{}: building a - b - c - d", kind.name()));
+    let lab = Lab::build(&format!("pods-{}", kind.name()), &topo)?;
+    let plugin = match kind {
+        Kind::Fast => cni.to_path_buf(),
+        Kind::Baseline => Path::new(REFERENCE_PLUGINS).join("ptp"),
+    };
+    let mut pl = PodLab {
+        kind,
+        mesh: Mesh::new(lab, meshfwd.to_path_buf()),
+        cni: plugin,
+    };
+    // Only the mesh links run OSPF: ptp's host veths are not called km*.
+    let mut extra = vec!["--include", "m-*"];
+    if kind == Kind::Baseline {
+        extra.push("--no-xdp");
+    }
+    for n in ["a", "b", "c", "d"] {
+        pl.mesh.start_with(n, &extra)?;
+    }
+    let a_prefix = pod_prefix(&pl.mesh, "a")?;
+    let d_prefix = pod_prefix(&pl.mesh, "d")?;
+    progress(&format!(
+        "{}: pod prefixes a {a_prefix}, d {d_prefix}; waiting for routes",
+        kind.name()
+    ));
+    wait_until("a's route to d's pods", CONVERGE, || {
+        !pl.mesh.route_ifaces("a", &d_prefix).is_empty()
+    })?;
+    wait_until("d's route to a's pods", CONVERGE, || {
+        !pl.mesh.route_ifaces("d", &a_prefix).is_empty()
+    })?;
+    for p in ["px", "pa", "pd"] {
+        pl.mesh.lab.add_node(p)?;
+    }
+
+    progress(&format!("{}: {} ADD/DEL cycles", kind.name(), args.cycles));
+    let add = add_cycles(&pl, "a", &a_prefix, args.cycles)?;
+
+    let (pa_ns, pd_ns) = (pl.netns_path("pa"), pl.netns_path("pd"));
+    let pa = parse_add(
+        &pl.checked("a", "ADD", "pod-a", &pa_ns, &pl.conf("a", &a_prefix))?
+            .stdout,
+    )?;
+    let pd = parse_add(
+        &pl.checked("d", "ADD", "pod-d", &pd_ns, &pl.conf("d", &d_prefix))?
+            .stdout,
+    )?;
+    offload_off(&pl, "a", "pa", &pa)?;
+    offload_off(&pl, "d", "pd", &pd)?;
+    progress(&format!(
+        "{}: pods {} (a) and {} (d); waiting for ping",
+        kind.name(),
+        pa.addr,
+        pd.addr
+    ));
+    pl.mesh
+        .lab
+        .node("pa")
+        .wait_ping6(pd.addr, None, Duration::from_secs(20))
+        .with_context(|| format!("{}: pod a cannot reach pod d", kind.name()))?;
+
+    let redirects = |m: &Mesh| m.xdp_redirects("b") + m.xdp_redirects("c");
+    let redirects0 = redirects(&pl.mesh);
+    progress(&format!("{}: iperf3 for {} s", kind.name(), args.seconds));
+    let (bps, retr) = iperf(&pl, "pa", "pd", pd.addr, args.seconds)?;
+    progress(&format!(
+        "{}: {:.2} Gbit/s, {retr} retransmits; {} round trips",
+        kind.name(),
+        bps / 1e9,
+        args.round_trips
+    ));
+    let rtt = request_response(&pl, "pa", "pd", pd.addr, args.round_trips)?;
+
+    let transit_xdp_redirects = redirects(&pl.mesh).saturating_sub(redirects0);
+    // DEL the pods the way the runtime would; the lab's Drop catches the
+    // rest if this fails.
+    for (node, cid, ns, prefix) in [
+        ("a", "pod-a", &pa_ns, &a_prefix),
+        ("d", "pod-d", &pd_ns, &d_prefix),
+    ] {
+        if let Err(e) = pl.checked(node, "DEL", cid, ns, &pl.conf(node, prefix)) {
+            progress(&format!("{e:#}"));
+        }
+    }
+    let r = RunResult {
+        plugin: match kind {
+            Kind::Fast => "meshfwd-cni",
+            Kind::Baseline => "ptp+host-local",
+        },
+        xdp: kind == Kind::Fast,
+        add_cycles: add.len(),
+        add_p50_ms: percentile(&add, 50.0),
+        add_p99_ms: percentile(&add, 99.0),
+        throughput_bps: bps,
+        tcp_retransmits: retr,
+        transit_xdp_redirects,
+        rr_round_trips: rtt.len(),
+        rr_p50_us: percentile(&rtt, 50.0),
+        rr_p99_us: percentile(&rtt, 99.0),
+    };
+    progress(&format!(
+        "{}: ADD p50 {:.1} ms p99 {:.1} ms; RR p50 {:.1} µs p99 {:.1} µs",
+        kind.name(),
+        r.add_p50_ms,
+        r.add_p99_ms,
+        r.rr_p50_us,
+        r.rr_p99_us
+    ));
+    Ok(r)
+}
+
+fn run() -> Result<()> {
+    let args = parse_args()?;
+    let loadavg = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    let meshfwd = meshfwd_bin(args.meshfwd.clone())?;
+    let cni = cni_bin(args.cni.clone())?;
+    if !Path::new(REFERENCE_PLUGINS).join("ptp").exists() {
+        bail!("{REFERENCE_PLUGINS}/ptp is missing (containernetworking-plugins)");
+    }
+    let fast = one_run(Kind::Fast, &args, &meshfwd, &cni)?;
+    let baseline = one_run(Kind::Baseline, &args, &meshfwd, &cni)?;
+
+    let ratios = Ratios {
+        throughput: fast.throughput_bps / baseline.throughput_bps,
+        rr_p50: fast.rr_p50_us / baseline.rr_p50_us,
+        rr_p99: fast.rr_p99_us / baseline.rr_p99_us,
+        add_p50: fast.add_p50_ms / baseline.add_p50_ms,
+    };
+    let goals = Goals {
+        throughput_ratio_min: 1.2,
+        rr_p50_ratio_max: 0.7,
+        add_p50_ms_max: 20.0,
+        throughput_met: ratios.throughput >= 1.2,
+        rr_p50_met: ratios.rr_p50 <= 0.7,
+        add_p50_met: fast.add_p50_ms <= 20.0,
+    };
+    let report = Report {
+        mesh_hops: 3,
+        iperf_seconds: args.seconds,
+        fast,
+        baseline,
+        ratios,
+        goals,
+        unix_time: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        loadavg,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("pods.json"), format!("{json}\n"))?;
+    progress(&format!("wrote {}", dir.join("pods.json").display()));
+    if args.json {
+        println!("{json}");
+    } else {
+        let (f, b, r, g) = (
+            &report.fast,
+            &report.baseline,
+            &report.ratios,
+            &report.goals,
+        );
+        let met = |m: bool| if m { "met" } else { "MISSED" };
+        println!(
+            "{:<16} {:>14} {:>14} {:>8}  goal",
+            "", "fast", "baseline", "ratio"
+        );
+        println!(
+            "{:<16} {:>14.2} {:>14.2} {:>8.2}  ≥ 1.2×: {}",
+            "TCP Gbit/s",
+            f.throughput_bps / 1e9,
+            b.throughput_bps / 1e9,
+            r.throughput,
+            met(g.throughput_met)
+        );
+        println!(
+            "{:<16} {:>14.1} {:>14.1} {:>8.2}  ≤ 0.7×: {}",
+            "RR p50 µs",
+            f.rr_p50_us,
+            b.rr_p50_us,
+            r.rr_p50,
+            met(g.rr_p50_met)
+        );
+        println!(
+            "{:<16} {:>14.1} {:>14.1} {:>8.2}",
+            "RR p99 µs", f.rr_p99_us, b.rr_p99_us, r.rr_p99
+        );
+        println!(
+            "{:<16} {:>14.1} {:>14.1} {:>8.2}  ≤ 20 ms: {}",
+            "ADD p50 ms",
+            f.add_p50_ms,
+            b.add_p50_ms,
+            r.add_p50,
+            met(g.add_p50_met)
+        );
+        println!(
+            "{:<16} {:>14.1} {:>14.1}",
+            "ADD p99 ms", f.add_p99_ms, b.add_p99_ms
+        );
+    }
+    Ok(())
+}
