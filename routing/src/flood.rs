@@ -35,18 +35,7 @@ impl Instance {
     /// Process an LS Update from a neighbour (RFC 2328 §13).
     pub(crate) fn rx_ls_update(&mut self, ifindex: u32, rid: Ipv4Addr, body: &[u8]) {
         let now = self.now;
-        let Some(nbr) = self
-            .interfaces
-            .get(&ifindex)
-            .and_then(|i| i.neighbors.get(&rid))
-        else {
-            self.drops
-                .drop(now, DropReason::UnknownNeighbor, ifindex, "LS update");
-            return;
-        };
-        if nbr.state < nsm::State::Exchange {
-            self.drops
-                .drop(now, DropReason::NeighborState, ifindex, "LS update");
+        if !self.may_exchange(ifindex, rid, "LS update") {
             return;
         }
         let Ok(upd) = LsUpdatePacket::new_checked(body) else {
@@ -460,20 +449,16 @@ impl Instance {
                 .drop(now, DropReason::BadLength, ifindex, "LS ack");
             return;
         };
+        if !self.may_exchange(ifindex, rid, "LS ack") {
+            return;
+        }
         let Some(nbr) = self
             .interfaces
             .get(&ifindex)
             .and_then(|i| i.neighbors.get(&rid))
         else {
-            self.drops
-                .drop(now, DropReason::UnknownNeighbor, ifindex, "LS ack");
             return;
         };
-        if nbr.state < nsm::State::Exchange {
-            self.drops
-                .drop(now, DropReason::NeighborState, ifindex, "LS ack");
-            return;
-        }
         let mut acked = Vec::new();
         for h in ack.headers() {
             let key = h.key();

@@ -227,6 +227,23 @@ impl Instance {
         }
     }
 
+    /// Return whether a neighbour may exchange LSAs with us (state Exchange
+    /// or later: RFC 2328 §10.7, §13, §13.7); if not, count the drop under
+    /// `what`.
+    pub(crate) fn may_exchange(&mut self, ifindex: u32, rid: Ipv4Addr, what: &'static str) -> bool {
+        let reason = match self
+            .interfaces
+            .get(&ifindex)
+            .and_then(|i| i.neighbors.get(&rid))
+        {
+            None => DropReason::UnknownNeighbor,
+            Some(n) if n.state < nsm::State::Exchange => DropReason::NeighborState,
+            Some(_) => return true,
+        };
+        self.drops.drop(self.now, reason, ifindex, what);
+        false
+    }
+
     pub(crate) fn neighbor_mut(
         &mut self,
         ifindex: u32,
@@ -506,18 +523,7 @@ impl Instance {
                 .drop(now, DropReason::BadLength, ifindex, "LS request");
             return;
         };
-        let Some(nbr) = self
-            .interfaces
-            .get(&ifindex)
-            .and_then(|i| i.neighbors.get(&rid))
-        else {
-            self.drops
-                .drop(now, DropReason::UnknownNeighbor, ifindex, "LS request");
-            return;
-        };
-        if nbr.state < nsm::State::Exchange {
-            self.drops
-                .drop(now, DropReason::NeighborState, ifindex, "LS request");
+        if !self.may_exchange(ifindex, rid, "LS request") {
             return;
         }
         let mut lsas = Vec::new();
