@@ -45,14 +45,18 @@ pub fn prog_pin(bpffs: &Path, program: &str) -> PathBuf {
         .join(format!("{program}-{}", object_tag()))
 }
 
-/// Return a short hash (FNV-1a) of the embedded eBPF object.
-fn object_tag() -> String {
-    let h = meshfwd::ebpf::EBPF_OBJECT
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    format!("{:08x}", h >> 32)
+/// Return a short hash (FNV-1a) of the embedded eBPF object, computed once
+/// per run: the object is a quarter of a megabyte.
+fn object_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let h = meshfwd::ebpf::EBPF_OBJECT
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        format!("{:08x}", h >> 32)
+    })
 }
 
 /// Return the pin path of the TC link on a pod's host veth.

@@ -69,11 +69,8 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
     };
     let store = Store::open(&conf.data_dir, &conf.name)?;
     let reserved: Vec<Ipv6Addr> = node.node_address.into_iter().collect();
-    let addr = store
-        .lock()?
-        .allocate(&node.pod_prefix, &holder, requested, &reserved)?;
-    let release = |store: &Store| {
-        if let Ok(l) = store.lock() {
+    let release = |store: &Store, addr: Option<Ipv6Addr>| {
+        if let (Some(addr), Ok(l)) = (addr, store.lock()) {
             let _ = l.release(addr);
         }
     };
@@ -82,18 +79,51 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
         container_id: &env.container_id,
         ifname: &env.ifname,
         netns: &ns,
-        addr,
         mtu,
         pod_mac,
     };
-    let wired = match wiring::wire(&mut host, &mut pod, &plan) {
+    // Attaching with TCX waits out an RCU grace period, the longest step of
+    // an ADD: it runs on a second thread from the moment the veth exists,
+    // while the address is allocated and both ends are configured.
+    let mut allocated = None;
+    let (wired, attached) = std::thread::scope(|s| {
+        let mut attaching = None;
+        let wired = wiring::wire(&mut host, &mut pod, &plan, |host_name| {
+            if conf.fast_path {
+                let (bpffs, name) = (&node.bpffs, host_name.to_owned());
+                attaching = Some(s.spawn(move || fastpath::attach(bpffs, &name)));
+            }
+            let addr = store
+                .lock()?
+                .allocate(&node.pod_prefix, &holder, requested, &reserved)?;
+            allocated = Some(addr);
+            Ok(addr)
+        });
+        let attached = attaching.map(|t| {
+            t.join().unwrap_or_else(|_| {
+                Err(Error::new(
+                    Code::Ebpf,
+                    "the fast-path attach thread panicked",
+                ))
+            })
+        });
+        (wired, attached)
+    });
+    let wired = match wired {
         Ok(w) => w,
         Err(e) => {
-            release(&store);
+            // The veth is gone with its TCX link; only the pin is left.
+            fastpath::detach(
+                &node.bpffs,
+                &wiring::host_veth_name(&env.container_id, &env.ifname),
+            );
+            release(&store, allocated);
             return Err(e);
         }
     };
+    let addr = wired.addr;
     let registered = (|| {
+        attached.transpose()?;
         if let Some(eps) = &mut endpoints {
             let ep = Endpoint {
                 ifindex: wired.host_index,
@@ -102,7 +132,6 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
                 pod_mac: wired.pod_mac,
             };
             eps.insert(addr, ep)?;
-            fastpath::attach(&node.bpffs, &wired.host_name)?;
         }
         Ok(())
     })();
@@ -112,7 +141,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
         }
         fastpath::detach(&node.bpffs, &wired.host_name);
         let _ = wiring::unwire(&mut host, &env.container_id, &env.ifname);
-        release(&store);
+        release(&store, Some(addr));
         return Err(e);
     }
 

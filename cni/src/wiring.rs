@@ -147,6 +147,8 @@ fn nl_err(e: NlError) -> Error {
 /// What ADD built, for the result and the endpoint map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wired {
+    /// The pod's address, as `on_created` allocated it.
+    pub addr: Ipv6Addr,
     pub host_name: String,
     pub host_index: u32,
     pub host_mac: [u8; 6],
@@ -159,7 +161,6 @@ pub struct Plan<'a> {
     pub container_id: &'a str,
     pub ifname: &'a str,
     pub netns: &'a File,
-    pub addr: Ipv6Addr,
     pub mtu: u32,
     /// `runtimeConfig.mac`, else the derived one.
     pub pod_mac: Option<[u8; 6]>,
@@ -190,9 +191,16 @@ pub fn ensure_ifname_free(pod: &mut Netlink, ifname: &str, netns: &Path) -> Resu
     Ok(())
 }
 
-/// Build the veth pair and everything on both ends. On failure the pair is
-/// deleted again, so nothing is left half-made.
-pub fn wire(host: &mut Netlink, pod: &mut Netlink, plan: &Plan) -> Result<Wired> {
+/// Build the veth pair, then ask `on_created` (given the host end's name)
+/// for the pod's address, then configure both ends. On failure, including
+/// one from `on_created`, the pair is deleted again, so nothing is left
+/// half-made.
+pub fn wire(
+    host: &mut Netlink,
+    pod: &mut Netlink,
+    plan: &Plan,
+    on_created: impl FnOnce(&str) -> Result<Ipv6Addr>,
+) -> Result<Wired> {
     let host_name = host_veth_name(plan.container_id, plan.ifname);
     let (host_mac, derived_pod_mac) = macs(plan.container_id, plan.ifname);
     let pod_mac = plan.pod_mac.unwrap_or(derived_pod_mac);
@@ -221,7 +229,8 @@ pub fn wire(host: &mut Netlink, pod: &mut Netlink, plan: &Plan) -> Result<Wired>
             nl_err(e)
         }
     })?;
-    let built = configure(host, pod, plan, &host_name, host_mac, pod_mac);
+    let built = on_created(&host_name)
+        .and_then(|addr| configure(host, pod, plan, addr, &host_name, host_mac, pod_mac));
     if built.is_err() {
         let _ = host.del_link_by_name(&host_name);
     }
@@ -232,6 +241,7 @@ fn configure(
     host: &mut Netlink,
     pod: &mut Netlink,
     plan: &Plan,
+    addr: Ipv6Addr,
     host_name: &str,
     host_mac: [u8; 6],
     pod_mac: [u8; 6],
@@ -259,8 +269,7 @@ fn configure(
         )
         .details(e)
     })?;
-    pod.add_addr6(pod_link.index, plan.addr, 128)
-        .map_err(nl_err)?;
+    pod.add_addr6(pod_link.index, addr, 128).map_err(nl_err)?;
     pod.set_up(pod_link.index).map_err(nl_err)?;
     pod.add_neigh6(pod_link.index, GATEWAY, host_mac)
         .map_err(nl_err)?;
@@ -274,12 +283,13 @@ fn configure(
     host.add_addr6(host_link.index, GATEWAY, 64)
         .map_err(nl_err)?;
     host.set_up(host_link.index).map_err(nl_err)?;
-    host.add_neigh6(host_link.index, plan.addr, pod_mac)
+    host.add_neigh6(host_link.index, addr, pod_mac)
         .map_err(nl_err)?;
-    host.add_route6(plan.addr, 128, None, host_link.index)
+    host.add_route6(addr, 128, None, host_link.index)
         .map_err(nl_err)?;
 
     Ok(Wired {
+        addr,
         host_name: host_name.to_owned(),
         host_index: host_link.index,
         host_mac,
