@@ -1,3 +1,13 @@
 //! kubermesh benchmarks.
 
 pub mod agents;
+
+/// Where harnesses write their results: `$KUBERMESH_RESULTS_DIR` (set by
+/// `cargo xtask bench` to the checkout's `bench/results`), else the
+/// `bench/results` of the checkout this binary was built from. The
+/// variable matters when one target directory serves several checkouts.
+pub fn results_dir() -> std::path::PathBuf {
+    std::env::var_os("KUBERMESH_RESULTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results"))
+}

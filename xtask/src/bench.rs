@@ -74,6 +74,10 @@ pub fn run_bench(opts: &Options) -> Result<()> {
         );
     };
     let mut cmd = cargo();
+    cmd.env(
+        "KUBERMESH_RESULTS_DIR",
+        crate::cargo::workspace_root().join("bench").join("results"),
+    );
     match harness {
         Harness::Bin => {
             cmd.args([

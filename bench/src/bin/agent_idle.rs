@@ -22,7 +22,6 @@ use std::{
     collections::BTreeSet,
     hint::black_box,
     net::Ipv6Addr,
-    path::Path,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -207,7 +206,7 @@ fn run() -> Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let text = serde_json::to_string_pretty(&report)?;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let dir = bench::results_dir();
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("agent_idle.json"), format!("{text}\n"))?;
     eprintln!(

@@ -16,8 +16,11 @@
 //! Each run measures the plugin's `ADD` latency (ADD/DEL cycles on a
 //! scratch pod of `a`), TCP throughput `pa -> pd` with iperf3, and the
 //! request/response latency of 64-byte round trips over one TCP connection
-//! with `TCP_NODELAY`. Goals: throughput ≥ 1.2× the baseline, RR p50 ≤ 0.7×
-//! the baseline, ADD p50 ≤ 20 ms.
+//! with `TCP_NODELAY`, twice: with blocking sockets (each message wakes the
+//! other side's thread, as most servers work) and busy-polling (both ends
+//! spin on non-blocking sockets, which takes thread wake-ups out and leaves
+//! the network path). Goals: throughput ≥ 1.2× the baseline, RR p50 ≤ 0.7×
+//! the baseline (blocking), ADD p50 ≤ 20 ms.
 //!
 //! Usage: `pods [--json] [--seconds N] [--cycles N] [--round-trips N]
 //! [--meshfwd PATH] [--cni PATH]`; progress on stderr, the table (or JSON)
@@ -76,6 +79,9 @@ struct RunResult {
     rr_round_trips: usize,
     rr_p50_us: f64,
     rr_p99_us: f64,
+    /// The same round trips with both ends busy-polling.
+    rr_busy_p50_us: f64,
+    rr_busy_p99_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,6 +92,9 @@ struct Ratios {
     rr_p50: f64,
     /// Fast RR p99 over baseline RR p99.
     rr_p99: f64,
+    /// The same two ratios, busy-polling.
+    rr_busy_p50: f64,
+    rr_busy_p99: f64,
     /// Fast ADD p50 over baseline ADD p50.
     add_p50: f64,
 }
@@ -463,17 +472,50 @@ fn iperf(pl: &PodLab, from: &str, to: &str, to_addr: Ipv6Addr, seconds: u32) -> 
     Ok((bps, retr))
 }
 
+/// How the request/response ends wait for data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Blocking reads: the kernel wakes the thread.
+    Block,
+    /// Non-blocking reads in a loop: no wake-up on the path.
+    BusyPoll,
+}
+
+/// Read exactly `buf.len()` bytes, waiting as `wait` says, until `deadline`.
+fn read_full(s: &mut TcpStream, buf: &mut [u8], wait: Wait, deadline: Instant) -> Result<()> {
+    if wait == Wait::Block {
+        return Ok(s.read_exact(buf)?);
+    }
+    let mut got = 0;
+    while got < buf.len() {
+        match s.read(&mut buf[got..]) {
+            Ok(0) => bail!("the peer closed the connection"),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    bail!("no reply before the deadline");
+                }
+                std::hint::spin_loop();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// `n` round trips of [`RR_SIZE`] bytes from pod `from` to a server in pod
 /// `to`, after a warm-up; return the sorted round-trip times in µs.
 fn request_response(
     pl: &PodLab,
-    from: &str,
-    to: &str,
+    (from, to): (&str, &str),
     to_addr: Ipv6Addr,
     n: usize,
+    wait: Wait,
 ) -> Result<Vec<f64>> {
     let warmup = 100;
     let total = n + warmup;
+    // Bounds every loop below, busy or not.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let to_ns = pl.mesh.lab.node(to).netns().to_string();
     let from_ns = pl.mesh.lab.node(from).netns().to_string();
     let listener = in_netns(&to_ns, || {
@@ -483,22 +525,22 @@ fn request_response(
     })?;
     listener.set_nonblocking(true)?;
     let server = std::thread::spawn(move || -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let accept_by = Instant::now() + Duration::from_secs(10);
         let (mut s, _) = loop {
             match listener.accept() {
                 Ok(c) => break c,
-                Err(_) if Instant::now() < deadline => {
+                Err(_) if Instant::now() < accept_by => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => return Err(e.into()),
             }
         };
-        s.set_nonblocking(false)?;
+        s.set_nonblocking(wait == Wait::BusyPoll)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut buf = [0u8; RR_SIZE];
         for _ in 0..total {
-            s.read_exact(&mut buf)?;
+            read_full(&mut s, &mut buf, wait, deadline)?;
             s.write_all(&buf)?;
         }
         Ok(())
@@ -518,16 +560,17 @@ fn request_response(
     };
     c.set_nodelay(true)?;
     c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    c.set_nonblocking(wait == Wait::BusyPoll)?;
     let mut buf = [0x5au8; RR_SIZE];
     let mut rtt = Vec::with_capacity(n);
-    let limit = Instant::now() + Duration::from_secs(60);
     for i in 0..total {
-        if Instant::now() > limit {
+        if Instant::now() > deadline {
             bail!("round trips did not finish within 60 s ({i} done)");
         }
         let t = Instant::now();
+        // A 64-byte write fits any socket buffer: it never would-blocks.
         c.write_all(&buf)?;
-        c.read_exact(&mut buf)?;
+        read_full(&mut c, &mut buf, wait, deadline)?;
         if i >= warmup {
             rtt.push(t.elapsed().as_secs_f64() * 1e6);
         }
@@ -621,7 +664,8 @@ fn one_run(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<RunRes
         bps / 1e9,
         args.round_trips
     ));
-    let rtt = request_response(&pl, "pa", "pd", pd.addr, args.round_trips)?;
+    let rtt = request_response(&pl, ("pa", "pd"), pd.addr, args.round_trips, Wait::Block)?;
+    let busy = request_response(&pl, ("pa", "pd"), pd.addr, args.round_trips, Wait::BusyPoll)?;
 
     let transit_xdp_redirects = redirects(&pl.mesh).saturating_sub(redirects0);
     // DEL the pods the way the runtime would; the lab's Drop catches the
@@ -649,14 +693,18 @@ fn one_run(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<RunRes
         rr_round_trips: rtt.len(),
         rr_p50_us: percentile(&rtt, 50.0),
         rr_p99_us: percentile(&rtt, 99.0),
+        rr_busy_p50_us: percentile(&busy, 50.0),
+        rr_busy_p99_us: percentile(&busy, 99.0),
     };
     progress(&format!(
-        "{}: ADD p50 {:.1} ms p99 {:.1} ms; RR p50 {:.1} µs p99 {:.1} µs",
+        "{}: ADD p50 {:.1} ms p99 {:.1} ms; RR p50 {:.1} µs p99 {:.1} µs; busy-poll RR p50 {:.1} µs p99 {:.1} µs",
         kind.name(),
         r.add_p50_ms,
         r.add_p99_ms,
         r.rr_p50_us,
-        r.rr_p99_us
+        r.rr_p99_us,
+        r.rr_busy_p50_us,
+        r.rr_busy_p99_us
     ));
     Ok(r)
 }
@@ -678,6 +726,8 @@ fn run() -> Result<()> {
         throughput: fast.throughput_bps / baseline.throughput_bps,
         rr_p50: fast.rr_p50_us / baseline.rr_p50_us,
         rr_p99: fast.rr_p99_us / baseline.rr_p99_us,
+        rr_busy_p50: fast.rr_busy_p50_us / baseline.rr_busy_p50_us,
+        rr_busy_p99: fast.rr_busy_p99_us / baseline.rr_busy_p99_us,
         add_p50: fast.add_p50_ms / baseline.add_p50_ms,
     };
     let goals = Goals {
@@ -702,7 +752,7 @@ fn run() -> Result<()> {
         loadavg,
     };
     let json = serde_json::to_string_pretty(&report)?;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let dir = bench::results_dir();
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("pods.json"), format!("{json}\n"))?;
     progress(&format!("wrote {}", dir.join("pods.json").display()));
@@ -739,6 +789,14 @@ fn run() -> Result<()> {
         println!(
             "{:<16} {:>14.1} {:>14.1} {:>8.2}",
             "RR p99 µs", f.rr_p99_us, b.rr_p99_us, r.rr_p99
+        );
+        println!(
+            "{:<16} {:>14.1} {:>14.1} {:>8.2}",
+            "RR busy p50 µs", f.rr_busy_p50_us, b.rr_busy_p50_us, r.rr_busy_p50
+        );
+        println!(
+            "{:<16} {:>14.1} {:>14.1} {:>8.2}",
+            "RR busy p99 µs", f.rr_busy_p99_us, b.rr_busy_p99_us, r.rr_busy_p99
         );
         println!(
             "{:<16} {:>14.1} {:>14.1} {:>8.2}  ≤ 20 ms: {}",

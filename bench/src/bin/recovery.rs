@@ -33,7 +33,7 @@ use std::{
     collections::BTreeSet,
     net::{Ipv6Addr, SocketAddrV6, UdpSocket},
     os::fd::{AsRawFd as _, OwnedFd},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -467,7 +467,7 @@ fn run() -> Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let json = serde_json::to_string_pretty(&report)?;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let dir = bench::results_dir();
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("recovery.json"), format!("{json}\n"))?;
     progress(&format!("wrote {}", dir.join("recovery.json").display()));
