@@ -17,6 +17,10 @@
 //! the next hop itself, so fast reroute and neighbour changes touch one
 //! entry whatever the number of prefixes.
 //!
+//! In front of the IPv6 trie sits [`table`], a multibit trie compiled from
+//! it by the writer: one array read per address byte instead of a walk over
+//! trie nodes, so lookups stay cheap however many destinations are active.
+//!
 //! The IPv4 FIB uses the same groups and next hops: IPv4 prefixes are
 //! routed over the IPv6 mesh to the neighbour's MAC (RFC 8950 style), so a
 //! next hop never needs an IPv4 address.
@@ -143,3 +147,61 @@ pub const fn rehash(h: u32) -> u32 {
 
 /// Seed of the flow hash.
 pub const HASH_SEED: u32 = 0x6B75_6265; // "kube"
+
+/// The compiled IPv6 lookup table: a multibit trie with 8-bit strides and
+/// leaf pushing (controlled prefix expansion), in one array map.
+///
+/// ```text
+/// FIB6_TABLE_ROOT[0]  0: no table, use the LPM trie; 1 + r: region r is live
+/// FIB6_TABLE[r * REGION_ENTRIES + g * 256 + byte]  entry of group g
+/// ```
+///
+/// A lookup starts at group 0 of the live region with the address's first
+/// byte; an entry is either a leaf (the FIB entry of the longest prefix
+/// covering that range) or a pointer to the group for the next byte. A /64
+/// takes at most eight reads. The writer builds the next table in the
+/// other region and then flips the root: a lookup never sees a half-written
+/// table. The trie stays authoritative: when the table would not fit in a
+/// region, the root is set to 0 and the fast path walks the trie.
+pub mod table {
+    use super::FibEntry;
+
+    /// Groups (of 256 entries) per region.
+    pub const GROUPS: u32 = 8_192;
+    /// Entries per region (8 MiB of `u32`).
+    pub const REGION_ENTRIES: u32 = GROUPS * 256;
+    /// Regions: one live, one being written.
+    pub const REGIONS: u32 = 2;
+    /// Entries of the whole array map.
+    pub const ENTRIES: u32 = REGION_ENTRIES * REGIONS;
+
+    /// Entry bit: the low bits are a group index, not a leaf.
+    pub const POINTER: u32 = 1 << 31;
+    /// Leaf bits 24-27: the FIB entry's `kind`.
+    const KIND_SHIFT: u32 = 24;
+    /// Leaf bits 0-23: the FIB entry's group (or a pointer's group index).
+    pub const INDEX_MASK: u32 = (1 << KIND_SHIFT) - 1;
+    const _: () = assert!(super::GROUP_MAX_ENTRIES <= INDEX_MASK + 1);
+    const _: () = assert!(GROUPS <= INDEX_MASK + 1);
+
+    /// Encode a FIB entry as a leaf (`kind` 0, no route, encodes as 0).
+    #[inline(always)]
+    pub const fn leaf(entry: FibEntry) -> u32 {
+        ((entry.kind & 0xF) << KIND_SHIFT) | (entry.group & INDEX_MASK)
+    }
+
+    /// Decode a leaf.
+    #[inline(always)]
+    pub const fn entry(leaf: u32) -> FibEntry {
+        FibEntry {
+            kind: (leaf >> KIND_SHIFT) & 0xF,
+            group: leaf & INDEX_MASK,
+        }
+    }
+
+    /// Return the pointer entry to group `g`.
+    #[inline(always)]
+    pub const fn pointer(g: u32) -> u32 {
+        POINTER | (g & INDEX_MASK)
+    }
+}

@@ -30,8 +30,12 @@ pub mod pin {
     pub const FIB_GEN: &str = "FIB_GEN";
     /// Per-CPU destination cache (LRU hash): dst -> cached FIB entry.
     pub const DST_CACHE: &str = "DST_CACHE";
+    /// Compiled IPv6 lookup table (array): see [`crate::fib::table`].
+    pub const FIB6_TABLE: &str = "FIB6_TABLE";
+    /// Which region of [`FIB6_TABLE`] is live (array of one u32).
+    pub const FIB6_TABLE_ROOT: &str = "FIB6_TABLE_ROOT";
     /// Every map the forwarding program pins, in creation order.
-    pub const FORWARDING_MAPS: [&str; 8] = [
+    pub const FORWARDING_MAPS: [&str; 10] = [
         STATS,
         FIB_V6,
         FIB_V4,
@@ -40,6 +44,8 @@ pub mod pin {
         EGRESS_DEVS,
         FIB_GEN,
         DST_CACHE,
+        FIB6_TABLE,
+        FIB6_TABLE_ROOT,
     ];
 }
 

@@ -16,7 +16,7 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_REDIRECT},
-    btf_maps::{HashMap, lpm_trie::Key},
+    btf_maps::HashMap,
     helpers::generated::{bpf_redirect, bpf_redirect_peer},
     macros::{btf_map, classifier},
     programs::TcContext,
@@ -26,7 +26,7 @@ use meshfwd_common::{
     fib,
 };
 
-use crate::xdp::{FIB_V6, NH_GROUPS, mix_addr, pick_member};
+use crate::xdp::{Addr, NH_GROUPS, lookup_route, mix_addr, pick_member};
 
 /// Pods on this node: address -> host veth and MACs (filled by the CNI
 /// plugin).
@@ -70,7 +70,12 @@ fn try_pod(ctx: &TcContext) -> Option<i32> {
     if let Some(verdict) = to_local_pod(ctx, &ip) {
         return Some(verdict);
     }
-    let entry = *FIB_V6.get(&Key::new(128, ip.dst))?;
+    // The same lookup as transit traffic: the compiled table, or the trie.
+    let mut dst: Addr = [0; 4];
+    for (word, chunk) in dst.iter_mut().zip(ip.dst.chunks_exact(4)) {
+        *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    let entry = lookup_route(&dst);
     if entry.kind != fib::kind::FORWARD {
         return None;
     }

@@ -17,7 +17,7 @@ use meshfwd_common::{
     fib::{
         self, CachedRoute, DST_CACHE_MAX_ENTRIES, EGRESS_DEV_MAX_ENTRIES, FIB_V4_MAX_ENTRIES,
         FIB_V6_MAX_ENTRIES, FibEntry, GROUP_MAX_ENTRIES, GROUP_MAX_MEMBERS, NEXT_HOP_MAX_ENTRIES,
-        NextHop, NextHopGroup,
+        NextHop, NextHopGroup, table,
     },
     stats::{MAX_STATS, Stat},
 };
@@ -51,7 +51,16 @@ static EGRESS_DEVS: DevMapHash<{ EGRESS_DEV_MAX_ENTRIES as usize }> = DevMapHash
 #[btf_map]
 static FIB_GEN: Array<u32, 1> = Array::new();
 
-/// Per-CPU destination cache in front of the LPM trie.
+/// The compiled lookup table (`meshfwd_common::fib::table`): two regions.
+#[btf_map]
+static FIB6_TABLE: Array<u32, { table::ENTRIES as usize }> = Array::new();
+
+/// Slot 0: 0 when there is no table, else 1 + the live region.
+#[btf_map]
+static FIB6_TABLE_ROOT: Array<u32, 1> = Array::new();
+
+/// Per-CPU destination cache in front of the LPM trie, used when there is
+/// no compiled table.
 #[btf_map]
 static DST_CACHE: LruPerCpuHashMap<Addr, CachedRoute, { DST_CACHE_MAX_ENTRIES as usize }> =
     LruPerCpuHashMap::new();
@@ -77,7 +86,7 @@ struct Ipv6Hdr {
 
 /// An IPv6 address as four words loaded in native byte order, so
 /// `to_ne_bytes` gives back the wire bytes.
-type Addr = [u32; 4];
+pub(crate) type Addr = [u32; 4];
 
 /// The first four transport bytes (both ports for TCP, UDP, SCTP).
 #[repr(C, packed(2))]
@@ -248,11 +257,16 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     }
 }
 
-/// Return the FIB entry for `dst` (`kind` 0 when there is none): from this
-/// CPU's destination cache while the FIB generation is unchanged, else
-/// from the LPM trie, refreshing the cache.
+/// Return the FIB entry for `dst` (`kind` 0 when there is none): from the
+/// compiled table when there is one; else from this CPU's destination
+/// cache while the FIB generation is unchanged, else from the LPM trie,
+/// refreshing the cache.
 #[inline(always)]
-fn lookup_route(dst: &Addr) -> FibEntry {
+pub(crate) fn lookup_route(dst: &Addr) -> FibEntry {
+    let root = FIB6_TABLE_ROOT.get(0).copied().unwrap_or(0);
+    if root != 0 {
+        return lookup_table((root - 1) & 1, dst);
+    }
     // Stored plus one: an entry another CPU inserted reads as all zeroes
     // on this CPU, and must never look valid.
     let generation = FIB_GEN.get(0).copied().unwrap_or(0).wrapping_add(1);
@@ -269,6 +283,29 @@ fn lookup_route(dst: &Addr) -> FibEntry {
         .unwrap_or_default();
     let _ = DST_CACHE.insert(dst, CachedRoute { entry, generation }, 0);
     entry
+}
+
+/// Walk region `region` of the compiled table, one address byte per level.
+#[inline(always)]
+fn lookup_table(region: u32, dst: &Addr) -> FibEntry {
+    let region_base = region * table::REGION_ENTRIES;
+    let mut base = region_base;
+    for word in dst {
+        // Wire order: the first address byte is the word's top byte.
+        let word = u32::from_be(*word);
+        for shift in [24u32, 16, 8, 0] {
+            let byte = (word >> shift) & 0xff;
+            let Some(&e) = FIB6_TABLE.get(base + byte) else {
+                return FibEntry::default();
+            };
+            if e & table::POINTER == 0 {
+                return table::entry(e);
+            }
+            base = region_base + (e & table::INDEX_MASK) * 256;
+        }
+    }
+    // The writer never puts a pointer at the last byte.
+    FibEntry::default()
 }
 
 /// Return why a packet with these addresses must go to the kernel, if it

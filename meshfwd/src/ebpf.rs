@@ -169,6 +169,10 @@ pub struct FibMaps {
     pub stats: PerCpuArray<MapData, u64>,
     /// FIB generation (slot 0): bump after changing FIB entries.
     pub fib_gen: Array<MapData, u32>,
+    /// The compiled lookup table ([`crate::fib::table`]).
+    pub table: Array<MapData, u32>,
+    /// Slot 0: which region of `table` is live (0: none).
+    pub table_root: Array<MapData, u32>,
 }
 
 impl FibMaps {
@@ -200,6 +204,8 @@ impl FibMaps {
             egress: DevMapHash::try_from(Map::DevMapHash(open(pin::EGRESS_DEVS)?))?,
             stats: PerCpuArray::try_from(Map::PerCpuArray(open(pin::STATS)?))?,
             fib_gen: Array::try_from(Map::Array(open(pin::FIB_GEN)?))?,
+            table: Array::try_from(Map::Array(open(pin::FIB6_TABLE)?))?,
+            table_root: Array::try_from(Map::Array(open(pin::FIB6_TABLE_ROOT)?))?,
         })
     }
 
@@ -217,6 +223,8 @@ impl FibMaps {
             egress: DevMapHash::try_from(take(pin::EGRESS_DEVS)?)?,
             stats: PerCpuArray::try_from(take(pin::STATS)?)?,
             fib_gen: Array::try_from(take(pin::FIB_GEN)?)?,
+            table: Array::try_from(take(pin::FIB6_TABLE)?)?,
+            table_root: Array::try_from(take(pin::FIB6_TABLE_ROOT)?)?,
         })
     }
 }

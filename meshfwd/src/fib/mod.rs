@@ -9,6 +9,8 @@
 //! - [`kroute`]: the same routes in the kernel FIB under
 //!   [`RTPROT_KUBERMESH`], so host traffic, ICMPv6 errors and `ip -6 route`
 //!   agree with the fast path;
+//! - [`table`]: the multibit lookup table compiled from the FIB, which the
+//!   XDP program reads instead of walking the trie;
 //! - [`writer`]: [`FibWriter`], which applies plans to the maps, fills in
 //!   next hops' MACs and keeps them fresh, and flips alive flags.
 
@@ -23,6 +25,7 @@ pub mod dump;
 pub mod kroute;
 pub mod neigh;
 pub mod plan;
+pub mod table;
 pub mod writer;
 
 pub use writer::{ApplyReport, FibWriter};

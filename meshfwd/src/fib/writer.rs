@@ -28,6 +28,7 @@ use super::{
     NextHopKey, Prefix6, RouteTable, kroute,
     neigh::{self, LinkInfo, NeighbourUpdate},
     plan::{Op, Planner},
+    table::Publisher,
 };
 use crate::ebpf::FibMaps;
 
@@ -63,6 +64,8 @@ pub struct FibWriter {
     stale_kernel: Option<BTreeSet<Prefix6>>,
     /// FIB entries changed since the generation was last bumped.
     routes_dirty: bool,
+    /// Compiles the FIB into the lookup table and makes it live.
+    table: Publisher,
 }
 
 impl FibWriter {
@@ -73,6 +76,7 @@ impl FibWriter {
         let events = neigh::subscribe()?;
         let handle = neigh::connect()?;
         let neighbours = neigh::dump_neighbours(&handle).await?;
+        let table = Publisher::new(&maps);
         let stale_fib = maps
             .fib_v6
             .keys()
@@ -92,6 +96,7 @@ impl FibWriter {
             stale_fib: Some(stale_fib),
             stale_kernel: None,
             routes_dirty: false,
+            table,
         })
     }
 
@@ -136,7 +141,7 @@ impl FibWriter {
                 }
             }
         }
-        self.flush_generation()?;
+        self.flush_routes().await?;
 
         let unresolved: Vec<NextHopKey> = self
             .planner
@@ -201,11 +206,21 @@ impl FibWriter {
         Ok(report)
     }
 
-    /// Bump the FIB generation if entries changed, so no CPU keeps using a
-    /// cached entry: done before groups or next hops are released, so a
-    /// cached entry never points at a cleared or reused slot.
-    fn flush_generation(&mut self) -> Result<()> {
+    /// If FIB entries changed, make a new lookup table live and bump the
+    /// FIB generation, so no CPU keeps using a cached entry: done before
+    /// groups or next hops are released, so neither the table nor a cached
+    /// entry ever points at a cleared or reused slot.
+    async fn flush_routes(&mut self) -> Result<()> {
         if self.routes_dirty {
+            let published = self
+                .table
+                .publish(&mut self.maps, self.planner.routes())
+                .await?;
+            tracing::debug!(
+                writes = published.writes,
+                groups = published.groups,
+                "lookup table published"
+            );
             self.maps.bump_generation()?;
             self.routes_dirty = false;
         }
@@ -215,7 +230,7 @@ impl FibWriter {
     async fn execute(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::SetRoute { .. } | Op::DelRoute { .. } => self.routes_dirty = true,
-            Op::DelGroup { .. } | Op::DelNextHop { .. } => self.flush_generation()?,
+            Op::DelGroup { .. } | Op::DelNextHop { .. } => self.flush_routes().await?,
             Op::AddNextHop { .. } | Op::AddGroup { .. } => {}
         }
         match op {

@@ -1,0 +1,438 @@
+//! The compiled IPv6 lookup table (`meshfwd_common::fib::table`): built
+//! from the FIB by [`compile`], written into the idle region and made live
+//! by [`Publisher`].
+//!
+//! The table is a multibit trie with 8-bit strides: group 0 is indexed by
+//! an address's first byte, and each entry either holds the FIB entry of
+//! the longest prefix covering its range (a leaf) or points at the group
+//! for the next byte. Prefixes are inserted shortest first, so a prefix
+//! only ever overwrites leaves of shorter ones (leaf pushing), and a prefix
+//! whose entry equals that of its covering prefix adds nothing and is left
+//! out: a node's /128 behind the same next hops as its /64 costs no group.
+//!
+//! Group numbers are kept from one build of a region to the next (a group
+//! is known by the address bytes that lead to it), so a route change
+//! rewrites only the entries that differ.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use meshfwd_common::fib::{FibEntry, table as layout};
+
+use super::Prefix6;
+use crate::ebpf::FibMaps;
+
+/// Where a group sits: its level (the index of the address byte it is
+/// indexed by) and the address bytes before that level.
+type Path = (u8, [u8; 16]);
+
+const ROOT: Path = (0, [0; 16]);
+
+/// How long a region stays untouched after it stops being live, so a
+/// lookup that read the old root finishes before its groups change. XDP
+/// lookups take nanoseconds; this is generous.
+const RETIRE: Duration = Duration::from_millis(2);
+
+/// A table too big for one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooBig {
+    /// Groups the FIB needs.
+    pub groups: usize,
+}
+
+impl std::fmt::Display for TooBig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the compiled table needs {} groups, more than the {} of a region",
+            self.groups,
+            layout::GROUPS
+        )
+    }
+}
+
+impl std::error::Error for TooBig {}
+
+/// A compiled table: groups by number, and the number of each path.
+#[derive(Debug, Clone, Default)]
+pub struct Compiled {
+    pub groups: BTreeMap<u32, [u32; 256]>,
+    pub ids: HashMap<Path, u32>,
+}
+
+impl Compiled {
+    /// Look `addr` up the way the XDP program does.
+    pub fn lookup(&self, addr: std::net::Ipv6Addr) -> FibEntry {
+        let bytes = addr.octets();
+        let mut group = 0u32;
+        for byte in bytes {
+            let Some(entries) = self.groups.get(&group) else {
+                return FibEntry::default();
+            };
+            let e = entries[usize::from(byte)];
+            if e & layout::POINTER == 0 {
+                return layout::entry(e);
+            }
+            group = e & layout::INDEX_MASK;
+        }
+        FibEntry::default()
+    }
+}
+
+/// One entry while building: a leaf, or the index of a child node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Leaf(u32),
+    Child(usize),
+}
+
+struct Node {
+    path: Path,
+    slots: [Slot; 256],
+}
+
+/// Compile `routes` into a table, numbering groups as `prev` did where
+/// their paths still exist. Entries of `kind` 0 (no route) are skipped.
+pub fn compile<'a>(
+    routes: impl IntoIterator<Item = (&'a Prefix6, &'a FibEntry)>,
+    prev: &HashMap<Path, u32>,
+) -> Result<Compiled, TooBig> {
+    let mut routes: Vec<(&Prefix6, &FibEntry)> =
+        routes.into_iter().filter(|(_, e)| e.kind != 0).collect();
+    // Shortest first: a prefix then only overwrites shorter prefixes' leaves.
+    routes.sort_by_key(|(p, _)| (p.len, p.addr()));
+
+    let mut nodes = vec![Node {
+        path: ROOT,
+        slots: [Slot::Leaf(0); 256],
+    }];
+    for (prefix, entry) in routes {
+        let leaf = layout::leaf(*entry);
+        let bytes = prefix.addr().octets();
+        if lookup_nodes(&nodes, &bytes) == leaf {
+            continue;
+        }
+        let len = usize::from(prefix.len);
+        let mut node = 0usize;
+        let mut level = 0usize;
+        // Descend through every byte the prefix covers in full, except
+        // when it ends exactly on a byte boundary: then its last byte is
+        // a range of one entry in the group of that byte.
+        while len > 8 * (level + 1) {
+            let b = usize::from(bytes[level]);
+            node = match nodes[node].slots[b] {
+                Slot::Child(c) => c,
+                Slot::Leaf(covering) => {
+                    let mut path = (level as u8 + 1, [0u8; 16]);
+                    path.1[..=level].copy_from_slice(&bytes[..=level]);
+                    nodes.push(Node {
+                        path,
+                        slots: [Slot::Leaf(covering); 256],
+                    });
+                    let c = nodes.len() - 1;
+                    nodes[node].slots[b] = Slot::Child(c);
+                    c
+                }
+            };
+            level += 1;
+        }
+        // The last (partial) byte: 2^(8 - bits) entries.
+        let bits = len - 8 * level;
+        let span = 1usize << (8 - bits);
+        let first = usize::from(bytes.get(level).copied().unwrap_or(0)) & !(span - 1);
+        for slot in &mut nodes[node].slots[first..first + span] {
+            // Shortest first means nothing below this level exists yet.
+            debug_assert!(matches!(slot, Slot::Leaf(_)));
+            *slot = Slot::Leaf(leaf);
+        }
+    }
+
+    if nodes.len() > layout::GROUPS as usize {
+        return Err(TooBig {
+            groups: nodes.len(),
+        });
+    }
+    // Number the groups: the root is 0, known paths keep their number, new
+    // ones take the lowest numbers left.
+    let mut id_of = vec![u32::MAX; nodes.len()];
+    let mut taken = vec![false; layout::GROUPS as usize];
+    id_of[0] = 0;
+    taken[0] = true;
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        if let Some(&id) = prev.get(&n.path)
+            && id != 0
+            && id < layout::GROUPS
+            && !taken[id as usize]
+        {
+            id_of[i] = id;
+            taken[id as usize] = true;
+        }
+    }
+    let mut free = (0..layout::GROUPS).filter(|&id| !taken[id as usize]);
+    for id in id_of.iter_mut().filter(|id| **id == u32::MAX) {
+        // Enough numbers: nodes.len() <= GROUPS was checked above.
+        *id = free.next().unwrap_or(0);
+    }
+
+    let mut out = Compiled::default();
+    for (i, n) in nodes.iter().enumerate() {
+        let mut entries = [0u32; 256];
+        for (e, slot) in entries.iter_mut().zip(&n.slots) {
+            *e = match *slot {
+                Slot::Leaf(l) => l,
+                Slot::Child(c) => layout::pointer(id_of[c]),
+            };
+        }
+        out.groups.insert(id_of[i], entries);
+        out.ids.insert(n.path, id_of[i]);
+    }
+    Ok(out)
+}
+
+/// Look up address bytes in the table under construction.
+fn lookup_nodes(nodes: &[Node], bytes: &[u8; 16]) -> u32 {
+    let mut node = 0usize;
+    for &b in bytes {
+        match nodes[node].slots[usize::from(b)] {
+            Slot::Leaf(l) => return l,
+            Slot::Child(c) => node = c,
+        }
+    }
+    0
+}
+
+/// Writes compiled tables into the idle region and flips the root.
+#[derive(Debug)]
+pub struct Publisher {
+    /// The live region, if a table is live.
+    live: Option<u32>,
+    /// What each region holds, as far as this publisher wrote it.
+    shadow: [BTreeMap<u32, [u32; 256]>; 2],
+    /// Group numbers of each region's table.
+    ids: [HashMap<Path, u32>; 2],
+    /// When each region last stopped being live.
+    retired: [Option<Instant>; 2],
+    /// Whether the last build fell back to the trie (logged once).
+    too_big: bool,
+}
+
+/// What one [`Publisher::publish`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Table entries written.
+    pub writes: usize,
+    /// Groups in the live table (0 when the trie is used instead).
+    pub groups: usize,
+}
+
+impl Publisher {
+    /// Return a publisher for `maps`, whose table an earlier run may have
+    /// left live: that region is treated as live and not written first.
+    pub fn new(maps: &FibMaps) -> Self {
+        let root = maps.table_root.get(&0, 0).unwrap_or(0);
+        Publisher {
+            live: root.checked_sub(1).map(|r| r & 1),
+            shadow: Default::default(),
+            ids: Default::default(),
+            retired: [None; 2],
+            too_big: false,
+        }
+    }
+
+    /// Make a table of `routes` live. A FIB too big for a region turns the
+    /// table off (the fast path walks the trie) instead of failing.
+    pub async fn publish(
+        &mut self,
+        maps: &mut FibMaps,
+        routes: &BTreeMap<Prefix6, FibEntry>,
+    ) -> Result<Published> {
+        let target = match self.live {
+            Some(r) => 1 - r,
+            None => 0,
+        };
+        let t = target as usize;
+        let compiled = match compile(routes, &self.ids[t]) {
+            Ok(c) => c,
+            Err(too_big) => {
+                if !self.too_big {
+                    tracing::warn!(error = %too_big, "using the LPM trie for lookups");
+                    self.too_big = true;
+                }
+                maps.table_root
+                    .set(0, 0, 0)
+                    .context("turning the lookup table off")?;
+                if let Some(r) = self.live.take() {
+                    self.retired[r as usize] = Some(Instant::now());
+                }
+                return Ok(Published::default());
+            }
+        };
+        self.too_big = false;
+        if let Some(at) = self.retired[t] {
+            let wait = RETIRE.saturating_sub(at.elapsed());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let base = target * layout::REGION_ENTRIES;
+        let mut writes = 0;
+        for (&id, entries) in &compiled.groups {
+            let old = self.shadow[t].get(&id);
+            for (i, &e) in entries.iter().enumerate() {
+                if old.is_some_and(|o| o[i] == e) {
+                    continue;
+                }
+                maps.table
+                    .set(base + id * 256 + i as u32, e, 0)
+                    .context("writing the lookup table")?;
+                writes += 1;
+            }
+            self.shadow[t].insert(id, *entries);
+        }
+        maps.table_root
+            .set(0, target + 1, 0)
+            .context("making the lookup table live")?;
+        if let Some(r) = self.live.replace(target)
+            && r != target
+        {
+            self.retired[r as usize] = Some(Instant::now());
+        }
+        let groups = compiled.groups.len();
+        self.ids[t] = compiled.ids;
+        Ok(Published { writes, groups })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use rand::{Rng as _, SeedableRng as _};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    fn fwd(group: u32) -> FibEntry {
+        FibEntry {
+            kind: meshfwd_common::fib::kind::FORWARD,
+            group,
+        }
+    }
+
+    /// The reference: the longest matching prefix by linear scan.
+    fn reference(routes: &BTreeMap<Prefix6, FibEntry>, addr: Ipv6Addr) -> FibEntry {
+        routes
+            .iter()
+            .filter(|(p, e)| e.kind != 0 && Prefix6::new(addr, p.len) == **p)
+            .max_by_key(|(p, _)| p.len)
+            .map(|(_, e)| *e)
+            .unwrap_or_default()
+    }
+
+    fn random_routes(rng: &mut ChaCha8Rng, n: usize) -> BTreeMap<Prefix6, FibEntry> {
+        // Few distinct upper bits, so prefixes nest and share groups.
+        let bases: Vec<u128> = (0..4).map(|_| rng.r#gen::<u128>()).collect();
+        (0..n)
+            .map(|_| {
+                let base = bases[rng.gen_range(0..bases.len())];
+                let noise = rng.r#gen::<u128>() >> rng.gen_range(16..128);
+                let len = [0u8, 7, 16, 48, 56, 63, 64, 65, 96, 127, 128][rng.gen_range(0..11)];
+                let p = Prefix6::new(Ipv6Addr::from(base ^ noise), len);
+                (p, fwd(rng.gen_range(1..6)))
+            })
+            .collect()
+    }
+
+    /// Addresses worth probing: each prefix's first and last address,
+    /// their neighbours, and random ones.
+    fn probes(rng: &mut ChaCha8Rng, routes: &BTreeMap<Prefix6, FibEntry>) -> Vec<Ipv6Addr> {
+        let mut out = Vec::new();
+        for p in routes.keys() {
+            let first = u128::from(p.addr());
+            let host = u128::MAX.checked_shr(u32::from(p.len)).unwrap_or(0);
+            for a in [
+                first,
+                first | host,
+                first.wrapping_sub(1),
+                (first | host).wrapping_add(1),
+            ] {
+                out.push(Ipv6Addr::from(a));
+            }
+            out.push(Ipv6Addr::from(first | (rng.r#gen::<u128>() & host)));
+        }
+        out.extend((0..200).map(|_| Ipv6Addr::from(rng.r#gen::<u128>())));
+        out
+    }
+
+    #[test]
+    fn matches_the_longest_prefix_everywhere() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for round in 0..40 {
+            let routes = random_routes(&mut rng, 1 + round * 5);
+            let table = compile(&routes, &HashMap::new()).expect("fits");
+            for addr in probes(&mut rng, &routes) {
+                assert_eq!(
+                    table.lookup(addr),
+                    reference(&routes, addr),
+                    "round {round}, address {addr}, routes {routes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_prefix_like_its_covering_prefix_costs_no_group() {
+        let mut routes = BTreeMap::new();
+        let pod: Ipv6Addr = "fd00:1:2:3::".parse().unwrap();
+        routes.insert(Prefix6::new(pod, 64), fwd(1));
+        routes.insert(
+            Prefix6::host_route("fd00:1:2:3::1".parse().unwrap()),
+            fwd(1),
+        );
+        let same = compile(&routes, &HashMap::new()).unwrap();
+        // Root plus one group per byte 1..=7 of the /64.
+        assert_eq!(same.groups.len(), 8);
+        routes.insert(
+            Prefix6::host_route("fd00:1:2:3::1".parse().unwrap()),
+            fwd(2),
+        );
+        let other = compile(&routes, &HashMap::new()).unwrap();
+        assert_eq!(other.groups.len(), 16);
+        assert_eq!(other.lookup("fd00:1:2:3::1".parse().unwrap()), fwd(2));
+        assert_eq!(other.lookup("fd00:1:2:3::2".parse().unwrap()), fwd(1));
+    }
+
+    #[test]
+    fn group_numbers_survive_a_rebuild() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut routes = random_routes(&mut rng, 60);
+        let first = compile(&routes, &HashMap::new()).unwrap();
+        // A new, early-sorting prefix must not renumber the others.
+        routes.insert(Prefix6::new("::".parse().unwrap(), 24), fwd(9));
+        routes.insert(Prefix6::new("0:0:0:7::".parse().unwrap(), 64), fwd(9));
+        let second = compile(&routes, &first.ids).unwrap();
+        for (path, id) in &first.ids {
+            if let Some(again) = second.ids.get(path) {
+                assert_eq!(again, id, "group at {path:?} was renumbered");
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_groups_is_an_error() {
+        // Random /128s share nothing below the first byte or two: about 15
+        // groups each.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let routes: BTreeMap<Prefix6, FibEntry> = (0..1000)
+            .map(|_| {
+                (
+                    Prefix6::host_route(Ipv6Addr::from(rng.r#gen::<u128>())),
+                    fwd(1),
+                )
+            })
+            .collect();
+        let err = compile(&routes, &HashMap::new()).unwrap_err();
+        assert!(err.groups > layout::GROUPS as usize, "{err}");
+    }
+}
