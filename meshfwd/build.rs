@@ -15,7 +15,13 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../meshfwd-ebpf");
+    // The directory cargo runs this script for, read at run time: a build
+    // script compiled for one checkout may be reused for another that
+    // shares the target directory, and `env!` would point back at the
+    // first.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
+        .expect("cargo sets CARGO_MANIFEST_DIR for build scripts");
+    let root = Path::new(&manifest_dir).join("../meshfwd-ebpf");
     let root = root.to_str().expect("workspace path is UTF-8");
 
     #[expect(unsafe_code, reason = "std::env::set_var is unsafe in edition 2024")]

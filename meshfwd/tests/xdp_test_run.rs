@@ -330,3 +330,66 @@ fn every_frame_gets_exactly_one_verdict_and_reason() {
         .sum();
     assert_eq!(reasons, h.stat(Stat::Pass));
 }
+
+/// Every FIB entry of the harness's trie, as the writer's planner holds it.
+fn trie_routes(
+    h: &Harness,
+) -> std::collections::BTreeMap<meshfwd::fib::Prefix6, meshfwd_common::fib::FibEntry> {
+    h.maps
+        .fib_v6
+        .iter()
+        .map(|kv| kv.expect("read the trie"))
+        .map(|(k, v)| {
+            let addr = std::net::Ipv6Addr::from(k.data());
+            (meshfwd::fib::Prefix6::new(addr, k.prefix_len() as u8), v)
+        })
+        .collect()
+}
+
+#[test]
+fn the_compiled_table_decides_once_live() {
+    use meshfwd::fib::table::Publisher;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut h = router();
+    h.next_hop(3);
+    h.group(3, &[3]);
+    h.route("2001:db8:100:5::".parse().unwrap(), 64, 3);
+    let mut routes = trie_routes(&h);
+    let mut publisher = Publisher::new(&h.maps);
+    let published = rt
+        .block_on(publisher.publish(&mut h.maps, &routes))
+        .unwrap();
+    assert!(
+        published.groups > 1 && published.writes > 0,
+        "{published:?}"
+    );
+
+    // With the trie emptied, only the table can route.
+    for prefix in routes.keys() {
+        let key = aya::maps::lpm_trie::Key::new(u32::from(prefix.len), prefix.addr().octets());
+        h.maps.fib_v6.remove(&key).unwrap();
+    }
+    let five = Frame::udp(SRC, "2001:db8:100:5::1", 1, 2).bytes();
+    assert_forwarded(&h, &five, nh_mac(3));
+    assert_forwarded(&h, &Frame::udp(SRC, DST, 1, 2).bytes(), nh_mac(1));
+    assert_pass(&h, &Frame::udp(SRC, LOCAL, 1, 2).bytes(), Stat::Local);
+    assert_pass(
+        &h,
+        &Frame::udp(SRC, "2001:db8:200::1", 1, 2).bytes(),
+        Stat::NoRoute,
+    );
+
+    // The next table is written into the other region, then made live.
+    routes.remove(&meshfwd::fib::Prefix6::new(
+        "2001:db8:100:5::".parse().unwrap(),
+        64,
+    ));
+    rt.block_on(publisher.publish(&mut h.maps, &routes))
+        .unwrap();
+    assert_forwarded(&h, &five, nh_mac(1));
+    assert_eq!(h.maps.table_root.get(&0, 0).unwrap(), 2, "region 1 is live");
+}

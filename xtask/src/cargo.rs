@@ -9,7 +9,13 @@ use anyhow::{Context as _, Result, bail};
 
 /// Return the workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets the variable for the checkout it runs in; the value
+    // compiled in is the fallback (it names the checkout built first when
+    // several share a target directory).
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    Path::new(&dir)
         .parent()
         .expect("xtask lives in the workspace")
         .into()
