@@ -145,16 +145,54 @@ pub const fn rehash(h: u32) -> u32 {
     finish(h ^ 0x5BD1_E995)
 }
 
+/// Map hash `h` onto `0..n` by multiply and shift: as even as `h % n` for
+/// a well-mixed hash, without a division on the per-packet path.
+#[inline(always)]
+pub const fn reduce(h: u32, n: u32) -> u32 {
+    ((h as u64 * n as u64) >> 32) as u32
+}
+
 /// Seed of the flow hash.
 pub const HASH_SEED: u32 = 0x6B75_6265; // "kube"
+
+/// Fold an address (four words in wire order) into one word; the rotations
+/// keep equal words from cancelling out.
+#[inline(always)]
+pub const fn fold(a: &[u32; 4]) -> u32 {
+    a[0] ^ a[1].rotate_left(8) ^ a[2].rotate_left(16) ^ a[3].rotate_left(24)
+}
+
+/// The ECMP flow hash of a packet: source and destination (as four words
+/// in wire order), flow label, next header and the first four transport
+/// bytes (both ports). Addresses are folded first, so the per-packet chain
+/// is four multiplies instead of eleven.
+#[inline(always)]
+pub const fn flow_hash(
+    src: &[u32; 4],
+    dst: &[u32; 4],
+    flow_label: u32,
+    next_header: u8,
+    ports: u32,
+) -> u32 {
+    let mut h = mix(HASH_SEED, fold(src));
+    h = mix(h, fold(dst));
+    h = mix(h, (flow_label & 0x000F_FFFF) | ((next_header as u32) << 20));
+    h = mix(h, ports);
+    finish(h)
+}
 
 /// The compiled IPv6 lookup table: a multibit trie with 8-bit strides and
 /// leaf pushing (controlled prefix expansion), in one array map.
 ///
 /// ```text
 /// FIB6_TABLE_ROOT[0]  0: no table, use the LPM trie; 1 + r: region r is live
+/// FIB6_TABLE_HEAD[r]  region r's shortcut: prefix, mask, level, group
 /// FIB6_TABLE[r * REGION_ENTRIES + g * 256 + byte]  entry of group g
 /// ```
+///
+/// The head skips the chain of groups every route of a cluster shares (a
+/// /48 is six groups with one pointer each): an address under the head's
+/// prefix starts at the head's group and level, any other at the root.
 ///
 /// A lookup starts at group 0 of the live region with the address's first
 /// byte; an entry is either a leaf (the FIB entry of the longest prefix
@@ -196,6 +234,38 @@ pub mod table {
         FibEntry {
             kind: (leaf >> KIND_SHIFT) & 0xF,
             group: leaf & INDEX_MASK,
+        }
+    }
+
+    /// A region's shortcut past the groups all routes share. The all-zero
+    /// head (an empty mask) matches every address and starts at the root.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Head {
+        /// The shared leading bytes, as four words in wire order.
+        pub prefix: [u32; 4],
+        /// Which bits of `prefix` an address must match.
+        pub mask: [u32; 4],
+        /// The level (address byte) the walk starts at.
+        pub level: u32,
+        /// The group the walk starts at.
+        pub group: u32,
+    }
+
+    impl Head {
+        /// Return where a walk for `dst` (wire-order words) starts:
+        /// (level, group).
+        #[inline(always)]
+        pub fn start(&self, dst: &[u32; 4]) -> (u32, u32) {
+            let differs = ((dst[0] ^ self.prefix[0]) & self.mask[0])
+                | ((dst[1] ^ self.prefix[1]) & self.mask[1])
+                | ((dst[2] ^ self.prefix[2]) & self.mask[2])
+                | ((dst[3] ^ self.prefix[3]) & self.mask[3]);
+            if differs == 0 {
+                (self.level, self.group)
+            } else {
+                (0, 0)
+            }
         }
     }
 

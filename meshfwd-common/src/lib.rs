@@ -34,8 +34,10 @@ pub mod pin {
     pub const FIB6_TABLE: &str = "FIB6_TABLE";
     /// Which region of [`FIB6_TABLE`] is live (array of one u32).
     pub const FIB6_TABLE_ROOT: &str = "FIB6_TABLE_ROOT";
+    /// Each region's shortcut (array of two [`crate::fib::table::Head`]).
+    pub const FIB6_TABLE_HEAD: &str = "FIB6_TABLE_HEAD";
     /// Every map the forwarding program pins, in creation order.
-    pub const FORWARDING_MAPS: [&str; 10] = [
+    pub const FORWARDING_MAPS: [&str; 11] = [
         STATS,
         FIB_V6,
         FIB_V4,
@@ -46,6 +48,7 @@ pub mod pin {
         DST_CACHE,
         FIB6_TABLE,
         FIB6_TABLE_ROOT,
+        FIB6_TABLE_HEAD,
     ];
 }
 
@@ -173,7 +176,7 @@ pub mod stats {
 /// `aya::Pod` for the map values, so user space can read and write them.
 #[cfg(feature = "user")]
 mod pod {
-    use crate::fib::{CachedRoute, FibEntry, NextHop, NextHopGroup};
+    use crate::fib::{CachedRoute, FibEntry, NextHop, NextHopGroup, table::Head};
 
     #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
     // SAFETY: each type is `#[repr(C)]`, made only of integers and byte
@@ -185,10 +188,12 @@ mod pod {
         unsafe impl aya::Pod for NextHopGroup {}
         unsafe impl aya::Pod for NextHop {}
         unsafe impl aya::Pod for CachedRoute {}
+        unsafe impl aya::Pod for Head {}
     }
 
     const _: () = assert!(size_of::<FibEntry>() == 8);
     const _: () = assert!(size_of::<NextHopGroup>() == 68);
     const _: () = assert!(size_of::<NextHop>() == 24);
     const _: () = assert!(size_of::<CachedRoute>() == 12);
+    const _: () = assert!(size_of::<Head>() == 40);
 }

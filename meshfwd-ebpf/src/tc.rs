@@ -26,7 +26,7 @@ use meshfwd_common::{
     fib,
 };
 
-use crate::xdp::{Addr, NH_GROUPS, lookup_route, mix_addr, pick_member};
+use crate::xdp::{Addr, NH_GROUPS, lookup_route, pick_member};
 
 /// Pods on this node: address -> host veth and MACs (filled by the CNI
 /// plugin).
@@ -70,23 +70,15 @@ fn try_pod(ctx: &TcContext) -> Option<i32> {
     if let Some(verdict) = to_local_pod(ctx, &ip) {
         return Some(verdict);
     }
-    // The same lookup as transit traffic: the compiled table, or the trie.
-    let mut dst: Addr = [0; 4];
-    for (word, chunk) in dst.iter_mut().zip(ip.dst.chunks_exact(4)) {
-        *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-    }
+    // The same lookup and flow hash as transit traffic.
+    let (src, dst) = (words(&ip.src), words(&ip.dst));
     let entry = lookup_route(&dst);
     if entry.kind != fib::kind::FORWARD {
         return None;
     }
     let group = NH_GROUPS.get(entry.group)?;
-    let mut h = fib::HASH_SEED;
-    h = mix_addr(h, &ip.src);
-    h = mix_addr(h, &ip.dst);
-    h = fib::mix(h, ip.vtc_flow & 0x000F_FFFF);
-    h = fib::mix(h, ip.next_header as u32);
-    h = fib::mix(h, ports(ctx, &ip));
-    let nh = pick_member(group, fib::finish(h)).ok()?;
+    let h = fib::flow_hash(&src, &dst, ip.vtc_flow, ip.next_header, ports(ctx, &ip));
+    let nh = pick_member(group, h).ok()?;
     if !nh.has_mac() || IPV6_HDR_LEN + ip.payload_len > nh.mtu as usize {
         return None;
     }
@@ -163,6 +155,16 @@ fn parse(ctx: &TcContext) -> Option<Ipv6> {
         }
     }
     Some(ip)
+}
+
+/// Return an address as four words in wire order, the way XDP loads it.
+#[inline(always)]
+fn words(a: &[u8; 16]) -> Addr {
+    let mut out: Addr = [0; 4];
+    for (word, chunk) in out.iter_mut().zip(a.chunks_exact(4)) {
+        *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    out
 }
 
 /// Return the transport ports as one word (0 when absent).

@@ -55,6 +55,10 @@ static FIB_GEN: Array<u32, 1> = Array::new();
 #[btf_map]
 static FIB6_TABLE: Array<u32, { table::ENTRIES as usize }> = Array::new();
 
+/// Each region's shortcut past the groups every route shares.
+#[btf_map]
+static FIB6_TABLE_HEAD: Array<table::Head, { table::REGIONS as usize }> = Array::new();
+
 /// Slot 0: 0 when there is no table, else 1 + the live region.
 #[btf_map]
 static FIB6_TABLE_ROOT: Array<u32, 1> = Array::new();
@@ -214,13 +218,7 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     };
 
     // One flow, one path: hash the flow's invariant fields.
-    let mut h = fib::HASH_SEED;
-    h = mix_words(h, &src);
-    h = mix_words(h, &dst);
-    h = fib::mix(h, vtc_flow & 0x000F_FFFF);
-    h = fib::mix(h, next_header as u32);
-    h = fib::mix(h, ports);
-    let h = fib::finish(h);
+    let h = fib::flow_hash(&src, &dst, vtc_flow, next_header, ports);
 
     let nh = match pick_member(group, h) {
         Ok(found) => found,
@@ -285,23 +283,32 @@ pub(crate) fn lookup_route(dst: &Addr) -> FibEntry {
     entry
 }
 
-/// Walk region `region` of the compiled table, one address byte per level.
+/// Walk region `region` of the compiled table, one address byte per level,
+/// from where the region's head says.
 #[inline(always)]
 fn lookup_table(region: u32, dst: &Addr) -> FibEntry {
+    let (skip, group) = match FIB6_TABLE_HEAD.get(region) {
+        Some(head) => head.start(dst),
+        None => (0, 0),
+    };
     let region_base = region * table::REGION_ENTRIES;
-    let mut base = region_base;
+    let mut base = region_base + group * 256;
+    let mut level = 0u32;
     for word in dst {
         // Wire order: the first address byte is the word's top byte.
         let word = u32::from_be(*word);
         for shift in [24u32, 16, 8, 0] {
-            let byte = (word >> shift) & 0xff;
-            let Some(&e) = FIB6_TABLE.get(base + byte) else {
-                return FibEntry::default();
-            };
-            if e & table::POINTER == 0 {
-                return table::entry(e);
+            if level >= skip {
+                let byte = (word >> shift) & 0xff;
+                let Some(&e) = FIB6_TABLE.get(base + byte) else {
+                    return FibEntry::default();
+                };
+                if e & table::POINTER == 0 {
+                    return table::entry(e);
+                }
+                base = region_base + (e & table::INDEX_MASK) * 256;
             }
-            base = region_base + (e & table::INDEX_MASK) * 256;
+            level += 1;
         }
     }
     // The writer never puts a pointer at the last byte.
@@ -352,7 +359,7 @@ pub(crate) fn pick_member(group: &NextHopGroup, h: u32) -> Result<&'static NextH
     if len == 0 {
         return Err(Stat::Inconsistent);
     }
-    let first = group.members[slot(h % len)];
+    let first = group.members[slot(fib::reduce(h, len))];
     let Some(nh) = NEXT_HOPS.get(first) else {
         return Err(Stat::Inconsistent);
     };
@@ -377,7 +384,7 @@ pub(crate) fn pick_member(group: &NextHopGroup, h: u32) -> Result<&'static NextH
     if n_live == 0 {
         return Err(Stat::NoLiveNextHop);
     }
-    let id = live[slot(fib::rehash(h) % n_live as u32)];
+    let id = live[slot(fib::reduce(fib::rehash(h), n_live as u32))];
     NEXT_HOPS.get(id).ok_or(Stat::Inconsistent)
 }
 
@@ -386,23 +393,6 @@ pub(crate) fn pick_member(group: &NextHopGroup, h: u32) -> Result<&'static NextH
 #[inline(always)]
 fn slot(i: u32) -> usize {
     (core::hint::black_box(i) as usize) & (GROUP_MAX_MEMBERS - 1)
-}
-
-/// Mix an address already loaded as words; the same hash as [`mix_addr`].
-#[inline(always)]
-fn mix_words(mut h: u32, a: &Addr) -> u32 {
-    h = fib::mix(h, a[0]);
-    h = fib::mix(h, a[1]);
-    h = fib::mix(h, a[2]);
-    fib::mix(h, a[3])
-}
-
-#[inline(always)]
-pub(crate) fn mix_addr(mut h: u32, a: &[u8; 16]) -> u32 {
-    h = fib::mix(h, u32::from_ne_bytes([a[0], a[1], a[2], a[3]]));
-    h = fib::mix(h, u32::from_ne_bytes([a[4], a[5], a[6], a[7]]));
-    h = fib::mix(h, u32::from_ne_bytes([a[8], a[9], a[10], a[11]]));
-    fib::mix(h, u32::from_ne_bytes([a[12], a[13], a[14], a[15]]))
 }
 
 /// Bump one per-CPU counter.

@@ -22,7 +22,7 @@ use aya::{
     },
 };
 use meshfwd_common::{
-    fib::{FibEntry, NextHop, NextHopGroup},
+    fib::{FibEntry, NextHop, NextHopGroup, table::Head},
     pin,
 };
 use nix::{
@@ -173,6 +173,8 @@ pub struct FibMaps {
     pub table: Array<MapData, u32>,
     /// Slot 0: which region of `table` is live (0: none).
     pub table_root: Array<MapData, u32>,
+    /// Each region's head (shortcut past the shared groups).
+    pub table_head: Array<MapData, Head>,
 }
 
 impl FibMaps {
@@ -206,6 +208,7 @@ impl FibMaps {
             fib_gen: Array::try_from(Map::Array(open(pin::FIB_GEN)?))?,
             table: Array::try_from(Map::Array(open(pin::FIB6_TABLE)?))?,
             table_root: Array::try_from(Map::Array(open(pin::FIB6_TABLE_ROOT)?))?,
+            table_head: Array::try_from(Map::Array(open(pin::FIB6_TABLE_HEAD)?))?,
         })
     }
 
@@ -225,6 +228,7 @@ impl FibMaps {
             fib_gen: Array::try_from(take(pin::FIB_GEN)?)?,
             table: Array::try_from(take(pin::FIB6_TABLE)?)?,
             table_root: Array::try_from(take(pin::FIB6_TABLE_ROOT)?)?,
+            table_head: Array::try_from(take(pin::FIB6_TABLE_HEAD)?)?,
         })
     }
 }

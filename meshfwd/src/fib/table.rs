@@ -18,7 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use meshfwd_common::fib::{FibEntry, table as layout};
+use meshfwd_common::fib::{
+    FibEntry,
+    table::{self as layout, Head},
+};
 
 use super::Prefix6;
 use crate::ebpf::FibMaps;
@@ -54,19 +57,21 @@ impl std::fmt::Display for TooBig {
 
 impl std::error::Error for TooBig {}
 
-/// A compiled table: groups by number, and the number of each path.
+/// A compiled table: groups by number, the number of each path, and the
+/// head that skips the groups every route shares.
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
     pub groups: BTreeMap<u32, [u32; 256]>,
     pub ids: HashMap<Path, u32>,
+    pub head: Head,
 }
 
 impl Compiled {
     /// Look `addr` up the way the XDP program does.
     pub fn lookup(&self, addr: std::net::Ipv6Addr) -> FibEntry {
         let bytes = addr.octets();
-        let mut group = 0u32;
-        for byte in bytes {
+        let (level, mut group) = self.head.start(&words(&bytes));
+        for &byte in &bytes[level as usize..] {
             let Some(entries) = self.groups.get(&group) else {
                 return FibEntry::default();
             };
@@ -175,7 +180,35 @@ pub fn compile<'a>(
         *id = free.next().unwrap_or(0);
     }
 
-    let mut out = Compiled::default();
+    // The head: follow the root down while a group has exactly one
+    // pointer, i.e. while every route more specific than a leaf shares the
+    // path.
+    let (mut node, mut level) = (0usize, 0usize);
+    while level < 15 {
+        let mut children = nodes[node].slots.iter().filter_map(|s| match s {
+            Slot::Child(c) => Some(*c),
+            Slot::Leaf(_) => None,
+        });
+        match (children.next(), children.next()) {
+            (Some(c), None) => (node, level) = (c, level + 1),
+            _ => break,
+        }
+    }
+    let mut prefix = [0u8; 16];
+    let mut mask = [0u8; 16];
+    prefix[..level].copy_from_slice(&nodes[node].path.1[..level]);
+    mask[..level].fill(0xff);
+    let head = Head {
+        prefix: words(&prefix),
+        mask: words(&mask),
+        level: level as u32,
+        group: id_of[node],
+    };
+
+    let mut out = Compiled {
+        head,
+        ..Compiled::default()
+    };
     for (i, n) in nodes.iter().enumerate() {
         let mut entries = [0u32; 256];
         for (e, slot) in entries.iter_mut().zip(&n.slots) {
@@ -188,6 +221,15 @@ pub fn compile<'a>(
         out.ids.insert(n.path, id_of[i]);
     }
     Ok(out)
+}
+
+/// Return address bytes as four words in wire order, as XDP loads them.
+fn words(bytes: &[u8; 16]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    for (w, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+    }
+    out
 }
 
 /// Look up address bytes in the table under construction.
@@ -290,6 +332,9 @@ impl Publisher {
             }
             self.shadow[t].insert(id, *entries);
         }
+        maps.table_head
+            .set(target, compiled.head, 0)
+            .context("writing the lookup table's head")?;
         maps.table_root
             .set(0, target + 1, 0)
             .context("making the lookup table live")?;
@@ -332,7 +377,9 @@ mod tests {
 
     fn random_routes(rng: &mut ChaCha8Rng, n: usize) -> BTreeMap<Prefix6, FibEntry> {
         // Few distinct upper bits, so prefixes nest and share groups.
-        let bases: Vec<u128> = (0..4).map(|_| rng.r#gen::<u128>()).collect();
+        let bases: Vec<u128> = (0..rng.gen_range(1..=4))
+            .map(|_| rng.r#gen::<u128>())
+            .collect();
         (0..n)
             .map(|_| {
                 let base = bases[rng.gen_range(0..bases.len())];
@@ -401,6 +448,35 @@ mod tests {
         assert_eq!(other.groups.len(), 16);
         assert_eq!(other.lookup("fd00:1:2:3::1".parse().unwrap()), fwd(2));
         assert_eq!(other.lookup("fd00:1:2:3::2".parse().unwrap()), fwd(1));
+    }
+
+    #[test]
+    fn the_head_skips_the_shared_groups() {
+        let mut routes = BTreeMap::new();
+        for i in 0..300u16 {
+            let p = Ipv6Addr::new(0xfd6b, 0x6d65, 0x7368, i, 0, 0, 0, 0);
+            routes.insert(Prefix6::new(p, 64), fwd(u32::from(i % 5) + 1));
+        }
+        let table = compile(&routes, &HashMap::new()).unwrap();
+        assert_eq!(table.head.level, 6, "the /48 is skipped: {:?}", table.head);
+        // A default route gives the root a leaf for everything else, and
+        // the head still applies.
+        routes.insert(Prefix6::new(Ipv6Addr::UNSPECIFIED, 0), fwd(9));
+        let table = compile(&routes, &HashMap::new()).unwrap();
+        assert_eq!(table.head.level, 6);
+        for addr in [
+            "fd6b:6d65:7368:12b::1",
+            "fd6b:6d65:7369::1",
+            "2001:db8::1",
+            "::",
+        ] {
+            let addr: Ipv6Addr = addr.parse().unwrap();
+            assert_eq!(table.lookup(addr), reference(&routes, addr), "{addr}");
+        }
+        // Two subtrees under the root: no shortcut.
+        routes.insert(Prefix6::new("2001:db8::".parse().unwrap(), 64), fwd(3));
+        let table = compile(&routes, &HashMap::new()).unwrap();
+        assert_eq!(table.head.level, 0);
     }
 
     #[test]
