@@ -284,6 +284,19 @@ impl Netlink {
         .map(drop)
     }
 
+    /// Set a link's alias (`ip link set ... alias`).
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> NlResult<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes = vec![LinkAttribute::IfAlias(alias.to_owned())];
+        self.request(
+            || format!("setting the alias of link #{index}"),
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+        )
+        .map(drop)
+    }
+
     /// Add an IPv6 address without duplicate address detection, so it is
     /// usable at once.
     pub fn add_addr6(&mut self, index: u32, addr: Ipv6Addr, len: u8) -> NlResult<()> {

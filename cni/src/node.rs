@@ -3,11 +3,14 @@
 //!
 //! ```json
 //! {"router_id": "10.0.0.1", "pod_prefix": "fd42:1:2:3::/64",
-//!  "node_address": "fd42:1:2:3::1", "mtu": 1500, "bpffs": "/sys/fs/bpf/kubermesh"}
+//!  "node_address": "fd42:1:2:3::1", "mtu": 1500, "bpffs": "/sys/fs/bpf/kubermesh",
+//!  "pod_attach": "agent"}
 //! ```
 //!
-//! The pod prefix feeds IPAM, the MTU sizes both veth ends, and `bpffs` is
-//! where the pinned maps and programs live.
+//! The pod prefix feeds IPAM, the MTU sizes both veth ends, `bpffs` is
+//! where the pinned maps and programs live, and `pod_attach: "agent"` says
+//! the agent attaches the fast path to new pod veths (without it, ADD
+//! does).
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +27,8 @@ pub struct NodeState {
     pub node_address: Option<std::net::Ipv6Addr>,
     pub mtu: u32,
     pub bpffs: PathBuf,
+    /// The agent attaches the TC fast path to pods' veths.
+    pub agent_attaches_pods: bool,
 }
 
 #[derive(Deserialize)]
@@ -34,6 +39,7 @@ struct Raw {
     node_address: Option<std::net::Ipv6Addr>,
     mtu: Option<u32>,
     bpffs: Option<PathBuf>,
+    pod_attach: Option<String>,
 }
 
 impl NodeState {
@@ -87,6 +93,7 @@ impl NodeState {
             bpffs: raw
                 .bpffs
                 .unwrap_or_else(|| PathBuf::from(meshfwd_common::pin::DEFAULT_DIR)),
+            agent_attaches_pods: raw.pod_attach.as_deref() == Some("agent"),
         })
     }
 }
@@ -105,6 +112,9 @@ mod tests {
         assert_eq!(s.pod_prefix.to_string(), "fd42:1:2:3::/64");
         assert_eq!(s.mtu, 1500);
         assert_eq!(s.bpffs, PathBuf::from("/sys/fs/bpf/kubermesh"));
+        assert!(!s.agent_attaches_pods);
+        let s = NodeState::parse(br#"{"pod_prefix": "fd42::/64", "pod_attach": "agent"}"#).unwrap();
+        assert!(s.agent_attaches_pods);
         assert!(NodeState::parse(br#"{"pod_prefix": "fd42::/127"}"#).is_err());
         assert!(NodeState::parse(br#"{"pod_prefix": "nope"}"#).is_err());
     }

@@ -83,13 +83,14 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
         pod_mac,
     };
     // Attaching with TCX waits out an RCU grace period, the longest step of
-    // an ADD: it runs on a second thread from the moment the veth exists,
-    // while the address is allocated and both ends are configured.
+    // an ADD. The agent does it when it can (it sees the veth appear);
+    // else it runs here, on a second thread from the moment the veth
+    // exists, while the address is allocated and both ends are configured.
     let mut allocated = None;
     let (wired, attached) = std::thread::scope(|s| {
         let mut attaching = None;
         let wired = wiring::wire(&mut host, &mut pod, &plan, |host_name| {
-            if conf.fast_path {
+            if conf.fast_path && !node.agent_attaches_pods {
                 let (bpffs, name) = (&node.bpffs, host_name.to_owned());
                 attaching = Some(s.spawn(move || fastpath::attach(bpffs, &name)));
             }

@@ -28,7 +28,7 @@ use crate::spec::{Code, Error, Result};
 /// The pods' gateway: the same link-local address on every host veth.
 pub const GATEWAY: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// Prefix of host veth names (`km` + 12 hex digits).
-pub const HOST_VETH_PREFIX: &str = "km";
+pub use meshfwd::pods::HOST_VETH_PREFIX;
 
 /// Return FNV-1a 64 of the attachment: stable across releases and hosts.
 fn attachment_hash(container_id: &str, ifname: &str) -> u64 {
@@ -286,6 +286,10 @@ fn configure(
     host.add_neigh6(host_link.index, addr, pod_mac)
         .map_err(nl_err)?;
     host.add_route6(addr, 128, None, host_link.index)
+        .map_err(nl_err)?;
+    // Last: the mark that tells the agent this veth is finished (announced
+    // to it because the link is up by now).
+    host.set_alias(host_link.index, meshfwd::pods::POD_VETH_ALIAS)
         .map_err(nl_err)?;
 
     Ok(Wired {

@@ -9,4 +9,5 @@ pub mod cli;
 pub mod cli_fib;
 pub mod ebpf;
 pub mod fib;
+pub mod pods;
 pub mod stats;

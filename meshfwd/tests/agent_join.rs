@@ -243,6 +243,67 @@ fn links_join_and_leave_with_carrier_and_patterns_exclude() {
 }
 
 #[test]
+fn pod_veths_get_the_fast_path_from_the_agent() {
+    let topo = Topology::new()
+        .node("a")
+        .node("b")
+        .link("a", "b", Wire::Direct);
+    let mut m = Mesh::build("podtc", &topo);
+    m.start_all();
+    m.wait_agent("a", CONVERGE);
+    assert_eq!(m.state("a")["pod_attach"], "agent", "the plugin is told");
+
+    // A pod's host veth, named as the CNI plugin names them.
+    let node = m.lab.node("a");
+    node.run(&[
+        "ip",
+        "link",
+        "add",
+        "km0123456789ab",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "pod0",
+    ])
+    .unwrap();
+    let pin = node.bpffs_dir().join("links/tc-km0123456789ab");
+    // Not before the plugin marks the veth finished: the attach holds the
+    // RTNL lock for a grace period, which would stall the plugin.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!pin.exists(), "attached before the veth was marked");
+    // Up first, as the plugin does: the kernel announces an alias change
+    // only on a link that is up.
+    node.run(&["ip", "link", "set", "km0123456789ab", "up"])
+        .unwrap();
+    node.run(&[
+        "ip",
+        "link",
+        "set",
+        "km0123456789ab",
+        "alias",
+        meshfwd::pods::POD_VETH_ALIAS,
+    ])
+    .unwrap();
+    wait_until(
+        "the agent attaches the pod program",
+        Duration::from_secs(10),
+        || pin.exists(),
+    );
+    meshfwd::pods::check(&node.bpffs_dir(), "km0123456789ab")
+        .expect("a live TCX link is pinned for the veth");
+    // The peer is not a pod veth of ours: nothing attached there.
+    assert!(!node.bpffs_dir().join("links/tc-pod0").exists());
+
+    node.run(&["ip", "link", "del", "km0123456789ab"]).unwrap();
+    wait_until(
+        "the pin goes with the veth",
+        Duration::from_secs(10),
+        || !pin.exists(),
+    );
+}
+
+#[test]
 fn restart_removes_stale_routes_and_keeps_forwarding_state() {
     let topo = Topology::new()
         .node("a")

@@ -71,6 +71,10 @@ struct RunResult {
     add_cycles: usize,
     add_p50_ms: f64,
     add_p99_ms: f64,
+    /// From the start of ADD until the pod's TC program is attached (the
+    /// agent attaches it after ADD returns); absent for the baseline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fast_path_ready_p50_ms: Option<f64>,
     throughput_bps: f64,
     tcp_retransmits: u64,
     /// XDP redirects counted on the transit nodes b and c during the run
@@ -406,11 +410,20 @@ fn pod_prefix(mesh: &Mesh, node: &str) -> Result<String> {
         .to_string())
 }
 
-/// Measure `ADD` latency over `cycles` ADD/DEL cycles on a scratch pod.
-fn add_cycles(pl: &PodLab, node: &str, prefix: &str, cycles: usize) -> Result<Vec<f64>> {
+/// Measure `ADD` latency over `cycles` ADD/DEL cycles on a scratch pod;
+/// with the fast path, also how long until the pod's TC program is
+/// attached (by the agent, after ADD has returned). Both sorted, in ms.
+fn add_cycles(
+    pl: &PodLab,
+    node: &str,
+    prefix: &str,
+    cycles: usize,
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let netns = pl.netns_path("px");
     let conf = pl.conf(node, prefix);
+    let bpffs = node_bpffs(&pl.mesh, node)?;
     let mut took = Vec::with_capacity(cycles);
+    let mut ready = Vec::with_capacity(cycles);
     let limit = Instant::now() + Duration::from_secs(120);
     for i in 0..cycles {
         if Instant::now() > limit {
@@ -418,11 +431,34 @@ fn add_cycles(pl: &PodLab, node: &str, prefix: &str, cycles: usize) -> Result<Ve
             break;
         }
         let cid = format!("cycle-{i}");
+        let start = Instant::now();
         let r = pl.checked(node, "ADD", &cid, &netns, &conf)?;
         took.push(r.took.as_secs_f64() * 1000.0);
+        if pl.kind == Kind::Fast {
+            let pod = parse_add(&r.stdout)?;
+            let pin = bpffs.join("links").join(format!("tc-{}", pod.host_veth));
+            let by = Instant::now() + Duration::from_secs(2);
+            while !pin.exists() {
+                if Instant::now() > by {
+                    bail!("no TC link pinned at {} 2 s after ADD", pin.display());
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            ready.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
         pl.checked(node, "DEL", &cid, &netns, &conf)?;
     }
-    Ok(sorted(took))
+    Ok((sorted(took), sorted(ready)))
+}
+
+/// The bpffs directory the agent on `node` wrote to its state file.
+fn node_bpffs(mesh: &Mesh, node: &str) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(mesh.lab.work_dir().join(format!("{node}.json")))?;
+    let v: Value = serde_json::from_str(&text)?;
+    Ok(v["bpffs"]
+        .as_str()
+        .context("state file without bpffs")?
+        .into())
 }
 
 /// Turn transmit checksum offload off on both ends of a pod's veth: XDP
@@ -629,7 +665,7 @@ fn one_run(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<RunRes
     }
 
     progress(&format!("{}: {} ADD/DEL cycles", kind.name(), args.cycles));
-    let add = add_cycles(&pl, "a", &a_prefix, args.cycles)?;
+    let (add, ready) = add_cycles(&pl, "a", &a_prefix, args.cycles)?;
 
     let (pa_ns, pd_ns) = (pl.netns_path("pa"), pl.netns_path("pd"));
     let pa = parse_add(
@@ -687,6 +723,7 @@ fn one_run(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<RunRes
         add_cycles: add.len(),
         add_p50_ms: percentile(&add, 50.0),
         add_p99_ms: percentile(&add, 99.0),
+        fast_path_ready_p50_ms: (!ready.is_empty()).then(|| percentile(&ready, 50.0)),
         throughput_bps: bps,
         tcp_retransmits: retr,
         transit_xdp_redirects,
@@ -810,6 +847,9 @@ fn run() -> Result<()> {
             "{:<16} {:>14.1} {:>14.1}",
             "ADD p99 ms", f.add_p99_ms, b.add_p99_ms
         );
+        if let Some(ready) = f.fast_path_ready_p50_ms {
+            println!("{:<16} {:>14.1}", "TC ready p50 ms", ready);
+        }
     }
     Ok(())
 }

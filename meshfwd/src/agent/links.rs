@@ -99,6 +99,9 @@ pub struct LinkSnapshot {
     /// The burnt-in MAC, when the driver reports one.
     #[serde(skip)]
     pub perm_mac: Option<[u8; 6]>,
+    /// `ip link set ... alias` (the CNI plugin marks finished pod veths).
+    #[serde(skip)]
+    pub alias: Option<String>,
 }
 
 fn ser_mac<S: Serializer>(mac: &Option<[u8; 6]>, s: S) -> Result<S::Ok, S::Error> {
@@ -127,6 +130,7 @@ impl LinkSnapshot {
             mtu: 0,
             mac: None,
             perm_mac: None,
+            alias: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -134,6 +138,7 @@ impl LinkSnapshot {
                 LinkAttribute::Mtu(m) => s.mtu = *m,
                 LinkAttribute::Address(a) => s.mac = mac6(a),
                 LinkAttribute::PermAddress(a) => s.perm_mac = mac6(a),
+                LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
                 LinkAttribute::Controller(c) => s.enslaved = *c != 0,
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
@@ -570,6 +575,7 @@ mod tests {
             mtu: 1500,
             mac: Some([2, 0, 0, 0, 0, ifindex as u8]),
             perm_mac: None,
+            alias: None,
         }
     }
 

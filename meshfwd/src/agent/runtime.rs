@@ -15,7 +15,7 @@
 //! ```
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     future::Future,
     hash::{Hash as _, Hasher as _},
     net::{Ipv4Addr, Ipv6Addr},
@@ -42,7 +42,7 @@ use super::{
     prefixes::{self, Ipv6Net},
     state_file::NodeState,
 };
-use crate::fib::Prefix6;
+use crate::{fib::Prefix6, pods};
 
 /// How often the agent samples OSPF for the router id and pod prefix checks.
 const TICK: Duration = Duration::from_secs(1);
@@ -67,6 +67,8 @@ pub struct AgentCounters {
     pub duplicate_router_ids: u64,
     pub duplicate_neighbor_ids: u64,
     pub control_requests: u64,
+    /// Pod veths whose fast path this agent set out to attach.
+    pub pod_attaches: u64,
 }
 
 /// The node's prefixes.
@@ -137,6 +139,9 @@ pub struct Agent {
     dup_neighbours_seen: BTreeSet<Ipv4Addr>,
     /// What the LSDB looked like at the last tick, and since when.
     lsdb_shape: (u64, Instant),
+    /// Pods' host veths seen, by ifindex, when this agent attaches their
+    /// fast path (with XDP on).
+    pod_veths: HashMap<u32, String>,
 }
 
 impl Agent {
@@ -242,7 +247,19 @@ impl Agent {
             dup_warned: false,
             dup_neighbours_seen: BTreeSet::new(),
             lsdb_shape: (0, started),
+            pod_veths: HashMap::new(),
         };
+        // Pods wired while the agent was away.
+        let pods: Vec<(u32, String)> = agent
+            .tracker
+            .status()
+            .iter()
+            .filter(|s| is_pod_veth(&s.link))
+            .map(|s| (s.link.ifindex, s.link.name.clone()))
+            .collect();
+        for (ifindex, name) in pods {
+            agent.pod_veth_seen(ifindex, name);
+        }
         agent.publish_prefixes().await?;
         let links: Vec<MeshLink> = agent.tracker.mesh_links().cloned().collect();
         for link in links {
@@ -333,6 +350,16 @@ impl Agent {
         let Some(ev) = NlEvent::from_netlink(msg) else {
             return;
         };
+        match &ev {
+            NlEvent::Link(l) if is_pod_veth(l) => self.pod_veth_seen(l.ifindex, l.name.clone()),
+            NlEvent::LinkGone(ifindex) => {
+                if let Some(name) = self.pod_veths.remove(ifindex) {
+                    // Its TCX link went with it; the pin may be left.
+                    pods::detach(&self.config.bpffs, &name);
+                }
+            }
+            _ => {}
+        }
         let new_link = match &ev {
             NlEvent::Link(l) if self.tracker.link(l.ifindex).is_none() => {
                 Some((l.ifindex, l.name.clone()))
@@ -376,6 +403,33 @@ impl Agent {
             }
             None => {}
         }
+    }
+
+    /// Attach the TC fast path to a pod's host veth the first time it is
+    /// seen, off the main loop: a TCX attach waits out an RCU grace period.
+    fn pod_veth_seen(&mut self, ifindex: u32, name: String) {
+        if !self.config.xdp || self.pod_veths.contains_key(&ifindex) {
+            return;
+        }
+        self.pod_veths.insert(ifindex, name.clone());
+        let bpffs = self.config.bpffs.clone();
+        self.counters.pod_attaches += 1;
+        tokio::task::spawn_blocking(move || {
+            if pods::check(&bpffs, &name).is_ok() {
+                return;
+            }
+            match pods::attach(&bpffs, &name) {
+                // A veth deleted meanwhile (ADD then DEL at once) leaves a
+                // pin of a dead link: drop it.
+                Ok(()) if nix::net::if_::if_nametoindex(name.as_str()).ok() != Some(ifindex) => {
+                    pods::detach(&bpffs, &name);
+                }
+                Ok(()) => tracing::debug!(iface = %name, "pod fast path attached"),
+                Err(e) => {
+                    tracing::debug!(iface = %name, error = %format!("{e:#}"), "pod fast path not attached")
+                }
+            }
+        });
     }
 
     /// Start using a link that joined the mesh.
@@ -433,6 +487,8 @@ impl Agent {
             node_address: p.node_address,
             mtu: self.config.mtu,
             bpffs: self.config.bpffs.clone(),
+            // With XDP off the CNI plugin attaches pods itself.
+            pod_attach: if self.config.xdp { "agent" } else { "" }.into(),
         };
         if self.last_state.as_ref() != Some(&state) {
             state.write(&self.config.state_file)?;
@@ -695,6 +751,13 @@ impl Agent {
             }
         })
     }
+}
+
+/// Whether a link is a pod's host veth the CNI plugin has finished wiring.
+fn is_pod_veth(l: &links::LinkSnapshot) -> bool {
+    l.kind.as_deref() == Some("veth")
+        && l.name.starts_with(pods::HOST_VETH_PREFIX)
+        && l.alias.as_deref() == Some(pods::POD_VETH_ALIAS)
 }
 
 /// Start an OSPF driver for `router_id` with the node's stub prefixes.

@@ -3,8 +3,12 @@
 //!
 //! ```json
 //! {"router_id": "10.0.0.1", "pod_prefix": "fd42:1:2:3::/64",
-//!  "node_address": "fd42:1:2:3::1", "mtu": 1500, "bpffs": "/sys/fs/bpf/kubermesh"}
+//!  "node_address": "fd42:1:2:3::1", "mtu": 1500, "bpffs": "/sys/fs/bpf/kubermesh",
+//!  "pod_attach": "agent"}
 //! ```
+//!
+//! `pod_attach` tells the plugin the agent attaches the TC fast path to
+//! pods' veths as they appear, so ADD need not wait for it.
 //!
 //! The file is replaced atomically (a temporary file in the same directory,
 //! then `rename`), so the plugin never reads half of it.
@@ -28,6 +32,9 @@ pub struct NodeState {
     pub node_address: Ipv6Addr,
     pub mtu: u32,
     pub bpffs: PathBuf,
+    /// Who attaches the TC program to pods' veths: `"agent"`.
+    #[serde(default)]
+    pub pod_attach: String,
 }
 
 impl NodeState {
@@ -79,6 +86,7 @@ mod tests {
             node_address: "fd42:1:2:3::1".parse().unwrap(),
             mtu: 1500,
             bpffs: "/sys/fs/bpf/kubermesh".into(),
+            pod_attach: "agent".into(),
         }
     }
 
@@ -88,7 +96,8 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"router_id": "10.0.0.1", "pod_prefix": "fd42:1:2:3::/64",
-                "node_address": "fd42:1:2:3::1", "mtu": 1500, "bpffs": "/sys/fs/bpf/kubermesh"})
+                "node_address": "fd42:1:2:3::1", "mtu": 1500, "bpffs": "/sys/fs/bpf/kubermesh",
+                "pod_attach": "agent"})
         );
     }
 
