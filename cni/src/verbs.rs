@@ -2,9 +2,11 @@
 //! nothing half-made when a step fails.
 //!
 //! ADD validates everything it can before touching the system (netns,
-//! interface name, node state, requested address), then allocates, wires,
-//! registers the endpoint and attaches the fast path, undoing the earlier
-//! steps if a later one fails. DEL, CHECK and GC find everything from the
+//! interface name, node state, requested address), then creates the veth,
+//! allocates, wires and registers the endpoint, undoing the earlier steps
+//! if a later one fails. The fast path is attached by the agent once ADD
+//! has marked the veth finished, or by ADD itself on a node whose agent
+//! does not (see `fastpath`). DEL, CHECK and GC find everything from the
 //! store and the attachment's derived names, so they need no cache.
 
 use std::collections::HashSet;
@@ -297,7 +299,20 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
                 )));
             }
         }
-        fastpath::check(&node.bpffs, &host_link.name)?;
+        // The agent attaches a few milliseconds after ADD: give it a moment
+        // before calling a missing link a failure.
+        let patience = if node.agent_attaches_pods {
+            std::time::Duration::from_secs(2)
+        } else {
+            std::time::Duration::ZERO
+        };
+        let by = std::time::Instant::now() + patience;
+        while let Err(e) = fastpath::check(&node.bpffs, &host_link.name) {
+            if std::time::Instant::now() >= by {
+                return Err(e);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
     Ok(())
 }

@@ -446,3 +446,56 @@ fn status_reports_a_moved_prefix() {
     node.verb("DEL", "c1", "", "eth0", &conf).ok();
     node.plain("STATUS", &conf).ok();
 }
+
+#[test]
+fn with_an_agent_add_marks_the_veth_and_leaves_the_attach_to_it() {
+    let mut node = Node::new("cni-agentattach", PREFIX);
+    // The state file of a node whose agent attaches pods' veths.
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&node.state_file).unwrap()).unwrap();
+    state["pod_attach"] = json!("agent");
+    std::fs::write(&node.state_file, state.to_string()).unwrap();
+
+    let cid = "ctr-agent";
+    let netns = node.new_pod();
+    let conf = node.conf("1.1.0", json!({}));
+    let result = node.verb("ADD", cid, &netns, "eth0", &conf).ok();
+    let veth = host_veth_name(cid, "eth0");
+    let link = cni::fastpath::link_pin(&node.bpffs, &veth);
+    assert!(!link.exists(), "ADD attached although the agent does");
+    let shown = node
+        .lab
+        .node(&node.host)
+        .run(&["ip", "link", "show", &veth])
+        .unwrap();
+    assert!(
+        shown.contains(&format!("alias {}", meshfwd::pods::POD_VETH_ALIAS)),
+        "the finished veth is marked for the agent: {shown}"
+    );
+
+    // Until the agent attaches, CHECK waits a moment, then says so.
+    let check = node.conf("1.1.0", json!({"prevResult": result}));
+    let err = node.verb("CHECK", cid, &netns, "eth0", &check).err(101);
+    assert!(err.contains("fast path is not attached"), "{err}");
+
+    // Playing the agent: attach, and CHECK passes.
+    let ns = lab::netns::path(node.lab.node(&node.host).netns());
+    let bpffs = node.bpffs.clone();
+    std::thread::scope(|s| {
+        // A thread of its own: setns changes only the calling thread.
+        s.spawn(|| {
+            let f = std::fs::File::open(&ns).unwrap();
+            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            meshfwd::pods::attach(&bpffs, &veth).unwrap();
+        });
+    });
+    assert_eq!(
+        node.verb("CHECK", cid, &netns, "eth0", &check).ok(),
+        Value::Null
+    );
+    assert_eq!(
+        node.verb("DEL", cid, &netns, "eth0", &check).ok(),
+        Value::Null
+    );
+    assert!(!link.exists(), "DEL removes the agent's pin");
+}
