@@ -125,23 +125,27 @@ impl Mesh {
             .flatten()
     }
 
-    pub fn node_address(&self, node: &str) -> Result<Ipv6Addr> {
+    /// The state file `node`'s agent wrote, waiting for it to appear.
+    pub fn state(&self, node: &str) -> Result<Value> {
         let path = self.lab.work_dir().join(format!("{node}.json"));
         let deadline = Instant::now() + CONVERGE;
         loop {
             if let Ok(text) = std::fs::read_to_string(&path) {
-                let v: Value = serde_json::from_str(&text)?;
-                return v["node_address"]
-                    .as_str()
-                    .context("node_address")?
-                    .parse()
-                    .context("node_address");
+                return Ok(serde_json::from_str(&text)?);
             }
             if Instant::now() > deadline {
                 bail!("{node} wrote no state file");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    pub fn node_address(&self, node: &str) -> Result<Ipv6Addr> {
+        self.state(node)?["node_address"]
+            .as_str()
+            .context("node_address")?
+            .parse()
+            .context("node_address")
     }
 
     /// The interfaces of `node`'s route to `prefix`.

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::spec::{Code, Error, Result};
 
-pub use meshfwd::pods::{MESH_PROGRAM, POD_PROGRAM, link_pin, mesh_link_pin, prog_pin};
+pub use meshfwd::pods::link_pin;
 
 /// Attach the pod program to a pod's host veth, and the mesh program to
 /// every mesh NIC that lacks it.

@@ -152,6 +152,27 @@ pub const fn reduce(h: u32, n: u32) -> u32 {
     ((h as u64 * n as u64) >> 32) as u32
 }
 
+/// Return an address as four words in wire order, the way the fast path
+/// loads it from a packet (native-endian loads of the wire bytes).
+#[inline(always)]
+pub fn addr_words(a: &[u8; 16]) -> [u32; 4] {
+    let mut out = [0u32; 4];
+    for (word, chunk) in out.iter_mut().zip(a.chunks_exact(4)) {
+        *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    out
+}
+
+/// Return the wire bytes of an address held as [`addr_words`].
+#[inline(always)]
+pub fn addr_bytes(a: &[u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(a) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    out
+}
+
 /// Seed of the flow hash.
 pub const HASH_SEED: u32 = 0x6B75_6265; // "kube"
 

@@ -26,7 +26,7 @@ use meshfwd_common::{
     fib,
 };
 
-use crate::xdp::{Addr, NH_GROUPS, lookup_route, pick_member};
+use crate::xdp::{NH_GROUPS, lookup_route, pick_member};
 
 /// Pods on this node: address -> host veth and MACs (filled by the CNI
 /// plugin).
@@ -71,7 +71,7 @@ fn try_pod(ctx: &TcContext) -> Option<i32> {
         return Some(verdict);
     }
     // The same lookup and flow hash as transit traffic.
-    let (src, dst) = (words(&ip.src), words(&ip.dst));
+    let (src, dst) = (fib::addr_words(&ip.src), fib::addr_words(&ip.dst));
     let entry = lookup_route(&dst);
     if entry.kind != fib::kind::FORWARD {
         return None;
@@ -155,16 +155,6 @@ fn parse(ctx: &TcContext) -> Option<Ipv6> {
         }
     }
     Some(ip)
-}
-
-/// Return an address as four words in wire order, the way XDP loads it.
-#[inline(always)]
-fn words(a: &[u8; 16]) -> Addr {
-    let mut out: Addr = [0; 4];
-    for (word, chunk) in out.iter_mut().zip(a.chunks_exact(4)) {
-        *word = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-    }
-    out
 }
 
 /// Return the transport ports as one word (0 when absent).

@@ -276,7 +276,7 @@ pub(crate) fn lookup_route(dst: &Addr) -> FibEntry {
         }
     }
     let entry = FIB_V6
-        .get(&Key::new(128, addr_bytes(dst)))
+        .get(&Key::new(128, fib::addr_bytes(dst)))
         .copied()
         .unwrap_or_default();
     let _ = DST_CACHE.insert(dst, CachedRoute { entry, generation }, 0);
@@ -338,16 +338,6 @@ fn address_reason(src: &Addr, dst: &Addr) -> Option<Stat> {
 #[inline(always)]
 fn is_unspecified_or_loopback(a: &Addr) -> bool {
     (a[0] | a[1] | a[2]) == 0 && u32::from_be(a[3]) <= 1
-}
-
-/// Return the wire bytes of an address.
-#[inline(always)]
-fn addr_bytes(a: &Addr) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    for (chunk, word) in out.chunks_exact_mut(4).zip(a) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
-    }
-    out
 }
 
 /// Choose the group member for flow hash `h`: the hashed member if it is

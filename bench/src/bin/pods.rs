@@ -401,10 +401,7 @@ fn parse_add(result: &str) -> Result<Pod> {
 
 /// The pod prefix the agent on `node` wrote to its state file.
 fn pod_prefix(mesh: &Mesh, node: &str) -> Result<String> {
-    mesh.node_address(node)?;
-    let text = std::fs::read_to_string(mesh.lab.work_dir().join(format!("{node}.json")))?;
-    let v: Value = serde_json::from_str(&text)?;
-    Ok(v["pod_prefix"]
+    Ok(mesh.state(node)?["pod_prefix"]
         .as_str()
         .context("state file without pod_prefix")?
         .to_string())
@@ -453,9 +450,7 @@ fn add_cycles(
 
 /// The bpffs directory the agent on `node` wrote to its state file.
 fn node_bpffs(mesh: &Mesh, node: &str) -> Result<PathBuf> {
-    let text = std::fs::read_to_string(mesh.lab.work_dir().join(format!("{node}.json")))?;
-    let v: Value = serde_json::from_str(&text)?;
-    Ok(v["bpffs"]
+    Ok(mesh.state(node)?["bpffs"]
         .as_str()
         .context("state file without bpffs")?
         .into())

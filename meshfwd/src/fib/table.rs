@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use meshfwd_common::fib::{
-    FibEntry,
+    FibEntry, addr_words,
     table::{self as layout, Head},
 };
 
@@ -67,10 +67,11 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// Look `addr` up the way the XDP program does.
+    /// Look `addr` up the way the XDP program does (the tests' model).
+    #[cfg(test)]
     pub fn lookup(&self, addr: std::net::Ipv6Addr) -> FibEntry {
         let bytes = addr.octets();
-        let (level, mut group) = self.head.start(&words(&bytes));
+        let (level, mut group) = self.head.start(&addr_words(&bytes));
         for &byte in &bytes[level as usize..] {
             let Some(entries) = self.groups.get(&group) else {
                 return FibEntry::default();
@@ -199,8 +200,8 @@ pub fn compile<'a>(
     prefix[..level].copy_from_slice(&nodes[node].path.1[..level]);
     mask[..level].fill(0xff);
     let head = Head {
-        prefix: words(&prefix),
-        mask: words(&mask),
+        prefix: addr_words(&prefix),
+        mask: addr_words(&mask),
         level: level as u32,
         group: id_of[node],
     };
@@ -221,15 +222,6 @@ pub fn compile<'a>(
         out.ids.insert(n.path, id_of[i]);
     }
     Ok(out)
-}
-
-/// Return address bytes as four words in wire order, as XDP loads them.
-fn words(bytes: &[u8; 16]) -> [u32; 4] {
-    let mut out = [0u32; 4];
-    for (w, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-        *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
-    }
-    out
 }
 
 /// Look up address bytes in the table under construction.
