@@ -9,8 +9,6 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, ServiceAccount};
 use serde::Deserialize;
 
-const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubermesh.yaml");
-
 struct Objects {
     daemon_set: DaemonSet,
     config_map: ConfigMap,
@@ -18,7 +16,11 @@ struct Objects {
 }
 
 fn load() -> Objects {
-    let text = std::fs::read_to_string(MANIFEST).expect("read deploy/kubermesh.yaml");
+    // Read at run time: a test binary built for another checkout sharing
+    // the target directory must not read that checkout's manifest.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(std::path::Path::new(&dir).join("../deploy/kubermesh.yaml"))
+        .expect("read deploy/kubermesh.yaml");
     let (mut ds, mut cm, mut sa) = (None, None, None);
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value = serde_yaml::Value::deserialize(doc).expect("YAML document");

@@ -327,7 +327,10 @@ fn select(packets: &[Captured]) -> Vec<(String, Captured)> {
 
 /// Replace the fixture directory's `.bin` files, manifest and README.
 fn write_fixtures(selected: &[(String, Captured)]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bird");
+    let dir = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/bird");
     std::fs::create_dir_all(&dir).expect("create fixture dir");
     for entry in std::fs::read_dir(&dir).expect("read fixture dir") {
         let path = entry.expect("dir entry").path();

@@ -19,7 +19,10 @@ struct Fixture {
 }
 
 fn fixtures() -> Vec<Fixture> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bird");
+    let dir = PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/bird");
     let Ok(manifest) = std::fs::read_to_string(dir.join("manifest.tsv")) else {
         eprintln!("no BIRD fixtures yet");
         return Vec::new();

@@ -55,7 +55,10 @@ fn corpus() -> (Sim, Vec<Vec<u8>>) {
     packets.sort();
     packets.dedup();
     // Add BIRD's packets when the fixtures are there.
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bird");
+    let dir = std::path::PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/bird");
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.path().extension().is_some_and(|x| x == "bin") {

@@ -26,7 +26,11 @@ pub fn ospfd_binary() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "routing", "--example", "ospfd"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+            // The checkout being tested, read at run time (not the one
+            // this binary may have been built for, with a shared target).
+            .current_dir(
+                std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"),
+            );
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
