@@ -6,9 +6,7 @@
 
 use std::{
     collections::BTreeSet,
-    fs::File,
     net::Ipv6Addr,
-    os::fd::AsFd as _,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
@@ -16,7 +14,6 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use lab::{Lab, ProcId};
-use nix::sched::{CloneFlags, setns};
 use serde_json::Value;
 
 /// Hello interval of the lab agents, seconds.
@@ -199,15 +196,8 @@ fn fnv(b: &[u8]) -> u128 {
     (u128::from(h) << 64) | u128::from(h.rotate_left(17) ^ 0x6b6d)
 }
 
-/// Run `f` with this thread inside network namespace `ns`, then come back.
-pub fn in_netns<T>(ns: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let home = File::open("/proc/thread-self/ns/net").context("opening our netns")?;
-    let target = File::open(lab::netns::path(ns)).with_context(|| format!("opening netns {ns}"))?;
-    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).with_context(|| format!("entering {ns}"))?;
-    let out = f();
-    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).expect("returning to our own netns");
-    out
-}
+/// Run `f` with this thread inside a lab namespace, then come back.
+pub use lab::netns::enter as in_netns;
 
 impl Mesh {
     /// Wrap a built lab (no agents yet).

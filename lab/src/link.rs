@@ -26,6 +26,13 @@
 //! router solicitations or MLD reports) and frames it does not carry die in
 //! its stack. Every veth end has GRO on: frames XDP redirects into a veth
 //! are delivered only if the peer has an XDP program or GRO (NAPI) enabled.
+//!
+//! Every node end also fills in TCP and UDP checksums itself when it
+//! sends, as a NIC does on the wire. A veth with transmit offload on hands
+//! frames over with the checksum still to be filled in; once an XDP
+//! program redirects such a frame that note is gone, and the receiver
+//! drops it as corrupt. Pings would pass (ICMPv6 is checksummed in
+//! software) while every TCP connection across a transit node hung.
 
 use anyhow::{Context, Result};
 
@@ -93,9 +100,9 @@ pub(crate) fn iface_name(peer: &str, taken: &[String]) -> String {
         .unwrap_or(base) // unreachable: the range is unbounded and `taken` finite
 }
 
-/// Bring up one veth end with GRO on.
+/// Bring up one veth end with GRO on and checksums computed on send.
 fn bring_up(ns: &str, ifname: &str) -> Result<()> {
-    netns::run_in(ns, &["ethtool", "-K", ifname, "gro", "on"])?;
+    netns::run_in(ns, &["ethtool", "-K", ifname, "gro", "on", "tx", "off"])?;
     set_up(ns, ifname, true)
 }
 

@@ -45,6 +45,21 @@ pub fn command(name: &str, program: &str) -> Command {
     cmd
 }
 
+/// Run `f` with the calling thread inside namespace `name`, then bring the
+/// thread back. Sockets `f` opens stay in `name` for their whole life.
+pub fn enter<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    use nix::sched::{CloneFlags, setns};
+    let home = std::fs::File::open("/proc/thread-self/ns/net").context("opening our netns")?;
+    let target =
+        std::fs::File::open(path(name)).with_context(|| format!("opening netns {name}"))?;
+    setns(&target, CloneFlags::CLONE_NEWNET).with_context(|| format!("entering netns {name}"))?;
+    let out = f();
+    // Failing to return would leave this thread's later sockets in the lab
+    // namespace: nothing sane can continue from there.
+    setns(&home, CloneFlags::CLONE_NEWNET).expect("returning to our own netns");
+    out
+}
+
 /// Run a command inside a namespace with the lab's tool timeout.
 pub(crate) fn run_in(name: &str, args: &[&str]) -> Result<String> {
     let (prog, rest) = args.split_first().context("empty command")?;

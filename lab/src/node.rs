@@ -265,6 +265,89 @@ impl Node {
         }
     }
 
+    /// Open a TCP connection from this node to `dst` on `server`, send
+    /// `bytes` bytes and check that `server` echoes them back unchanged:
+    /// real transport traffic, which checksums, MSS and both directions of
+    /// a path must all get right (a ping needs none of that). Everything
+    /// is bounded by `timeout`; only lab addresses are accepted.
+    pub fn tcp_echo(
+        &self,
+        server: &Node,
+        dst: Ipv6Addr,
+        bytes: usize,
+        timeout: Duration,
+    ) -> Result<()> {
+        use std::io::{Read as _, Write as _};
+        use std::net::{SocketAddrV6, TcpListener, TcpStream};
+
+        check_lab_addr(dst)?;
+        let deadline = Instant::now() + timeout;
+        let listener = netns::enter(&server.netns, || {
+            Ok(TcpListener::bind(SocketAddrV6::new(dst, 0, 0, 0))?)
+        })
+        .with_context(|| format!("node {}: listening on [{dst}]", server.name))?;
+        let port = listener.local_addr()?.port();
+        listener.set_nonblocking(true)?;
+        let echo = std::thread::spawn(move || -> Result<()> {
+            let (mut s, _) = loop {
+                match listener.accept() {
+                    Ok(c) => break c,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if Instant::now() > deadline {
+                            bail!("no connection came");
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(timeout))?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut left = bytes;
+            while left > 0 {
+                let n = s.read(&mut buf[..left.min(64 * 1024)])?;
+                if n == 0 {
+                    bail!("the client closed with {left} bytes still to come");
+                }
+                s.write_all(&buf[..n])?;
+                left -= n;
+            }
+            Ok(())
+        });
+        let sent: Vec<u8> = (0..bytes).map(|i| (i * 7 + i / 251) as u8).collect();
+        let client = netns::enter(&self.netns, || {
+            let to = std::net::SocketAddr::V6(SocketAddrV6::new(dst, port, 0, 0));
+            Ok(TcpStream::connect_timeout(&to, timeout)?)
+        });
+        let result = client.and_then(|mut c| {
+            c.set_read_timeout(Some(timeout))?;
+            c.set_write_timeout(Some(timeout))?;
+            let mut got = vec![0u8; bytes];
+            // Write and read on two threads: echoes fill the socket
+            // buffers long before a large payload is all written.
+            std::thread::scope(|s| {
+                let mut w = c.try_clone()?;
+                let writer = s.spawn(move || w.write_all(&sent).map(|()| sent));
+                c.read_exact(&mut got)?;
+                let sent = writer
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("writer panicked"))??;
+                if got != sent {
+                    let at = got.iter().zip(&sent).position(|(a, b)| a != b).unwrap_or(0);
+                    bail!("the echo differs from what was sent at byte {at}");
+                }
+                Ok(())
+            })
+        });
+        let served = echo
+            .join()
+            .map_err(|_| anyhow::anyhow!("echo thread panicked"))?;
+        result
+            .and(served)
+            .with_context(|| format!("TCP echo {} -> {} [{dst}]:{port}", self.name, server.name))
+    }
+
     /// Return the flags `ip link` shows for `iface` (`UP`, `LOWER_UP`,
     /// `NO-CARRIER`, ...).
     pub fn link_flags(&self, iface: &str) -> Result<Vec<String>> {

@@ -93,6 +93,19 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
         "b's XDP forwarded the pings both ways ({before} -> {after})"
     );
 
+    // Real TCP across b as well: 256 KiB echoed back unchanged, which
+    // needs correct checksums, MSS and both directions (a ping needs none).
+    let before = m.xdp_counter("b", "redirect");
+    m.lab
+        .node("a")
+        .tcp_echo(m.lab.node("c"), c, 256 * 1024, Duration::from_secs(10))
+        .expect("TCP from a to c across b");
+    let after = m.xdp_counter("b", "redirect");
+    assert!(
+        after >= before + 2 * 256 * 1024 / 1500,
+        "b's XDP forwarded the TCP segments both ways ({before} -> {after})"
+    );
+
     // The kernel has our routes too, with our protocol id.
     let kroutes = m
         .lab

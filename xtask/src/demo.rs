@@ -111,9 +111,6 @@ pub fn run(opts: &Options) -> Result<()> {
         started,
     };
     let mut sum = Summary::default();
-    for n in &topo.nodes {
-        d.nic_checksums(n)?;
-    }
 
     say(
         started,
@@ -223,8 +220,6 @@ pub fn run(opts: &Options) -> Result<()> {
         .collect::<Result<_>>()?;
     d.lab.add_link("n8", "n3", Wire::Cable)?;
     let t = Instant::now();
-    d.nic_checksums("n8")?;
-    d.nic_checksums("n3")?;
     d.wait_reaches("n8", &targets, CONVERGE)?;
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     sum.join_ms = Some(ms);
@@ -352,19 +347,6 @@ struct Flow {
 }
 
 impl Demo {
-    /// Make the node's veths fill in checksums when they send, as a NIC
-    /// does. A veth leaves them to the receiver (offload), and a frame the
-    /// fast path redirects loses that note, so UDP and TCP would arrive
-    /// corrupt; ICMP is checksummed in software anyway.
-    fn nic_checksums(&self, node: &str) -> Result<()> {
-        for iface in self.lab.node(node).ifaces() {
-            self.lab
-                .node(node)
-                .run(&["ethtool", "-K", &iface, "tx", "off"])?;
-        }
-        Ok(())
-    }
-
     fn path(&self, node: &str, ext: &str) -> PathBuf {
         self.lab.work_dir().join(format!("{node}.{ext}"))
     }

@@ -20,9 +20,7 @@
 //! stderr, the table (or JSON) on stdout, JSON also under `bench/results/`.
 
 use std::{
-    fs::File,
     net::Ipv6Addr,
-    os::fd::AsFd as _,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -32,7 +30,7 @@ use aya::{
     maps::{Array, DevMapHash, PerCpuArray},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use lab::{Lab, Topology, Wire};
+use lab::{Lab, Topology, Wire, netns::enter as in_netns};
 use meshfwd::{
     ebpf::{self, BENCH_OBJECT, FibMaps},
     fib::{FibWriter, NextHopKey, Prefix6, RouteTable},
@@ -41,7 +39,7 @@ use meshfwd_common::{
     bench::{TEMPLATE_LEN, cfg, counter},
     fib::{NextHop, nh_flags},
 };
-use nix::sched::{CloneFlags, CpuSet, sched_setaffinity, setns};
+use nix::sched::{CpuSet, sched_setaffinity};
 use serde::Serialize;
 
 const PREFIXES: u32 = 10_000;
@@ -126,16 +124,6 @@ fn parse_args() -> Result<Args> {
         bail!("--frames and --rounds must be positive");
     }
     Ok(args)
-}
-
-/// Run `f` with this thread inside network namespace `ns`, then come back.
-fn in_netns<T>(ns: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let home = File::open("/proc/thread-self/ns/net").context("opening our netns")?;
-    let target = File::open(lab::netns::path(ns)).with_context(|| format!("opening netns {ns}"))?;
-    setns(target.as_fd(), CloneFlags::CLONE_NEWNET).with_context(|| format!("entering {ns}"))?;
-    let out = f();
-    setns(home.as_fd(), CloneFlags::CLONE_NEWNET).expect("returning to our own netns");
-    out
 }
 
 fn ifindex(name: &str) -> Result<u32> {
