@@ -11,7 +11,8 @@
 //!
 //! Anything either program cannot handle (not IPv6, link-local, multicast,
 //! ND, hop limit <= 1, Hop-by-Hop options, no route, dead or unresolved
-//! next hop, too big, headers not in the linear part) is `TC_ACT_OK`: the
+//! next hop, too big (for a GSO skb: one segment too big), headers not in
+//! the linear part) is `TC_ACT_OK`: the
 //! kernel, which holds the same routes, takes it.
 
 use aya_ebpf::{
@@ -79,7 +80,7 @@ fn try_pod(ctx: &TcContext) -> Option<i32> {
     let group = NH_GROUPS.get(entry.group)?;
     let h = fib::flow_hash(&src, &dst, ip.vtc_flow, ip.next_header, ports(ctx, &ip));
     let nh = pick_member(group, h).ok()?;
-    if !nh.has_mac() || IPV6_HDR_LEN + ip.payload_len > nh.mtu as usize {
+    if !nh.has_mac() || !fits(ctx, &ip, nh.mtu as usize) {
         return None;
     }
     rewrite(ctx, ip.hop_limit, &nh.dst_mac, &nh.src_mac)?;
@@ -155,6 +156,33 @@ fn parse(ctx: &TcContext) -> Option<Ipv6> {
         }
     }
     Some(ip)
+}
+
+/// Whether every packet this skb becomes on the wire fits `mtu`.
+///
+/// A pod with TSO on (the veth default) hands its host veth TCP skbs of up
+/// to 64 KiB; the mesh NIC, or the stack in front of a NIC without TSO,
+/// cuts them into segments of `gso_size` payload behind the same headers.
+/// Checking such an skb's total length would send every bulk flow to the
+/// kernel. A plain skb is one packet of its own length.
+#[inline(always)]
+fn fits(ctx: &TcContext, ip: &Ipv6, mtu: usize) -> bool {
+    // SAFETY: a plain read of a field of the context the kernel passed in.
+    let gso_size = unsafe { (*ctx.skb.skb).gso_size } as usize;
+    if gso_size == 0 {
+        return IPV6_HDR_LEN + ip.payload_len <= mtu;
+    }
+    let l4_header = match ip.next_header {
+        // The TCP data offset, in 32-bit words.
+        IPPROTO_TCP => match ptr_at(ctx, L4_OFFSET + 12, 1) {
+            // SAFETY: `ptr_at` proved the byte lies in the linear data.
+            Some(p) => usize::from(unsafe { *p } >> 4) * 4,
+            None => return false,
+        },
+        IPPROTO_UDP => 8,
+        _ => return false,
+    };
+    IPV6_HDR_LEN + l4_header + gso_size <= mtu
 }
 
 /// Return the transport ports as one word (0 when absent).

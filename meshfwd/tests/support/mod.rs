@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 use aya::{
     Ebpf,
     maps::lpm_trie::Key,
-    programs::{TestRun as _, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
 use meshfwd::ebpf::{self, FibMaps};
 use meshfwd_common::{
@@ -27,6 +27,11 @@ pub const EGRESS_IFINDEX: u32 = 1;
 pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const UPSTREAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 pub const MTU: u32 = 1500;
+pub const TC_ACT_OK: i32 = 0;
+pub const TC_ACT_REDIRECT: i32 = 7;
+/// Size of `struct __sk_buff` and the offset of its `gso_size` field.
+const SK_BUFF_LEN: usize = 192;
+const SK_BUFF_GSO_SIZE: usize = 176;
 
 /// The MAC of next hop `n` (distinct per next hop, so the output frame says
 /// which member was chosen).
@@ -50,6 +55,12 @@ impl Harness {
             .try_into()
             .expect("an XDP program");
         prog.load().expect("verifier accepts the program");
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(meshfwd::pods::POD_PROGRAM)
+            .expect("pod program in object")
+            .try_into()
+            .expect("a TC program");
+        tc.load().expect("verifier accepts the pod program");
         let mut h = Harness { ebpf, maps };
         h.maps
             .egress
@@ -150,6 +161,32 @@ impl Harness {
         (res.return_value, out)
     }
 
+    /// Run one frame through the pod program (TC ingress on a pod's host
+    /// veth) as an skb whose `gso_size` is given (0: not GSO): the verdict
+    /// and the frame out.
+    pub fn run_tc_pod(&self, frame: &[u8], gso_size: u32) -> (i32, Vec<u8>) {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(meshfwd::pods::POD_PROGRAM)
+            .expect("program")
+            .try_into()
+            .expect("TC program");
+        // A `struct __sk_buff` (192 bytes); test runs accept a few of its
+        // fields, `gso_size` (offset 176) among them.
+        let mut ctx = [0u8; SK_BUFF_LEN];
+        ctx[SK_BUFF_GSO_SIZE..SK_BUFF_GSO_SIZE + 4].copy_from_slice(&gso_size.to_ne_bytes());
+        let mut out = vec![0xEEu8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        };
+        let res = prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+        out.truncate(res.data_size_out as usize);
+        (res.return_value as i32, out)
+    }
+
     /// Sum one counter over CPUs.
     pub fn stat(&self, stat: Stat) -> u64 {
         self.maps
@@ -198,6 +235,20 @@ impl Frame {
         let mut f = Frame::udp(src, dst, 0, 0);
         f.next_header = 58;
         f.payload = vec![icmp_type, 0, 0, 0, 0, 0, 0, 0];
+        f
+    }
+
+    /// A TCP segment from `src` to `dst` with a 32-byte header (the
+    /// timestamp option's size) and `data` bytes of payload.
+    pub fn tcp(src: &str, dst: &str, data: usize) -> Self {
+        let mut f = Frame::udp(src, dst, 40000, 80);
+        f.next_header = 6;
+        let mut h = vec![0u8; 32];
+        h[..4].copy_from_slice(&f.payload[..4]);
+        h[12] = (32 / 4) << 4; // data offset, in 32-bit words
+        h[13] = 0x10; // ACK
+        h.resize(32 + data, 0x5a);
+        f.payload = h;
         f
     }
 

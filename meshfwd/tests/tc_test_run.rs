@@ -1,0 +1,62 @@
+//! The pod program (TC ingress on a pod's host veth) under
+//! `BPF_PROG_TEST_RUN`: which skbs it sends out of the mesh NIC itself and
+//! which it leaves to the kernel, with the size rules for GSO skbs.
+
+mod support;
+
+use support::{Frame, Harness, MTU, TC_ACT_OK, TC_ACT_REDIRECT, forwarded, nh_mac};
+
+const DST: &str = "2001:db8:100::42";
+const SRC: &str = "2001:db8:1::7";
+
+/// One route (`2001:db8:100::/48` via next hop 1).
+fn node() -> Harness {
+    let mut h = Harness::new();
+    h.next_hop(1);
+    h.group(1, &[1]);
+    h.route("2001:db8:100::".parse().unwrap(), 48, 1);
+    h
+}
+
+#[test]
+fn a_packet_that_fits_goes_straight_to_the_mesh() {
+    let h = node();
+    // 40 + 32 + 1428 = 1500 bytes: exactly the MTU.
+    let f = Frame::tcp(SRC, DST, MTU as usize - 40 - 32).bytes();
+    let (verdict, out) = h.run_tc_pod(&f, 0);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(out, forwarded(&f, nh_mac(1)));
+    // One byte more and the kernel must answer Packet Too Big.
+    let f = Frame::tcp(SRC, DST, MTU as usize - 40 - 32 + 1).bytes();
+    let (verdict, out) = h.run_tc_pod(&f, 0);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(out, f, "left untouched for the kernel");
+}
+
+#[test]
+fn a_gso_skb_is_judged_by_its_segments() {
+    let h = node();
+    // What a pod with TSO on hands its veth: two segments' worth at once
+    // (a test run takes at most a page of data; real ones reach 64 KiB).
+    let mss = MTU as usize - 40 - 32;
+    let f = Frame::tcp(SRC, DST, 2 * mss).bytes();
+    let (verdict, out) = h.run_tc_pod(&f, mss as u32);
+    assert_eq!(verdict, TC_ACT_REDIRECT, "segments of {mss} fit the MTU");
+    assert_eq!(out, forwarded(&f, nh_mac(1)));
+    // Segments one byte too big go to the kernel, GSO or not.
+    let (verdict, out) = h.run_tc_pod(&f, mss as u32 + 1);
+    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(out, f);
+    let (verdict, _) = h.run_tc_pod(&f, 0);
+    assert_eq!(verdict, TC_ACT_OK, "not GSO: one packet of 2 MSS");
+}
+
+#[test]
+fn a_gso_skb_of_another_protocol_goes_to_the_kernel() {
+    let h = node();
+    let mut f = Frame::tcp(SRC, DST, 2000);
+    f.next_header = 47; // GRE: segment headers unknown here
+    let f = f.bytes();
+    let (verdict, _) = h.run_tc_pod(&f, 1000);
+    assert_eq!(verdict, TC_ACT_OK);
+}
