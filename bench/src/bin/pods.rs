@@ -19,7 +19,8 @@
 //! with `TCP_NODELAY`, twice: with blocking sockets (each message wakes the
 //! other side's thread, as most servers work) and busy-polling (both ends
 //! spin on non-blocking sockets, which takes thread wake-ups out and leaves
-//! the network path). Goals: throughput ≥ 1.2× the baseline, RR p50 ≤ 0.7×
+//! the network path). Blocking ends share one pinned CPU, busy ones get
+//! one each (see `Wait::cpus` for why). Goals: throughput ≥ 1.2× the baseline, RR p50 ≤ 0.7×
 //! the baseline (blocking), ADD p50 ≤ 20 ms.
 //!
 //! Usage: `pods [--json] [--seconds N] [--cycles N] [--round-trips N]
@@ -456,20 +457,6 @@ fn node_bpffs(mesh: &Mesh, node: &str) -> Result<PathBuf> {
         .into())
 }
 
-/// Turn transmit checksum offload off on both ends of a pod's veth: XDP
-/// redirects lose the "checksum still to fill in" state of veth frames.
-fn offload_off(pl: &PodLab, node: &str, pod_node: &str, pod: &Pod) -> Result<()> {
-    pl.mesh
-        .lab
-        .node(pod_node)
-        .run(&["ethtool", "-K", "eth0", "tx", "off"])?;
-    pl.mesh
-        .lab
-        .node(node)
-        .run(&["ethtool", "-K", &pod.host_veth, "tx", "off"])?;
-    Ok(())
-}
-
 /// iperf3 from `from` to `to_addr` in pod `to`: (bits per second, retransmits).
 fn iperf(pl: &PodLab, from: &str, to: &str, to_addr: Ipv6Addr, seconds: u32) -> Result<(f64, u64)> {
     let server = pl.mesh.lab.node(to).spawn(
@@ -534,8 +521,37 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], wait: Wait, deadline: Instant) -
     Ok(())
 }
 
+impl Wait {
+    /// CPUs for (client, server). Blocking: both on one CPU. On a VM, a
+    /// thread woken on another, idle vCPU waits for the hypervisor to run
+    /// that vCPU again (tens of µs), and whether the scheduler wakes it
+    /// there or next to the waker flips from run to run: unpinned, one
+    /// run's p50 came out at 21 µs and the next at 75 µs on the same path.
+    /// On one CPU every round trip still has two real wake-ups and context
+    /// switches, and the rest is the network path. Busy-polling: both ends
+    /// spin, so each gets a CPU of its own.
+    fn cpus(self) -> (usize, usize) {
+        match self {
+            Wait::Block => (0, 0),
+            Wait::BusyPoll => {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (0, 1.min(cpus - 1))
+            }
+        }
+    }
+}
+
+/// Pin the calling thread to `cpu`.
+fn pin(cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .with_context(|| format!("pinning to CPU {cpu}"))
+}
+
 /// `n` round trips of [`RR_SIZE`] bytes from pod `from` to a server in pod
-/// `to`, after a warm-up; return the sorted round-trip times in µs.
+/// `to`, after a warm-up; return the sorted round-trip times in µs. Both
+/// ends run on threads of their own, pinned as [`Wait::cpus`] says.
 fn request_response(
     pl: &PodLab,
     (from, to): (&str, &str),
@@ -545,6 +561,7 @@ fn request_response(
 ) -> Result<Vec<f64>> {
     let warmup = 100;
     let total = n + warmup;
+    let (client_cpu, server_cpu) = wait.cpus();
     // Bounds every loop below, busy or not.
     let deadline = Instant::now() + Duration::from_secs(60);
     let to_ns = pl.mesh.lab.node(to).netns().to_string();
@@ -556,6 +573,7 @@ fn request_response(
     })?;
     listener.set_nonblocking(true)?;
     let server = std::thread::spawn(move || -> Result<()> {
+        pin(server_cpu)?;
         let accept_by = Instant::now() + Duration::from_secs(10);
         let (mut s, _) = loop {
             match listener.accept() {
@@ -576,40 +594,43 @@ fn request_response(
         }
         Ok(())
     });
-    let client = in_netns(&from_ns, || {
-        Ok(TcpStream::connect_timeout(
-            &SocketAddr::V6(SocketAddrV6::new(to_addr, RR_PORT, 0, 0)),
-            Duration::from_secs(5),
-        )?)
+    let client = std::thread::spawn(move || -> Result<Vec<f64>> {
+        pin(client_cpu)?;
+        let mut c = in_netns(&from_ns, || {
+            Ok(TcpStream::connect_timeout(
+                &SocketAddr::V6(SocketAddrV6::new(to_addr, RR_PORT, 0, 0)),
+                Duration::from_secs(5),
+            )?)
+        })?;
+        c.set_nodelay(true)?;
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+        c.set_nonblocking(wait == Wait::BusyPoll)?;
+        let mut buf = [0x5au8; RR_SIZE];
+        let mut rtt = Vec::with_capacity(n);
+        for i in 0..total {
+            if Instant::now() > deadline {
+                bail!("round trips did not finish within 60 s ({i} done)");
+            }
+            let t = Instant::now();
+            // A 64-byte write fits any socket buffer: it never would-blocks.
+            c.write_all(&buf)?;
+            read_full(&mut c, &mut buf, wait, deadline)?;
+            if i >= warmup {
+                rtt.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        Ok(rtt)
     });
-    let mut c = match client {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = server.join();
-            return Err(e);
-        }
-    };
-    c.set_nodelay(true)?;
-    c.set_read_timeout(Some(Duration::from_secs(5)))?;
-    c.set_nonblocking(wait == Wait::BusyPoll)?;
-    let mut buf = [0x5au8; RR_SIZE];
-    let mut rtt = Vec::with_capacity(n);
-    for i in 0..total {
-        if Instant::now() > deadline {
-            bail!("round trips did not finish within 60 s ({i} done)");
-        }
-        let t = Instant::now();
-        // A 64-byte write fits any socket buffer: it never would-blocks.
-        c.write_all(&buf)?;
-        read_full(&mut c, &mut buf, wait, deadline)?;
-        if i >= warmup {
-            rtt.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    drop(c);
-    server
+    // The client ends first (it closes the connection when it returns),
+    // so joining it first never waits on a server stuck in accept.
+    let rtt = client
         .join()
-        .map_err(|_| anyhow::anyhow!("RR server panicked"))??;
+        .map_err(|_| anyhow::anyhow!("RR client panicked"))?;
+    let served = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("RR server panicked"))?;
+    let rtt = rtt?;
+    served?;
     Ok(sorted(rtt))
 }
 
@@ -671,8 +692,6 @@ fn one_run(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<RunRes
         &pl.checked("d", "ADD", "pod-d", &pd_ns, &pl.conf("d", &d_prefix))?
             .stdout,
     )?;
-    offload_off(&pl, "a", "pa", &pa)?;
-    offload_off(&pl, "d", "pd", &pd)?;
     progress(&format!(
         "{}: pods {} (a) and {} (d); waiting for ping",
         kind.name(),
