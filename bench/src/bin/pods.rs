@@ -13,8 +13,11 @@
 //!   FIB only), pods wired by `ptp` + `host-local` inside each node's pod
 //!   prefix.
 //!
-//! Each run measures the plugin's `ADD` latency (ADD/DEL cycles on a
-//! scratch pod of `a`), TCP throughput `pa -> pd` with iperf3, and the
+//! Both labs are built first and stay up; the measurements then take turns
+//! between them for `--rounds` rounds (order and CPU placement alternate),
+//! so a ratio compares the two paths under the same load on this shared
+//! machine. Each side measures the plugin's `ADD` latency (ADD/DEL cycles
+//! on a scratch pod of `a`), TCP throughput `pa -> pd` with iperf3, and the
 //! request/response latency of 64-byte round trips over one TCP connection
 //! with `TCP_NODELAY`, twice: with blocking sockets (each message wakes the
 //! other side's thread, as most servers work) and busy-polling (both ends
@@ -24,7 +27,7 @@
 //! the baseline (blocking), ADD p50 ≤ 20 ms.
 //!
 //! Usage: `pods [--json] [--seconds N] [--cycles N] [--round-trips N]
-//! [--meshfwd PATH] [--cni PATH]`; progress on stderr, the table (or JSON)
+//! [--rounds N] [--meshfwd PATH] [--cni PATH]`; progress on stderr, the table (or JSON)
 //! on stdout, JSON also under `bench/results/pods.json`.
 
 use std::{
@@ -76,17 +79,23 @@ struct RunResult {
     /// agent attaches it after ADD returns); absent for the baseline.
     #[serde(skip_serializing_if = "Option::is_none")]
     fast_path_ready_p50_ms: Option<f64>,
+    /// Median over the rounds.
     throughput_bps: f64,
+    throughput_rounds_bps: Vec<f64>,
     tcp_retransmits: u64,
     /// XDP redirects counted on the transit nodes b and c during the run
     /// (0 without XDP): evidence the traffic took the fast path.
     transit_xdp_redirects: u64,
+    /// Round trips over all rounds, pooled for the percentiles.
     rr_round_trips: usize,
     rr_p50_us: f64,
     rr_p99_us: f64,
     /// The same round trips with both ends busy-polling.
     rr_busy_p50_us: f64,
     rr_busy_p99_us: f64,
+    /// Each round's p50, blocking and busy-polling.
+    rr_rounds_p50_us: Vec<f64>,
+    rr_busy_rounds_p50_us: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,6 +111,10 @@ struct Ratios {
     rr_busy_p99: f64,
     /// Fast ADD p50 over baseline ADD p50.
     add_p50: f64,
+    /// Each round's throughput, RR p50 and busy-polling RR p50 ratio.
+    throughput_rounds: Vec<f64>,
+    rr_p50_rounds: Vec<f64>,
+    rr_busy_p50_rounds: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,6 +131,7 @@ struct Goals {
 struct Report {
     mesh_hops: u32,
     iperf_seconds: u32,
+    rounds: usize,
     fast: RunResult,
     baseline: RunResult,
     ratios: Ratios,
@@ -133,6 +147,7 @@ struct Args {
     seconds: u32,
     cycles: usize,
     round_trips: usize,
+    rounds: usize,
     meshfwd: Option<PathBuf>,
     cni: Option<PathBuf>,
 }
@@ -150,6 +165,7 @@ fn parse_args() -> Result<Args> {
         seconds: 5,
         cycles: 20,
         round_trips: 2000,
+        rounds: 4,
         meshfwd: None,
         cni: None,
     };
@@ -160,11 +176,12 @@ fn parse_args() -> Result<Args> {
             "--seconds" => args.seconds = it.next().context("--seconds N")?.parse()?,
             "--cycles" => args.cycles = it.next().context("--cycles N")?.parse()?,
             "--round-trips" => args.round_trips = it.next().context("--round-trips N")?.parse()?,
+            "--rounds" => args.rounds = it.next().context("--rounds N")?.parse()?,
             "--meshfwd" => args.meshfwd = Some(it.next().context("--meshfwd PATH")?.into()),
             "--cni" => args.cni = Some(it.next().context("--cni PATH")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: pods [--json] [--seconds N] [--cycles N] [--round-trips N] [--meshfwd PATH] [--cni PATH]"
+                    "usage: pods [--json] [--seconds N] [--cycles N] [--round-trips N] [--rounds N] [--meshfwd PATH] [--cni PATH]"
                 );
                 std::process::exit(0);
             }
@@ -179,6 +196,9 @@ fn parse_args() -> Result<Args> {
     }
     if !(10..=1_000_000).contains(&args.round_trips) {
         bail!("--round-trips must be between 10 and 1000000");
+    }
+    if !(1..=100).contains(&args.rounds) {
+        bail!("--rounds must be between 1 and 100");
     }
     Ok(args)
 }
@@ -522,21 +542,29 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], wait: Wait, deadline: Instant) -
 }
 
 impl Wait {
-    /// CPUs for (client, server). Blocking: both on one CPU. On a VM, a
-    /// thread woken on another, idle vCPU waits for the hypervisor to run
-    /// that vCPU again (tens of µs), and whether the scheduler wakes it
-    /// there or next to the waker flips from run to run: unpinned, one
-    /// run's p50 came out at 21 µs and the next at 75 µs on the same path.
-    /// On one CPU every round trip still has two real wake-ups and context
-    /// switches, and the rest is the network path. Busy-polling: both ends
-    /// spin, so each gets a CPU of its own.
-    fn cpus(self) -> (usize, usize) {
+    /// CPUs for (client, server) in round `round`. Blocking: both on one
+    /// CPU. On a VM, a thread woken on another, idle vCPU waits for the
+    /// hypervisor to run that vCPU again (tens of µs), and whether the
+    /// scheduler wakes it there or next to the waker flips from run to
+    /// run: unpinned, one run's p50 came out at 21 µs and the next at
+    /// 75 µs on the same path. On one CPU every round trip still has two
+    /// real wake-ups and context switches, and the rest is the network
+    /// path. Busy-polling: both ends spin, so each gets a CPU of its own.
+    /// The placement alternates by round: the same exchange measured
+    /// 11 µs with the client on one vCPU of this machine and 15 µs with
+    /// it on the other.
+    fn cpus(self, round: usize) -> (usize, usize) {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (x, y) = if cpus < 2 {
+            (0, 0)
+        } else if round.is_multiple_of(2) {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
         match self {
-            Wait::Block => (0, 0),
-            Wait::BusyPoll => {
-                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (0, 1.min(cpus - 1))
-            }
+            Wait::Block => (x, x),
+            Wait::BusyPoll => (x, y),
         }
     }
 }
@@ -549,19 +577,20 @@ fn pin(cpu: usize) -> Result<()> {
         .with_context(|| format!("pinning to CPU {cpu}"))
 }
 
-/// `n` round trips of [`RR_SIZE`] bytes from pod `from` to a server in pod
-/// `to`, after a warm-up; return the sorted round-trip times in µs. Both
+/// `n` round trips of [`RR_SIZE`] bytes from pod `pa` to a server in pod
+/// `pd`, after a warm-up; return the sorted round-trip times in µs. Both
 /// ends run on threads of their own, pinned as [`Wait::cpus`] says.
 fn request_response(
     pl: &PodLab,
-    (from, to): (&str, &str),
     to_addr: Ipv6Addr,
     n: usize,
     wait: Wait,
+    round: usize,
 ) -> Result<Vec<f64>> {
+    let (from, to) = ("pa", "pd");
     let warmup = 100;
     let total = n + warmup;
-    let (client_cpu, server_cpu) = wait.cpus();
+    let (client_cpu, server_cpu) = wait.cpus(round);
     // Bounds every loop below, busy or not.
     let deadline = Instant::now() + Duration::from_secs(60);
     let to_ns = pl.mesh.lab.node(to).netns().to_string();
@@ -634,9 +663,31 @@ fn request_response(
     Ok(sorted(rtt))
 }
 
-/// One whole run: lab, agents, pods, measurements. The lab's `Drop`
-/// removes namespaces, veths, processes and pins whatever happens.
-fn one_run(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<RunResult> {
+/// One lab with its agents and the two measured pods, ready to measure.
+/// The lab's `Drop` removes namespaces, veths, processes and pins
+/// whatever happens.
+struct Side {
+    pl: PodLab,
+    pd: Pod,
+    prefixes: (String, String),
+    add: Vec<f64>,
+    ready: Vec<f64>,
+    redirects0: u64,
+}
+
+impl Side {
+    fn name(&self) -> &'static str {
+        self.pl.kind.name()
+    }
+
+    /// XDP redirects on the transit nodes b and c so far.
+    fn redirects(&self) -> u64 {
+        self.pl.mesh.xdp_redirects("b") + self.pl.mesh.xdp_redirects("c")
+    }
+}
+
+/// Build one side: lab, agents, ADD/DEL cycles, the pods `pa` and `pd`.
+fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
     let topo = Topology::new()
         .node("a")
         .node("b")
@@ -703,61 +754,106 @@ fn one_run(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<RunRes
         .node("pa")
         .wait_ping6(pd.addr, None, Duration::from_secs(20))
         .with_context(|| format!("{}: pod a cannot reach pod d", kind.name()))?;
+    let mut side = Side {
+        pl,
+        pd,
+        prefixes: (a_prefix, d_prefix),
+        add,
+        ready,
+        redirects0: 0,
+    };
+    side.redirects0 = side.redirects();
+    Ok(side)
+}
 
-    let redirects = |m: &Mesh| m.xdp_redirects("b") + m.xdp_redirects("c");
-    let redirects0 = redirects(&pl.mesh);
-    progress(&format!("{}: iperf3 for {} s", kind.name(), args.seconds));
-    let (bps, retr) = iperf(&pl, "pa", "pd", pd.addr, args.seconds)?;
+/// What one side measured over all rounds.
+#[derive(Default)]
+struct Samples {
+    bps: Vec<f64>,
+    retransmits: u64,
+    rtt: Vec<f64>,
+    busy: Vec<f64>,
+    /// p50 of each round's blocking and busy-polling round trips.
+    round_p50: Vec<(f64, f64)>,
+}
+
+/// One round on one side: iperf3, then blocking and busy-polling round
+/// trips with the CPU placement of `round`.
+fn measure(side: &Side, args: &Args, round: usize, out: &mut Samples) -> Result<()> {
+    let (bps, retr) = iperf(&side.pl, "pa", "pd", side.pd.addr, args.seconds)?;
+    let rtt = request_response(&side.pl, side.pd.addr, args.round_trips, Wait::Block, round)?;
+    let busy = request_response(
+        &side.pl,
+        side.pd.addr,
+        args.round_trips,
+        Wait::BusyPoll,
+        round,
+    )?;
+    let (p50, busy_p50) = (percentile(&rtt, 50.0), percentile(&busy, 50.0));
     progress(&format!(
-        "{}: {:.2} Gbit/s, {retr} retransmits; {} round trips",
-        kind.name(),
-        bps / 1e9,
-        args.round_trips
+        "round {round}: {}: {:.2} Gbit/s ({retr} retransmits), RR p50 {p50:.1} µs, busy-poll {busy_p50:.1} µs",
+        side.name(),
+        bps / 1e9
     ));
-    let rtt = request_response(&pl, ("pa", "pd"), pd.addr, args.round_trips, Wait::Block)?;
-    let busy = request_response(&pl, ("pa", "pd"), pd.addr, args.round_trips, Wait::BusyPoll)?;
+    out.bps.push(bps);
+    out.retransmits += retr;
+    out.rtt.extend(rtt);
+    out.busy.extend(busy);
+    out.round_p50.push((p50, busy_p50));
+    Ok(())
+}
 
-    let transit_xdp_redirects = redirects(&pl.mesh).saturating_sub(redirects0);
-    // DEL the pods the way the runtime would; the lab's Drop catches the
-    // rest if this fails.
+/// DEL the pods the way the runtime would and sum up one side.
+fn finish(side: Side, s: Samples) -> RunResult {
+    let transit_xdp_redirects = side.redirects().saturating_sub(side.redirects0);
+    let (pa_ns, pd_ns) = (side.pl.netns_path("pa"), side.pl.netns_path("pd"));
     for (node, cid, ns, prefix) in [
-        ("a", "pod-a", &pa_ns, &a_prefix),
-        ("d", "pod-d", &pd_ns, &d_prefix),
+        ("a", "pod-a", &pa_ns, &side.prefixes.0),
+        ("d", "pod-d", &pd_ns, &side.prefixes.1),
     ] {
-        if let Err(e) = pl.checked(node, "DEL", cid, ns, &pl.conf(node, prefix)) {
+        // The lab's Drop catches whatever a failed DEL leaves.
+        if let Err(e) = side
+            .pl
+            .checked(node, "DEL", cid, ns, &side.pl.conf(node, prefix))
+        {
             progress(&format!("{e:#}"));
         }
     }
+    let (rtt, busy, bps) = (sorted(s.rtt), sorted(s.busy), sorted(s.bps.clone()));
     let r = RunResult {
-        plugin: match kind {
+        plugin: match side.pl.kind {
             Kind::Fast => "meshfwd-cni",
             Kind::Baseline => "ptp+host-local",
         },
-        xdp: kind == Kind::Fast,
-        add_cycles: add.len(),
-        add_p50_ms: percentile(&add, 50.0),
-        add_p99_ms: percentile(&add, 99.0),
-        fast_path_ready_p50_ms: (!ready.is_empty()).then(|| percentile(&ready, 50.0)),
-        throughput_bps: bps,
-        tcp_retransmits: retr,
+        xdp: side.pl.kind == Kind::Fast,
+        add_cycles: side.add.len(),
+        add_p50_ms: percentile(&side.add, 50.0),
+        add_p99_ms: percentile(&side.add, 99.0),
+        fast_path_ready_p50_ms: (!side.ready.is_empty()).then(|| percentile(&side.ready, 50.0)),
+        throughput_bps: percentile(&bps, 50.0),
+        throughput_rounds_bps: s.bps,
+        tcp_retransmits: s.retransmits,
         transit_xdp_redirects,
         rr_round_trips: rtt.len(),
         rr_p50_us: percentile(&rtt, 50.0),
         rr_p99_us: percentile(&rtt, 99.0),
         rr_busy_p50_us: percentile(&busy, 50.0),
         rr_busy_p99_us: percentile(&busy, 99.0),
+        rr_rounds_p50_us: s.round_p50.iter().map(|r| r.0).collect(),
+        rr_busy_rounds_p50_us: s.round_p50.iter().map(|r| r.1).collect(),
     };
     progress(&format!(
-        "{}: ADD p50 {:.1} ms p99 {:.1} ms; RR p50 {:.1} µs p99 {:.1} µs; busy-poll RR p50 {:.1} µs p99 {:.1} µs",
-        kind.name(),
+        "{}: ADD p50 {:.1} ms p99 {:.1} ms; {:.2} Gbit/s; RR p50 {:.1} µs p99 {:.1} µs; busy-poll RR p50 {:.1} µs p99 {:.1} µs",
+        side.name(),
         r.add_p50_ms,
         r.add_p99_ms,
+        r.throughput_bps / 1e9,
         r.rr_p50_us,
         r.rr_p99_us,
         r.rr_busy_p50_us,
         r.rr_busy_p99_us
     ));
-    Ok(r)
+    r
 }
 
 fn run() -> Result<()> {
@@ -770,8 +866,43 @@ fn run() -> Result<()> {
     if !Path::new(REFERENCE_PLUGINS).join("ptp").exists() {
         bail!("{REFERENCE_PLUGINS}/ptp is missing (containernetworking-plugins)");
     }
-    let fast = one_run(Kind::Fast, &args, &meshfwd, &cni)?;
-    let baseline = one_run(Kind::Baseline, &args, &meshfwd, &cni)?;
+    // Both sides stay up and take turns, round by round, in alternating
+    // order and CPU placement: the machine is shared and drifts, and a
+    // ratio of two runs minutes apart measured the drift as much as the
+    // paths.
+    let sides = [
+        build(Kind::Fast, &args, &meshfwd, &cni)?,
+        build(Kind::Baseline, &args, &meshfwd, &cni)?,
+    ];
+    let mut samples = [Samples::default(), Samples::default()];
+    for round in 0..args.rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            measure(&sides[i], &args, round, &mut samples[i])?;
+        }
+    }
+    let [fast_side, baseline_side] = sides;
+    let [fast_samples, baseline_samples] = samples;
+    let rounds_rr: Vec<f64> = fast_samples
+        .round_p50
+        .iter()
+        .zip(&baseline_samples.round_p50)
+        .map(|(f, b)| f.0 / b.0)
+        .collect();
+    let rounds_busy: Vec<f64> = fast_samples
+        .round_p50
+        .iter()
+        .zip(&baseline_samples.round_p50)
+        .map(|(f, b)| f.1 / b.1)
+        .collect();
+    let rounds_tcp: Vec<f64> = fast_samples
+        .bps
+        .iter()
+        .zip(&baseline_samples.bps)
+        .map(|(f, b)| f / b)
+        .collect();
+    let fast = finish(fast_side, fast_samples);
+    let baseline = finish(baseline_side, baseline_samples);
 
     let ratios = Ratios {
         throughput: fast.throughput_bps / baseline.throughput_bps,
@@ -780,6 +911,9 @@ fn run() -> Result<()> {
         rr_busy_p50: fast.rr_busy_p50_us / baseline.rr_busy_p50_us,
         rr_busy_p99: fast.rr_busy_p99_us / baseline.rr_busy_p99_us,
         add_p50: fast.add_p50_ms / baseline.add_p50_ms,
+        throughput_rounds: rounds_tcp,
+        rr_p50_rounds: rounds_rr,
+        rr_busy_p50_rounds: rounds_busy,
     };
     let goals = Goals {
         throughput_ratio_min: 1.2,
@@ -792,6 +926,7 @@ fn run() -> Result<()> {
     let report = Report {
         mesh_hops: 3,
         iperf_seconds: args.seconds,
+        rounds: args.rounds,
         fast,
         baseline,
         ratios,
@@ -860,6 +995,20 @@ fn run() -> Result<()> {
         println!(
             "{:<16} {:>14.1} {:>14.1}",
             "ADD p99 ms", f.add_p99_ms, b.add_p99_ms
+        );
+        let range = |v: &[f64]| {
+            let v = sorted(v.to_vec());
+            format!(
+                "{:.2}-{:.2}",
+                v.first().unwrap_or(&0.0),
+                v.last().unwrap_or(&0.0)
+            )
+        };
+        println!(
+            "per-round ratios: TCP {}, RR p50 {}, RR busy p50 {}",
+            range(&r.throughput_rounds),
+            range(&r.rr_p50_rounds),
+            range(&r.rr_busy_p50_rounds)
         );
         if let Some(ready) = f.fast_path_ready_p50_ms {
             println!("{:<16} {:>14.1}", "TC ready p50 ms", ready);
