@@ -28,6 +28,15 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
         .link("a", "b", Wire::Direct)
         .link("b", "c", Wire::Direct);
     let mut m = Mesh::build("join3", &topo);
+    // Mesh veths as `ip link add` makes them, checksum offload on: the
+    // agents must make them finish checksums or TCP through b's XDP fails.
+    let ends = [("a", "m-b"), ("b", "m-a"), ("b", "m-c"), ("c", "m-b")];
+    for (n, iface) in ends {
+        m.lab
+            .node(n)
+            .run(&["ethtool", "-K", iface, "tx", "on"])
+            .unwrap();
+    }
     m.start_all();
     for n in ["a", "b", "c"] {
         m.wait_agent(n, CONVERGE);
@@ -105,6 +114,13 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
         after >= before + 2 * 256 * 1024 / 1500,
         "b's XDP forwarded the TCP segments both ways ({before} -> {after})"
     );
+    for (n, iface) in ends {
+        let k = m.lab.node(n).run(&["ethtool", "-k", iface]).unwrap();
+        assert!(
+            k.lines().any(|l| l == "tx-checksumming: off"),
+            "{n}/{iface}: the agent turned tx checksum offload off:\n{k}"
+        );
+    }
 
     // The kernel has our routes too, with our protocol id.
     let kroutes = m

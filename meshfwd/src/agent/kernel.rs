@@ -24,6 +24,74 @@ use rtnetlink::{Handle, LinkDummy, LinkUnspec, RouteMessageBuilder};
 
 use super::prefixes::Ipv6Net;
 
+/// Make a veth mesh link finish TCP/UDP checksums when it sends, as a NIC
+/// does on the wire; return whether anything had to change.
+///
+/// A veth with transmit checksum offload on (its default) hands frames to
+/// its peer with the checksum still to be filled in. Once the neighbour's
+/// XDP program redirects such a frame that note is gone and the next
+/// receiver drops it as corrupt: pings cross the mesh while every TCP
+/// connection through a transit node hangs. Turning the offload off is
+/// what `ethtool -K <if> tx off` does (it also turns off TSO, which needs
+/// it); a veth has no hardware, so the stack did the work anyway.
+#[expect(unsafe_code, reason = "the SIOCETHTOOL ioctl has no safe wrapper")]
+pub fn veth_finish_checksums(ifname: &str) -> Result<bool> {
+    use std::os::fd::AsRawFd as _;
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GTXCSUM: u32 = 0x16;
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    /// `struct ethtool_value`.
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    /// `struct ifreq` with the `ifr_data` member of its union.
+    #[repr(C)]
+    struct IfReq {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        data: *mut EthtoolValue,
+        _rest: [u8; 16],
+    }
+    let bytes = ifname.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        anyhow::bail!("{ifname:?} is not an interface name");
+    }
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet6,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("opening a socket for ethtool requests")?;
+    let ethtool = |cmd: u32, data: u32| -> Result<u32> {
+        let mut value = EthtoolValue { cmd, data };
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: &mut value,
+            _rest: [0; 16],
+        };
+        for (d, s) in req.name.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCETHTOOL reads the NUL-terminated name and the
+        // `ethtool_value` that `req.data` points to; both live on this
+        // stack frame for the whole call, and the kernel writes back only
+        // into `value`.
+        let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("ethtool request {cmd:#x} on {ifname}"));
+        }
+        Ok(value.data)
+    };
+    if ethtool(ETHTOOL_GTXCSUM, 0)? == 0 {
+        return Ok(false);
+    }
+    ethtool(ETHTOOL_STXCSUM, 0)?;
+    Ok(true)
+}
+
 /// The routing protocol number on every kernel route of ours.
 pub const ROUTE_PROTOCOL: u8 = crate::fib::RTPROT_KUBERMESH;
 

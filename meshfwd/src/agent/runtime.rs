@@ -438,6 +438,21 @@ impl Agent {
         let flipped = self.dataplane.set_link_alive(link.ifindex, true);
         self.counters.alive_flips += flipped as u64;
         tracing::info!(iface = %link.name, ifindex = link.ifindex, link_local = %link.link_local, mtu = link.mtu, "mesh link up");
+        let is_veth = self
+            .tracker
+            .link(link.ifindex)
+            .is_some_and(|l| l.kind.as_deref() == Some("veth"));
+        if is_veth {
+            match kernel::veth_finish_checksums(&link.name) {
+                Ok(true) => {
+                    tracing::info!(iface = %link.name, "veth mesh link: checksums now finished on send (tx offload off), as XDP forwarding on the neighbour needs")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(iface = %link.name, error = %format!("{e:#}"), "veth mesh link keeps tx checksum offload: TCP through XDP on the neighbour will fail; run `ethtool -K <if> tx off`")
+                }
+            }
+        }
         // OSPF first: loading XDP takes the verifier a moment, and until it
         // is attached the kernel forwards with the same routes.
         let spec = interface_spec(&self.config, &link);
