@@ -93,6 +93,11 @@ struct RunResult {
     /// The same round trips with both ends busy-polling.
     rr_busy_p50_us: f64,
     rr_busy_p99_us: f64,
+    /// Busy-polling p50 from node a to node b (one hop) and to node d
+    /// (three hops), node addresses at both ends.
+    node_rr_busy_p50_us: (f64, f64),
+    /// What one transit crossing adds to a round trip: (a->d - a->b) / 4.
+    transit_crossing_us: f64,
     /// Each round's p50, blocking and busy-polling.
     rr_rounds_p50_us: Vec<f64>,
     rr_busy_rounds_p50_us: Vec<f64>,
@@ -577,17 +582,17 @@ fn pin(cpu: usize) -> Result<()> {
         .with_context(|| format!("pinning to CPU {cpu}"))
 }
 
-/// `n` round trips of [`RR_SIZE`] bytes from pod `pa` to a server in pod
-/// `pd`, after a warm-up; return the sorted round-trip times in µs. Both
+/// `n` round trips of [`RR_SIZE`] bytes from node `from` to a server in
+/// node `to`, after a warm-up; return the sorted round-trip times in µs. Both
 /// ends run on threads of their own, pinned as [`Wait::cpus`] says.
 fn request_response(
     pl: &PodLab,
+    (from, to): (&str, &str),
     to_addr: Ipv6Addr,
     n: usize,
     wait: Wait,
     round: usize,
 ) -> Result<Vec<f64>> {
-    let (from, to) = ("pa", "pd");
     let warmup = 100;
     let total = n + warmup;
     let (client_cpu, server_cpu) = wait.cpus(round);
@@ -775,20 +780,27 @@ struct Samples {
     busy: Vec<f64>,
     /// p50 of each round's blocking and busy-polling round trips.
     round_p50: Vec<(f64, f64)>,
+    /// Busy-polling round trips from node a to node b and to node d.
+    to_b: Vec<f64>,
+    to_d: Vec<f64>,
 }
 
 /// One round on one side: iperf3, then blocking and busy-polling round
 /// trips with the CPU placement of `round`.
 fn measure(side: &Side, args: &Args, round: usize, out: &mut Samples) -> Result<()> {
     let (bps, retr) = iperf(&side.pl, "pa", "pd", side.pd.addr, args.seconds)?;
-    let rtt = request_response(&side.pl, side.pd.addr, args.round_trips, Wait::Block, round)?;
-    let busy = request_response(
-        &side.pl,
-        side.pd.addr,
-        args.round_trips,
-        Wait::BusyPoll,
-        round,
-    )?;
+    let pods = ("pa", "pd");
+    let (addr, n) = (side.pd.addr, args.round_trips);
+    let rtt = request_response(&side.pl, pods, addr, n, Wait::Block, round)?;
+    let busy = request_response(&side.pl, pods, addr, n, Wait::BusyPoll, round)?;
+    // Node a to node b, then to node d: two more transit crossings each
+    // way, four in all, so the difference / 4 is what one crossing costs.
+    let mesh = &side.pl.mesh;
+    let (b, d) = (mesh.node_address("b")?, mesh.node_address("d")?);
+    let to_b = request_response(&side.pl, ("a", "b"), b, n, Wait::BusyPoll, round)?;
+    let to_d = request_response(&side.pl, ("a", "d"), d, n, Wait::BusyPoll, round)?;
+    out.to_b.extend(to_b);
+    out.to_d.extend(to_d);
     let (p50, busy_p50) = (percentile(&rtt, 50.0), percentile(&busy, 50.0));
     progress(&format!(
         "round {round}: {}: {:.2} Gbit/s ({retr} retransmits), RR p50 {p50:.1} µs, busy-poll {busy_p50:.1} µs",
@@ -820,6 +832,8 @@ fn finish(side: Side, s: Samples) -> RunResult {
         }
     }
     let (rtt, busy, bps) = (sorted(s.rtt), sorted(s.busy), sorted(s.bps.clone()));
+    let (to_b, to_d) = (sorted(s.to_b), sorted(s.to_d));
+    let (to_b_p50, to_d_p50) = (percentile(&to_b, 50.0), percentile(&to_d, 50.0));
     let r = RunResult {
         plugin: match side.pl.kind {
             Kind::Fast => "meshfwd-cni",
@@ -839,6 +853,8 @@ fn finish(side: Side, s: Samples) -> RunResult {
         rr_p99_us: percentile(&rtt, 99.0),
         rr_busy_p50_us: percentile(&busy, 50.0),
         rr_busy_p99_us: percentile(&busy, 99.0),
+        node_rr_busy_p50_us: (to_b_p50, to_d_p50),
+        transit_crossing_us: (to_d_p50 - to_b_p50) / 4.0,
         rr_rounds_p50_us: s.round_p50.iter().map(|r| r.0).collect(),
         rr_busy_rounds_p50_us: s.round_p50.iter().map(|r| r.1).collect(),
     };
@@ -995,6 +1011,13 @@ fn run() -> Result<()> {
         println!(
             "{:<16} {:>14.1} {:>14.1}",
             "ADD p99 ms", f.add_p99_ms, b.add_p99_ms
+        );
+        println!(
+            "{:<16} {:>14.2} {:>14.2} {:>8.2}",
+            "transit hop µs",
+            f.transit_crossing_us,
+            b.transit_crossing_us,
+            f.transit_crossing_us / b.transit_crossing_us
         );
         let range = |v: &[f64]| {
             let v = sorted(v.to_vec());
