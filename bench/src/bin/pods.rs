@@ -899,26 +899,9 @@ fn run() -> Result<()> {
     }
     let [fast_side, baseline_side] = sides;
     let [fast_samples, baseline_samples] = samples;
-    let rounds_rr: Vec<f64> = fast_samples
-        .round_p50
-        .iter()
-        .zip(&baseline_samples.round_p50)
-        .map(|(f, b)| f.0 / b.0)
-        .collect();
-    let rounds_busy: Vec<f64> = fast_samples
-        .round_p50
-        .iter()
-        .zip(&baseline_samples.round_p50)
-        .map(|(f, b)| f.1 / b.1)
-        .collect();
-    let rounds_tcp: Vec<f64> = fast_samples
-        .bps
-        .iter()
-        .zip(&baseline_samples.bps)
-        .map(|(f, b)| f / b)
-        .collect();
     let fast = finish(fast_side, fast_samples);
     let baseline = finish(baseline_side, baseline_samples);
+    let per_round = |f: &[f64], b: &[f64]| f.iter().zip(b).map(|(f, b)| f / b).collect();
 
     let ratios = Ratios {
         throughput: fast.throughput_bps / baseline.throughput_bps,
@@ -927,9 +910,9 @@ fn run() -> Result<()> {
         rr_busy_p50: fast.rr_busy_p50_us / baseline.rr_busy_p50_us,
         rr_busy_p99: fast.rr_busy_p99_us / baseline.rr_busy_p99_us,
         add_p50: fast.add_p50_ms / baseline.add_p50_ms,
-        throughput_rounds: rounds_tcp,
-        rr_p50_rounds: rounds_rr,
-        rr_busy_p50_rounds: rounds_busy,
+        throughput_rounds: per_round(&fast.throughput_rounds_bps, &baseline.throughput_rounds_bps),
+        rr_p50_rounds: per_round(&fast.rr_rounds_p50_us, &baseline.rr_rounds_p50_us),
+        rr_busy_p50_rounds: per_round(&fast.rr_busy_rounds_p50_us, &baseline.rr_busy_rounds_p50_us),
     };
     let goals = Goals {
         throughput_ratio_min: 1.2,
