@@ -6,7 +6,7 @@
 //!   pa ~ a --- b --- c --- d ~ pd       (~ a pod veth, --- a mesh link)
 //! ```
 //!
-//! Both runs build the same line of four nodes with real agents on each:
+//! Both sides build the same line of four nodes with real agents on each:
 //! - **fast**: agents with XDP, pods wired by `meshfwd-cni` (TCX on the pod
 //!   veths);
 //! - **baseline**: agents with `--no-xdp` (their routes go to the kernel
@@ -16,19 +16,24 @@
 //! Both labs are built first and stay up; the measurements then take turns
 //! between them for `--rounds` rounds (order and CPU placement alternate),
 //! so a ratio compares the two paths under the same load on this shared
-//! machine. Each side measures the plugin's `ADD` latency (ADD/DEL cycles
-//! on a scratch pod of `a`), TCP throughput `pa -> pd` with iperf3, and the
+//! machine.
+//!
+//! Each side measures the plugin's `ADD` latency (ADD/DEL cycles on a
+//! scratch pod of `a`), TCP throughput `pa -> pd` with iperf3, and the
 //! request/response latency of 64-byte round trips over one TCP connection
 //! with `TCP_NODELAY`, twice: with blocking sockets (each message wakes the
 //! other side's thread, as most servers work) and busy-polling (both ends
 //! spin on non-blocking sockets, which takes thread wake-ups out and leaves
-//! the network path). Blocking ends share one pinned CPU, busy ones get
-//! one each (see `Wait::cpus` for why). Goals: throughput ≥ 1.2× the baseline, RR p50 ≤ 0.7×
-//! the baseline (blocking), ADD p50 ≤ 20 ms.
+//! the network path). Blocking ends share one pinned CPU, busy ones get one
+//! each (see `Wait::cpus` for why). Busy-polling round trips from node `a`
+//! to nodes `b` and `d` give what one transit crossing costs on each path.
+//!
+//! Goals: throughput ≥ 1.2× the baseline, RR p50 ≤ 0.7× the baseline
+//! (blocking), ADD p50 ≤ 20 ms.
 //!
 //! Usage: `pods [--json] [--seconds N] [--cycles N] [--round-trips N]
-//! [--rounds N] [--meshfwd PATH] [--cni PATH]`; progress on stderr, the table (or JSON)
-//! on stdout, JSON also under `bench/results/pods.json`.
+//! [--rounds N] [--meshfwd PATH] [--cni PATH]`; progress on stderr, the
+//! table (or JSON) on stdout, JSON also under `bench/results/pods.json`.
 
 use std::{
     io::{Read as _, Write as _},
@@ -50,6 +55,26 @@ const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 const RR_PORT: u16 = 47_998;
 /// Size of one request and one response.
 const RR_SIZE: usize = 64;
+const HELP: &str = "\
+pods: pod to pod over three mesh hops, meshfwd-cni + XDP against ptp +
+host-local with kernel routing, both labs up and measured in turns
+
+usage: pods [--json] [--seconds N] [--cycles N] [--round-trips N]
+            [--rounds N] [--meshfwd PATH] [--cni PATH]
+
+  --json            print the report as JSON (it is always written to
+                    bench/results/pods.json)
+  --seconds N       iperf3 run per side and round, 1-60 (default 5)
+  --cycles N        ADD/DEL cycles timed per side, 1-1000 (default 20)
+  --round-trips N   request/response round trips per measure and round,
+                    10-1000000 (default 2000)
+  --rounds N        rounds of turns between the two labs, 1-100 (default 4)
+  --meshfwd PATH    the agent binary (default: built next to this one)
+  --cni PATH        the plugin binary (default: built next to this one)
+
+Progress goes to stderr. Needs root, iperf3 and Debian's
+containernetworking-plugins (cargo xtask setup installs them).";
+
 /// Longest a single plugin run may take.
 const PLUGIN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -185,9 +210,7 @@ fn parse_args() -> Result<Args> {
             "--meshfwd" => args.meshfwd = Some(it.next().context("--meshfwd PATH")?.into()),
             "--cni" => args.cni = Some(it.next().context("--cni PATH")?.into()),
             "-h" | "--help" => {
-                println!(
-                    "usage: pods [--json] [--seconds N] [--cycles N] [--round-trips N] [--rounds N] [--meshfwd PATH] [--cni PATH]"
-                );
+                println!("{HELP}");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (try --help)"),
