@@ -196,9 +196,6 @@ fn fnv(b: &[u8]) -> u128 {
     (u128::from(h) << 64) | u128::from(h.rotate_left(17) ^ 0x6b6d)
 }
 
-/// Run `f` with this thread inside a lab namespace, then come back.
-pub use lab::netns::enter as in_netns;
-
 impl Mesh {
     /// Wrap a built lab (no agents yet).
     pub fn new(lab: Lab, bin: PathBuf) -> Self {

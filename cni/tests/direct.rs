@@ -479,16 +479,10 @@ fn with_an_agent_add_marks_the_veth_and_leaves_the_attach_to_it() {
     assert!(err.contains("fast path is not attached"), "{err}");
 
     // Playing the agent: attach, and CHECK passes.
-    let ns = lab::netns::path(node.lab.node(&node.host).netns());
-    let bpffs = node.bpffs.clone();
-    std::thread::scope(|s| {
-        // A thread of its own: setns changes only the calling thread.
-        s.spawn(|| {
-            let f = std::fs::File::open(&ns).unwrap();
-            nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            meshfwd::pods::attach(&bpffs, &veth).unwrap();
-        });
-    });
+    lab::netns::enter(node.lab.node(&node.host).netns(), || {
+        meshfwd::pods::attach(&node.bpffs, &veth)
+    })
+    .unwrap();
     assert_eq!(
         node.verb("CHECK", cid, &netns, "eth0", &check).ok(),
         Value::Null

@@ -12,8 +12,8 @@
 //! Anything either program cannot handle (not IPv6, link-local, multicast,
 //! ND, hop limit <= 1, Hop-by-Hop options, no route, dead or unresolved
 //! next hop, too big (for a GSO skb: one segment too big), headers not in
-//! the linear part) is `TC_ACT_OK`: the
-//! kernel, which holds the same routes, takes it.
+//! the linear part) is `TC_ACT_OK`: the kernel, which holds the same
+//! routes, takes it.
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_REDIRECT},

@@ -30,7 +30,7 @@ use aya::{
     maps::{Array, DevMapHash, PerCpuArray},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
-use lab::{Lab, Topology, Wire, netns::enter as in_netns};
+use lab::{Lab, Topology, Wire, netns};
 use meshfwd::{
     ebpf::{self, BENCH_OBJECT, FibMaps},
     fib::{FibWriter, NextHopKey, Prefix6, RouteTable},
@@ -197,7 +197,7 @@ impl Router {
             Mode::Fastpath => xdp(&mut self.fast, name)?,
             Mode::Kernel | Mode::Ceiling => xdp(&mut self.bench, name)?,
         };
-        let id = in_netns(
+        let id = netns::enter(
             ns,
             || Ok(prog.attach_to_if_index(ingress, XdpMode::Driver)?),
         )?;
@@ -213,7 +213,7 @@ impl Router {
             Mode::Fastpath => xdp(&mut self.fast, mode.program())?,
             Mode::Kernel | Mode::Ceiling => xdp(&mut self.bench, mode.program())?,
         };
-        in_netns(ns, || Ok(prog.detach(id)?))
+        netns::enter(ns, || Ok(prog.detach(id)?))
     }
 }
 
@@ -277,7 +277,7 @@ fn run() -> Result<()> {
         let prog = xdp(&mut sink, "bench_sink")?;
         prog.load()?;
         let names: Vec<String> = sink_links.iter().map(|(_, s)| s.clone()).collect();
-        in_netns(sink_node.netns(), || {
+        netns::enter(sink_node.netns(), || {
             for name in &names {
                 prog.attach_to_if_index(ifindex(name)?, XdpMode::Driver)?;
             }
@@ -314,7 +314,7 @@ fn run() -> Result<()> {
             "permanent",
         ])?;
         let r_mac = mac_of(router_node, r_if)?;
-        let r_idx = in_netns(router_node.netns(), || ifindex(r_if))?;
+        let r_idx = netns::enter(router_node.netns(), || ifindex(r_if))?;
         hops.push(NextHopKey {
             ifindex: r_idx,
             via: ll,
@@ -339,7 +339,7 @@ fn run() -> Result<()> {
     let maps = FibMaps::take(&mut fast)?;
     xdp(&mut fast, ebpf::XDP_PROGRAM)?.load()?;
     let started = Instant::now();
-    let (writer, report) = in_netns(router_node.netns(), || {
+    let (writer, report) = netns::enter(router_node.netns(), || {
         rt.block_on(async {
             let mut w = FibWriter::new(maps).await?;
             let r = w.apply(&table).await?;
@@ -377,14 +377,14 @@ fn run() -> Result<()> {
         let ports = ceil_ports.clone();
         let mut devs: DevMapHash<_> =
             DevMapHash::try_from(bench.map_mut("CEIL_DEVS").context("CEIL_DEVS")?)?;
-        in_netns(router_node.netns(), || {
+        netns::enter(router_node.netns(), || {
             for p in &ports {
                 devs.insert(p.ifindex, p.ifindex, None, 0)?;
             }
             Ok(())
         })?;
     }
-    let router_in_idx = in_netns(router_node.netns(), || ifindex(&router_in))?;
+    let router_in_idx = netns::enter(router_node.netns(), || ifindex(&router_in))?;
     let mut router = Router {
         ingress: router_in_idx,
         bench,
@@ -397,7 +397,7 @@ fn run() -> Result<()> {
     // Generator.
     let mut gen_obj = Ebpf::load(BENCH_OBJECT).context("loading the bench object (gen)")?;
     xdp(&mut gen_obj, "bench_gen")?.load()?;
-    let gen_idx = in_netns(gen_node.netns(), || ifindex(&gen_if))?;
+    let gen_idx = netns::enter(gen_node.netns(), || ifindex(&gen_if))?;
     {
         let mut cfgmap: Array<_, u32> =
             Array::try_from(gen_obj.map_mut("BENCH_CFG").context("BENCH_CFG")?)?;
@@ -434,7 +434,7 @@ fn run() -> Result<()> {
             // Chunks, so a slow mode stays bounded in time.
             let chunk = 250_000u32.min(args.frames);
             let mut sent = 0u32;
-            in_netns(gen_node.netns(), || {
+            netns::enter(gen_node.netns(), || {
                 while sent < args.frames && started.elapsed() < MAX_ROUND_TIME {
                     let n = chunk.min(args.frames - sent);
                     let opts = TestRunOptions {

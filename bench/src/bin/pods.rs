@@ -44,8 +44,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use bench::agents::{CONVERGE, Mesh, in_netns, meshfwd_bin, wait_until};
-use lab::{Lab, Topology, Wire};
+use bench::agents::{CONVERGE, Mesh, meshfwd_bin, wait_until};
+use lab::{Lab, Topology, Wire, netns};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -365,7 +365,7 @@ impl PodLab {
             .stderr(Stdio::piped());
         let start = Instant::now();
         let ns = self.mesh.lab.node(node).netns().to_string();
-        let mut child = in_netns(&ns, || cmd.spawn().context("starting the plugin"))?;
+        let mut child = netns::enter(&ns, || cmd.spawn().context("starting the plugin"))?;
         if let Some(mut i) = child.stdin.take() {
             i.write_all(conf.as_bytes())?;
         }
@@ -482,7 +482,7 @@ fn add_cycles(
         took.push(r.took.as_secs_f64() * 1000.0);
         if pl.kind == Kind::Fast {
             let pod = parse_add(&r.stdout)?;
-            let pin = bpffs.join("links").join(format!("tc-{}", pod.host_veth));
+            let pin = meshfwd::pods::link_pin(&bpffs, &pod.host_veth);
             let by = Instant::now() + Duration::from_secs(2);
             while !pin.exists() {
                 if Instant::now() > by {
@@ -623,7 +623,7 @@ fn request_response(
     let deadline = Instant::now() + Duration::from_secs(60);
     let to_ns = pl.mesh.lab.node(to).netns().to_string();
     let from_ns = pl.mesh.lab.node(from).netns().to_string();
-    let listener = in_netns(&to_ns, || {
+    let listener = netns::enter(&to_ns, || {
         Ok(TcpListener::bind(SocketAddrV6::new(
             to_addr, RR_PORT, 0, 0,
         ))?)
@@ -653,7 +653,7 @@ fn request_response(
     });
     let client = std::thread::spawn(move || -> Result<Vec<f64>> {
         pin(client_cpu)?;
-        let mut c = in_netns(&from_ns, || {
+        let mut c = netns::enter(&from_ns, || {
             Ok(TcpStream::connect_timeout(
                 &SocketAddr::V6(SocketAddrV6::new(to_addr, RR_PORT, 0, 0)),
                 Duration::from_secs(5),

@@ -42,8 +42,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use bench::agents::{CONVERGE, DEAD, HELLO, Mesh, in_netns, meshfwd_bin, wait_until};
-use lab::{Lab, Topology, Wire};
+use bench::agents::{CONVERGE, DEAD, HELLO, Mesh, meshfwd_bin, wait_until};
+use lab::{Lab, Topology, Wire, netns};
 use serde::Serialize;
 
 const PORT: u16 = 47_999;
@@ -174,8 +174,8 @@ fn cut_run(
 ) -> Result<CutResult> {
     let g_ns = m.lab.node("g").netns().to_string();
     let c_ns = m.lab.node("c").netns().to_string();
-    let rx = in_netns(&c_ns, || Ok(UdpSocket::bind("[::]:47999")?))?;
-    let tx = in_netns(&g_ns, || {
+    let rx = netns::enter(&c_ns, || Ok(UdpSocket::bind("[::]:47999")?))?;
+    let tx = netns::enter(&g_ns, || {
         let s = UdpSocket::bind("[::]:0")?;
         s.connect(SocketAddrV6::new(c_addr, PORT, 0, 0))?;
         Ok(s)
@@ -417,7 +417,7 @@ fn run() -> Result<()> {
     // The agent starts at boot; the cable goes in later.
     std::thread::sleep(Duration::from_secs(4));
     let e_ns = m.lab.node("e").netns().to_string();
-    let fd = in_netns(&e_ns, icmp_socket)?;
+    let fd = netns::enter(&e_ns, icmp_socket)?;
     // Building a cable takes the lab a moment; its ends come up last, so
     // the clock starts when it is done.
     m.lab.add_link("e", "b", Wire::Cable)?;
