@@ -16,7 +16,7 @@
 //! routes, takes it.
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_REDIRECT},
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_REDIRECT},
     btf_maps::HashMap,
     helpers::generated::{bpf_redirect, bpf_redirect_peer},
     macros::{btf_map, classifier},
@@ -39,6 +39,8 @@ const ETH_HDR_LEN: usize = 14;
 const ETH_P_IPV6: u16 = 0x86DD;
 const IPV6_HDR_LEN: usize = 40;
 const L4_OFFSET: usize = ETH_HDR_LEN + IPV6_HDR_LEN;
+/// Offset of the hop limit, from the start of the IPv6 header.
+const HOP_LIMIT_OFFSET: usize = 7;
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -199,20 +201,29 @@ fn ports(ctx: &TcContext, ip: &Ipv6) -> u32 {
 }
 
 /// Route the frame one hop: hop limit down by one, new MACs.
+///
+/// Written with `bpf_skb_store_bytes`, never through packet pointers. A
+/// program that writes packet data directly gets a prologue from the
+/// verifier that un-clones every cloned skb over its whole linear part,
+/// and every TCP segment is a clone (TCP keeps the original for
+/// retransmission): a fresh head and a copy of the linear part per
+/// packet. The helper only asks for the bytes it writes, which a TCP clone
+/// already owns (its headers were pushed after the clone), so nothing is
+/// copied.
 #[inline(always)]
 fn rewrite(ctx: &TcContext, hop_limit: u8, dst_mac: &[u8; 6], src_mac: &[u8; 6]) -> Option<()> {
-    let hl = ptr_at(ctx, ETH_HDR_LEN + 7, 1)?;
-    let eth = ptr_at(ctx, 0, 12)?;
     let mut macs = [0u8; 12];
     macs[..6].copy_from_slice(dst_mac);
     macs[6..].copy_from_slice(src_mac);
-    // SAFETY: `ptr_at` proved both ranges lie in the linear data, which TC
-    // programs may write directly.
-    unsafe {
-        *(hl as *mut u8) = hop_limit - 1;
-        (eth as *mut [u8; 12]).write_unaligned(macs);
-    }
-    Some(())
+    // The MACs lie outside what a CHECKSUM_COMPLETE sum covers; the hop
+    // limit lies inside it, so the kernel folds that change into the sum.
+    ctx.store(0, &macs, 0).ok()?;
+    ctx.store(
+        ETH_HDR_LEN + HOP_LIMIT_OFFSET,
+        &(hop_limit - 1),
+        u64::from(BPF_F_RECOMPUTE_CSUM),
+    )
+    .ok()
 }
 
 /// Return a pointer to `len` bytes at `offset` of the linear data, or
