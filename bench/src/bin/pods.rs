@@ -28,6 +28,10 @@
 //! each (see `Wait::cpus` for why). Busy-polling round trips from node `a`
 //! to nodes `b` and `d` give what one transit crossing costs on each path.
 //!
+//! After the rounds, one more blocking pass on the fast side runs with the
+//! kernel timing every eBPF program run: what the programs cost per round
+//! trip, and the RR ratio the fast path would reach if they cost nothing.
+//!
 //! Goals: throughput ≥ 1.2× the baseline, RR p50 ≤ 0.7× the baseline
 //! (blocking), ADD p50 ≤ 20 ms.
 //!
@@ -36,6 +40,7 @@
 //! table (or JSON) on stdout, JSON also under `bench/results/pods.json`.
 
 use std::{
+    collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream},
     path::{Path, PathBuf},
@@ -55,6 +60,8 @@ const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 const RR_PORT: u16 = 47_998;
 /// Size of one request and one response.
 const RR_SIZE: usize = 64;
+/// Round trips before the timed ones, per connection.
+const RR_WARMUP: usize = 100;
 const HELP: &str = "\
 pods: pod to pod over three mesh hops, meshfwd-cni + XDP against ptp +
 host-local with kernel routing, both labs up and measured in turns
@@ -71,6 +78,10 @@ usage: pods [--json] [--seconds N] [--cycles N] [--round-trips N]
   --rounds N        rounds of turns between the two labs, 1-100 (default 4)
   --meshfwd PATH    the agent binary (default: built next to this one)
   --cni PATH        the plugin binary (default: built next to this one)
+
+After the rounds, a blocking pass on the fast side with the kernel's
+BPF run-time stats on reports what each eBPF program costs per round
+trip.
 
 Progress goes to stderr. Needs root, iperf3 and Debian's
 containernetworking-plugins (cargo xtask setup installs them).";
@@ -128,6 +139,33 @@ struct RunResult {
     rr_busy_rounds_p50_us: Vec<f64>,
 }
 
+/// What the fast path's eBPF programs cost inside a blocking round trip,
+/// timed by the kernel (`BPF_ENABLE_STATS`) in a pass of its own after the
+/// rounds. The timestamps add to every run, so the times are upper bounds,
+/// and the pass's own p50 is only shown: the bound below starts from the
+/// p50 measured in turns with the baseline.
+#[derive(Debug, Serialize)]
+struct ProgramCost {
+    /// Blocking round trips pod a -> pod d in the pass, both placements.
+    round_trips: usize,
+    rr_p50_us: f64,
+    programs: Vec<ProgramRuns>,
+    /// All programs' run time per round trip.
+    ebpf_us_per_round_trip: f64,
+    /// (the fast RR p50 - `ebpf_us_per_round_trip`) / the baseline's RR
+    /// p50: the ratio the fast path would reach if its programs took no
+    /// time.
+    rr_p50_ratio_without_ebpf: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct ProgramRuns {
+    name: String,
+    /// Summed over every node's copy of the program.
+    runs_per_round_trip: f64,
+    ns_per_run: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct Ratios {
     /// Fast throughput over baseline throughput.
@@ -166,6 +204,7 @@ struct Report {
     baseline: RunResult,
     ratios: Ratios,
     goals: Goals,
+    fast_ebpf_cost: ProgramCost,
     unix_time: u64,
     command: String,
     /// Load average when the run started: the machine is shared.
@@ -616,8 +655,7 @@ fn request_response(
     wait: Wait,
     round: usize,
 ) -> Result<Vec<f64>> {
-    let warmup = 100;
-    let total = n + warmup;
+    let total = n + RR_WARMUP;
     let (client_cpu, server_cpu) = wait.cpus(round);
     // Bounds every loop below, busy or not.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -672,7 +710,7 @@ fn request_response(
             // A 64-byte write fits any socket buffer: it never would-blocks.
             c.write_all(&buf)?;
             read_full(&mut c, &mut buf, wait, deadline)?;
-            if i >= warmup {
+            if i >= RR_WARMUP {
                 rtt.push(t.elapsed().as_secs_f64() * 1e6);
             }
         }
@@ -895,6 +933,74 @@ fn finish(side: Side, s: Samples) -> RunResult {
     r
 }
 
+/// Run time and run count of every loaded `meshfwd_*` program, summed by
+/// name. Only the fast side's agents load them, and the bench runs alone.
+fn program_runs() -> BTreeMap<String, (Duration, u64)> {
+    let mut runs = BTreeMap::new();
+    // A program unloaded while we walk the list is simply not counted.
+    for info in aya::programs::loaded_programs().flatten() {
+        let Some(name) = info.name_as_str().filter(|n| n.starts_with("meshfwd_")) else {
+            continue;
+        };
+        let e = runs.entry(name.to_string()).or_insert((Duration::ZERO, 0));
+        e.0 += info.run_time();
+        e.1 += info.run_count();
+    }
+    runs
+}
+
+/// Blocking round trips on the fast side with the kernel timing every
+/// program run, in both CPU placements; see [`ProgramCost`].
+fn program_cost(side: &Side, args: &Args, rr_p50: (f64, f64)) -> Result<ProgramCost> {
+    progress("fast: timing the eBPF programs inside the round trips");
+    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .context("enabling BPF run-time stats (BPF_ENABLE_STATS)")?;
+    let before = program_runs();
+    let mut rtt = Vec::new();
+    for round in 0..2 {
+        rtt.extend(request_response(
+            &side.pl,
+            ("pa", "pd"),
+            side.pd.addr,
+            args.round_trips,
+            Wait::Block,
+            round,
+        )?);
+    }
+    let after = program_runs();
+    drop(stats);
+    // The warm-up round trips ran the programs too.
+    let trips = (rtt.len() + 2 * RR_WARMUP) as f64;
+    let mut programs = Vec::new();
+    let mut total = Duration::ZERO;
+    for (name, (time, runs)) in &after {
+        let (time0, runs0) = before.get(name).copied().unwrap_or_default();
+        let (time, runs) = (time.saturating_sub(time0), runs.saturating_sub(runs0));
+        if runs == 0 {
+            continue;
+        }
+        total += time;
+        programs.push(ProgramRuns {
+            name: name.clone(),
+            runs_per_round_trip: runs as f64 / trips,
+            ns_per_run: time.as_nanos() as f64 / runs as f64,
+        });
+    }
+    if programs.is_empty() {
+        bail!("no meshfwd program ran during the timed round trips");
+    }
+    let rtt = sorted(rtt);
+    let rr_p50_us = percentile(&rtt, 50.0);
+    let ebpf_us_per_round_trip = total.as_secs_f64() * 1e6 / trips;
+    Ok(ProgramCost {
+        round_trips: rtt.len(),
+        rr_p50_us,
+        programs,
+        ebpf_us_per_round_trip,
+        rr_p50_ratio_without_ebpf: (rr_p50.0 - ebpf_us_per_round_trip) / rr_p50.1,
+    })
+}
+
 fn run() -> Result<()> {
     let args = parse_args()?;
     let loadavg = std::fs::read_to_string("/proc/loadavg")
@@ -920,6 +1026,9 @@ fn run() -> Result<()> {
             measure(&sides[i], &args, round, &mut samples[i])?;
         }
     }
+    let p50 = |s: &Samples| percentile(&sorted(s.rtt.clone()), 50.0);
+    let rr_p50 = (p50(&samples[0]), p50(&samples[1]));
+    let fast_ebpf_cost = program_cost(&sides[0], &args, rr_p50)?;
     let [fast_side, baseline_side] = sides;
     let [fast_samples, baseline_samples] = samples;
     let fast = finish(fast_side, fast_samples);
@@ -953,6 +1062,7 @@ fn run() -> Result<()> {
         baseline,
         ratios,
         goals,
+        fast_ebpf_cost,
         unix_time: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -1039,6 +1149,17 @@ fn run() -> Result<()> {
             range(&r.rr_p50_rounds),
             range(&r.rr_busy_p50_rounds)
         );
+        let c = &report.fast_ebpf_cost;
+        println!(
+            "eBPF per round trip: {:.2} µs (timed pass, its RR p50 {:.1} µs); RR p50 ratio if it were free: {:.2}",
+            c.ebpf_us_per_round_trip, c.rr_p50_us, c.rr_p50_ratio_without_ebpf
+        );
+        for p in &c.programs {
+            println!(
+                "  {:<16} {:>5.2} runs/round trip {:>7.0} ns/run",
+                p.name, p.runs_per_round_trip, p.ns_per_run
+            );
+        }
         if let Some(ready) = f.fast_path_ready_p50_ms {
             println!("{:<16} {:>14.1}", "TC ready p50 ms", ready);
         }
