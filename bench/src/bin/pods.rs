@@ -146,16 +146,23 @@ struct RunResult {
 /// p50 measured in turns with the baseline.
 #[derive(Debug, Serialize)]
 struct ProgramCost {
+    #[serde(flatten)]
+    timed: TimedPass,
+    /// (the fast RR p50 - `ebpf_us_per_round_trip`) / the baseline's RR
+    /// p50: the ratio the fast path would reach if its programs took no
+    /// time.
+    rr_p50_ratio_without_ebpf: f64,
+}
+
+/// The timed pass itself.
+#[derive(Debug, Serialize)]
+struct TimedPass {
     /// Blocking round trips pod a -> pod d in the pass, both placements.
     round_trips: usize,
     rr_p50_us: f64,
     programs: Vec<ProgramRuns>,
     /// All programs' run time per round trip.
     ebpf_us_per_round_trip: f64,
-    /// (the fast RR p50 - `ebpf_us_per_round_trip`) / the baseline's RR
-    /// p50: the ratio the fast path would reach if its programs took no
-    /// time.
-    rr_p50_ratio_without_ebpf: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -951,13 +958,14 @@ fn program_runs() -> BTreeMap<String, (Duration, u64)> {
 
 /// Blocking round trips on the fast side with the kernel timing every
 /// program run, in both CPU placements; see [`ProgramCost`].
-fn program_cost(side: &Side, args: &Args, rr_p50: (f64, f64)) -> Result<ProgramCost> {
+fn time_programs(side: &Side, args: &Args) -> Result<TimedPass> {
     progress("fast: timing the eBPF programs inside the round trips");
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("enabling BPF run-time stats (BPF_ENABLE_STATS)")?;
     let before = program_runs();
+    let placements = 0..2;
     let mut rtt = Vec::new();
-    for round in 0..2 {
+    for round in placements.clone() {
         rtt.extend(request_response(
             &side.pl,
             ("pa", "pd"),
@@ -970,7 +978,7 @@ fn program_cost(side: &Side, args: &Args, rr_p50: (f64, f64)) -> Result<ProgramC
     let after = program_runs();
     drop(stats);
     // The warm-up round trips ran the programs too.
-    let trips = (rtt.len() + 2 * RR_WARMUP) as f64;
+    let trips = (rtt.len() + placements.len() * RR_WARMUP) as f64;
     let mut programs = Vec::new();
     let mut total = Duration::ZERO;
     for (name, (time, runs)) in &after {
@@ -990,14 +998,11 @@ fn program_cost(side: &Side, args: &Args, rr_p50: (f64, f64)) -> Result<ProgramC
         bail!("no meshfwd program ran during the timed round trips");
     }
     let rtt = sorted(rtt);
-    let rr_p50_us = percentile(&rtt, 50.0);
-    let ebpf_us_per_round_trip = total.as_secs_f64() * 1e6 / trips;
-    Ok(ProgramCost {
+    Ok(TimedPass {
         round_trips: rtt.len(),
-        rr_p50_us,
+        rr_p50_us: percentile(&rtt, 50.0),
         programs,
-        ebpf_us_per_round_trip,
-        rr_p50_ratio_without_ebpf: (rr_p50.0 - ebpf_us_per_round_trip) / rr_p50.1,
+        ebpf_us_per_round_trip: total.as_secs_f64() * 1e6 / trips,
     })
 }
 
@@ -1026,14 +1031,18 @@ fn run() -> Result<()> {
             measure(&sides[i], &args, round, &mut samples[i])?;
         }
     }
-    let p50 = |s: &Samples| percentile(&sorted(s.rtt.clone()), 50.0);
-    let rr_p50 = (p50(&samples[0]), p50(&samples[1]));
-    let fast_ebpf_cost = program_cost(&sides[0], &args, rr_p50)?;
+    // Timed while the pods still exist; `finish` deletes them.
+    let timed = time_programs(&sides[0], &args)?;
     let [fast_side, baseline_side] = sides;
     let [fast_samples, baseline_samples] = samples;
     let fast = finish(fast_side, fast_samples);
     let baseline = finish(baseline_side, baseline_samples);
     let per_round = |f: &[f64], b: &[f64]| f.iter().zip(b).map(|(f, b)| f / b).collect();
+    let fast_ebpf_cost = ProgramCost {
+        rr_p50_ratio_without_ebpf: (fast.rr_p50_us - timed.ebpf_us_per_round_trip)
+            / baseline.rr_p50_us,
+        timed,
+    };
 
     let ratios = Ratios {
         throughput: fast.throughput_bps / baseline.throughput_bps,
@@ -1152,9 +1161,9 @@ fn run() -> Result<()> {
         let c = &report.fast_ebpf_cost;
         println!(
             "eBPF per round trip: {:.2} µs (timed pass, its RR p50 {:.1} µs); RR p50 ratio if it were free: {:.2}",
-            c.ebpf_us_per_round_trip, c.rr_p50_us, c.rr_p50_ratio_without_ebpf
+            c.timed.ebpf_us_per_round_trip, c.timed.rr_p50_us, c.rr_p50_ratio_without_ebpf
         );
-        for p in &c.programs {
+        for p in &c.timed.programs {
             println!(
                 "  {:<16} {:>5.2} runs/round trip {:>7.0} ns/run",
                 p.name, p.runs_per_round_trip, p.ns_per_run
