@@ -2,6 +2,11 @@
 
 pub mod agents;
 
+/// The forwarding benchmark's XDP helpers (`bench/ebpf`, built by
+/// `build.rs`): load generator, sink, pass-all and the MAC-rewrite ceiling.
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-ebpf"));
+
 /// Where harnesses write their results: `$KUBERMESH_RESULTS_DIR` (set by
 /// `cargo xtask bench` to the checkout's `bench/results`), else the
 /// `bench/results` of the checkout this binary was built from. The

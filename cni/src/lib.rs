@@ -2,12 +2,12 @@
 //! same code the binary runs.
 //!
 //! Data flow of one invocation: [`spec`] turns environment and stdin into
-//! typed input; [`verbs`] acts on the node through [`ipam`] (addresses, on
-//! disk), [`wiring`] (veth, addresses and routes via [`netlink`]),
-//! [`endpoint`] (the pinned map the TC fast path reads) and [`fastpath`]
-//! (the TC programs); [`run`] prints the result or the error.
+//! typed input; [`verbs`] acts on the node through [`node`] (what the agent
+//! published), [`ipam`] (addresses, on disk), [`wiring`] (veth, addresses
+//! and routes via [`netlink`]), and the `dataplane` crate (the pinned
+//! endpoint map the TC fast path reads, and through [`fastpath`] the TC
+//! programs); [`run`] prints the result or the error.
 
-pub mod endpoint;
 pub mod fastpath;
 pub mod ipam;
 pub mod netlink;

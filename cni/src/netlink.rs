@@ -24,6 +24,9 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
+use dataplane::netlink::Address6;
+pub use dataplane::netlink::{Link, Route6};
+
 /// The main routing table.
 const RT_TABLE_MAIN: u8 = 254;
 /// `proto` of the routes meshfwd-cni installs, so `ip -6 route` shows who
@@ -59,27 +62,6 @@ impl std::fmt::Display for NlError {
 impl std::error::Error for NlError {}
 
 type NlResult<T> = Result<T, NlError>;
-
-/// What the wiring needs to know about a link.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Link {
-    pub index: u32,
-    pub name: String,
-    pub mac: Option<[u8; 6]>,
-    pub mtu: Option<u32>,
-    pub up: bool,
-    /// `kind` from the link info (`veth`, ...), if any.
-    pub kind: Option<String>,
-}
-
-/// An IPv6 route as CHECK compares it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route6 {
-    pub dst: Ipv6Addr,
-    pub len: u8,
-    pub gw: Option<Ipv6Addr>,
-    pub oif: Option<u32>,
-}
 
 /// One end of a veth pair to create.
 #[derive(Clone, Debug)]
@@ -197,7 +179,7 @@ impl Netlink {
     ) -> NlResult<Option<Link>> {
         match self.request(what, RouteNetlinkMessage::GetLink(msg), NLM_F_ACK) {
             Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                RouteNetlinkMessage::NewLink(l) => Link::from_message(&l),
                 _ => None,
             })),
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
@@ -215,7 +197,7 @@ impl Netlink {
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                RouteNetlinkMessage::NewLink(l) => Link::from_message(&l),
                 _ => None,
             })
             .collect())
@@ -333,16 +315,11 @@ impl Netlink {
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
-                    a.attributes.iter().find_map(|attr| match attr {
-                        AddressAttribute::Address(std::net::IpAddr::V6(v6)) => {
-                            Some((*v6, a.header.prefix_len))
-                        }
-                        _ => None,
-                    })
-                }
+                RouteNetlinkMessage::NewAddress(a) => Address6::from_message(&a),
                 _ => None,
             })
+            .filter(|a| a.ifindex == index)
+            .map(|a| (a.addr, a.prefix_len))
             .collect())
     }
 
@@ -390,26 +367,10 @@ impl Netlink {
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) if r.header.table == RT_TABLE_MAIN => {
-                    let mut dst = Ipv6Addr::UNSPECIFIED;
-                    let (mut gw, mut oif) = (None, None);
-                    for attr in &r.attributes {
-                        match attr {
-                            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = *a,
-                            RouteAttribute::Gateway(RouteAddress::Inet6(a)) => gw = Some(*a),
-                            RouteAttribute::Oif(i) => oif = Some(*i),
-                            _ => {}
-                        }
-                    }
-                    Some(Route6 {
-                        dst,
-                        len: r.header.destination_prefix_length,
-                        gw,
-                        oif,
-                    })
-                }
+                RouteNetlinkMessage::NewRoute(r) => Route6::from_message(&r),
                 _ => None,
             })
+            .filter(|r| r.table == u32::from(RT_TABLE_MAIN))
             .collect())
     }
 
@@ -430,35 +391,4 @@ impl Netlink {
         )
         .map(drop)
     }
-}
-
-fn link_of(l: &LinkMessage) -> Link {
-    let mut link = Link {
-        index: l.header.index,
-        name: String::new(),
-        mac: None,
-        mtu: None,
-        up: l.header.flags.contains(LinkFlags::Up),
-        kind: None,
-    };
-    for attr in &l.attributes {
-        match attr {
-            LinkAttribute::IfName(n) => link.name = n.clone(),
-            LinkAttribute::Address(a) if a.len() == 6 => {
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(a);
-                link.mac = Some(mac);
-            }
-            LinkAttribute::Mtu(m) => link.mtu = Some(*m),
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    if let LinkInfo::Kind(k) = info {
-                        link.kind = Some(k.to_string());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    link
 }

@@ -13,12 +13,12 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
 
+use dataplane::maps::Endpoints;
 use meshfwd_common::endpoint::Endpoint;
 
-use crate::endpoint::Endpoints;
 use crate::fastpath;
 use crate::ipam::{self, Allocation, Store};
-use crate::node::NodeState;
+use crate::node::{self, PodAttach};
 use crate::spec::result::{Interface, IpConfig, Route};
 use crate::spec::{CniResult, Code, Env, Error, NetConf, Result};
 use crate::wiring::{self, GATEWAY, Plan};
@@ -44,7 +44,8 @@ fn requested_addr(conf: &NetConf) -> Result<Option<Ipv6Addr>> {
 
 /// ADD: wire a pod and return its result (merged into `prevResult`).
 pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
-    let node = NodeState::read(&conf.state_file)?;
+    let node = node::read(&conf.state_file)?;
+    let agent_attaches = node.pod_attach == PodAttach::Agent;
     let netns_path = env
         .netns
         .clone()
@@ -70,7 +71,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
         pod_uid: env.args.k8s_pod_uid.clone(),
     };
     let store = Store::open(&conf.data_dir, &conf.name)?;
-    let reserved: Vec<Ipv6Addr> = node.node_address.into_iter().collect();
+    let reserved = [node.node_address];
     let release = |store: &Store, addr: Option<Ipv6Addr>| {
         if let (Some(addr), Ok(l)) = (addr, store.lock()) {
             let _ = l.release(addr);
@@ -92,7 +93,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
     let (wired, attached) = std::thread::scope(|s| {
         let mut attaching = None;
         let wired = wiring::wire(&mut host, &mut pod, &plan, |host_name| {
-            if conf.fast_path && !node.agent_attaches_pods {
+            if conf.fast_path && !agent_attaches {
                 let (bpffs, name) = (&node.bpffs, host_name.to_owned());
                 attaching = Some(s.spawn(move || fastpath::attach(bpffs, &name)));
             }
@@ -152,13 +153,13 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
         interfaces: vec![
             Interface {
                 name: wired.host_name.clone(),
-                mac: wiring::mac_string(&wired.host_mac),
+                mac: dataplane::netlink::Mac(wired.host_mac).to_string(),
                 mtu: Some(wired.mtu),
                 ..Default::default()
             },
             Interface {
                 name: env.ifname.clone(),
-                mac: wiring::mac_string(&wired.pod_mac),
+                mac: dataplane::netlink::Mac(wired.pod_mac).to_string(),
                 mtu: Some(wired.mtu),
                 sandbox: netns_path.display().to_string(),
                 ..Default::default()
@@ -189,7 +190,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
 /// Return the bpffs directory: the node's if the state file is readable,
 /// else the default (DEL and GC must work after the agent is gone).
 fn bpffs_of(conf: &NetConf) -> PathBuf {
-    NodeState::read(&conf.state_file)
+    node::read(&conf.state_file)
         .map(|n| n.bpffs)
         .unwrap_or_else(|_| PathBuf::from(meshfwd_common::pin::DEFAULT_DIR))
 }
@@ -245,7 +246,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
             "CHECK needs prevResult (the result of ADD) in the configuration",
         )
     })?;
-    let node = NodeState::read(&conf.state_file)?;
+    let node = node::read(&conf.state_file)?;
     let netns_path = env
         .netns
         .clone()
@@ -286,11 +287,11 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
             ))
         })?;
         match eps.get(addr) {
-            Some(ep) if ep.ifindex == host_link.index => {}
+            Some(ep) if ep.ifindex == host_link.ifindex => {}
             Some(ep) => {
                 return Err(fail(format!(
                     "endpoint {addr} points at ifindex {}, not {} ({})",
-                    ep.ifindex, host_link.index, host_link.name
+                    ep.ifindex, host_link.ifindex, host_link.name
                 )));
             }
             None => {
@@ -301,7 +302,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
         }
         // The agent attaches a few milliseconds after ADD: give it a moment
         // before calling a missing link a failure.
-        let patience = if node.agent_attaches_pods {
+        let patience = if node.pod_attach == PodAttach::Agent {
             std::time::Duration::from_secs(2)
         } else {
             std::time::Duration::ZERO
@@ -355,12 +356,12 @@ pub fn gc(conf: &NetConf) -> Result<()> {
     }
     // Endpoint entries in our prefix with no allocation behind them (a
     // store wiped by hand, a crash between steps) point at nothing.
-    if let Ok(node) = NodeState::read(&conf.state_file)
+    if let Ok(node) = node::read(&conf.state_file)
         && let Some(mut eps) = Endpoints::open(&bpffs)?
     {
         let held = locked.used()?;
         for a in eps.addrs() {
-            if node.pod_prefix.contains(a) && !held.contains(&a) {
+            if node.pod_prefix.contains(&a) && !held.contains(&a) {
                 eps.remove(a)?;
             }
         }
@@ -370,7 +371,7 @@ pub fn gc(conf: &NetConf) -> Result<()> {
 
 /// STATUS: can the plugin set up new pods right now?
 pub fn status(conf: &NetConf) -> Result<()> {
-    let node = NodeState::read(&conf.state_file).map_err(|e| {
+    let node = node::read(&conf.state_file).map_err(|e| {
         Error::new(
             Code::NotAvailable,
             format!("plugin not available: {}", e.msg),
@@ -383,7 +384,7 @@ pub fn status(conf: &NetConf) -> Result<()> {
     let held = store.lock()?.used()?;
     let outside: Vec<_> = held
         .iter()
-        .filter(|a| !node.pod_prefix.contains(**a))
+        .filter(|a| !node.pod_prefix.contains(*a))
         .collect();
     if !outside.is_empty() {
         return Err(Error::new(

@@ -22,22 +22,20 @@ use std::path::Path;
 
 use nix::sched::{CloneFlags, setns};
 
+use meshfwd_common::hash;
+
 use crate::netlink::{Link, Netlink, NlError, VethEnd};
 use crate::spec::{Code, Error, Result};
 
 /// The pods' gateway: the same link-local address on every host veth.
 pub const GATEWAY: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// Prefix of host veth names (`km` + 12 hex digits).
-pub use meshfwd::pods::HOST_VETH_PREFIX;
+pub use dataplane::tc::HOST_VETH_PREFIX;
 
-/// Return FNV-1a 64 of the attachment: stable across releases and hosts.
+/// Return the stable hash of an attachment: the same across releases and
+/// hosts, so DEL and GC find what ADD made from the names alone.
 fn attachment_hash(container_id: &str, ifname: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in container_id.bytes().chain([0]).chain(ifname.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    hash::fnv1a(&[container_id.as_bytes(), &[0], ifname.as_bytes()])
 }
 
 /// Return the host-side veth name of an attachment.
@@ -55,14 +53,6 @@ pub fn macs(container_id: &str, ifname: &str) -> ([u8; 6], [u8; 6]) {
     let host = [0x02, h[1], h[2], h[3], h[4], h[5]];
     let pod = [0x0a, h[1], h[2], h[3], h[4], h[5]];
     (host, pod)
-}
-
-/// Format a MAC the way results and `ip link` write it.
-pub fn mac_string(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// Open a network namespace path. A path that does not exist means the
@@ -269,33 +259,33 @@ fn configure(
         )
         .details(e)
     })?;
-    pod.add_addr6(pod_link.index, addr, 128).map_err(nl_err)?;
-    pod.set_up(pod_link.index).map_err(nl_err)?;
-    pod.add_neigh6(pod_link.index, GATEWAY, host_mac)
+    pod.add_addr6(pod_link.ifindex, addr, 128).map_err(nl_err)?;
+    pod.set_up(pod_link.ifindex).map_err(nl_err)?;
+    pod.add_neigh6(pod_link.ifindex, GATEWAY, host_mac)
         .map_err(nl_err)?;
-    pod.add_route6(Ipv6Addr::UNSPECIFIED, 0, Some(GATEWAY), pod_link.index)
+    pod.add_route6(Ipv6Addr::UNSPECIFIED, 0, Some(GATEWAY), pod_link.ifindex)
         .map_err(nl_err)?;
 
     // Host end: no DAD, the gateway address, up, the pod's MAC, the /128.
     ipv6_conf(host_name, "accept_dad", "0")
         .map_err(|e| Error::new(Code::Io, format!("disabling DAD on {host_name}")).details(e))?;
     enable_forwarding().map_err(|e| Error::new(Code::Io, "enabling IPv6 forwarding").details(e))?;
-    host.add_addr6(host_link.index, GATEWAY, 64)
+    host.add_addr6(host_link.ifindex, GATEWAY, 64)
         .map_err(nl_err)?;
-    host.set_up(host_link.index).map_err(nl_err)?;
-    host.add_neigh6(host_link.index, addr, pod_mac)
+    host.set_up(host_link.ifindex).map_err(nl_err)?;
+    host.add_neigh6(host_link.ifindex, addr, pod_mac)
         .map_err(nl_err)?;
-    host.add_route6(addr, 128, None, host_link.index)
+    host.add_route6(addr, 128, None, host_link.ifindex)
         .map_err(nl_err)?;
     // Last: the mark that tells the agent this veth is finished (announced
     // to it because the link is up by now).
-    host.set_alias(host_link.index, meshfwd::pods::POD_VETH_ALIAS)
+    host.set_alias(host_link.ifindex, dataplane::tc::POD_VETH_ALIAS)
         .map_err(nl_err)?;
 
     Ok(Wired {
         addr,
         host_name: host_name.to_owned(),
-        host_index: host_link.index,
+        host_index: host_link.ifindex,
         host_mac,
         pod_mac,
         mtu: plan.mtu,
@@ -324,27 +314,26 @@ pub fn check(
         .link_by_name(&host_name)
         .map_err(nl_err)?
         .ok_or_else(|| fail(format!("host veth {host_name} is missing")))?;
-    if !host_link.up {
+    if !host_link.admin_up {
         return Err(fail(format!("host veth {host_name} is down")));
     }
     let pod_link = pod
         .link_by_name(ifname)
         .map_err(nl_err)?
         .ok_or_else(|| fail(format!("interface {ifname} is missing in the pod")))?;
-    if !pod_link.up {
+    if !pod_link.admin_up {
         return Err(fail(format!("interface {ifname} is down in the pod")));
     }
-    let addrs = pod.addrs6(pod_link.index).map_err(nl_err)?;
+    let addrs = pod.addrs6(pod_link.ifindex).map_err(nl_err)?;
     if !addrs.contains(&(addr, 128)) {
         return Err(fail(format!(
             "{ifname} in the pod lacks {addr}/128 (has {addrs:?})"
         )));
     }
     let routes = pod.routes6().map_err(nl_err)?;
-    if !routes
-        .iter()
-        .any(|r| r.len == 0 && r.gw == Some(GATEWAY) && r.oif == Some(pod_link.index))
-    {
+    if !routes.iter().any(|r| {
+        r.dst.prefix_len() == 0 && r.gateway == Some(GATEWAY) && r.oif == Some(pod_link.ifindex)
+    }) {
         return Err(fail(format!(
             "the pod has no default route via {GATEWAY} dev {ifname}"
         )));
@@ -352,7 +341,7 @@ pub fn check(
     let host_routes = host.routes6().map_err(nl_err)?;
     if !host_routes
         .iter()
-        .any(|r| r.dst == addr && r.len == 128 && r.oif == Some(host_link.index))
+        .any(|r| r.dst == ipnet::Ipv6Net::from(addr) && r.oif == Some(host_link.ifindex))
     {
         return Err(fail(format!(
             "the host has no route {addr}/128 dev {host_name}"
@@ -363,18 +352,20 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
+    use dataplane::netlink::Mac;
+
     use super::*;
 
     #[test]
     fn names_and_macs_are_stable() {
+        // Pinned: DEL and GC after an upgrade recompute these names.
         let n = host_veth_name("abc", "eth0");
-        assert_eq!(n.len(), 14);
-        assert!(n.starts_with("km"));
+        assert_eq!(n, "km4ae81be81b20");
         assert_eq!(n, host_veth_name("abc", "eth0"));
         assert_ne!(n, host_veth_name("abc", "eth1"));
         assert_ne!(host_veth_name("ab", "ceth0"), host_veth_name("abc", "eth0"));
         let (h, p) = macs("abc", "eth0");
         assert_eq!((h[0], p[0]), (0x02, 0x0a));
-        assert_eq!(mac_string(&h).len(), 17);
+        assert_eq!(Mac(h).to_string(), "02:0c:4a:e8:1b:e8");
     }
 }

@@ -480,7 +480,7 @@ fn allocations(data_dir: &Path) -> Vec<String> {
 }
 
 fn endpoints(bpffs: &Path) -> usize {
-    cni::endpoint::Endpoints::open(bpffs)
+    dataplane::maps::Endpoints::open(bpffs)
         .unwrap()
         .map_or(0, |m| m.addrs().len())
 }
@@ -503,15 +503,19 @@ fn containerd_pods_across_two_nodes() {
 
     // Node state files, and kernel routes for each other's pod prefix via
     // the link-local next hop (the agent's job once it exists).
-    let prefixes = [("a", "fd42:a::/64"), ("b", "fd42:b::/64")];
+    let prefixes = [
+        ("a", "fd42:a::/64", "fd42:a::1"),
+        ("b", "fd42:b::/64", "fd42:b::1"),
+    ];
     let mut nodes = Vec::new();
-    for (name, prefix) in prefixes {
+    for (name, prefix, node_address) in prefixes {
         let state = lab.work_dir().join(format!("{name}-node.json"));
         let bpffs = lab.node(name).bpffs_dir();
         std::fs::write(
             &state,
-            json!({"router_id": "10.0.0.1", "pod_prefix": prefix, "mtu": 1500, "bpffs": bpffs})
-                .to_string(),
+            json!({"router_id": "10.0.0.1", "pod_prefix": prefix, "node_address": node_address,
+                "mtu": 1500, "bpffs": bpffs})
+            .to_string(),
         )
         .unwrap();
         nodes.push((

@@ -4,8 +4,9 @@
 
 mod common;
 
-use cni::wiring::{host_veth_name, mac_string, macs};
+use cni::wiring::{host_veth_name, macs};
 use common::Node;
+use dataplane::netlink::Mac;
 use serde_json::{Value, json};
 
 const PREFIX: &str = "fd42:1:2:3::/64";
@@ -14,8 +15,9 @@ const PREFIX: &str = "fd42:1:2:3::/64";
 fn expected_result(version: &str, cid: &str, netns: &str, addr: &str) -> Value {
     let (host_mac, pod_mac) = macs(cid, "eth0");
     let mut ip = json!({"address": format!("{addr}/128"), "gateway": "fe80::1", "interface": 1});
-    let mut host_if = json!({"name": host_veth_name(cid, "eth0"), "mac": mac_string(&host_mac)});
-    let mut pod_if = json!({"name": "eth0", "mac": mac_string(&pod_mac), "sandbox": netns});
+    let mut host_if =
+        json!({"name": host_veth_name(cid, "eth0"), "mac": Mac(host_mac).to_string()});
+    let mut pod_if = json!({"name": "eth0", "mac": Mac(pod_mac).to_string(), "sandbox": netns});
     if version == "0.4.0" {
         ip["version"] = json!("6");
     }
@@ -79,7 +81,7 @@ fn add_check_del_every_version() {
             record,
             json!({"containerID": cid, "ifname": "eth0", "podName": "web-0", "podNamespace": "default"})
         );
-        let ep = cni::endpoint::Endpoints::open(&node.bpffs)
+        let ep = dataplane::maps::Endpoints::open(&node.bpffs)
             .unwrap()
             .unwrap()
             .get(addr.parse().unwrap());
@@ -469,7 +471,7 @@ fn with_an_agent_add_marks_the_veth_and_leaves_the_attach_to_it() {
         .run(&["ip", "link", "show", &veth])
         .unwrap();
     assert!(
-        shown.contains(&format!("alias {}", meshfwd::pods::POD_VETH_ALIAS)),
+        shown.contains(&format!("alias {}", dataplane::tc::POD_VETH_ALIAS)),
         "the finished veth is marked for the agent: {shown}"
     );
 
@@ -480,7 +482,7 @@ fn with_an_agent_add_marks_the_veth_and_leaves_the_attach_to_it() {
 
     // Playing the agent: attach, and CHECK passes.
     lab::netns::enter(node.lab.node(&node.host).netns(), || {
-        meshfwd::pods::attach(&node.bpffs, &veth)
+        Ok(dataplane::tc::attach(&node.bpffs, &veth)?)
     })
     .unwrap();
     assert_eq!(

@@ -1,13 +1,16 @@
-//! Map layouts shared by the eBPF programs (`meshfwd-ebpf`) and user space
-//! (`meshfwd`, `cni`).
+//! What the eBPF programs (`meshfwd-ebpf`) and user space (`dataplane`,
+//! `meshfwd`, `cni`) must agree on: map layouts and pin names, and the pure
+//! functions both sides run (packet classification, flow hash, the stable
+//! hash names are derived from).
 //!
-//! Everything here is `#[repr(C)]` with explicit padding and no `bool`, so
-//! the kernel, the verifier and both sides of the map agree byte for byte.
-#![no_std]
+//! Map values are `#[repr(C)]` with explicit padding and no `bool`, so the
+//! kernel, the verifier and both sides of the map agree byte for byte.
+#![cfg_attr(not(test), no_std)]
 
-pub mod bench;
 pub mod endpoint;
 pub mod fib;
+pub mod hash;
+pub mod packet;
 
 /// Names under which the maps are pinned, below the agent's bpffs directory.
 pub mod pin {
@@ -36,8 +39,9 @@ pub mod pin {
     pub const FIB6_TABLE_ROOT: &str = "FIB6_TABLE_ROOT";
     /// Each region's shortcut (array of two [`crate::fib::table::Head`]).
     pub const FIB6_TABLE_HEAD: &str = "FIB6_TABLE_HEAD";
-    /// Every map the forwarding program pins, in creation order.
-    pub const FORWARDING_MAPS: [&str; 11] = [
+    /// Every map of the object (the forwarding maps and the endpoints),
+    /// pinned by every process that loads it.
+    pub const ALL: [&str; 12] = [
         STATS,
         FIB_V6,
         FIB_V4,
@@ -49,6 +53,7 @@ pub mod pin {
         FIB6_TABLE,
         FIB6_TABLE_ROOT,
         FIB6_TABLE_HEAD,
+        crate::endpoint::PIN,
     ];
 }
 

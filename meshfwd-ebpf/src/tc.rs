@@ -9,11 +9,11 @@
 //!   traffic for this node's own prefix): a destination in `ENDPOINTS` is
 //!   delivered into the pod with `bpf_redirect_peer`.
 //!
-//! Anything either program cannot handle (not IPv6, link-local, multicast,
-//! ND, hop limit <= 1, Hop-by-Hop options, no route, dead or unresolved
-//! next hop, too big (for a GSO skb: one segment too big), headers not in
-//! the linear part) is `TC_ACT_OK`: the kernel, which holds the same
-//! routes, takes it.
+//! Anything either program cannot handle is `TC_ACT_OK`: the kernel, which
+//! holds the same routes, takes it. That is every frame the shared
+//! classification (`meshfwd_common::packet`, the same rules as XDP) sends
+//! to the kernel, and no route, a dead or unresolved next hop, too big (for
+//! a GSO skb: one segment too big), or headers not in the linear part.
 
 use aya_ebpf::{
     bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_REDIRECT},
@@ -25,6 +25,9 @@ use aya_ebpf::{
 use meshfwd_common::{
     endpoint::{ENDPOINT_MAX_ENTRIES, Endpoint, EndpointKey},
     fib,
+    packet::{
+        self, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, Ipv6Header, L4_OFFSET, proto,
+    },
 };
 
 use crate::xdp::{NH_GROUPS, lookup_route, pick_member};
@@ -34,27 +37,6 @@ use crate::xdp::{NH_GROUPS, lookup_route, pick_member};
 #[btf_map]
 static ENDPOINTS: HashMap<EndpointKey, Endpoint, { ENDPOINT_MAX_ENTRIES as usize }> =
     HashMap::new();
-
-const ETH_HDR_LEN: usize = 14;
-const ETH_P_IPV6: u16 = 0x86DD;
-const IPV6_HDR_LEN: usize = 40;
-const L4_OFFSET: usize = ETH_HDR_LEN + IPV6_HDR_LEN;
-/// Offset of the hop limit, from the start of the IPv6 header.
-const HOP_LIMIT_OFFSET: usize = 7;
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMPV6: u8 = 58;
-
-/// The fixed IPv6 header fields the fast path decides on.
-struct Ipv6 {
-    vtc_flow: u32,
-    payload_len: usize,
-    next_header: u8,
-    hop_limit: u8,
-    src: [u8; 16],
-    dst: [u8; 16],
-}
 
 #[classifier]
 pub fn meshfwd_tc_pod(ctx: TcContext) -> i32 {
@@ -74,13 +56,18 @@ fn try_pod(ctx: &TcContext) -> Option<i32> {
         return Some(verdict);
     }
     // The same lookup and flow hash as transit traffic.
-    let (src, dst) = (fib::addr_words(&ip.src), fib::addr_words(&ip.dst));
-    let entry = lookup_route(&dst);
+    let entry = lookup_route(&ip.dst);
     if entry.kind != fib::kind::FORWARD {
         return None;
     }
     let group = NH_GROUPS.get(entry.group)?;
-    let h = fib::flow_hash(&src, &dst, ip.vtc_flow, ip.next_header, ports(ctx, &ip));
+    let h = fib::flow_hash(
+        &ip.src,
+        &ip.dst,
+        ip.vtc_flow,
+        ip.next_header,
+        ports(ctx, &ip),
+    );
     let nh = pick_member(group, h).ok()?;
     if !nh.has_mac() || !fits(ctx, &ip, nh.mtu as usize) {
         return None;
@@ -100,9 +87,9 @@ fn try_mesh(ctx: &TcContext) -> Option<i32> {
 
 /// Redirect into the pod owning `ip.dst`, if it lives on this node.
 #[inline(always)]
-fn to_local_pod(ctx: &TcContext, ip: &Ipv6) -> Option<i32> {
+fn to_local_pod(ctx: &TcContext, ip: &Ipv6Header) -> Option<i32> {
     // SAFETY: the entry is only read, and only its plain-integer fields.
-    let ep = *unsafe { ENDPOINTS.get(ip.dst) }?;
+    let ep = *unsafe { ENDPOINTS.get(fib::addr_bytes(&ip.dst)) }?;
     rewrite(ctx, ip.hop_limit, &ep.pod_mac, &ep.host_mac)?;
     // SAFETY: a plain helper call; the kernel checks the ifindex.
     let r = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
@@ -115,7 +102,7 @@ fn to_local_pod(ctx: &TcContext, ip: &Ipv6) -> Option<i32> {
 
 /// Parse Ethernet + IPv6; `None` for anything the kernel must see.
 #[inline(always)]
-fn parse(ctx: &TcContext) -> Option<Ipv6> {
+fn parse(ctx: &TcContext) -> Option<Ipv6Header> {
     let eth = ptr_at(ctx, 0, ETH_HDR_LEN)?;
     // SAFETY: `ptr_at` proved the 14 header bytes lie in the linear data.
     let eth = unsafe { (eth as *const [u8; ETH_HDR_LEN]).read_unaligned() };
@@ -124,39 +111,16 @@ fn parse(ctx: &TcContext) -> Option<Ipv6> {
     }
     let hdr = ptr_at(ctx, ETH_HDR_LEN, IPV6_HDR_LEN)?;
     // SAFETY: `ptr_at` proved the 40 header bytes lie in the linear data.
-    let hdr = unsafe { (hdr as *const [u8; IPV6_HDR_LEN]).read_unaligned() };
-    let vtc_flow = u32::from_be_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-    if vtc_flow >> 28 != 6 {
-        return None;
-    }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&hdr[8..24]);
-    dst.copy_from_slice(&hdr[24..40]);
-    let ip = Ipv6 {
-        vtc_flow,
-        payload_len: u16::from_be_bytes([hdr[4], hdr[5]]) as usize,
-        next_header: hdr[6],
-        hop_limit: hdr[7],
-        src,
-        dst,
-    };
-    let special = |a: &[u8; 16]| a[0] == 0xff || (a[0] == 0xfe && a[1] & 0xc0 == 0x80);
-    if special(&ip.src)
-        || special(&ip.dst)
-        || ip.hop_limit <= 1
-        || ip.next_header == IPPROTO_HOPOPTS
-    {
-        return None;
-    }
-    if ip.next_header == IPPROTO_ICMPV6 {
+    let ip =
+        Ipv6Header::from_bytes(&unsafe { (hdr as *const [u8; IPV6_HDR_LEN]).read_unaligned() });
+    // `len` counts the whole skb, paged data and all.
+    packet::check_frame(&ip, ctx.len() as usize).ok()?;
+    packet::classify(&ip, || {
         let t = ptr_at(ctx, L4_OFFSET, 1)?;
         // SAFETY: `ptr_at` proved the byte lies in the linear data.
-        // ND, MLD and redirects are link-scoped control traffic.
-        if matches!(unsafe { *t }, 130..=137 | 143) {
-            return None;
-        }
-    }
+        Some(unsafe { *t })
+    })
+    .ok()?;
     Some(ip)
 }
 
@@ -168,20 +132,20 @@ fn parse(ctx: &TcContext) -> Option<Ipv6> {
 /// Checking such an skb's total length would send every bulk flow to the
 /// kernel. A plain skb is one packet of its own length.
 #[inline(always)]
-fn fits(ctx: &TcContext, ip: &Ipv6, mtu: usize) -> bool {
+fn fits(ctx: &TcContext, ip: &Ipv6Header, mtu: usize) -> bool {
     // SAFETY: a plain read of a field of the context the kernel passed in.
     let gso_size = unsafe { (*ctx.skb.skb).gso_size } as usize;
     if gso_size == 0 {
-        return IPV6_HDR_LEN + ip.payload_len <= mtu;
+        return IPV6_HDR_LEN + ip.payload_len as usize <= mtu;
     }
     let l4_header = match ip.next_header {
         // The TCP data offset, in 32-bit words.
-        IPPROTO_TCP => match ptr_at(ctx, L4_OFFSET + 12, 1) {
+        proto::TCP => match ptr_at(ctx, L4_OFFSET + 12, 1) {
             // SAFETY: `ptr_at` proved the byte lies in the linear data.
             Some(p) => usize::from(unsafe { *p } >> 4) * 4,
             None => return false,
         },
-        IPPROTO_UDP => 8,
+        proto::UDP => 8,
         _ => return false,
     };
     IPV6_HDR_LEN + l4_header + gso_size <= mtu
@@ -189,8 +153,8 @@ fn fits(ctx: &TcContext, ip: &Ipv6, mtu: usize) -> bool {
 
 /// Return the transport ports as one word (0 when absent).
 #[inline(always)]
-fn ports(ctx: &TcContext, ip: &Ipv6) -> u32 {
-    if !matches!(ip.next_header, IPPROTO_TCP | IPPROTO_UDP) || ip.payload_len < 4 {
+fn ports(ctx: &TcContext, ip: &Ipv6Header) -> u32 {
+    if !ip.has_ports() {
         return 0;
     }
     match ptr_at(ctx, L4_OFFSET, 4) {

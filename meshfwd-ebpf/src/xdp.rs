@@ -19,6 +19,7 @@ use meshfwd_common::{
         FIB_V6_MAX_ENTRIES, FibEntry, GROUP_MAX_ENTRIES, GROUP_MAX_MEMBERS, NEXT_HOP_MAX_ENTRIES,
         NextHop, NextHopGroup, table,
     },
+    packet::{self, Addr, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, L4_OFFSET},
     stats::{MAX_STATS, Stat},
 };
 
@@ -69,9 +70,6 @@ static FIB6_TABLE_ROOT: Array<u32, 1> = Array::new();
 static DST_CACHE: LruPerCpuHashMap<Addr, CachedRoute, { DST_CACHE_MAX_ENTRIES as usize }> =
     LruPerCpuHashMap::new();
 
-const ETH_HDR_LEN: usize = 14;
-const ETH_P_IPV6: u16 = 0x86DD;
-const IPV6_HDR_LEN: usize = 40;
 /// The fixed IPv6 header (RFC 8200 3), as it lies in the frame.
 ///
 /// Packed to 2 bytes because the header follows the 14-byte Ethernet
@@ -88,25 +86,9 @@ struct Ipv6Hdr {
     dst: Addr,
 }
 
-/// An IPv6 address as four words loaded in native byte order, so
-/// `to_ne_bytes` gives back the wire bytes.
-pub(crate) type Addr = [u32; 4];
-
 /// The first four transport bytes (both ports for TCP, UDP, SCTP).
 #[repr(C, packed(2))]
 struct Ports(u32);
-
-/// Offset of the hop limit, from the start of the IPv6 header.
-const HOP_LIMIT_OFFSET: usize = 7;
-/// Offset of the transport header (when no extension header precedes it).
-const L4_OFFSET: usize = ETH_HDR_LEN + IPV6_HDR_LEN;
-
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_SCTP: u8 = 132;
-const IPPROTO_UDPLITE: u8 = 136;
 
 /// Verdict plus the reason counted with it.
 type Verdict = (u32, Stat);
@@ -153,47 +135,25 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     // the stack byte by byte cost more than the rest of the parse.
     // SAFETY: `ptr_at` proved the 40 header bytes lie inside the frame;
     // `Ipv6Hdr` is packed to the 2-byte alignment the frame guarantees.
-    let vtc_flow = u32::from_be(unsafe { (*ip).vtc_flow });
-    if vtc_flow >> 28 != 6 {
-        return pass(Stat::Malformed);
-    }
-    // A frame shorter than the payload it claims is truncated: the kernel
-    // drops it, we never forward it. Longer is Ethernet padding and fine.
-    // SAFETY: as above.
-    let payload_len = u16::from_be(unsafe { (*ip).payload_len }) as usize;
-    let frame_len = ctx.data_end() - ctx.data();
-    if ETH_HDR_LEN + IPV6_HDR_LEN + payload_len > frame_len {
-        return pass(Stat::Malformed);
-    }
-    count(Stat::Ipv6);
-    // SAFETY: as above.
-    let (next_header, hop_limit) = unsafe { ((*ip).next_header, (*ip).hop_limit) };
-    // SAFETY: as above.
-    let (src, dst) = unsafe { ((*ip).src, (*ip).dst) };
-
-    if let Some(reason) = address_reason(&src, &dst) {
+    let ip = unsafe {
+        packet::Ipv6Header {
+            vtc_flow: u32::from_be((*ip).vtc_flow),
+            payload_len: u16::from_be((*ip).payload_len),
+            next_header: (*ip).next_header,
+            hop_limit: (*ip).hop_limit,
+            src: (*ip).src,
+            dst: (*ip).dst,
+        }
+    };
+    if let Err(reason) = packet::check_frame(&ip, ctx.data_end() - ctx.data()) {
         return pass(reason);
     }
-    if next_header == IPPROTO_HOPOPTS {
-        // RFC 8200 4.3: a router must look at Hop-by-Hop options; the
-        // kernel does.
-        return pass(Stat::HopByHop);
+    count(Stat::Ipv6);
+    if let Err(reason) = packet::classify(&ip, || read_u8(ctx, L4_OFFSET)) {
+        return pass(reason);
     }
     let mut ports = 0u32;
-    if next_header == IPPROTO_ICMPV6 {
-        let Some(icmp_type) = read_u8(ctx, L4_OFFSET) else {
-            return pass(Stat::Malformed);
-        };
-        // MLD query/report/done (130-132), RS, RA, NS, NA, redirect
-        // (133-137), MLDv2 report (143): link-scoped control messages.
-        if matches!(icmp_type, 130..=137 | 143) {
-            return pass(Stat::NdpMld);
-        }
-    } else if matches!(
-        next_header,
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_UDPLITE
-    ) && payload_len >= 4
-    {
+    if ip.has_ports() {
         let Some(p) = ptr_at(ctx, L4_OFFSET, 4) else {
             return pass(Stat::Malformed);
         };
@@ -201,12 +161,9 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
         // and `Ports` asks only for the 2-byte alignment the frame has.
         ports = unsafe { (*(p as *const Ports)).0 };
     }
-    if hop_limit <= 1 {
-        return pass(Stat::HopLimit);
-    }
 
     // Longest-prefix match on the destination, through the cache.
-    let entry = lookup_route(&dst);
+    let entry = lookup_route(&ip.dst);
     if entry.kind == fib::kind::LOCAL {
         return pass(Stat::Local);
     }
@@ -218,7 +175,7 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     };
 
     // One flow, one path: hash the flow's invariant fields.
-    let h = fib::flow_hash(&src, &dst, vtc_flow, next_header, ports);
+    let h = fib::flow_hash(&ip.src, &ip.dst, ip.vtc_flow, ip.next_header, ports);
 
     let nh = match pick_member(group, h) {
         Ok(found) => found,
@@ -227,7 +184,7 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     if !nh.has_mac() {
         return pass(Stat::NoNeighbour);
     }
-    if IPV6_HDR_LEN + payload_len > nh.mtu as usize {
+    if IPV6_HDR_LEN + ip.payload_len as usize > nh.mtu as usize {
         return pass(Stat::TooBig);
     }
 
@@ -242,7 +199,7 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
         Ok(action) => {
             // SAFETY: `ptr_at` proved the byte lies inside the frame, and
             // XDP frames are writable.
-            unsafe { *(hl as *mut u8) = hop_limit - 1 };
+            unsafe { *(hl as *mut u8) = ip.hop_limit - 1 };
             let mut macs = [0u8; 12];
             macs[..6].copy_from_slice(&nh.dst_mac);
             macs[6..].copy_from_slice(&nh.src_mac);
@@ -313,31 +270,6 @@ fn lookup_table(region: u32, dst: &Addr) -> FibEntry {
     }
     // The writer never puts a pointer at the last byte.
     FibEntry::default()
-}
-
-/// Return why a packet with these addresses must go to the kernel, if it
-/// must.
-#[inline(always)]
-fn address_reason(src: &Addr, dst: &Addr) -> Option<Stat> {
-    let [s0, s1, ..] = src[0].to_ne_bytes();
-    let [d0, d1, ..] = dst[0].to_ne_bytes();
-    if d0 == 0xff || s0 == 0xff {
-        return Some(Stat::Multicast);
-    }
-    // fe80::/10
-    if (d0 == 0xfe && d1 & 0xc0 == 0x80) || (s0 == 0xfe && s1 & 0xc0 == 0x80) {
-        return Some(Stat::LinkLocal);
-    }
-    // :: and ::1 on either side (RFC 4291 2.5.2, 2.5.3: never forwarded).
-    if is_unspecified_or_loopback(src) || is_unspecified_or_loopback(dst) {
-        return Some(Stat::BadAddress);
-    }
-    None
-}
-
-#[inline(always)]
-fn is_unspecified_or_loopback(a: &Addr) -> bool {
-    (a[0] | a[1] | a[2]) == 0 && u32::from_be(a[3]) <= 1
 }
 
 /// Choose the group member for flow hash `h`: the hashed member if it is

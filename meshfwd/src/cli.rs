@@ -10,16 +10,13 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use meshfwd_common::pin;
 
-use crate::{
-    agent::{
-        self, AgentArgs, Config,
-        config::DEFAULT_SOCKET,
-        control::{self, Query},
-        show,
-    },
-    ebpf::{self, AttachMode},
-    stats::Stats,
+use crate::agent::{
+    self, AgentArgs, Config,
+    config::DEFAULT_SOCKET,
+    control::{self, Query},
+    show,
 };
+use dataplane::{stats::Stats, xdp::AttachMode};
 
 /// How long `meshfwd show` waits for the agent.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,7 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             agent::main(config)?;
         }
         Command::Attach { iface, mode, json } => {
-            let link = ebpf::attach(&bpffs, &iface, mode)?;
+            let link = dataplane::xdp::attach(&bpffs, &iface, mode)?;
             if json {
                 let out = serde_json::json!({"iface": iface, "link": link, "bpffs": bpffs});
                 println!("{out}");
@@ -187,7 +184,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Detach { iface } => {
-            ebpf::detach(&bpffs, &iface)?;
+            dataplane::xdp::detach(&bpffs, &iface)?;
             println!("detached XDP from {iface}");
         }
         Command::Show { what } => show_cmd(&bpffs, cli.bpffs.as_deref(), &socket, what)?,
@@ -236,7 +233,7 @@ fn show_stats(bpffs: Option<&Path>, socket: &Path, json: bool) -> Result<()> {
         Some(a) => serde_json::json!({"cpus": a["cpus"], "counters": a["counters"]}),
         None => {
             let dir = bpffs.map_or_else(|| PathBuf::from(pin::DEFAULT_DIR), Path::to_path_buf);
-            serde_json::to_value(Stats::read(&ebpf::open_stats(&dir)?)?)?
+            serde_json::to_value(Stats::read(&dataplane::maps::open_stats(&dir)?)?)?
         }
     };
     if json {

@@ -21,10 +21,9 @@ use clap::Subcommand;
 use meshfwd_common::fib::NEXT_HOP_MAX_ENTRIES;
 use serde::Deserialize;
 
-use crate::{
-    ebpf::FibMaps,
-    fib::{FibWriter, NextHopKey, Prefix6, RouteTable, dump, neigh, writer::set_alive_id},
-};
+use dataplane::maps::FibMaps;
+
+use crate::fib::{FibWriter, NextHopKey, Prefix6, RouteTable, dump, neigh, writer::set_alive_id};
 
 /// `meshfwd fib` subcommands.
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,4 @@
 pub mod agent;
 pub mod cli;
 pub mod cli_fib;
-pub mod ebpf;
 pub mod fib;
-pub mod pods;
-pub mod stats;

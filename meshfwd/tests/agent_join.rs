@@ -296,7 +296,7 @@ fn pod_veths_get_the_fast_path_from_the_agent() {
         "pod0",
     ])
     .unwrap();
-    let pin = meshfwd::pods::link_pin(&node.bpffs_dir(), "km0123456789ab");
+    let pin = dataplane::tc::link_pin(&node.bpffs_dir(), "km0123456789ab");
     // Not before the plugin marks the veth finished: the attach holds the
     // RTNL lock for a grace period, which would stall the plugin.
     std::thread::sleep(Duration::from_millis(500));
@@ -311,7 +311,7 @@ fn pod_veths_get_the_fast_path_from_the_agent() {
         "set",
         "km0123456789ab",
         "alias",
-        meshfwd::pods::POD_VETH_ALIAS,
+        dataplane::tc::POD_VETH_ALIAS,
     ])
     .unwrap();
     wait_until(
@@ -319,10 +319,10 @@ fn pod_veths_get_the_fast_path_from_the_agent() {
         Duration::from_secs(10),
         || pin.exists(),
     );
-    meshfwd::pods::check(&node.bpffs_dir(), "km0123456789ab")
+    dataplane::tc::check(&node.bpffs_dir(), "km0123456789ab")
         .expect("a live TCX link is pinned for the veth");
     // The peer is not a pod veth of ours: nothing attached there.
-    assert!(!meshfwd::pods::link_pin(&node.bpffs_dir(), "pod0").exists());
+    assert!(!dataplane::tc::link_pin(&node.bpffs_dir(), "pod0").exists());
 
     node.run(&["ip", "link", "del", "km0123456789ab"]).unwrap();
     wait_until(

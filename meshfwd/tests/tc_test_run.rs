@@ -60,3 +60,42 @@ fn a_gso_skb_of_another_protocol_goes_to_the_kernel() {
     let (verdict, _) = h.run_tc_pod(&f, 1000);
     assert_eq!(verdict, TC_ACT_OK);
 }
+
+#[test]
+fn the_pod_program_leaves_to_the_kernel_what_xdp_does() {
+    // The shared classification (`meshfwd_common::packet`): the TC path
+    // used to forward a few of these that XDP refuses.
+    let mut h = node();
+    h.route("::1".parse().unwrap(), 128, 1);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("loopback destination", Frame::tcp(SRC, "::1", 10).bytes()),
+        ("unspecified source", Frame::tcp("::", DST, 10).bytes()),
+        ("link-local source", Frame::tcp("fe80::7", DST, 10).bytes()),
+        (
+            "multicast destination",
+            Frame::udp(SRC, "ff0e::1", 1, 2).bytes(),
+        ),
+        (
+            "neighbour solicitation",
+            Frame::icmp6(SRC, DST, 135).bytes(),
+        ),
+        ("hop limit 1", {
+            let mut f = Frame::tcp(SRC, DST, 10);
+            f.hop_limit = 1;
+            f.bytes()
+        }),
+        ("truncated: claims more payload than the frame has", {
+            let mut f = Frame::tcp(SRC, DST, 10).bytes();
+            f.truncate(f.len() - 4);
+            f
+        }),
+    ];
+    for (what, f) in cases {
+        let (verdict, out) = h.run_tc_pod(&f, 0);
+        assert_eq!(verdict, TC_ACT_OK, "{what}");
+        assert_eq!(out, f, "{what}: left untouched for the kernel");
+    }
+    // And an ordinary one still goes straight to the mesh.
+    let f = Frame::tcp(SRC, DST, 10).bytes();
+    assert_eq!(h.run_tc_pod(&f, 0).0, TC_ACT_REDIRECT);
+}

@@ -29,7 +29,14 @@ pub fn run(test_args: &[String]) -> Result<()> {
     run_cmd(
         cargo()
             .env("RUSTC_BOOTSTRAP", "1")
-            .args(["clippy", "--package", "meshfwd-ebpf", "--release"])
+            .args([
+                "clippy",
+                "--package",
+                "meshfwd-ebpf",
+                "--package",
+                "bench-ebpf",
+            ])
+            .arg("--release")
             .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
             .args(["--", "-D", "warnings"]),
         "clippy on the eBPF programs",
@@ -42,6 +49,8 @@ pub fn run(test_args: &[String]) -> Result<()> {
         "--workspace",
         "--exclude",
         "meshfwd-ebpf",
+        "--exclude",
+        "bench-ebpf",
         "--no-fail-fast",
     ]);
     if !test_args.is_empty() {

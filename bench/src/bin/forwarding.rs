@@ -30,15 +30,12 @@ use aya::{
     maps::{Array, DevMapHash, PerCpuArray},
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp, XdpMode, xdp::XdpLinkId},
 };
+use bench::BENCH_OBJECT;
+use bench_ebpf::{TEMPLATE_LEN, cfg, counter};
+use dataplane::{maps::FibMaps, object, stats::Stats};
 use lab::{Lab, Topology, Wire, netns};
-use meshfwd::{
-    ebpf::{self, BENCH_OBJECT, FibMaps},
-    fib::{FibWriter, NextHopKey, Prefix6, RouteTable},
-};
-use meshfwd_common::{
-    bench::{TEMPLATE_LEN, cfg, counter},
-    fib::{NextHop, nh_flags},
-};
+use meshfwd::fib::{FibWriter, NextHopKey, Prefix6, RouteTable};
+use meshfwd_common::fib::{NextHop, nh_flags};
 use nix::sched::{CpuSet, sched_setaffinity};
 use serde::Serialize;
 
@@ -221,7 +218,7 @@ impl Mode {
     fn program(self) -> &'static str {
         match self {
             Mode::Kernel => "bench_pass",
-            Mode::Fastpath => ebpf::XDP_PROGRAM,
+            Mode::Fastpath => object::XDP_PROGRAM,
             Mode::Ceiling => "bench_ceiling",
         }
     }
@@ -335,9 +332,9 @@ fn run() -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut fast = Ebpf::load(ebpf::EBPF_OBJECT).context("loading the forwarding object")?;
+    let mut fast = Ebpf::load(object::EBPF_OBJECT).context("loading the forwarding object")?;
     let maps = FibMaps::take(&mut fast)?;
-    xdp(&mut fast, ebpf::XDP_PROGRAM)?.load()?;
+    xdp(&mut fast, object::XDP_PROGRAM)?.load()?;
     let started = Instant::now();
     let (writer, report) = netns::enter(router_node.netns(), || {
         rt.block_on(async {
@@ -476,7 +473,7 @@ fn run() -> Result<()> {
                 rate.loss * 100.0
             );
             if std::env::var_os("FWD_DEBUG").is_some() {
-                let stats = meshfwd::stats::Stats::read(&router._writer.maps().stats)?;
+                let stats = Stats::read(&router._writer.maps().stats)?;
                 eprintln!(
                     "{:?}",
                     stats

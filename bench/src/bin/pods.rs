@@ -528,7 +528,7 @@ fn add_cycles(
         took.push(r.took.as_secs_f64() * 1000.0);
         if pl.kind == Kind::Fast {
             let pod = parse_add(&r.stdout)?;
-            let pin = meshfwd::pods::link_pin(&bpffs, &pod.host_veth);
+            let pin = dataplane::tc::link_pin(&bpffs, &pod.host_veth);
             let by = Instant::now() + Duration::from_secs(2);
             while !pin.exists() {
                 if Instant::now() > by {

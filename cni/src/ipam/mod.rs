@@ -13,90 +13,40 @@
 pub mod store;
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::net::Ipv6Addr;
-use std::str::FromStr;
+
+use ipnet::Ipv6Net;
 
 pub use store::{Allocation, Store};
 
-/// An IPv6 prefix with its host bits cleared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Prefix6 {
-    pub addr: Ipv6Addr,
-    pub len: u8,
+/// Return the host bits of `prefix`.
+fn host_mask(prefix: &Ipv6Net) -> u128 {
+    !u128::from(prefix.netmask())
 }
 
-impl Prefix6 {
-    /// Return the prefix, host bits cleared; `None` if `len > 128`.
-    pub fn new(addr: Ipv6Addr, len: u8) -> Option<Self> {
-        (len <= 128).then(|| Prefix6 {
-            addr: Ipv6Addr::from(u128::from(addr) & mask(len)),
-            len,
-        })
-    }
-
-    /// Return whether `a` lies inside the prefix.
-    pub fn contains(&self, a: Ipv6Addr) -> bool {
-        u128::from(a) & mask(self.len) == u128::from(self.addr)
-    }
-
-    /// Return the address at `offset` from the start (wrapping inside).
-    pub fn nth(&self, offset: u128) -> Ipv6Addr {
-        Ipv6Addr::from(u128::from(self.addr) | (offset & !mask(self.len)))
-    }
-
-    /// Return the offset of `a` inside the prefix.
-    pub fn offset(&self, a: Ipv6Addr) -> u128 {
-        u128::from(a) & !mask(self.len)
-    }
-
-    /// Return the number of addresses, saturating at `u128::MAX` for ::/0.
-    pub fn size(&self) -> u128 {
-        if self.len == 0 {
-            u128::MAX
-        } else {
-            1u128 << (128 - self.len)
-        }
-    }
+/// Return the address at `offset` from the start of `prefix` (wrapping
+/// inside it).
+pub fn nth(prefix: &Ipv6Net, offset: u128) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(prefix.network()) | (offset & host_mask(prefix)))
 }
 
-fn mask(len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len.min(128)))
-    }
+/// Return the offset of `a` inside `prefix`.
+pub fn offset(prefix: &Ipv6Net, a: Ipv6Addr) -> u128 {
+    u128::from(a) & host_mask(prefix)
 }
 
-impl fmt::Display for Prefix6 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl FromStr for Prefix6 {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not ADDRESS/LENGTH"))?;
-        let addr: Ipv6Addr = a
-            .parse()
-            .map_err(|_| format!("{a:?} is not an IPv6 address"))?;
-        let len: u8 = l
-            .parse()
-            .map_err(|_| format!("{l:?} is not a prefix length"))?;
-        Prefix6::new(addr, len).ok_or_else(|| format!("prefix length {len} is over 128"))
-    }
+/// Return the number of addresses in `prefix`, saturating at `u128::MAX`
+/// for ::/0.
+pub fn size(prefix: &Ipv6Net) -> u128 {
+    host_mask(prefix).saturating_add(1)
 }
 
 /// Offsets at the start of the prefix that are never allocated.
 pub const RESERVED_OFFSETS: u128 = 2;
 
 /// Return the number of addresses pods can get from `prefix`.
-pub fn capacity(prefix: &Prefix6) -> u128 {
-    prefix.size().saturating_sub(RESERVED_OFFSETS)
+pub fn capacity(prefix: &Ipv6Net) -> u128 {
+    size(prefix).saturating_sub(RESERVED_OFFSETS)
 }
 
 /// Pick the next free address after `last` (round robin, so a released
@@ -106,7 +56,7 @@ pub fn capacity(prefix: &Prefix6) -> u128 {
 /// Bounded: among `used.len() + 1` consecutive candidates at least one is
 /// free unless the whole range is taken, so the scan stops after that many.
 pub fn pick(
-    prefix: &Prefix6,
+    prefix: &Ipv6Net,
     used: &BTreeSet<Ipv6Addr>,
     last: Option<Ipv6Addr>,
 ) -> Option<Ipv6Addr> {
@@ -115,24 +65,23 @@ pub fn pick(
         return None;
     }
     let start = match last {
-        Some(a) if prefix.contains(a) => prefix
-            .offset(a)
+        Some(a) if prefix.contains(&a) => offset(prefix, a)
             .saturating_sub(RESERVED_OFFSETS)
             .wrapping_add(1),
         _ => 0,
     };
     let steps = cap.min(used.len() as u128 + 1);
     (0..steps)
-        .map(|i| prefix.nth(RESERVED_OFFSETS + (start.wrapping_add(i) % cap)))
+        .map(|i| nth(prefix, RESERVED_OFFSETS + (start.wrapping_add(i) % cap)))
         .find(|a| !used.contains(a))
 }
 
 /// Return why `a` may not be requested explicitly, if it may not.
-pub fn check_requested(prefix: &Prefix6, a: Ipv6Addr) -> Result<(), String> {
-    if !prefix.contains(a) {
+pub fn check_requested(prefix: &Ipv6Net, a: Ipv6Addr) -> Result<(), String> {
+    if !prefix.contains(&a) {
         return Err(format!("{a} is outside the node's pod prefix {prefix}"));
     }
-    if prefix.offset(a) < RESERVED_OFFSETS {
+    if offset(prefix, a) < RESERVED_OFFSETS {
         return Err(format!(
             "{a} is reserved (subnet-router anycast or the node's own address)"
         ));
@@ -144,8 +93,8 @@ pub fn check_requested(prefix: &Prefix6, a: Ipv6Addr) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Prefix6 {
-        s.parse().unwrap()
+    fn p(s: &str) -> Ipv6Net {
+        s.parse::<Ipv6Net>().unwrap().trunc()
     }
 
     fn a(s: &str) -> Ipv6Addr {
@@ -156,12 +105,14 @@ mod tests {
     fn prefix_basics() {
         let x = p("fd42:1:2:3::77/64");
         assert_eq!(x.to_string(), "fd42:1:2:3::/64");
-        assert!(x.contains(a("fd42:1:2:3:ffff::1")));
-        assert!(!x.contains(a("fd42:1:2:4::1")));
-        assert_eq!(x.nth(5), a("fd42:1:2:3::5"));
+        assert!(x.contains(&a("fd42:1:2:3:ffff::1")));
+        assert!(!x.contains(&a("fd42:1:2:4::1")));
+        assert_eq!(nth(&x, 5), a("fd42:1:2:3::5"));
+        assert_eq!(offset(&x, a("fd42:1:2:3::1:5")), 0x1_0005);
         assert_eq!(capacity(&p("fd00::/125")), 6);
-        assert!("fd00::/129".parse::<Prefix6>().is_err());
-        assert!("fd00::".parse::<Prefix6>().is_err());
+        assert_eq!(size(&p("::/0")), u128::MAX);
+        assert!("fd00::/129".parse::<Ipv6Net>().is_err());
+        assert!("fd00::".parse::<Ipv6Net>().is_err());
     }
 
     #[test]

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::Prefix6;
 use crate::spec::{Code, Context as _, Error, Result};
+use ipnet::Ipv6Net;
 
 /// How long to wait for the lock before answering "try again later".
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(20);
@@ -171,21 +171,21 @@ impl Locked<'_> {
     /// 100 and writes nothing.
     pub fn allocate(
         &self,
-        prefix: &Prefix6,
+        prefix: &Ipv6Net,
         holder: &Allocation,
         requested: Option<Ipv6Addr>,
         reserved: &[Ipv6Addr],
     ) -> Result<Ipv6Addr> {
         let list = self.list()?;
         if let Some((a, _)) = list.iter().find(|(a, h)| {
-            prefix.contains(*a)
+            prefix.contains(a)
                 && h.as_ref()
                     .is_some_and(|h| h.is(&holder.container_id, &holder.ifname))
         }) {
             return Ok(*a);
         }
         let mut used: BTreeSet<Ipv6Addr> = list.iter().map(|(a, _)| *a).collect();
-        used.extend(reserved.iter().filter(|a| prefix.contains(**a)));
+        used.extend(reserved.iter().filter(|a| prefix.contains(*a)));
         let addr = match requested {
             Some(r) => {
                 super::check_requested(prefix, r).map_err(|why| {
@@ -205,7 +205,7 @@ impl Locked<'_> {
                 let last = fs::read_to_string(self.store.dir.join(LAST_FILE))
                     .ok()
                     .and_then(|s| s.trim().parse().ok());
-                let in_prefix = list.iter().filter(|(a, _)| prefix.contains(*a)).count();
+                let in_prefix = list.iter().filter(|(a, _)| prefix.contains(a)).count();
                 super::pick(prefix, &used, last).ok_or_else(|| {
                     Error::new(
                         Code::PoolExhausted,
@@ -279,7 +279,7 @@ mod tests {
     fn allocate_release_exhaust() {
         let d = tmp("basic");
         let store = Store::open(&d, "net").unwrap();
-        let prefix: Prefix6 = "fd00:9::/126".parse().unwrap();
+        let prefix: Ipv6Net = "fd00:9::/126".parse().unwrap();
         let l = store.lock().unwrap();
         let a = l.allocate(&prefix, &holder("a"), None, &[]).unwrap();
         let b = l.allocate(&prefix, &holder("b"), None, &[]).unwrap();
@@ -316,7 +316,7 @@ mod tests {
     fn requested_address() {
         let d = tmp("req");
         let store = Store::open(&d, "net").unwrap();
-        let prefix: Prefix6 = "fd00:9::/64".parse().unwrap();
+        let prefix: Ipv6Net = "fd00:9::/64".parse().unwrap();
         let l = store.lock().unwrap();
         let want: Ipv6Addr = "fd00:9::99".parse().unwrap();
         assert_eq!(

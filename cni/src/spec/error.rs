@@ -129,6 +129,13 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A failure in the pinned maps or programs (code 103).
+impl From<dataplane::Error> for Error {
+    fn from(e: dataplane::Error) -> Self {
+        Error::new(Code::Ebpf, e.to_string())
+    }
+}
+
 /// Attach a code and message to any error, keeping it as the details.
 pub trait Context<T> {
     /// Turn an error into a CNI error with `code` and `msg`.

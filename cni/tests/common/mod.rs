@@ -204,7 +204,7 @@ impl Node {
 
     /// Return the endpoint map's keys (addresses), empty if not pinned.
     pub fn endpoints(&self) -> Vec<Ipv6Addr> {
-        match cni::endpoint::Endpoints::open(&self.bpffs).expect("open endpoint map") {
+        match dataplane::maps::Endpoints::open(&self.bpffs).expect("open endpoint map") {
             Some(m) => {
                 let mut v = m.addrs();
                 v.sort();

@@ -50,7 +50,7 @@ use std::{
 use meshfwd_common::pin;
 
 use super::{links::Pattern, prefixes::Ipv6Net};
-use crate::ebpf::AttachMode;
+use dataplane::xdp::AttachMode;
 
 /// Where the agent looks for its file when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/kubermesh/meshfwd.toml";

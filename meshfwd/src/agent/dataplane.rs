@@ -18,21 +18,19 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use meshfwd_common::fib::NEXT_HOP_MAX_ENTRIES;
 use routing::{Prefix, Rib};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::{
-    ebpf::{self, AttachMode, FibMaps},
-    fib::{
-        ApplyReport, FibWriter, NextHopKey, Prefix6, RouteTable,
-        dump::{self, FibRow},
-        kroute,
-        writer::set_alive_id,
-    },
-    stats::Stats,
+use dataplane::{maps::FibMaps, stats::Stats, xdp::AttachMode};
+
+use crate::fib::{
+    ApplyReport, FibWriter, NextHopKey, Prefix6, RouteTable,
+    dump::{self, FibRow},
+    kroute,
+    writer::set_alive_id,
 };
 
 /// Build the route table the maps and the kernel should hold.
@@ -128,10 +126,10 @@ impl Dataplane {
     /// Load the eBPF object with its maps pinned under `bpffs` and start
     /// the writer task.
     pub async fn start_xdp(bpffs: &Path, mode: AttachMode, kernel_routes: bool) -> Result<Self> {
-        prepare_bpffs(bpffs)?;
+        dataplane::bpffs::prepare(bpffs)?;
         // Loading with pin paths creates the maps (or reuses pinned ones);
         // the object is dropped, the pinned maps stay.
-        drop(ebpf::load(Some(bpffs)).context("loading the eBPF object")?);
+        drop(dataplane::object::load(Some(bpffs))?);
         let writer = FibWriter::new(FibMaps::open(bpffs)?)
             .await?
             .with_kernel_routes(kernel_routes);
@@ -174,17 +172,18 @@ impl Dataplane {
         let Dataplane::Xdp(x) = self else {
             return Ok(());
         };
-        if ebpf::link_pin(&x.bpffs, ifname).exists() {
+        if dataplane::xdp::link_pin(&x.bpffs, ifname).exists() {
             return Ok(());
         }
-        ebpf::attach(&x.bpffs, ifname, x.mode).map(drop)
+        dataplane::xdp::attach(&x.bpffs, ifname, x.mode)?;
+        Ok(())
     }
 
     /// Forget the attachment of a link that was deleted (the kernel
     /// detached it with the device).
     pub fn forget(&mut self, ifname: &str) {
         if let Dataplane::Xdp(x) = self {
-            let _ = std::fs::remove_file(ebpf::link_pin(&x.bpffs, ifname));
+            dataplane::xdp::forget(&x.bpffs, ifname);
         }
     }
 
@@ -286,27 +285,6 @@ impl Dataplane {
             x.task.abort();
         }
     }
-}
-
-/// Make sure `dir` exists on a bpffs (mounting /sys/fs/bpf if needed).
-fn prepare_bpffs(dir: &Path) -> Result<()> {
-    use nix::{
-        mount::{MsFlags, mount},
-        sys::statfs::{BPF_FS_MAGIC, statfs},
-    };
-    let root = Path::new("/sys/fs/bpf");
-    if dir.starts_with(root) && statfs(root).is_ok_and(|s| s.filesystem_type() != BPF_FS_MAGIC) {
-        mount(
-            Some("bpf"),
-            root,
-            Some("bpf"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .context("/sys/fs/bpf is not a bpffs and mounting one there failed")?;
-    }
-    std::fs::create_dir_all(dir.join("links"))
-        .with_context(|| format!("creating {}", dir.display()))
 }
 
 /// Apply tables as they come, keep MACs fresh in between.

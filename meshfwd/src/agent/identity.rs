@@ -10,6 +10,7 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
 
+use meshfwd_common::hash::stable_hash;
 use serde::Serialize;
 
 /// Where the router id came from.
@@ -117,7 +118,7 @@ pub fn is_universal_mac(mac: &[u8; 6]) -> bool {
 /// 255.255.255.255.
 pub fn router_id_from(seed: &[u8], attempt: u32) -> Ipv4Addr {
     for extra in 0u32..16 {
-        let h = hash64(&[
+        let h = stable_hash(&[
             b"kubermesh/router-id",
             seed,
             &attempt.to_be_bytes(),
@@ -131,26 +132,6 @@ pub fn router_id_from(seed: &[u8], attempt: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 255, 255, 254)
 }
 
-/// A stable 64-bit hash (FNV-1a with a murmur3 finaliser): the same bytes
-/// give the same value on every build and machine, unlike `std`'s hasher.
-pub fn hash64(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.iter() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // Separate the parts, so ("ab","c") and ("a","bc") differ.
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
 /// Return 64 random bits from the kernel.
 pub fn random_u64() -> u64 {
     use std::io::Read as _;
@@ -161,7 +142,7 @@ pub fn random_u64() -> u64 {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        return hash64(&[
+        return stable_hash(&[
             &t.as_nanos().to_be_bytes(),
             &std::process::id().to_be_bytes(),
         ]);
@@ -292,19 +273,8 @@ mod tests {
         // A changed hash would renumber every node of a running cluster.
         assert_eq!(
             router_id_from(b"4c4c4544003957108052b4c04f384833", 0),
-            Ipv4Addr::from(hash_fold())
+            Ipv4Addr::new(4, 165, 29, 125)
         );
-        fn hash_fold() -> u32 {
-            let h = hash64(&[
-                b"kubermesh/router-id",
-                b"4c4c4544003957108052b4c04f384833",
-                &[0; 4],
-                &[0; 4],
-            ]);
-            (h ^ (h >> 32)) as u32
-        }
-        assert_eq!(hash64(&[b"abc"]), hash64(&[b"abc"]));
-        assert_ne!(hash64(&[b"ab", b"c"]), hash64(&[b"a", b"bc"]));
     }
 
     #[test]

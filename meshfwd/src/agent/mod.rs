@@ -8,7 +8,6 @@
 //! - [`links`]: which links run OSPF, from rtnetlink link/address events;
 //! - [`prefixes`]: the node's pod /64 and /128, chosen from the LSDB;
 //! - [`kernel`]: the local device, forwarding sysctls, stale routes;
-//! - [`state_file`]: the node state the CNI plugin reads;
 //! - [`dataplane`]: RIB -> route table -> the map writer task, XDP
 //!   attachment, and the alive-flag flip on carrier loss;
 //! - [`control`] and [`show`]: the Unix socket `meshfwd show ...` talks
@@ -24,7 +23,6 @@ pub mod links;
 pub mod prefixes;
 pub mod runtime;
 pub mod show;
-pub mod state_file;
 
 use std::future::Future;
 

@@ -21,7 +21,7 @@ use std::{
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::identity::hash64;
+use meshfwd_common::hash::stable_hash;
 
 /// Attempts before giving up on finding a free /64 (the cluster is full).
 pub const MAX_ATTEMPTS: u32 = 4096;
@@ -133,7 +133,7 @@ impl<'de> Deserialize<'de> for Ipv6Net {
 pub fn pod_prefix_candidate(cluster: Ipv6Net, router_id: Ipv4Addr, attempt: u32) -> Ipv6Net {
     let bits = 64 - u32::from(cluster.len.min(63));
     let slots = 1u128 << bits;
-    let h = u128::from(hash64(&[
+    let h = u128::from(stable_hash(&[
         b"kubermesh/pod-prefix",
         &router_id.octets(),
         &attempt.to_be_bytes(),
@@ -269,6 +269,11 @@ mod tests {
             assert!(c.contains_net(&p));
             assert_ne!(p.addr(), c.addr());
         }
+        // Pinned: a changed hash would move every pod of a running cluster.
+        assert_eq!(
+            pod_prefix_candidate(c, Ipv4Addr::new(10, 0, 0, 1), 0),
+            net("fd6b:6d65:7368:89d2::/64")
+        );
         // Stable: the same router id always starts from the same /64.
         assert_eq!(
             pod_prefix_candidate(c, rid(7), 0),

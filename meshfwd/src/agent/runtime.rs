@@ -40,9 +40,12 @@ use super::{
     kernel,
     links::{self, DownReason, LinkFilter, LinkTracker, MeshEvent, MeshLink, NlEvent},
     prefixes::{self, Ipv6Net},
-    state_file::NodeState,
 };
-use crate::{fib::Prefix6, pods};
+use crate::fib::Prefix6;
+use dataplane::{
+    node_state::{NodeState, PodAttach},
+    tc as pods,
+};
 
 /// How often the agent samples OSPF for the router id and pod prefix checks.
 const TICK: Duration = Duration::from_secs(1);
@@ -498,12 +501,17 @@ impl Agent {
             .context("advertising the node's prefixes")?;
         let state = NodeState {
             router_id: self.identity.router_id,
-            pod_prefix: p.pod_prefix,
+            pod_prefix: ipnet::Ipv6Net::new(p.pod_prefix.addr(), p.pod_prefix.prefix_len())
+                .expect("a /64"),
             node_address: p.node_address,
             mtu: self.config.mtu,
             bpffs: self.config.bpffs.clone(),
             // With XDP off the CNI plugin attaches pods itself.
-            pod_attach: if self.config.xdp { "agent" } else { "" }.into(),
+            pod_attach: if self.config.xdp {
+                PodAttach::Agent
+            } else {
+                PodAttach::Plugin
+            },
         };
         if self.last_state.as_ref() != Some(&state) {
             state.write(&self.config.state_file)?;

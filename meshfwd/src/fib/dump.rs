@@ -7,7 +7,7 @@ use meshfwd_common::fib::{kind, nh_flags};
 use serde::Serialize;
 
 use super::Prefix6;
-use crate::ebpf::FibMaps;
+use dataplane::maps::FibMaps;
 
 /// One FIB entry.
 #[derive(Debug, Clone, Serialize)]

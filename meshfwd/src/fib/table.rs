@@ -24,7 +24,7 @@ use meshfwd_common::fib::{
 };
 
 use super::Prefix6;
-use crate::ebpf::FibMaps;
+use dataplane::maps::FibMaps;
 
 /// Where a group sits: its level (the index of the address byte it is
 /// indexed by) and the address bytes before that level.

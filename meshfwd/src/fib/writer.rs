@@ -30,7 +30,7 @@ use super::{
     plan::{Op, Planner},
     table::Publisher,
 };
-use crate::ebpf::FibMaps;
+use dataplane::maps::FibMaps;
 
 type Events = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
 

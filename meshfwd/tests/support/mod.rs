@@ -9,7 +9,7 @@ use aya::{
     maps::lpm_trie::Key,
     programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
-use meshfwd::ebpf::{self, FibMaps};
+use dataplane::{maps::FibMaps, object};
 use meshfwd_common::{
     fib::{FibEntry, GROUP_MAX_MEMBERS, NextHop, NextHopGroup, kind, nh_flags},
     stats::Stat,
@@ -47,16 +47,16 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Self {
-        let mut ebpf = ebpf::load(None).expect("load the eBPF object");
+        let mut ebpf = object::load(None).expect("load the eBPF object");
         let maps = FibMaps::take(&mut ebpf).expect("take the maps");
         let prog: &mut Xdp = ebpf
-            .program_mut(ebpf::XDP_PROGRAM)
+            .program_mut(object::XDP_PROGRAM)
             .expect("program in object")
             .try_into()
             .expect("an XDP program");
         prog.load().expect("verifier accepts the program");
         let tc: &mut SchedClassifier = ebpf
-            .program_mut(meshfwd::pods::POD_PROGRAM)
+            .program_mut(object::POD_PROGRAM)
             .expect("pod program in object")
             .try_into()
             .expect("a TC program");
@@ -145,7 +145,7 @@ impl Harness {
     pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
         let prog: &Xdp = self
             .ebpf
-            .program(ebpf::XDP_PROGRAM)
+            .program(object::XDP_PROGRAM)
             .expect("program")
             .try_into()
             .expect("XDP program");
@@ -167,7 +167,7 @@ impl Harness {
     pub fn run_tc_pod(&self, frame: &[u8], gso_size: u32) -> (i32, Vec<u8>) {
         let prog: &SchedClassifier = self
             .ebpf
-            .program(meshfwd::pods::POD_PROGRAM)
+            .program(object::POD_PROGRAM)
             .expect("program")
             .try_into()
             .expect("TC program");

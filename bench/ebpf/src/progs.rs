@@ -7,10 +7,8 @@ use aya_ebpf::{
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
-use meshfwd_common::{
-    bench::{self, cfg, counter},
-    fib::NextHop,
-};
+use bench_ebpf::{self as bench, cfg, counter};
+use meshfwd_common::fib::NextHop;
 
 /// Settings written by the harness before a run, indexed by [`cfg`].
 #[btf_map]

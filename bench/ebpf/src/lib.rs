@@ -1,5 +1,7 @@
 //! Settings and counters shared by the forwarding benchmark's eBPF helpers
-//! (`meshfwd-ebpf`'s `meshfwd-bench` object) and its harness (`bench`).
+//! (this crate's `bench-ebpf` program, built by `bench/build.rs`) and its
+//! harness (`bench --bin forwarding`).
+#![no_std]
 
 /// Slots of the `BENCH_CFG` array.
 pub mod cfg {

@@ -8,7 +8,6 @@
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "bpf")]
-#[path = "bench_progs.rs"]
 mod progs;
 
 /// A host build exists only so `cargo clippy --workspace` checks the crate.

@@ -2,16 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
 use aya::maps::{MapData, PerCpuArray};
 use meshfwd_common::stats::Stat;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
 
 /// Counter totals, by name, plus how many CPUs contributed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub cpus: usize,
-    pub counters: BTreeMap<&'static str, u64>,
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl Stats {
@@ -20,11 +21,18 @@ impl Stats {
         let mut counters = BTreeMap::new();
         let mut cpus = 0;
         for stat in Stat::ALL {
-            let values = map.get(&(stat as u32), 0)?;
+            let values = map
+                .get(&(stat as u32), 0)
+                .map_err(Error::map(format!("reading counter {}", stat.name())))?;
             cpus = values.len();
-            counters.insert(stat.name(), values.iter().sum());
+            counters.insert(stat.name().to_owned(), values.iter().sum());
         }
         Ok(Stats { cpus, counters })
+    }
+
+    /// Return one counter (0 when absent).
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.counters.get(stat.name()).copied().unwrap_or(0)
     }
 
     /// Render as an aligned two-column table, in index order.
@@ -32,8 +40,7 @@ impl Stats {
         let width = Stat::ALL.iter().map(|s| s.name().len()).max().unwrap_or(0);
         let mut out = format!("{:<width$} {:>14}\n", "COUNTER", "PACKETS");
         for stat in Stat::ALL {
-            let value = self.counters.get(stat.name()).copied().unwrap_or(0);
-            out.push_str(&format!("{:<width$} {:>14}\n", stat.name(), value));
+            out.push_str(&format!("{:<width$} {:>14}\n", stat.name(), self.get(stat)));
         }
         out
     }

@@ -1,0 +1,219 @@
+//! Typed handles on the pinned maps: the FIB the agent's map writer fills,
+//! the endpoints the CNI plugin fills, the counters everyone reads.
+//! The layouts are `meshfwd_common`'s; only handles are made here.
+
+use std::{
+    net::Ipv6Addr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, DevMapHash, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray},
+};
+use meshfwd_common::{
+    endpoint::{ENDPOINT_MAX_ENTRIES, Endpoint, EndpointKey},
+    fib::{FibEntry, NextHop, NextHopGroup, table::Head},
+    pin,
+};
+
+use crate::{Error, Result};
+
+/// What to tell an operator when a map is not pinned.
+const NOT_ATTACHED: &str = "is the XDP program attached? see `meshfwd attach --help`";
+
+/// Open the map pinned at `dir/name`.
+fn open_pinned(dir: &Path, name: &str) -> Result<MapData> {
+    let path = dir.join(name);
+    MapData::from_pin(&path).map_err(|_| Error::NotPinned {
+        path,
+        hint: NOT_ATTACHED,
+    })
+}
+
+/// Typed handles on the forwarding program's maps.
+pub struct FibMaps {
+    /// IPv6 FIB: prefix -> group.
+    pub fib_v6: LpmTrie<MapData, [u8; 16], FibEntry>,
+    /// IPv4 FIB: prefix -> group.
+    pub fib_v4: LpmTrie<MapData, [u8; 4], FibEntry>,
+    /// Next-hop groups by id.
+    pub groups: Array<MapData, NextHopGroup>,
+    /// Next hops by id.
+    pub next_hops: Array<MapData, NextHop>,
+    /// Egress devices by ifindex.
+    pub egress: DevMapHash<MapData>,
+    /// Per-CPU counters.
+    pub stats: PerCpuArray<MapData, u64>,
+    /// FIB generation (slot 0): bump after changing FIB entries.
+    pub fib_gen: Array<MapData, u32>,
+    /// The compiled lookup table (`meshfwd_common::fib::table`).
+    pub table: Array<MapData, u32>,
+    /// Slot 0: which region of `table` is live (0: none).
+    pub table_root: Array<MapData, u32>,
+    /// Each region's head (shortcut past the shared groups).
+    pub table_head: Array<MapData, Head>,
+}
+
+impl FibMaps {
+    /// Open the maps pinned under `pin_dir`.
+    pub fn open(pin_dir: &Path) -> Result<Self> {
+        Self::build(|name| {
+            Map::from_map_data(open_pinned(pin_dir, name)?)
+                .map_err(Error::map(format!("map {name}")))
+        })
+    }
+
+    /// Take the maps out of a freshly loaded object (see
+    /// [`crate::object::load`]).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        Self::build(|name| {
+            ebpf.take_map(name).ok_or_else(|| Error::Map {
+                what: format!("the eBPF object has no map {name}"),
+                source: MapError::InvalidName { name: name.into() },
+            })
+        })
+    }
+
+    fn build(mut get: impl FnMut(&'static str) -> Result<Map>) -> Result<Self> {
+        fn typed<T: TryFrom<Map, Error = MapError>>(name: &str, map: Map) -> Result<T> {
+            T::try_from(map).map_err(Error::map(format!("map {name}")))
+        }
+        Ok(FibMaps {
+            fib_v6: typed(pin::FIB_V6, get(pin::FIB_V6)?)?,
+            fib_v4: typed(pin::FIB_V4, get(pin::FIB_V4)?)?,
+            groups: typed(pin::NH_GROUPS, get(pin::NH_GROUPS)?)?,
+            next_hops: typed(pin::NEXT_HOPS, get(pin::NEXT_HOPS)?)?,
+            egress: typed(pin::EGRESS_DEVS, get(pin::EGRESS_DEVS)?)?,
+            stats: typed(pin::STATS, get(pin::STATS)?)?,
+            fib_gen: typed(pin::FIB_GEN, get(pin::FIB_GEN)?)?,
+            table: typed(pin::FIB6_TABLE, get(pin::FIB6_TABLE)?)?,
+            table_root: typed(pin::FIB6_TABLE_ROOT, get(pin::FIB6_TABLE_ROOT)?)?,
+            table_head: typed(pin::FIB6_TABLE_HEAD, get(pin::FIB6_TABLE_HEAD)?)?,
+        })
+    }
+
+    /// Invalidate every CPU's destination cache (call after FIB changes).
+    pub fn bump_generation(&mut self) -> Result<()> {
+        let g = self
+            .fib_gen
+            .get(&0, 0)
+            .map_err(Error::map("reading the FIB generation"))?;
+        self.fib_gen
+            .set(0, g.wrapping_add(1), 0)
+            .map_err(Error::map("bumping the FIB generation"))
+    }
+}
+
+/// Open the pinned per-CPU statistics map.
+pub fn open_stats(pin_dir: &Path) -> Result<PerCpuArray<MapData, u64>> {
+    let data = open_pinned(pin_dir, pin::STATS)?;
+    PerCpuArray::try_from(Map::PerCpuArray(data)).map_err(Error::map("map MESH_STATS"))
+}
+
+/// The pinned endpoint map: pod address -> host veth and MACs, read by
+/// the TC fast path.
+pub struct Endpoints {
+    map: HashMap<MapData, EndpointKey, Endpoint>,
+    path: PathBuf,
+}
+
+impl Endpoints {
+    /// Return the map's pin path under `bpffs`.
+    pub fn pin_path(bpffs: &Path) -> PathBuf {
+        bpffs.join(meshfwd_common::endpoint::PIN)
+    }
+
+    /// Open the pinned map, or `None` if nothing is pinned (DEL, GC, CHECK:
+    /// never create what they would only empty).
+    pub fn open(bpffs: &Path) -> Result<Option<Self>> {
+        let path = Self::pin_path(bpffs);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let data = open_pinned(bpffs, meshfwd_common::endpoint::PIN)?;
+        Self::wrap(data, path).map(Some)
+    }
+
+    /// Open the pinned map, creating and pinning it if absent (a pod added
+    /// before any agent loaded the object). The map is made from the same
+    /// key, value and capacity the program declares (`meshfwd_common`), so
+    /// the agent's loader later reuses the pin. Two plugins racing to
+    /// create it both end up with the one that got pinned.
+    pub fn open_or_create(bpffs: &Path) -> Result<Self> {
+        if let Some(m) = Self::open(bpffs)? {
+            return Ok(m);
+        }
+        let path = Self::pin_path(bpffs);
+        std::fs::create_dir_all(bpffs).map_err(|source| Error::Io {
+            what: "creating the bpffs directory",
+            path: bpffs.to_owned(),
+            source,
+        })?;
+        let map = HashMap::<MapData, EndpointKey, Endpoint>::create(ENDPOINT_MAX_ENTRIES, 0)
+            .map_err(Error::map("creating the endpoint map"))?;
+        match map.pin(&path) {
+            // Pinned by us, or lost the race to another plugin: either way
+            // the pinned map is the one to use.
+            Ok(()) => {}
+            Err(_) if path.exists() => {}
+            Err(source) => {
+                return Err(Error::Pin {
+                    what: "the endpoint map".into(),
+                    path,
+                    source,
+                });
+            }
+        }
+        Self::open(bpffs)?.ok_or(Error::NotPinned {
+            path,
+            hint: "the endpoint map vanished right after it was pinned",
+        })
+    }
+
+    fn wrap(data: MapData, path: PathBuf) -> Result<Self> {
+        let map = HashMap::try_from(Map::HashMap(data)).map_err(Error::map(format!(
+            "{} is not the endpoint map",
+            path.display()
+        )))?;
+        Ok(Endpoints { map, path })
+    }
+
+    /// Register a pod.
+    pub fn insert(&mut self, addr: Ipv6Addr, ep: Endpoint) -> Result<()> {
+        self.map
+            .insert(addr.octets(), ep, 0)
+            .map_err(Error::map(format!(
+                "adding {addr} to {}",
+                self.path.display()
+            )))
+    }
+
+    /// Forget a pod; a missing entry is not an error.
+    pub fn remove(&mut self, addr: Ipv6Addr) -> Result<()> {
+        match self.map.remove(&addr.octets()) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Ok(())
+            }
+            Err(e) => Err(Error::map(format!(
+                "removing {addr} from {}",
+                self.path.display()
+            ))(e)),
+        }
+    }
+
+    /// Return a pod's entry.
+    pub fn get(&self, addr: Ipv6Addr) -> Option<Endpoint> {
+        self.map.get(&addr.octets(), 0).ok()
+    }
+
+    /// Return every registered address.
+    pub fn addrs(&self) -> Vec<Ipv6Addr> {
+        self.map
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(Ipv6Addr::from)
+            .collect()
+    }
+}

@@ -1,0 +1,174 @@
+//! The TC fast path for pods (`meshfwd-ebpf/src/tc.rs`): loading the
+//! programs once per node, attaching them with TCX, and the pins that keep
+//! them attached after the process that attached them exits. Used by the
+//! agent, which attaches pods' veths as they appear, and by the CNI plugin
+//! when no agent does.
+//!
+//! The first attach on a node loads the object with every map pinned by
+//! name (the FIB the agent fills, the endpoint map the plugin fills) and
+//! pins both programs under `progs/` with the object's tag; every later
+//! attach only opens the pinned program and attaches it. Mesh NICs are the
+//! ones the agent attached XDP to: traffic from the mesh for a local pod is
+//! delivered by the mesh program there.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use aya::programs::{
+    links::{FdLink, LinkOrder, PinnedLink},
+    tc::{SchedClassifier, TcAttachOptions, TcAttachType},
+};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::{
+    Error, Result, bpffs,
+    object::{self, MESH_PROGRAM, POD_PROGRAM},
+    xdp,
+};
+
+/// Prefix of pods' host veth names (`km` + 12 hex digits), as the CNI
+/// plugin names them.
+pub const HOST_VETH_PREFIX: &str = "km";
+
+/// The alias the CNI plugin gives a pod's host veth as the last step of
+/// ADD: the agent attaches the fast path to marked veths only, so its
+/// attach (which holds the RTNL lock through an RCU grace period) never
+/// stalls an ADD still configuring the pod.
+pub const POD_VETH_ALIAS: &str = "kubermesh-pod";
+
+/// Return the pin path of a program of the embedded object.
+pub fn prog_pin(bpffs: &Path, program: &str) -> PathBuf {
+    bpffs
+        .join("progs")
+        .join(format!("{program}-{}", object::tag()))
+}
+
+/// Return the pin path of the TC link on a pod's host veth.
+pub fn link_pin(bpffs: &Path, host_veth: &str) -> PathBuf {
+    bpffs::links_dir(bpffs).join(format!("tc-{host_veth}"))
+}
+
+/// Return the pin path of the TC link on a mesh NIC.
+pub fn mesh_link_pin(bpffs: &Path, nic: &str) -> PathBuf {
+    bpffs::links_dir(bpffs).join(format!("tc-mesh-{nic}"))
+}
+
+fn programs_pinned(bpffs: &Path) -> bool {
+    [POD_PROGRAM, MESH_PROGRAM]
+        .iter()
+        .all(|p| prog_pin(bpffs, p).exists())
+}
+
+/// Load and pin both programs unless they are pinned already.
+fn ensure_programs(bpffs: &Path) -> Result<()> {
+    if programs_pinned(bpffs) {
+        return Ok(());
+    }
+    bpffs::prepare(bpffs)?;
+    // Parallel first ADDs on a node would each create and pin the maps, and
+    // all but one pin would fail: load under an exclusive lock on the bpffs
+    // directory, and look again once we hold it.
+    let io = |what| {
+        move |source| Error::Io {
+            what,
+            path: bpffs.to_owned(),
+            source,
+        }
+    };
+    let dir = File::open(bpffs).map_err(io("opening"))?;
+    let _lock = Flock::lock(dir, FlockArg::LockExclusive)
+        .map_err(|(_, e)| io("locking")(std::io::Error::from(e)))?;
+    if programs_pinned(bpffs) {
+        return Ok(());
+    }
+    let mut ebpf = object::load(Some(bpffs))?;
+    for program in [POD_PROGRAM, MESH_PROGRAM] {
+        let path = prog_pin(bpffs, program);
+        let program_error = |source| Error::Program { program, source };
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(program)
+            .ok_or(aya::programs::ProgramError::UnexpectedProgramType)
+            .map_err(program_error)?
+            .try_into()
+            .map_err(program_error)?;
+        prog.load()
+            .map_err(|source| Error::Verifier { program, source })?;
+        // Another process may have pinned it meanwhile: theirs is as good.
+        if let Err(source) = prog.pin(&path)
+            && !path.exists()
+        {
+            return Err(Error::Pin {
+                what: program.into(),
+                path,
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Attach a pinned program to `iface`'s TCX ingress and pin the link.
+fn attach_pinned(bpffs: &Path, program: &'static str, iface: &str, link_path: &Path) -> Result<()> {
+    let attach_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Attach {
+        program,
+        iface: iface.to_owned(),
+        source,
+    };
+    let mut prog =
+        SchedClassifier::from_pin(prog_pin(bpffs, program)).map_err(|e| attach_error(e.into()))?;
+    let id = prog
+        .attach_with_options(
+            iface,
+            TcAttachType::Ingress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .map_err(|e| attach_error(e.into()))?;
+    let link: FdLink = prog
+        .take_link(id)
+        .map_err(|e| attach_error(e.into()))?
+        .try_into()
+        .map_err(|e: aya::programs::links::LinkError| attach_error(e.into()))?;
+    let _ = std::fs::remove_file(link_path);
+    link.pin(link_path).map_err(|source| Error::Pin {
+        what: format!("the TCX link of {iface}"),
+        path: link_path.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Attach the pod program to a pod's host veth, and the mesh program to
+/// every mesh NIC that lacks it.
+pub fn attach(bpffs: &Path, host_veth: &str) -> Result<()> {
+    ensure_programs(bpffs)?;
+    attach_pinned(bpffs, POD_PROGRAM, host_veth, &link_pin(bpffs, host_veth))?;
+    for nic in xdp::attached(bpffs) {
+        let link = mesh_link_pin(bpffs, &nic);
+        if PinnedLink::from_pin(&link).is_err()
+            && let Err(e) = attach_pinned(bpffs, MESH_PROGRAM, &nic, &link)
+        {
+            // Mesh delivery falls back to the kernel; the pod still works.
+            tracing::warn!(nic = %nic, error = %e, "mesh TC program not attached");
+        }
+    }
+    Ok(())
+}
+
+/// Detach the pod program from a host veth by removing its link pin;
+/// missing is fine (the veth's deletion already detached it).
+pub fn detach(bpffs: &Path, host_veth: &str) {
+    let _ = std::fs::remove_file(link_pin(bpffs, host_veth));
+}
+
+/// Check the pod program is attached to `host_veth`.
+pub fn check(bpffs: &Path, host_veth: &str) -> Result<()> {
+    let path = link_pin(bpffs, host_veth);
+    PinnedLink::from_pin(&path)
+        .map(drop)
+        .map_err(|_| Error::NotPinned {
+            path,
+            hint: "no fast-path link for this pod veth",
+        })
+}
