@@ -23,7 +23,9 @@ use serde::Deserialize;
 
 use dataplane::maps::FibMaps;
 
-use crate::fib::{FibWriter, NextHopKey, Prefix6, RouteTable, dump, neigh, writer::set_alive_id};
+use ipnet::Ipv6Net;
+
+use crate::fib::{FibWriter, NextHopKey, RouteTable, dump, neigh, writer::set_alive_id};
 
 /// `meshfwd fib` subcommands.
 #[derive(Debug, Subcommand)]
@@ -112,7 +114,15 @@ async fn apply(bpffs: &Path, routes: &Path, once: bool, kernel_routes: bool) -> 
         .with_kernel_routes(kernel_routes);
     let mut table = RouteTable::default();
     for r in &file.routes {
-        let prefix: Prefix6 = r.prefix.parse()?;
+        // A bare address is its /128.
+        let prefix = match r.prefix.parse::<Ipv6Net>() {
+            Ok(p) => p.trunc(),
+            Err(_) => Ipv6Net::from(
+                r.prefix
+                    .parse::<Ipv6Addr>()
+                    .with_context(|| format!("{:?} is not an IPv6 prefix (ADDR/LEN)", r.prefix))?,
+            ),
+        };
         let mut hops = Vec::new();
         for v in &r.via {
             let ifindex = neigh::ifindex(writer.handle(), &v.iface).await?;

@@ -8,8 +8,9 @@ mod agent_support;
 use std::{net::Ipv4Addr, time::Duration};
 
 use agent_support::{Mesh, wait_until};
+use ipnet::Ipv6Net;
 use lab::{Topology, Wire};
-use meshfwd::agent::prefixes::{Ipv6Net, pod_prefix_candidate};
+use meshfwd::agent::prefixes::pod_prefix_candidate;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 /// A router id fight takes a few MinLSIntervals (5 s) to show.
@@ -159,7 +160,7 @@ fn pod_prefix_clash_moves_the_lower_router_id() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(cluster.contains_net(&a_pod));
+    assert!(cluster.contains(&a_pod));
     m.wait_full_reachability(&["a", "b"], CONVERGE);
     // The old address left a's device with the move.
     let out = m

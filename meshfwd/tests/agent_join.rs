@@ -14,8 +14,9 @@ use std::{
 };
 
 use agent_support::{MESHFWD, Mesh, wait_until};
+use ipnet::Ipv6Net;
 use lab::{Topology, Wire};
-use meshfwd::agent::{identity, prefixes::Ipv6Net};
+use meshfwd::agent::identity;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -57,7 +58,7 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
         );
         let pod: Ipv6Net = s["pod_prefix"].as_str().unwrap().parse().unwrap();
         assert_eq!(pod.prefix_len(), 64);
-        assert!(cluster.contains_net(&pod), "{n}: {pod} inside {cluster}");
+        assert!(cluster.contains(&pod), "{n}: {pod} inside {cluster}");
         let addr = m.node_address(n);
         assert_eq!(
             u128::from(addr),

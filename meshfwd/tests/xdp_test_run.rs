@@ -334,14 +334,17 @@ fn every_frame_gets_exactly_one_verdict_and_reason() {
 /// Every FIB entry of the harness's trie, as the writer's planner holds it.
 fn trie_routes(
     h: &Harness,
-) -> std::collections::BTreeMap<meshfwd::fib::Prefix6, meshfwd_common::fib::FibEntry> {
+) -> std::collections::BTreeMap<ipnet::Ipv6Net, meshfwd_common::fib::FibEntry> {
     h.maps
         .fib_v6
         .iter()
         .map(|kv| kv.expect("read the trie"))
         .map(|(k, v)| {
             let addr = std::net::Ipv6Addr::from(k.data());
-            (meshfwd::fib::Prefix6::new(addr, k.prefix_len() as u8), v)
+            (
+                ipnet::Ipv6Net::new_assert(addr, k.prefix_len() as u8).trunc(),
+                v,
+            )
         })
         .collect()
 }
@@ -370,7 +373,8 @@ fn the_compiled_table_decides_once_live() {
 
     // With the trie emptied, only the table can route.
     for prefix in routes.keys() {
-        let key = aya::maps::lpm_trie::Key::new(u32::from(prefix.len), prefix.addr().octets());
+        let key =
+            aya::maps::lpm_trie::Key::new(u32::from(prefix.prefix_len()), prefix.addr().octets());
         h.maps.fib_v6.remove(&key).unwrap();
     }
     let five = Frame::udp(SRC, "2001:db8:100:5::1", 1, 2).bytes();
@@ -384,10 +388,7 @@ fn the_compiled_table_decides_once_live() {
     );
 
     // The next table is written into the other region, then made live.
-    routes.remove(&meshfwd::fib::Prefix6::new(
-        "2001:db8:100:5::".parse().unwrap(),
-        64,
-    ));
+    routes.remove(&"2001:db8:100:5::/64".parse::<ipnet::Ipv6Net>().unwrap());
     rt.block_on(publisher.publish(&mut h.maps, &routes))
         .unwrap();
     assert_forwarded(&h, &five, nh_mac(1));

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use nix::net::if_::InterfaceFlags;
 use routing::driver::{self, Handle, InterfaceSpec, Snapshot};
-use routing::{InstanceConfig, InterfaceConfig, InterfaceKind, Prefix};
+use routing::{InstanceConfig, InterfaceConfig, InterfaceKind, Ipv6Net};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -35,7 +35,7 @@ const CARRIER_POLL: Duration = Duration::from_millis(200);
 struct Args {
     router_id: Ipv4Addr,
     ifaces: Vec<(String, InterfaceKind)>,
-    stubs: Vec<Prefix>,
+    stubs: Vec<Ipv6Net>,
     state_file: Option<PathBuf>,
     state_interval: Duration,
     cost: u16,

@@ -4,8 +4,8 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::interface::InterfaceConfig;
-use crate::packet::prefix::Prefix;
 use crate::route::RibDiff;
+use ipnet::Ipv6Net;
 
 /// Monotonic milliseconds since an arbitrary epoch, supplied by the caller.
 #[derive(
@@ -63,7 +63,7 @@ pub enum Input {
     /// A timer armed by [`Output::ArmTimer`] expired.
     Timer(TimerId),
     /// Replace the prefixes advertised without an interface.
-    SetStubPrefixes(Vec<Prefix>),
+    SetStubPrefixes(Vec<Ipv6Net>),
 }
 
 /// Something the caller must do.

@@ -16,20 +16,20 @@ use crate::interface::{Interface, ism};
 use crate::lsdb::Lsdb;
 use crate::neighbor::nsm;
 use crate::packet::lsa::header::{LsaHeader, LsaKey};
-use crate::packet::prefix::Prefix;
 use crate::packet::{
     ALL_D_ROUTERS, ALL_SPF_ROUTERS, Body, Packet, PacketRepr, PacketType, dbdesc::DbDescRepr,
     hello::HelloRepr,
 };
 use crate::route::Rib;
 use crate::spf::{SpfBackoffConfig, SpfScheduler};
+use ipnet::Ipv6Net;
 
 /// Settings of the whole router.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstanceConfig {
     pub router_id: Ipv4Addr,
     /// Prefixes advertised without an interface (the node's /128, its pod prefix).
-    pub stub_prefixes: Vec<Prefix>,
+    pub stub_prefixes: Vec<Ipv6Net>,
     /// Largest ECMP set kept per prefix.
     pub max_paths: usize,
     pub spf: SpfBackoffConfig,

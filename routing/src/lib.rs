@@ -41,7 +41,7 @@ pub use error::{DropReason, ParseError};
 pub use events::{Input, Output, Time, TimerId};
 pub use instance::{Instance, InstanceConfig};
 pub use interface::{InterfaceConfig, InterfaceKind};
-pub use packet::prefix::Prefix;
+pub use ipnet::Ipv6Net;
 pub use route::{NextHop, Rib, RibDiff, Route};
 pub use spf::SpfBackoffConfig;
 pub use state::InstanceState;

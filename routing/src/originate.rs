@@ -23,7 +23,7 @@ use crate::packet::lsa::link::LinkLsa;
 use crate::packet::lsa::network::NetworkLsa;
 use crate::packet::lsa::router::{RouterFlags, RouterLink, RouterLinkType, RouterLsa};
 use crate::packet::lsa::{Lsa, LsaBody};
-use crate::packet::prefix::{LsaPrefix, PrefixOptions};
+use crate::packet::prefix::{LsaPrefix, PrefixOptions, is_link_local};
 
 impl Instance {
     /// Return every LSA we should be advertising, by (interface, key); the
@@ -96,7 +96,7 @@ impl Instance {
                                 {
                                     for p in &l.prefixes {
                                         if p.options.contains(PrefixOptions::NU | PrefixOptions::LA)
-                                            || p.prefix.is_link_local()
+                                            || is_link_local(&p.prefix)
                                         {
                                             continue;
                                         }
@@ -146,7 +146,11 @@ impl Instance {
                 .iter()
                 .map(|p| LsaPrefix {
                     prefix: *p,
-                    options: PrefixOptions(if p.len == 128 { PrefixOptions::LA } else { 0 }),
+                    options: PrefixOptions(if p.prefix_len() == 128 {
+                        PrefixOptions::LA
+                    } else {
+                        0
+                    }),
                     metric: 0,
                 })
                 .collect();

@@ -11,7 +11,7 @@ use std::net::Ipv6Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::packet::prefix::Prefix;
+use ipnet::Ipv6Net;
 
 /// One way to forward towards a prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -31,14 +31,14 @@ pub struct Route {
 /// All routes of the router.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Rib {
-    pub routes: BTreeMap<Prefix, Route>,
+    pub routes: BTreeMap<Ipv6Net, Route>,
 }
 
 /// What changed between two RIBs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RibDiff {
-    pub added_or_changed: Vec<(Prefix, Route)>,
-    pub removed: Vec<Prefix>,
+    pub added_or_changed: Vec<(Ipv6Net, Route)>,
+    pub removed: Vec<Ipv6Net>,
 }
 
 impl RibDiff {
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn diff_and_apply() {
-        let p = |s: &str| s.parse::<Prefix>().unwrap();
+        let p = |s: &str| s.parse::<Ipv6Net>().unwrap();
         let mut a = Rib::default();
         a.routes.insert(p("2001:db8:1::/64"), route(10, &[1]));
         a.routes.insert(p("2001:db8:2::/64"), route(20, &[1]));

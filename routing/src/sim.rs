@@ -357,7 +357,8 @@ pub fn mesh_lsdb(n: usize, degree: usize, seed: u64) -> crate::lsdb::Lsdb {
     use crate::packet::lsa::link::LinkLsa;
     use crate::packet::lsa::router::{RouterFlags, RouterLink, RouterLinkType, RouterLsa};
     use crate::packet::lsa::{Lsa, LsaBody};
-    use crate::packet::prefix::{LsaPrefix, Prefix, PrefixOptions};
+    use crate::packet::prefix::{LsaPrefix, PrefixOptions};
+    use ipnet::Ipv6Net;
 
     // xorshift64*: enough for a benchmark topology, no dependency.
     let mut state = seed.max(1);
@@ -423,7 +424,7 @@ pub fn mesh_lsdb(n: usize, degree: usize, seed: u64) -> crate::lsdb::Lsdb {
         );
         let addr = std::net::Ipv6Addr::new(0xfd00, 0, (r >> 16) as u16, r as u16, 0, 0, 0, 0);
         let prefix = LsaPrefix {
-            prefix: Prefix { addr, len: 64 },
+            prefix: Ipv6Net::new_assert(addr, 64),
             options: PrefixOptions(0),
             metric: 0,
         };

@@ -22,8 +22,9 @@ use crate::packet::lsa::LsaBody;
 use crate::packet::lsa::header::{LsaKey, LsaType, MAX_AGE};
 use crate::packet::lsa::network::NetworkLsa;
 use crate::packet::lsa::router::{RouterLinkType, RouterLsa};
-use crate::packet::prefix::{Prefix, PrefixOptions};
+use crate::packet::prefix::{PrefixOptions, is_link_local};
 use crate::route::{NextHop, Rib, Route};
+use ipnet::Ipv6Net;
 
 /// RFC 8405 SPF back-off timers, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -405,8 +406,8 @@ pub fn compute(
     }
 
     // Prefixes (RFC 5340 §4.8.3).
-    let mut own: BTreeSet<Prefix> = BTreeSet::new();
-    let mut cands: Vec<(Prefix, u32, usize)> = Vec::new();
+    let mut own: BTreeSet<Ipv6Net> = BTreeSet::new();
+    let mut cands: Vec<(Ipv6Net, u32, usize)> = Vec::new();
     for e in type_range(area, LsaType::INTRA_AREA_PREFIX) {
         if e.lsa.header.age >= MAX_AGE {
             continue;
@@ -433,7 +434,7 @@ pub fn compute(
             continue;
         }
         for p in &iap.prefixes {
-            if p.options.contains(PrefixOptions::NU) || p.prefix.is_link_local() {
+            if p.options.contains(PrefixOptions::NU) || is_link_local(&p.prefix) {
                 continue;
             }
             cands.push((p.prefix, dist[v].saturating_add(u32::from(p.metric)), v));

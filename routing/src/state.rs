@@ -11,9 +11,9 @@ use crate::instance::Instance;
 use crate::interface::{InterfaceKind, ism};
 use crate::neighbor::nsm;
 use crate::packet::lsa::header::LsaScope;
-use crate::packet::prefix::Prefix;
 use crate::route::Route;
 use crate::spf::BackoffState;
+use ipnet::Ipv6Net;
 
 /// Everything an operator may want to see.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,7 +22,7 @@ pub struct InstanceState {
     pub interfaces: Vec<InterfaceState>,
     pub neighbors: Vec<NeighborState>,
     pub lsdb: Vec<LsaSummary>,
-    pub routes: BTreeMap<Prefix, Route>,
+    pub routes: BTreeMap<Ipv6Net, Route>,
     pub drops: BTreeMap<DropReason, u64>,
     pub spf_runs: u64,
     pub spf_backoff: BackoffState,

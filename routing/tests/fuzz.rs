@@ -23,7 +23,7 @@ use routing::packet::lsa::{Lsa, LsaBody};
 use routing::packet::lsupd::LsUpdatePacket;
 use routing::packet::{ALL_D_ROUTERS, ALL_SPF_ROUTERS, Body, Packet, PacketRepr};
 use routing::sim::{Sim, link_local, router_id};
-use routing::{Input, InstanceConfig, Output, Prefix, Time, TimerId};
+use routing::{Input, InstanceConfig, Ipv6Net, Output, Time, TimerId};
 
 const PARSER_ITERATIONS: usize = 200_000;
 const INSTANCE_ITERATIONS: usize = 200_000;
@@ -35,8 +35,8 @@ fn corpus() -> (Sim, Vec<Vec<u8>>) {
         sim.add_router(InstanceConfig {
             router_id: router_id(n),
             stub_prefixes: vec![
-                format!("fd00:{n}::/64").parse::<Prefix>().unwrap(),
-                format!("fd00:ff::{n}/128").parse::<Prefix>().unwrap(),
+                format!("fd00:{n}::/64").parse::<Ipv6Net>().unwrap(),
+                format!("fd00:ff::{n}/128").parse::<Ipv6Net>().unwrap(),
             ],
             ..Default::default()
         });

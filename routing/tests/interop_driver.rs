@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use routing::driver::{self, Handle, InterfaceSpec, Snapshot};
 use routing::neighbor::nsm;
-use routing::{Instance, InstanceConfig, InterfaceConfig, Prefix, Rib, RibDiff};
+use routing::{Instance, InstanceConfig, InterfaceConfig, Ipv6Net, Rib, RibDiff};
 use tokio::sync::{mpsc, oneshot};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -127,7 +127,7 @@ fn embedded_driver() {
 
     // The RIB diffs over the channel add up to a route to y's prefix via
     // y's link-local address on x's interface.
-    let y_prefix: Prefix = "2001:db8:2::/64".parse().expect("prefix");
+    let y_prefix: Ipv6Net = "2001:db8:2::/64".parse().expect("prefix");
     let x_ifindex = rt
         .block_on(x.handle.snapshot())
         .expect("snapshot")
@@ -177,7 +177,7 @@ fn embedded_driver() {
     });
 
     // Stub prefixes change at run time too.
-    let extra: Prefix = "2001:db8:2:1::/64".parse().expect("prefix");
+    let extra: Ipv6Net = "2001:db8:2:1::/64".parse().expect("prefix");
     rt.block_on(y.handle.set_stub_prefixes(vec![y_prefix, extra]))
         .expect("set stubs");
     wait(&rt, "y's new stub prefix at x", async || {

@@ -17,16 +17,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use routing::neighbor::nsm;
 use routing::sim::{Sim, link_local, router_id};
-use routing::{InstanceConfig, NextHop, Prefix};
+use routing::{InstanceConfig, Ipv6Net, NextHop};
 
 const ROUTERS: usize = 200;
 const COST: u32 = 10;
 
-fn pod(n: usize) -> Prefix {
+fn pod(n: usize) -> Ipv6Net {
     format!("fd00:{:x}::/64", n + 1).parse().expect("prefix")
 }
 
-fn host(n: usize) -> Prefix {
+fn host(n: usize) -> Ipv6Net {
     format!("fd00:ffff::{:x}/128", n + 1)
         .parse()
         .expect("prefix")
@@ -125,7 +125,7 @@ fn check(sim: &Sim) -> Result<(), String> {
             expected.insert(pod(d), (dd[r] * COST, hops.clone()));
             expected.insert(host(d), (dd[r] * COST, hops));
         }
-        let got: BTreeMap<Prefix, (u32, BTreeSet<NextHop>)> = inst
+        let got: BTreeMap<Ipv6Net, (u32, BTreeSet<NextHop>)> = inst
             .rib()
             .routes
             .iter()

@@ -2,9 +2,9 @@
 //! a broadcast segment with DR election, failures.
 
 use routing::sim::{Sim, link_local, router_id};
-use routing::{InstanceConfig, InterfaceKind, NextHop, Prefix};
+use routing::{InstanceConfig, InterfaceKind, Ipv6Net, NextHop};
 
-fn pod(n: usize) -> Prefix {
+fn pod(n: usize) -> Ipv6Net {
     format!("fd00:{:x}::/64", n + 1).parse().expect("prefix")
 }
 
@@ -152,7 +152,7 @@ fn partition_heals_with_newer_lsas() {
     s.cut_link(l01, false);
     s.run_for(20_000);
     assert!(!s.routers[2].rib.routes.contains_key(&pod(0)));
-    let extra: Prefix = "fd00:99::/64".parse().unwrap();
+    let extra: Ipv6Net = "fd00:99::/64".parse().unwrap();
     s.input(0, routing::Input::SetStubPrefixes(vec![pod(0), extra]));
     s.run_for(20_000);
     s.restore_link(l01);

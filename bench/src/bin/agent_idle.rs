@@ -27,8 +27,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use bench::agents::{CONVERGE, Mesh, meshfwd_bin, proc_usage, wait_until};
+use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire};
-use meshfwd::fib::{NextHopKey, Prefix6, RouteTable, plan::Planner};
+use meshfwd::fib::{NextHopKey, RouteTable, plan::Planner};
 use routing::sim::{mesh_lsdb, router_id};
 use serde::Serialize;
 
@@ -269,10 +270,8 @@ fn scaled_state(n: usize) -> Result<(u64, usize, usize, f64, usize)> {
                 via: fake_ll(h.ifindex),
             })
             .collect();
-        table
-            .routes
-            .insert(Prefix6::new(p.addr, p.len), hops.clone());
-        table.routes.insert(Prefix6::host_route(host(p.addr)), hops);
+        table.routes.insert(*p, hops.clone());
+        table.routes.insert(Ipv6Net::from(host(p.addr())), hops);
     }
     let mut planner = Planner::new();
     let ops = planner.plan(&table).context("planning the table")?;

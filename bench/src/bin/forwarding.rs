@@ -33,8 +33,9 @@ use aya::{
 use bench::BENCH_OBJECT;
 use bench_ebpf::{TEMPLATE_LEN, cfg, counter};
 use dataplane::{maps::FibMaps, object, stats::Stats};
+use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire, netns};
-use meshfwd::fib::{FibWriter, NextHopKey, Prefix6, RouteTable};
+use meshfwd::fib::{FibWriter, NextHopKey, RouteTable};
 use meshfwd_common::fib::{NextHop, nh_flags};
 use nix::sched::{CpuSet, sched_setaffinity};
 use serde::Serialize;
@@ -327,7 +328,7 @@ fn run() -> Result<()> {
     let mut table = RouteTable::default();
     for i in 0..PREFIXES {
         let addr = Ipv6Addr::new(0xfd00, 0, 0, i as u16, 0, 0, 0, 0);
-        table.route(Prefix6::new(addr, 64), hops.iter().copied());
+        table.route(Ipv6Net::new_assert(addr, 64).trunc(), hops.iter().copied());
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

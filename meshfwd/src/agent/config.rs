@@ -49,7 +49,9 @@ use std::{
 
 use meshfwd_common::pin;
 
-use super::{links::Pattern, prefixes::Ipv6Net};
+use ipnet::Ipv6Net;
+
+use super::links::Pattern;
 use dataplane::xdp::AttachMode;
 
 /// Where the agent looks for its file when `--config` is not given.
@@ -496,7 +498,7 @@ impl Config {
                     format!("{pp}: must be a /64"),
                 ));
             }
-            if !cp.contains_net(&pp) {
+            if !cp.contains(&pp) {
                 return Err(ConfigError::new(
                     "pod_prefix",
                     format!("{pp} is not inside cluster_prefix {cp}"),
@@ -659,7 +661,8 @@ fn check_router_id(field: &str, id: Ipv4Addr) -> Result<(), ConfigError> {
 
 fn parse_net(field: &str, s: &str) -> Result<Ipv6Net, ConfigError> {
     s.trim()
-        .parse()
+        .parse::<Ipv6Net>()
+        .map(|p| p.trunc())
         .map_err(|e| ConfigError::new(field, format!("{s:?}: {e}")))
 }
 

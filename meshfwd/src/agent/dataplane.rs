@@ -19,15 +19,16 @@ use std::{
 };
 
 use anyhow::Result;
+use ipnet::Ipv6Net;
 use meshfwd_common::fib::NEXT_HOP_MAX_ENTRIES;
-use routing::{Prefix, Rib};
+use routing::Rib;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use dataplane::{maps::FibMaps, stats::Stats, xdp::AttachMode};
 
 use crate::fib::{
-    ApplyReport, FibWriter, NextHopKey, Prefix6, RouteTable,
+    ApplyReport, FibWriter, NextHopKey, RouteTable,
     dump::{self, FibRow},
     kroute,
     writer::set_alive_id,
@@ -45,12 +46,12 @@ pub fn desired_table(
     rib: &Rib,
     live: impl Fn(u32) -> bool,
     local: &[Ipv6Addr],
-    own: &[Prefix6],
+    own: &[Ipv6Net],
 ) -> RouteTable {
     let mut t = RouteTable::default();
     for (prefix, route) in &rib.routes {
-        let p = to_prefix6(prefix);
-        if own.contains(&p) || prefix.is_link_local() {
+        let p = *prefix;
+        if own.contains(&p) || routing::packet::prefix::is_link_local(prefix) {
             continue;
         }
         let hops: BTreeSet<NextHopKey> = route
@@ -68,11 +69,6 @@ pub fn desired_table(
     }
     t.local.extend(local.iter().copied());
     t
-}
-
-/// Convert a routing prefix to the writer's.
-pub fn to_prefix6(p: &Prefix) -> Prefix6 {
-    Prefix6::new(p.addr, p.len)
 }
 
 /// Links the agent has seen lose their carrier (and not regain it).
@@ -409,8 +405,8 @@ mod tests {
         ]);
         let me: Ipv6Addr = "fd00:9::1".parse().unwrap();
         let own = [
-            Prefix6::new("fd00:9::".parse().unwrap(), 64),
-            Prefix6::host_route(me),
+            Ipv6Net::new_assert("fd00:9::".parse().unwrap(), 64).trunc(),
+            Ipv6Net::from(me),
         ];
         let t = desired_table(&r, |i| i != 3, &[me], &own);
         let keys: Vec<String> = t.routes.keys().map(|p| p.to_string()).collect();

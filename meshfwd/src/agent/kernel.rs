@@ -22,7 +22,7 @@ use netlink_packet_route::{
 };
 use rtnetlink::{Handle, LinkDummy, LinkUnspec, RouteMessageBuilder};
 
-use super::prefixes::Ipv6Net;
+use ipnet::Ipv6Net;
 
 /// Make a veth mesh link finish TCP/UDP checksums when it sends, as a NIC
 /// does on the wire; return whether anything had to change.
@@ -175,7 +175,7 @@ pub async fn sync_addresses(
         }) else {
             continue;
         };
-        if !managed.contains(addr) {
+        if !managed.contains(&addr) {
             continue;
         }
         if want.contains(&addr) && m.header.prefix_len == 128 {

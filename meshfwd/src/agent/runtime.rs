@@ -24,8 +24,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt as _;
+use ipnet::Ipv6Net;
 use routing::{
-    DropReason, InstanceConfig, InterfaceConfig, Prefix, Rib, RibDiff, SpfBackoffConfig,
+    DropReason, InstanceConfig, InterfaceConfig, Rib, RibDiff, SpfBackoffConfig,
     driver::{self, InterfaceSpec, Snapshot},
 };
 use serde::Serialize;
@@ -39,9 +40,8 @@ use super::{
     identity::{DupDetector, DupEvidence, Identity, random_u64},
     kernel,
     links::{self, DownReason, LinkFilter, LinkTracker, MeshEvent, MeshLink, NlEvent},
-    prefixes::{self, Ipv6Net},
+    prefixes,
 };
-use crate::fib::Prefix6;
 use dataplane::{
     node_state::{NodeState, PodAttach},
     tc as pods,
@@ -92,19 +92,12 @@ impl NodePrefixes {
         }
     }
 
-    fn stubs(&self) -> Vec<Prefix> {
-        vec![
-            Prefix::new(self.pod_prefix.addr(), self.pod_prefix.prefix_len())
-                .expect("a /64 is a valid prefix"),
-            Prefix::host(self.node_address),
-        ]
+    fn stubs(&self) -> Vec<Ipv6Net> {
+        self.own().to_vec()
     }
 
-    fn own(&self) -> [Prefix6; 2] {
-        [
-            Prefix6::new(self.pod_prefix.addr(), self.pod_prefix.prefix_len()),
-            Prefix6::host_route(self.node_address),
-        ]
+    fn own(&self) -> [Ipv6Net; 2] {
+        [self.pod_prefix, Ipv6Net::from(self.node_address)]
     }
 }
 
@@ -501,8 +494,7 @@ impl Agent {
             .context("advertising the node's prefixes")?;
         let state = NodeState {
             router_id: self.identity.router_id,
-            pod_prefix: ipnet::Ipv6Net::new(p.pod_prefix.addr(), p.pod_prefix.prefix_len())
-                .expect("a /64"),
+            pod_prefix: p.pod_prefix,
             node_address: p.node_address,
             mtu: self.config.mtu,
             bpffs: self.config.bpffs.clone(),
@@ -620,7 +612,7 @@ impl Agent {
             .rib
             .routes
             .keys()
-            .map(|p| Ipv6Net::new(p.addr, p.len))
+            .copied()
             .filter(|p| p.prefix_len() == 64)
             .collect();
         let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -6,8 +6,8 @@ use anyhow::Result;
 use meshfwd_common::fib::{kind, nh_flags};
 use serde::Serialize;
 
-use super::Prefix6;
 use dataplane::maps::FibMaps;
+use ipnet::Ipv6Net;
 
 /// One FIB entry.
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +37,11 @@ pub fn rows(maps: &FibMaps, ifname: impl Fn(u32) -> Option<String>) -> Result<Ve
     for key in maps.fib_v6.keys() {
         let key = key?;
         let entry = maps.fib_v6.get(&key, 0)?;
-        let prefix = Prefix6::new(key.data().into(), key.prefix_len() as u8);
+        // Every key was written by the map writer; a length over 128
+        // cannot be there, and is skipped rather than trusted.
+        let Ok(prefix) = Ipv6Net::new(key.data().into(), key.prefix_len() as u8) else {
+            continue;
+        };
         let mut next_hops = Vec::new();
         if entry.kind == kind::FORWARD {
             let g = maps.groups.get(&entry.group, 0)?;

@@ -11,20 +11,20 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use futures::TryStreamExt as _;
-use netlink_packet_route::{
-    AddressFamily,
-    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol},
-};
+use netlink_packet_route::route::{RouteHeader, RouteMessage, RouteProtocol};
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
 
-use super::{NextHopKey, Prefix6, RTPROT_KUBERMESH};
+use dataplane::netlink::Route6;
+use ipnet::Ipv6Net;
+
+use super::{NextHopKey, RTPROT_KUBERMESH};
 
 /// The kernel routes this writer owns: prefix -> next hops.
-pub type KernelRoutes = BTreeMap<Prefix6, BTreeSet<NextHopKey>>;
+pub type KernelRoutes = BTreeMap<Ipv6Net, BTreeSet<NextHopKey>>;
 
-fn message(prefix: Prefix6, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
+fn message(prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
     let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
-        .destination_prefix(prefix.addr(), prefix.len)
+        .destination_prefix(prefix.network(), prefix.prefix_len())
         .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
         .table_id(u32::from(RouteHeader::RT_TABLE_MAIN));
     if hops.len() == 1 {
@@ -46,7 +46,7 @@ fn message(prefix: Prefix6, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage>
 }
 
 /// Install or replace the route for `prefix`.
-pub async fn replace(handle: &Handle, prefix: Prefix6, hops: &BTreeSet<NextHopKey>) -> Result<()> {
+pub async fn replace(handle: &Handle, prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<()> {
     let msg = message(prefix, hops)?;
     handle
         .route()
@@ -58,9 +58,9 @@ pub async fn replace(handle: &Handle, prefix: Prefix6, hops: &BTreeSet<NextHopKe
 }
 
 /// Remove our route for `prefix`.
-pub async fn remove(handle: &Handle, prefix: Prefix6) -> Result<()> {
+pub async fn remove(handle: &Handle, prefix: Ipv6Net) -> Result<()> {
     let msg = RouteMessageBuilder::<Ipv6Addr>::new()
-        .destination_prefix(prefix.addr(), prefix.len)
+        .destination_prefix(prefix.network(), prefix.prefix_len())
         .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
         .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
         .build();
@@ -74,22 +74,16 @@ pub async fn remove(handle: &Handle, prefix: Prefix6) -> Result<()> {
 
 /// Return the prefixes of our routes now in the kernel (a restarted agent
 /// removes the ones it no longer wants).
-pub async fn dump_ours(handle: &Handle) -> Result<BTreeSet<Prefix6>> {
+pub async fn dump_ours(handle: &Handle) -> Result<BTreeSet<Ipv6Net>> {
     let mut out = BTreeSet::new();
     let query = RouteMessageBuilder::<Ipv6Addr>::new().build();
     let mut stream = handle.route().get(query).execute();
     while let Some(msg) = stream.try_next().await.context("dumping kernel routes")? {
-        if msg.header.address_family != AddressFamily::Inet6
-            || msg.header.protocol != RouteProtocol::from(RTPROT_KUBERMESH)
+        if let Some(route) = Route6::from_message(&msg)
+            && route.protocol == RTPROT_KUBERMESH
         {
-            continue;
+            out.insert(route.dst);
         }
-        let dst = msg.attributes.iter().find_map(|a| match a {
-            RouteAttribute::Destination(RouteAddress::Inet6(d)) => Some(*d),
-            _ => None,
-        });
-        let dst = dst.unwrap_or(Ipv6Addr::UNSPECIFIED);
-        out.insert(Prefix6::new(dst, msg.header.destination_prefix_length));
     }
     Ok(out)
 }
@@ -110,7 +104,7 @@ pub async fn sync(
         installed.insert(*prefix, hops.clone());
         writes += 1;
     }
-    let gone: Vec<Prefix6> = installed
+    let gone: Vec<Ipv6Net> = installed
         .keys()
         .filter(|p| desired.get(*p).is_none_or(|h| h.is_empty()))
         .copied()

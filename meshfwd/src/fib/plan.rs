@@ -13,7 +13,9 @@ use meshfwd_common::fib::{
     FibEntry, GROUP_MAX_ENTRIES, GROUP_MAX_MEMBERS, NEXT_HOP_MAX_ENTRIES, kind,
 };
 
-use super::{NextHopKey, Prefix6, RouteTable};
+use ipnet::Ipv6Net;
+
+use super::{NextHopKey, RouteTable};
 
 /// One write to the maps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,9 +25,9 @@ pub enum Op {
     /// Write group `id` with these next-hop ids.
     AddGroup { id: u32, members: Vec<u32> },
     /// Add or replace a FIB entry.
-    SetRoute { prefix: Prefix6, entry: FibEntry },
+    SetRoute { prefix: Ipv6Net, entry: FibEntry },
     /// Remove a FIB entry.
-    DelRoute { prefix: Prefix6 },
+    DelRoute { prefix: Ipv6Net },
     /// Clear group `id` (no prefix uses it any more).
     DelGroup { id: u32 },
     /// Clear next hop `id` (no group uses it any more).
@@ -44,7 +46,7 @@ pub struct Shared {
 pub struct Planner {
     next_hops: BTreeMap<NextHopKey, Shared>,
     groups: BTreeMap<Vec<u32>, Shared>,
-    routes: BTreeMap<Prefix6, FibEntry>,
+    routes: BTreeMap<Ipv6Net, FibEntry>,
     free_nh: IdPool,
     free_group: IdPool,
 }
@@ -83,9 +85,11 @@ impl Planner {
 
         // Desired next-hop sets per prefix, widest ECMP capped at 16 (the
         // lowest keys win, so the choice is stable).
-        let mut wanted_sets: BTreeMap<Prefix6, Vec<NextHopKey>> = BTreeMap::new();
+        let mut wanted_sets: BTreeMap<Ipv6Net, Vec<NextHopKey>> = BTreeMap::new();
         for (prefix, hops) in &desired.routes {
-            if hops.is_empty() || desired.local.contains(&prefix.host()) && prefix.len == 128 {
+            if hops.is_empty()
+                || desired.local.contains(&prefix.addr()) && prefix.prefix_len() == 128
+            {
                 continue;
             }
             wanted_sets.insert(
@@ -114,7 +118,7 @@ impl Planner {
         }
 
         // 2. Groups, content-addressed by their sorted member ids.
-        let mut group_of: BTreeMap<Prefix6, u32> = BTreeMap::new();
+        let mut group_of: BTreeMap<Ipv6Net, u32> = BTreeMap::new();
         let mut group_refs: BTreeMap<Vec<u32>, u32> = BTreeMap::new();
         for (prefix, hops) in &wanted_sets {
             let mut members: Vec<u32> = hops.iter().map(|k| nh_ids[k]).collect();
@@ -139,7 +143,7 @@ impl Planner {
         }
 
         // 3. Prefixes: add or move (atomic replace), locals first-class.
-        let mut wanted_routes: BTreeMap<Prefix6, FibEntry> = group_of
+        let mut wanted_routes: BTreeMap<Ipv6Net, FibEntry> = group_of
             .iter()
             .map(|(p, g)| {
                 (
@@ -153,7 +157,7 @@ impl Planner {
             .collect();
         for addr in &desired.local {
             wanted_routes.insert(
-                Prefix6::host_route(*addr),
+                Ipv6Net::from(*addr),
                 FibEntry {
                     kind: kind::LOCAL,
                     group: 0,
@@ -224,7 +228,7 @@ impl Planner {
     }
 
     /// Return the FIB entries as planned.
-    pub fn routes(&self) -> &BTreeMap<Prefix6, FibEntry> {
+    pub fn routes(&self) -> &BTreeMap<Ipv6Net, FibEntry> {
         &self.routes
     }
 
@@ -280,7 +284,7 @@ mod tests {
         }
     }
 
-    fn p(s: &str) -> Prefix6 {
+    fn p(s: &str) -> Ipv6Net {
         s.parse().unwrap()
     }
 
@@ -458,7 +462,7 @@ mod tests {
         t.local.insert(me);
         let ops = pl.plan(&t).unwrap();
         assert!(ops.contains(&Op::SetRoute {
-            prefix: Prefix6::host_route(me),
+            prefix: Ipv6Net::from(me),
             entry: FibEntry {
                 kind: kind::LOCAL,
                 group: 0
@@ -491,7 +495,8 @@ mod tests {
         let hops: Vec<NextHopKey> = (1..=8).map(|i| nh(i, 1)).collect();
         let mut t = RouteTable::default();
         for i in 0..10_000u16 {
-            let prefix = Prefix6::new(Ipv6Addr::new(0xfd00, 0, 0, i, 0, 0, 0, 0), 64);
+            let prefix =
+                Ipv6Net::new_assert(Ipv6Addr::new(0xfd00, 0, 0, i, 0, 0, 0, 0), 64).trunc();
             t.routes.insert(prefix, hops.iter().copied().collect());
         }
         let ops = pl.plan(&t).unwrap();

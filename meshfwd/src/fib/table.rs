@@ -23,8 +23,8 @@ use meshfwd_common::fib::{
     table::{self as layout, Head},
 };
 
-use super::Prefix6;
 use dataplane::maps::FibMaps;
+use ipnet::Ipv6Net;
 
 /// Where a group sits: its level (the index of the address byte it is
 /// indexed by) and the address bytes before that level.
@@ -101,13 +101,13 @@ struct Node {
 /// Compile `routes` into a table, numbering groups as `prev` did where
 /// their paths still exist. Entries of `kind` 0 (no route) are skipped.
 pub fn compile<'a>(
-    routes: impl IntoIterator<Item = (&'a Prefix6, &'a FibEntry)>,
+    routes: impl IntoIterator<Item = (&'a Ipv6Net, &'a FibEntry)>,
     prev: &HashMap<Path, u32>,
 ) -> Result<Compiled, TooBig> {
-    let mut routes: Vec<(&Prefix6, &FibEntry)> =
+    let mut routes: Vec<(&Ipv6Net, &FibEntry)> =
         routes.into_iter().filter(|(_, e)| e.kind != 0).collect();
     // Shortest first: a prefix then only overwrites shorter prefixes' leaves.
-    routes.sort_by_key(|(p, _)| (p.len, p.addr()));
+    routes.sort_by_key(|(p, _)| (p.prefix_len(), p.addr()));
 
     let mut nodes = vec![Node {
         path: ROOT,
@@ -119,7 +119,7 @@ pub fn compile<'a>(
         if lookup_nodes(&nodes, &bytes) == leaf {
             continue;
         }
-        let len = usize::from(prefix.len);
+        let len = usize::from(prefix.prefix_len());
         let mut node = 0usize;
         let mut level = 0usize;
         // Descend through every byte the prefix covers in full, except
@@ -279,7 +279,7 @@ impl Publisher {
     pub async fn publish(
         &mut self,
         maps: &mut FibMaps,
-        routes: &BTreeMap<Prefix6, FibEntry>,
+        routes: &BTreeMap<Ipv6Net, FibEntry>,
     ) -> Result<Published> {
         let target = match self.live {
             Some(r) => 1 - r,
@@ -358,16 +358,18 @@ mod tests {
     }
 
     /// The reference: the longest matching prefix by linear scan.
-    fn reference(routes: &BTreeMap<Prefix6, FibEntry>, addr: Ipv6Addr) -> FibEntry {
+    fn reference(routes: &BTreeMap<Ipv6Net, FibEntry>, addr: Ipv6Addr) -> FibEntry {
         routes
             .iter()
-            .filter(|(p, e)| e.kind != 0 && Prefix6::new(addr, p.len) == **p)
-            .max_by_key(|(p, _)| p.len)
+            .filter(|(p, e)| {
+                e.kind != 0 && Ipv6Net::new_assert(addr, p.prefix_len()).trunc() == **p
+            })
+            .max_by_key(|(p, _)| p.prefix_len())
             .map(|(_, e)| *e)
             .unwrap_or_default()
     }
 
-    fn random_routes(rng: &mut ChaCha8Rng, n: usize) -> BTreeMap<Prefix6, FibEntry> {
+    fn random_routes(rng: &mut ChaCha8Rng, n: usize) -> BTreeMap<Ipv6Net, FibEntry> {
         // Few distinct upper bits, so prefixes nest and share groups.
         let bases: Vec<u128> = (0..rng.gen_range(1..=4))
             .map(|_| rng.r#gen::<u128>())
@@ -377,7 +379,7 @@ mod tests {
                 let base = bases[rng.gen_range(0..bases.len())];
                 let noise = rng.r#gen::<u128>() >> rng.gen_range(16..128);
                 let len = [0u8, 7, 16, 48, 56, 63, 64, 65, 96, 127, 128][rng.gen_range(0..11)];
-                let p = Prefix6::new(Ipv6Addr::from(base ^ noise), len);
+                let p = Ipv6Net::new_assert(Ipv6Addr::from(base ^ noise), len).trunc();
                 (p, fwd(rng.gen_range(1..6)))
             })
             .collect()
@@ -385,11 +387,13 @@ mod tests {
 
     /// Addresses worth probing: each prefix's first and last address,
     /// their neighbours, and random ones.
-    fn probes(rng: &mut ChaCha8Rng, routes: &BTreeMap<Prefix6, FibEntry>) -> Vec<Ipv6Addr> {
+    fn probes(rng: &mut ChaCha8Rng, routes: &BTreeMap<Ipv6Net, FibEntry>) -> Vec<Ipv6Addr> {
         let mut out = Vec::new();
         for p in routes.keys() {
             let first = u128::from(p.addr());
-            let host = u128::MAX.checked_shr(u32::from(p.len)).unwrap_or(0);
+            let host = u128::MAX
+                .checked_shr(u32::from(p.prefix_len()))
+                .unwrap_or(0);
             for a in [
                 first,
                 first | host,
@@ -424,16 +428,16 @@ mod tests {
     fn a_prefix_like_its_covering_prefix_costs_no_group() {
         let mut routes = BTreeMap::new();
         let pod: Ipv6Addr = "fd00:1:2:3::".parse().unwrap();
-        routes.insert(Prefix6::new(pod, 64), fwd(1));
+        routes.insert(Ipv6Net::new_assert(pod, 64).trunc(), fwd(1));
         routes.insert(
-            Prefix6::host_route("fd00:1:2:3::1".parse().unwrap()),
+            Ipv6Net::from("fd00:1:2:3::1".parse::<Ipv6Addr>().unwrap()),
             fwd(1),
         );
         let same = compile(&routes, &HashMap::new()).unwrap();
         // Root plus one group per byte 1..=7 of the /64.
         assert_eq!(same.groups.len(), 8);
         routes.insert(
-            Prefix6::host_route("fd00:1:2:3::1".parse().unwrap()),
+            Ipv6Net::from("fd00:1:2:3::1".parse::<Ipv6Addr>().unwrap()),
             fwd(2),
         );
         let other = compile(&routes, &HashMap::new()).unwrap();
@@ -447,13 +451,19 @@ mod tests {
         let mut routes = BTreeMap::new();
         for i in 0..300u16 {
             let p = Ipv6Addr::new(0xfd6b, 0x6d65, 0x7368, i, 0, 0, 0, 0);
-            routes.insert(Prefix6::new(p, 64), fwd(u32::from(i % 5) + 1));
+            routes.insert(
+                Ipv6Net::new_assert(p, 64).trunc(),
+                fwd(u32::from(i % 5) + 1),
+            );
         }
         let table = compile(&routes, &HashMap::new()).unwrap();
         assert_eq!(table.head.level, 6, "the /48 is skipped: {:?}", table.head);
         // A default route gives the root a leaf for everything else, and
         // the head still applies.
-        routes.insert(Prefix6::new(Ipv6Addr::UNSPECIFIED, 0), fwd(9));
+        routes.insert(
+            Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 0).trunc(),
+            fwd(9),
+        );
         let table = compile(&routes, &HashMap::new()).unwrap();
         assert_eq!(table.head.level, 6);
         for addr in [
@@ -466,7 +476,10 @@ mod tests {
             assert_eq!(table.lookup(addr), reference(&routes, addr), "{addr}");
         }
         // Two subtrees under the root: no shortcut.
-        routes.insert(Prefix6::new("2001:db8::".parse().unwrap(), 64), fwd(3));
+        routes.insert(
+            Ipv6Net::new_assert("2001:db8::".parse().unwrap(), 64).trunc(),
+            fwd(3),
+        );
         let table = compile(&routes, &HashMap::new()).unwrap();
         assert_eq!(table.head.level, 0);
     }
@@ -477,8 +490,14 @@ mod tests {
         let mut routes = random_routes(&mut rng, 60);
         let first = compile(&routes, &HashMap::new()).unwrap();
         // A new, early-sorting prefix must not renumber the others.
-        routes.insert(Prefix6::new("::".parse().unwrap(), 24), fwd(9));
-        routes.insert(Prefix6::new("0:0:0:7::".parse().unwrap(), 64), fwd(9));
+        routes.insert(
+            Ipv6Net::new_assert("::".parse().unwrap(), 24).trunc(),
+            fwd(9),
+        );
+        routes.insert(
+            Ipv6Net::new_assert("0:0:0:7::".parse().unwrap(), 64).trunc(),
+            fwd(9),
+        );
         let second = compile(&routes, &first.ids).unwrap();
         for (path, id) in &first.ids {
             if let Some(again) = second.ids.get(path) {
@@ -492,13 +511,8 @@ mod tests {
         // Random /128s share nothing below the first byte or two: about 15
         // groups each.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let routes: BTreeMap<Prefix6, FibEntry> = (0..1000)
-            .map(|_| {
-                (
-                    Prefix6::host_route(Ipv6Addr::from(rng.r#gen::<u128>())),
-                    fwd(1),
-                )
-            })
+        let routes: BTreeMap<Ipv6Net, FibEntry> = (0..1000)
+            .map(|_| (Ipv6Net::from(Ipv6Addr::from(rng.r#gen::<u128>())), fwd(1)))
             .collect();
         let err = compile(&routes, &HashMap::new()).unwrap_err();
         assert!(err.groups > layout::GROUPS as usize, "{err}");

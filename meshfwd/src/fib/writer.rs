@@ -25,7 +25,7 @@ use rtnetlink::Handle;
 use serde::Serialize;
 
 use super::{
-    NextHopKey, Prefix6, RouteTable, kroute,
+    Ipv6Net, NextHopKey, RouteTable, kroute,
     neigh::{self, LinkInfo, NeighbourUpdate},
     plan::{Op, Planner},
     table::Publisher,
@@ -60,8 +60,8 @@ pub struct FibWriter {
     kernel_routes: bool,
     /// FIB entries and kernel routes found from an earlier run, removed by
     /// the first apply unless wanted again.
-    stale_fib: Option<BTreeSet<Prefix6>>,
-    stale_kernel: Option<BTreeSet<Prefix6>>,
+    stale_fib: Option<BTreeSet<Ipv6Net>>,
+    stale_kernel: Option<BTreeSet<Ipv6Net>>,
     /// FIB entries changed since the generation was last bumped.
     routes_dirty: bool,
     /// Compiles the FIB into the lookup table and makes it live.
@@ -81,7 +81,7 @@ impl FibWriter {
             .fib_v6
             .keys()
             .filter_map(|k| k.ok())
-            .map(|k| Prefix6::new(k.data().into(), k.prefix_len() as u8))
+            .map(|k| Ipv6Net::new_assert(k.data().into(), k.prefix_len() as u8).trunc())
             .collect();
         Ok(FibWriter {
             maps,
@@ -134,7 +134,7 @@ impl FibWriter {
         if let Some(stale) = self.stale_fib.take() {
             for prefix in stale {
                 if !self.planner.routes().contains_key(&prefix) {
-                    let key = Key::new(u32::from(prefix.len), prefix.addr().octets());
+                    let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
                     let _ = self.maps.fib_v6.remove(&key);
                     report.map_ops += 1;
                     self.routes_dirty = true;
@@ -189,7 +189,7 @@ impl FibWriter {
                 }
                 report.kernel_writes += 1;
             }
-            let gone: Vec<Prefix6> = self
+            let gone: Vec<Ipv6Net> = self
                 .kernel
                 .keys()
                 .filter(|p| !desired.contains_key(*p))
@@ -259,14 +259,14 @@ impl FibWriter {
                 self.maps.groups.set(*id, g, 0).context("writing a group")?;
             }
             Op::SetRoute { prefix, entry } => {
-                let key = Key::new(u32::from(prefix.len), prefix.addr().octets());
+                let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
                 self.maps
                     .fib_v6
                     .insert(&key, entry, 0)
                     .with_context(|| format!("writing FIB entry {prefix}"))?;
             }
             Op::DelRoute { prefix } => {
-                let key = Key::new(u32::from(prefix.len), prefix.addr().octets());
+                let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
                 self.maps
                     .fib_v6
                     .remove(&key)

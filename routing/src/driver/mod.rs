@@ -28,8 +28,8 @@ use tokio::task::JoinHandle;
 
 use crate::interface::ism;
 use crate::{
-    Input, Instance, InstanceConfig, InstanceState, InterfaceConfig, InterfaceKind, Output, Prefix,
-    Rib, RibDiff, Time, TimerId,
+    Input, Instance, InstanceConfig, InstanceState, InterfaceConfig, InterfaceKind, Ipv6Net,
+    Output, Rib, RibDiff, Time, TimerId,
 };
 pub use socket::{ALL_D_ROUTERS, ALL_SPF_ROUTERS, OspfSocket, Received};
 use timers::{Clock, TimerQueue};
@@ -89,7 +89,7 @@ pub enum Command {
         reply: oneshot::Sender<bool>,
     },
     /// Replace the prefixes advertised without an interface.
-    SetStubPrefixes(Vec<Prefix>),
+    SetStubPrefixes(Vec<Ipv6Net>),
     /// Reply with the current state.
     Snapshot(oneshot::Sender<Snapshot>),
 }
@@ -136,7 +136,7 @@ impl Handle {
     }
 
     /// Replace the prefixes advertised without an interface.
-    pub async fn set_stub_prefixes(&self, prefixes: Vec<Prefix>) -> io::Result<()> {
+    pub async fn set_stub_prefixes(&self, prefixes: Vec<Ipv6Net>) -> io::Result<()> {
         self.tx
             .send(Command::SetStubPrefixes(prefixes))
             .await

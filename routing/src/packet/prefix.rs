@@ -1,99 +1,19 @@
-//! IPv6 prefixes: the normalised [`Prefix`] used everywhere (RIB, config) and
-//! the wire encoding of prefixes inside LSAs (RFC 5340 A.4.1).
+//! IPv6 prefixes inside LSAs (RFC 5340 A.4.1): their wire encoding, and the
+//! options that come with them. Everywhere else a prefix is an
+//! [`ipnet::Ipv6Net`] with its host bits cleared, the type all of
+//! kubermesh shares.
 
-use std::fmt;
 use std::net::Ipv6Addr;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ipnet::Ipv6Net;
+use serde::{Deserialize, Serialize};
 
 use super::{get_u16, put_u16};
 use crate::error::ParseError;
 
-/// An IPv6 prefix with its host bits cleared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Prefix {
-    pub addr: Ipv6Addr,
-    pub len: u8,
-}
-
-/// Why a prefix could not be built or parsed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PrefixError {
-    #[error("prefix length {0} is over 128")]
-    BadLength(u8),
-    #[error("not of the form ADDR/LEN: {0:?}")]
-    Syntax(String),
-}
-
-impl Prefix {
-    /// Build a prefix, clearing the host bits of `addr`.
-    pub fn new(addr: Ipv6Addr, len: u8) -> Result<Self, PrefixError> {
-        if len > 128 {
-            return Err(PrefixError::BadLength(len));
-        }
-        Ok(Prefix {
-            addr: mask(addr, len),
-            len,
-        })
-    }
-
-    /// Return the host route of `addr`.
-    pub fn host(addr: Ipv6Addr) -> Self {
-        Prefix { addr, len: 128 }
-    }
-
-    /// Return whether this prefix lies in fe80::/10.
-    pub fn is_link_local(&self) -> bool {
-        self.len >= 10 && (self.addr.segments()[0] & 0xffc0) == 0xfe80
-    }
-
-    /// Return whether `addr` is inside this prefix.
-    pub fn contains(&self, addr: Ipv6Addr) -> bool {
-        mask(addr, self.len) == self.addr
-    }
-}
-
-fn mask(addr: Ipv6Addr, len: u8) -> Ipv6Addr {
-    let bits = u128::from(addr);
-    let m = if len == 0 {
-        0
-    } else {
-        u128::MAX << (128 - u32::from(len.min(128)))
-    };
-    Ipv6Addr::from(bits & m)
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl FromStr for Prefix {
-    type Err = PrefixError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| PrefixError::Syntax(s.to_string()))?;
-        let addr: Ipv6Addr = a.parse().map_err(|_| PrefixError::Syntax(s.to_string()))?;
-        let len: u8 = l.parse().map_err(|_| PrefixError::Syntax(s.to_string()))?;
-        Prefix::new(addr, len)
-    }
-}
-
-impl Serialize for Prefix {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
+/// Return whether `prefix` lies in fe80::/10.
+pub fn is_link_local(prefix: &Ipv6Net) -> bool {
+    prefix.prefix_len() >= 10 && (prefix.addr().segments()[0] & 0xffc0) == 0xfe80
 }
 
 /// The PrefixOptions byte (RFC 5340 A.4.1.1).
@@ -124,7 +44,8 @@ impl PrefixOptions {
 /// Intra-Area-Prefix LSAs, reserved (zero) in Link-LSAs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LsaPrefix {
-    pub prefix: Prefix,
+    /// Host bits cleared.
+    pub prefix: Ipv6Net,
     pub options: PrefixOptions,
     pub metric: u16,
 }
@@ -150,10 +71,9 @@ impl LsaPrefix {
         }
         let mut a = [0u8; 16];
         a[..n].copy_from_slice(&buf[4..4 + n]);
-        let prefix = Prefix {
-            addr: mask(Ipv6Addr::from(a), len),
-            len,
-        };
+        let prefix = Ipv6Net::new(Ipv6Addr::from(a), len)
+            .map_err(|_| ParseError::BadPrefixLength(len))?
+            .trunc();
         Ok((
             LsaPrefix {
                 prefix,
@@ -166,16 +86,16 @@ impl LsaPrefix {
 
     /// Return the encoded length.
     pub fn buffer_len(&self) -> usize {
-        4 + addr_bytes(self.prefix.len)
+        4 + addr_bytes(self.prefix.prefix_len())
     }
 
     /// Emit at the start of `buf`; return the number of bytes written.
     pub fn emit(&self, buf: &mut [u8]) -> usize {
-        let n = addr_bytes(self.prefix.len);
-        buf[0] = self.prefix.len;
+        let n = addr_bytes(self.prefix.prefix_len());
+        buf[0] = self.prefix.prefix_len();
         buf[1] = self.options.0;
         put_u16(buf, 2, self.metric);
-        buf[4..4 + n].copy_from_slice(&self.prefix.addr.octets()[..n]);
+        buf[4..4 + n].copy_from_slice(&self.prefix.network().octets()[..n]);
         4 + n
     }
 
@@ -200,16 +120,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalises_and_prints() {
-        let p: Prefix = "2001:db8::1/64".parse().unwrap();
-        assert_eq!(p.to_string(), "2001:db8::/64");
-        assert!(p.contains("2001:db8::77".parse().unwrap()));
-        assert!("2001:db8::/129".parse::<Prefix>().is_err());
-        assert!("2001:db8::".parse::<Prefix>().is_err());
-        assert_eq!(serde_json::to_string(&p).unwrap(), "\"2001:db8::/64\"");
-        let back: Prefix = serde_json::from_str("\"2001:db8::/64\"").unwrap();
-        assert_eq!(back, p);
-        assert!("fe80::1/64".parse::<Prefix>().unwrap().is_link_local());
+    fn link_local_prefixes() {
+        let p = |s: &str| s.parse::<Ipv6Net>().unwrap();
+        assert!(is_link_local(&p("fe80::/64")));
+        assert!(is_link_local(&p("febf::/16")));
+        assert!(!is_link_local(&p("fec0::/10")));
+        assert!(!is_link_local(&p("fe80::/9")));
+        assert!(!is_link_local(&p("2001:db8::/64")));
     }
 
     #[test]
@@ -233,6 +150,12 @@ mod tests {
             assert_eq!((q, used), (p, 4 + n));
         }
         let bytes = [64u8, 0, 0, 10, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1];
+        // Bits past the length in the last word are not part of the prefix.
+        let sloppy = [
+            33u8, 0, 0, 10, 0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let (p, _) = LsaPrefix::parse(&sloppy).unwrap();
+        assert_eq!(p.prefix.to_string(), "2001:db8:8000::/33");
         let (p, n) = LsaPrefix::parse(&bytes).unwrap();
         assert_eq!(n, 12);
         assert_eq!(p.prefix.to_string(), "2001:db8:0:1::/64");
