@@ -1,10 +1,12 @@
 //! The kubermesh node agent (`meshfwd`) as a library: the binary is a thin
-//! `main` over [`cli`], and tests and benchmarks reuse the loader directly.
+//! `main` over [`cli`]; tests and benchmarks reuse the rest.
 //!
-//! Data flow: [`ebpf`] loads the XDP program from `meshfwd-ebpf` and pins
-//! its maps; [`stats`] reads the counters back.
+//! Data flows OSPF (`routing`) -> RIB -> [`agent`] core -> [`fib`] (the map
+//! writer) -> the pinned maps (`dataplane`) -> XDP/TC (`meshfwd-ebpf`).
+//! [`api`] is the control socket's contract that `meshfwd show` and every
+//! harness read.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
-pub mod cli_fib;
 pub mod fib;

@@ -10,7 +10,7 @@ use std::{net::Ipv4Addr, time::Duration};
 use agent_support::{Mesh, wait_until};
 use ipnet::Ipv6Net;
 use lab::{Topology, Wire};
-use meshfwd::agent::prefixes::pod_prefix_candidate;
+use meshfwd::agent::core::prefixes::pod_prefix_candidate;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 /// A router id fight takes a few MinLSIntervals (5 s) to show.
@@ -171,7 +171,7 @@ fn pod_prefix_clash_moves_the_lower_router_id() {
     assert!(
         !out.contains(&format!(
             "{}/128",
-            meshfwd::agent::prefixes::node_address(clash)
+            meshfwd::agent::core::prefixes::node_address(clash)
         )),
         "{out}"
     );

@@ -16,7 +16,7 @@ use std::{
 use agent_support::{MESHFWD, Mesh, wait_until};
 use ipnet::Ipv6Net;
 use lab::{Topology, Wire};
-use meshfwd::agent::identity;
+use meshfwd::agent::core::identity;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -424,7 +424,12 @@ fn invalid_configuration_is_refused_naming_the_field() {
     };
     assert!(run(&["--hello-interval", "3", "--dead-interval", "3"]).contains("ospf.dead_interval"));
     assert!(run(&["--cluster-prefix", "fd00::/64"]).contains("cluster_prefix"));
-    assert!(run(&["--router-id", "banana"]).contains("router_id"));
+    // A flag that does not parse is refused by name before anything runs.
+    let err = run(&["--router-id", "banana"]);
+    assert!(
+        err.contains("--router-id") && err.contains("banana"),
+        "{err}"
+    );
     let file = dir.join("meshfwd.toml");
     std::fs::write(&file, "[ospf]\ncost = \"high\"\n").unwrap();
     let err = run(&["--config", file.to_str().unwrap()]);

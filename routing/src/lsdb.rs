@@ -100,6 +100,9 @@ pub struct Lsdb {
     area: LsaMap,
     as_scope: LsaMap,
     link: BTreeMap<u32, LsaMap>,
+    /// Bumped whenever an instance is installed or removed, so an observer
+    /// can tell the database changed without comparing it.
+    changes: u64,
 }
 
 impl Lsdb {
@@ -158,7 +161,10 @@ impl Lsdb {
     /// Install an entry, returning the instance it replaces.
     pub fn insert(&mut self, ifindex: u32, entry: LsaEntry) -> Option<LsaEntry> {
         let key = entry.lsa.header.key();
-        self.map_mut(ifindex, &key)?.insert(key, entry)
+        let map = self.map_mut(ifindex, &key)?;
+        let old = map.insert(key, entry);
+        self.changes += 1;
+        old
     }
 
     /// Encode and install an LSA (for tests, benchmarks and tools): length
@@ -170,12 +176,21 @@ impl Lsdb {
 
     /// Remove an entry.
     pub fn remove(&mut self, ifindex: u32, key: &LsaKey) -> Option<LsaEntry> {
-        self.map_mut(ifindex, key)?.remove(key)
+        let old = self.map_mut(ifindex, key)?.remove(key);
+        self.changes += u64::from(old.is_some());
+        old
     }
 
     /// Forget the link-scope LSAs of an interface that went down.
     pub(crate) fn drop_link_scope(&mut self, ifindex: u32) {
-        self.link.remove(&ifindex);
+        if self.link.remove(&ifindex).is_some() {
+            self.changes += 1;
+        }
+    }
+
+    /// Return how many times an instance was installed or removed.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// Return (keys to describe, MaxAge keys to send instead) for a DD

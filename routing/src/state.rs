@@ -1,7 +1,9 @@
-//! A snapshot of the instance for operators: plain serde structs the agent's
-//! CLI prints as tables or JSON (`meshfwd show ospf ...`).
+//! What the instance shows of itself: a full snapshot for operators
+//! ([`InstanceState`], plain serde structs the agent's CLI prints as tables
+//! or JSON), and a small [`Summary`] an embedding agent samples every
+//! second to watch for duplicate router ids and a settled LSDB.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +12,7 @@ use crate::error::DropReason;
 use crate::instance::Instance;
 use crate::interface::{InterfaceKind, ism};
 use crate::neighbor::nsm;
-use crate::packet::lsa::header::LsaScope;
+use crate::packet::lsa::header::{LsaScope, LsaType, lsa_type_name};
 use crate::route::Route;
 use crate::spf::BackoffState;
 use ipnet::Ipv6Net;
@@ -79,8 +81,9 @@ pub struct LsaSummary {
     pub scope: LsaScope,
     /// The interface of link-scope LSAs.
     pub ifindex: Option<u32>,
-    /// The type by name (e.g. "Router") or as hex for unknown ones.
-    pub ls_type: String,
+    /// Written by name ("Router"), or as hex for unknown types.
+    #[serde(with = "lsa_type_name")]
+    pub ls_type: LsaType,
     pub ls_id: Ipv4Addr,
     pub adv_router: Ipv4Addr,
     pub seq: u32,
@@ -89,7 +92,89 @@ pub struct LsaSummary {
     pub length: u16,
 }
 
+/// The facts an embedding agent samples every second: cheap to build,
+/// unlike an [`InstanceState`], which copies the whole LSDB and RIB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub router_id: Ipv4Addr,
+    /// Each interface's state, by ifindex.
+    pub interfaces: Vec<(u32, ism::State)>,
+    pub neighbors: Vec<NeighborSummary>,
+    /// Advertising routers of the Router-LSAs in the database.
+    pub routers: BTreeSet<Ipv4Addr>,
+    /// Advertising routers of every LSA in the database.
+    pub advertisers: BTreeSet<Ipv4Addr>,
+    /// The sequence numbers of our own Router and Intra-Area-Prefix LSAs,
+    /// added up: it grows with every re-origination.
+    pub own_lsa_seqs: u64,
+    /// How many times an LSA was installed or removed (see
+    /// [`crate::lsdb::Lsdb::changes`]).
+    pub lsdb_changes: u64,
+    /// Packets dropped because they carried our own router id.
+    pub own_id_drops: u64,
+    /// See [`InstanceState::self_originated_repeat`].
+    pub self_originated_repeat: u64,
+}
+
+/// One neighbour, as [`Summary`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighborSummary {
+    pub ifindex: u32,
+    pub interface: String,
+    pub router_id: Ipv4Addr,
+    pub state: nsm::State,
+}
+
 impl Instance {
+    /// Return what an embedding agent samples (see [`Summary`]).
+    pub fn summary(&self) -> Summary {
+        let me = self.config.router_id;
+        let mut s = Summary {
+            router_id: me,
+            interfaces: self
+                .interfaces
+                .values()
+                .map(|i| (i.ifindex, i.state))
+                .collect(),
+            neighbors: self
+                .interfaces
+                .values()
+                .flat_map(|i| {
+                    i.neighbors.values().map(move |n| NeighborSummary {
+                        ifindex: i.ifindex,
+                        interface: i.name.clone(),
+                        router_id: n.router_id,
+                        state: n.state,
+                    })
+                })
+                .collect(),
+            lsdb_changes: self.lsdb.changes(),
+            own_id_drops: self
+                .drops
+                .counters
+                .get(&DropReason::OwnRouterId)
+                .copied()
+                .unwrap_or(0),
+            self_originated_repeat: self.self_originated_repeat,
+            routers: BTreeSet::new(),
+            advertisers: BTreeSet::new(),
+            own_lsa_seqs: 0,
+        };
+        for (_, e) in self.lsdb.iter() {
+            let h = &e.lsa.header;
+            s.advertisers.insert(h.adv_router);
+            if h.ls_type == LsaType::ROUTER {
+                s.routers.insert(h.adv_router);
+            }
+            if h.adv_router == me
+                && matches!(h.ls_type, LsaType::ROUTER | LsaType::INTRA_AREA_PREFIX)
+            {
+                s.own_lsa_seqs += u64::from(h.seq);
+            }
+        }
+        s
+    }
+
     /// Return a snapshot for operators (ages as of the last input).
     pub fn state(&self) -> InstanceState {
         let now = self.now;
@@ -146,7 +231,7 @@ impl Instance {
                 LsaSummary {
                     scope: h.ls_type.flooding_scope().unwrap_or(LsaScope::Reserved),
                     ifindex,
-                    ls_type: h.ls_type.name(),
+                    ls_type: h.ls_type,
                     ls_id: Ipv4Addr::from(h.ls_id),
                     adv_router: h.adv_router,
                     seq: h.seq,

@@ -24,6 +24,7 @@ use std::time::Duration;
 use common::bird::LinkType;
 use common::routers::{Bird, Hops, Ours, Routes};
 use common::wait_until;
+use routing::packet::lsa::header::LsaType;
 
 /// Metric BIRD gives a `stubnet` by default.
 const BIRD_STUB_METRIC: u32 = 10;
@@ -166,7 +167,7 @@ fn pair_broadcast_with_us_as_dr() {
             let (o, b) = (ours.lsdb()?, bird.lsdb(&lab)?);
             let network = o
                 .iter()
-                .any(|k| k.ls_type == "Network" && k.adv_router == rid(1));
+                .any(|k| k.ls_type == LsaType::NETWORK && k.adv_router == rid(1));
             (o == b && network).then_some(())
         },
         || {

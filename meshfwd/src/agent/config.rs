@@ -47,12 +47,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use meshfwd_common::pin;
-
-use ipnet::Ipv6Net;
-
-use super::links::Pattern;
 use dataplane::xdp::AttachMode;
+use ipnet::Ipv6Net;
+use meshfwd_common::pin;
+use serde::{Deserialize, Serialize};
+
+use super::core::links::Pattern;
 
 /// Where the agent looks for its file when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/kubermesh/meshfwd.toml";
@@ -106,7 +106,7 @@ impl ConfigError {
 }
 
 /// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// One human-readable line per event.
@@ -117,7 +117,8 @@ pub enum LogFormat {
 }
 
 /// The `[interfaces]` section: which links join the mesh.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct InterfacesConfig {
     /// A link must match one of these...
     pub include: Vec<Pattern>,
@@ -130,8 +131,22 @@ pub struct InterfacesConfig {
     pub skip_dad: bool,
 }
 
+impl Default for InterfacesConfig {
+    fn default() -> Self {
+        InterfacesConfig {
+            include: vec!["*".parse().expect("a valid glob")],
+            exclude: DEFAULT_EXCLUDE
+                .iter()
+                .map(|p| p.parse().expect("a valid glob"))
+                .collect(),
+            skip_dad: true,
+        }
+    }
+}
+
 /// The `[ospf]` section: settings of every mesh interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct OspfConfig {
     /// Seconds between Hellos.
     pub hello_interval: u16,
@@ -177,8 +192,23 @@ impl Default for OspfConfig {
     }
 }
 
-/// The agent's complete, validated configuration.
-#[derive(Debug, Clone, serde::Serialize)]
+impl OspfConfig {
+    /// Return the settings of one mesh interface.
+    pub fn interface(&self) -> routing::InterfaceConfig {
+        routing::InterfaceConfig {
+            hello_interval: self.hello_interval,
+            dead_interval: self.dead_interval,
+            retransmit_interval: self.retransmit_interval,
+            cost: self.cost,
+            ..routing::InterfaceConfig::default()
+        }
+    }
+}
+
+/// The agent's complete configuration: the TOML file's schema, every key
+/// optional.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Fixed router id; `None` derives one from the machine id.
     pub router_id: Option<Ipv4Addr>,
@@ -201,7 +231,6 @@ pub struct Config {
     /// Load and attach the XDP fast path.
     pub xdp: bool,
     /// How XDP is attached.
-    #[serde(skip)]
     pub xdp_mode: AttachMode,
     /// Mirror the routes into the kernel FIB.
     pub kernel_routes: bool,
@@ -222,17 +251,13 @@ impl Default for Config {
             mtu: 1500,
             bpffs: pin::DEFAULT_DIR.into(),
             socket: DEFAULT_SOCKET.into(),
-            state_file: DEFAULT_STATE_FILE.into(),
+            state_file: dataplane::node_state::DEFAULT_PATH.into(),
             local_device: DEFAULT_LOCAL_DEVICE.into(),
             xdp: true,
             xdp_mode: AttachMode::Auto,
             kernel_routes: true,
             log_format: LogFormat::Text,
-            interfaces: InterfacesConfig {
-                include: vec![Pattern::new("*")],
-                exclude: DEFAULT_EXCLUDE.iter().map(|p| Pattern::new(p)).collect(),
-                skip_dad: true,
-            },
+            interfaces: InterfacesConfig::default(),
             ospf: OspfConfig::default(),
         }
     }
@@ -247,17 +272,17 @@ pub struct AgentArgs {
     pub config: Option<PathBuf>,
     /// Router id (dotted quad); default derived from the machine id.
     #[arg(long)]
-    pub router_id: Option<String>,
+    pub router_id: Option<Ipv4Addr>,
     /// File the router id is derived from (default /etc/machine-id).
     #[arg(long)]
     pub machine_id_file: Option<PathBuf>,
     /// Cluster prefix the pod prefixes are carved from (default
     /// fd6b:6d65:7368::/48).
     #[arg(long)]
-    pub cluster_prefix: Option<String>,
+    pub cluster_prefix: Option<Ipv6Net>,
     /// Fixed pod prefix, a /64 inside the cluster prefix.
     #[arg(long)]
-    pub pod_prefix: Option<String>,
+    pub pod_prefix: Option<Ipv6Net>,
     /// Pod MTU written to the node state file.
     #[arg(long)]
     pub mtu: Option<u32>,
@@ -269,10 +294,10 @@ pub struct AgentArgs {
     pub local_device: Option<String>,
     /// Links to leave out of the mesh (glob; repeatable; replaces the list).
     #[arg(long = "exclude", value_name = "PATTERN")]
-    pub exclude: Vec<String>,
+    pub exclude: Vec<Pattern>,
     /// Links that may join the mesh (glob; repeatable; replaces the list).
     #[arg(long = "include", value_name = "PATTERN")]
-    pub include: Vec<String>,
+    pub include: Vec<Pattern>,
     /// Seconds between Hellos.
     #[arg(long)]
     pub hello_interval: Option<u16>,
@@ -325,162 +350,83 @@ impl Config {
             })?,
             None => Config::default(),
         };
-        config.apply_args(args, bpffs, socket)?;
+        config.apply_args(args, bpffs, socket);
         config.validate()?;
         Ok(config)
     }
 
-    /// Parse a TOML document over the defaults (not yet validated as a whole).
+    /// Parse a TOML document over the defaults (not yet validated as a
+    /// whole). An error names the field by its path (`ospf.dead_interval`);
+    /// unknown keys are refused, so a typo never silently becomes a default.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let mut root: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::new("config", e.message().trim()))?;
-        let mut c = Config::default();
-        let t = &mut root;
-        if let Some(v) = take::<String>(t, "", "router_id")? {
-            c.router_id = Some(parse_router_id("router_id", &v)?);
-        }
-        if let Some(v) = take(t, "", "machine_id_file")? {
-            c.machine_id_file = v;
-        }
-        if let Some(v) = take::<String>(t, "", "cluster_prefix")? {
-            c.cluster_prefix = parse_net("cluster_prefix", &v)?;
-        }
-        if let Some(v) = take::<String>(t, "", "pod_prefix")? {
-            c.pod_prefix = Some(parse_net("pod_prefix", &v)?);
-        }
-        if let Some(v) = take(t, "", "mtu")? {
-            c.mtu = v;
-        }
-        if let Some(v) = take(t, "", "bpffs")? {
-            c.bpffs = v;
-        }
-        if let Some(v) = take(t, "", "socket")? {
-            c.socket = v;
-        }
-        if let Some(v) = take(t, "", "state_file")? {
-            c.state_file = v;
-        }
-        if let Some(v) = take(t, "", "local_device")? {
-            c.local_device = v;
-        }
-        if let Some(v) = take(t, "", "xdp")? {
-            c.xdp = v;
-        }
-        if let Some(v) = take::<String>(t, "", "xdp_mode")? {
-            c.xdp_mode = parse_enum("xdp_mode", &v)?;
-        }
-        if let Some(v) = take(t, "", "kernel_routes")? {
-            c.kernel_routes = v;
-        }
-        if let Some(v) = take::<String>(t, "", "log_format")? {
-            c.log_format = parse_enum("log_format", &v)?;
-        }
-        if let Some(mut i) = take::<toml::Table>(t, "", "interfaces")? {
-            if let Some(v) = take::<Vec<String>>(&mut i, "interfaces.", "include")? {
-                c.interfaces.include = v.iter().map(|p| Pattern::new(p)).collect();
-            }
-            if let Some(v) = take::<Vec<String>>(&mut i, "interfaces.", "exclude")? {
-                c.interfaces.exclude = v.iter().map(|p| Pattern::new(p)).collect();
-            }
-            if let Some(v) = take(&mut i, "interfaces.", "skip_dad")? {
-                c.interfaces.skip_dad = v;
-            }
-            refuse_unknown(&i, "interfaces.")?;
-        }
-        if let Some(mut o) = take::<toml::Table>(t, "", "ospf")? {
-            let d = &mut c.ospf;
-            d.hello_interval = take(&mut o, "ospf.", "hello_interval")?.unwrap_or(d.hello_interval);
-            d.dead_interval = take(&mut o, "ospf.", "dead_interval")?.unwrap_or(d.dead_interval);
-            d.retransmit_interval =
-                take(&mut o, "ospf.", "retransmit_interval")?.unwrap_or(d.retransmit_interval);
-            d.cost = take(&mut o, "ospf.", "cost")?.unwrap_or(d.cost);
-            d.min_ls_interval_ms =
-                take(&mut o, "ospf.", "min_ls_interval_ms")?.unwrap_or(d.min_ls_interval_ms);
-            d.min_ls_arrival_ms =
-                take(&mut o, "ospf.", "min_ls_arrival_ms")?.unwrap_or(d.min_ls_arrival_ms);
-            for (key, field) in [
-                ("spf_initial_delay_ms", &mut d.spf_initial_delay_ms),
-                ("spf_short_delay_ms", &mut d.spf_short_delay_ms),
-                ("spf_long_delay_ms", &mut d.spf_long_delay_ms),
-                ("spf_time_to_learn_ms", &mut d.spf_time_to_learn_ms),
-                ("spf_holddown_ms", &mut d.spf_holddown_ms),
-            ] {
-                if let Some(v) = take(&mut o, "ospf.", key)? {
-                    *field = v;
-                }
-            }
-            refuse_unknown(&o, "ospf.")?;
-        }
-        refuse_unknown(t, "")?;
-        Ok(c)
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = if path == "." {
+                "config".to_owned()
+            } else {
+                path
+            };
+            ConfigError::new(&field, inner.message().trim())
+        })
     }
 
     /// Lay the flags over the file's values.
-    fn apply_args(
-        &mut self,
-        a: &AgentArgs,
-        bpffs: Option<&Path>,
-        socket: Option<&Path>,
-    ) -> Result<(), ConfigError> {
-        if let Some(v) = &a.router_id {
-            self.router_id = Some(parse_router_id("router_id", v)?);
+    fn apply_args(&mut self, a: &AgentArgs, bpffs: Option<&Path>, socket: Option<&Path>) {
+        fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
+            if let Some(v) = flag {
+                *field = v.clone();
+            }
         }
-        if let Some(v) = &a.machine_id_file {
-            self.machine_id_file = v.clone();
+        if a.router_id.is_some() {
+            self.router_id = a.router_id;
         }
-        if let Some(v) = &a.cluster_prefix {
-            self.cluster_prefix = parse_net("cluster_prefix", v)?;
+        if a.pod_prefix.is_some() {
+            self.pod_prefix = a.pod_prefix;
         }
-        if let Some(v) = &a.pod_prefix {
-            self.pod_prefix = Some(parse_net("pod_prefix", v)?);
-        }
-        if let Some(v) = a.mtu {
-            self.mtu = v;
-        }
-        if let Some(v) = bpffs {
-            self.bpffs = v.to_path_buf();
-        }
-        if let Some(v) = socket {
-            self.socket = v.to_path_buf();
-        }
-        if let Some(v) = &a.state_file {
-            self.state_file = v.clone();
-        }
-        if let Some(v) = &a.local_device {
-            self.local_device = v.clone();
-        }
+        set(&mut self.machine_id_file, &a.machine_id_file);
+        set(&mut self.cluster_prefix, &a.cluster_prefix);
+        set(&mut self.mtu, &a.mtu);
+        set(&mut self.bpffs, &bpffs.map(Path::to_path_buf));
+        set(&mut self.socket, &socket.map(Path::to_path_buf));
+        set(&mut self.state_file, &a.state_file);
+        set(&mut self.local_device, &a.local_device);
+        set(&mut self.ospf.hello_interval, &a.hello_interval);
+        set(&mut self.ospf.dead_interval, &a.dead_interval);
+        set(&mut self.xdp_mode, &a.xdp_mode);
+        set(&mut self.log_format, &a.log_format);
         if !a.exclude.is_empty() {
-            self.interfaces.exclude = a.exclude.iter().map(|p| Pattern::new(p)).collect();
+            self.interfaces.exclude = a.exclude.clone();
         }
         if !a.include.is_empty() {
-            self.interfaces.include = a.include.iter().map(|p| Pattern::new(p)).collect();
-        }
-        if let Some(v) = a.hello_interval {
-            self.ospf.hello_interval = v;
-        }
-        if let Some(v) = a.dead_interval {
-            self.ospf.dead_interval = v;
+            self.interfaces.include = a.include.clone();
         }
         if a.no_xdp {
             self.xdp = false;
         }
-        if let Some(v) = a.xdp_mode {
-            self.xdp_mode = v;
-        }
         if a.no_kernel_routes {
             self.kernel_routes = false;
         }
-        if let Some(v) = a.log_format {
-            self.log_format = v;
-        }
-        Ok(())
     }
 
     /// Check the values together; the first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(id) = self.router_id {
             check_router_id("router_id", id)?;
+        }
+        for (field, prefix) in [
+            ("cluster_prefix", Some(self.cluster_prefix)),
+            ("pod_prefix", self.pod_prefix),
+        ] {
+            if let Some(p) = prefix
+                && p.trunc() != p
+            {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{p} has host bits set (did you mean {}?)", p.trunc()),
+                ));
+            }
         }
         let cp = self.cluster_prefix;
         if !(16..=60).contains(&cp.prefix_len()) {
@@ -505,7 +451,7 @@ impl Config {
                 ));
             }
         }
-        if !(1280..=65535).contains(&self.mtu) {
+        if !dataplane::node_state::MTU_RANGE.contains(&self.mtu) {
             return Err(ConfigError::new(
                 "mtu",
                 format!("{} is outside 1280..=65535 (IPv6 minimum MTU)", self.mtu),
@@ -532,17 +478,6 @@ impl Config {
                 "interfaces.include",
                 "must list at least one pattern",
             ));
-        }
-        for (field, list) in [
-            ("interfaces.include", &self.interfaces.include),
-            ("interfaces.exclude", &self.interfaces.exclude),
-        ] {
-            if let Some(p) = list.iter().find(|p| p.as_str().is_empty()) {
-                return Err(ConfigError::new(
-                    field,
-                    format!("empty pattern {:?}", p.as_str()),
-                ));
-            }
         }
         let o = &self.ospf;
         if o.hello_interval == 0 {
@@ -612,43 +547,6 @@ impl Config {
     }
 }
 
-/// Remove `key` from `table` and convert it, naming `prefix key` on error.
-fn take<T: serde::de::DeserializeOwned>(
-    table: &mut toml::Table,
-    prefix: &str,
-    key: &str,
-) -> Result<Option<T>, ConfigError> {
-    let Some(value) = table.remove(key) else {
-        return Ok(None);
-    };
-    let kind = value.type_str();
-    T::deserialize(value).map(Some).map_err(|e| {
-        ConfigError::new(
-            &format!("{prefix}{key}"),
-            format!("{} (found a {kind})", e.message().trim()),
-        )
-    })
-}
-
-/// Refuse keys nobody took: a typo must not silently become a default.
-fn refuse_unknown(table: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
-    match table.keys().next() {
-        Some(key) => Err(ConfigError::new(&format!("{prefix}{key}"), "unknown key")),
-        None => Ok(()),
-    }
-}
-
-fn parse_router_id(field: &str, s: &str) -> Result<Ipv4Addr, ConfigError> {
-    let id: Ipv4Addr = s.trim().parse().map_err(|_| {
-        ConfigError::new(
-            field,
-            format!("{s:?} is not a dotted-quad router id such as 10.0.0.1"),
-        )
-    })?;
-    check_router_id(field, id)?;
-    Ok(id)
-}
-
 fn check_router_id(field: &str, id: Ipv4Addr) -> Result<(), ConfigError> {
     if id.is_unspecified() || id.is_broadcast() {
         return Err(ConfigError::new(
@@ -657,24 +555,6 @@ fn check_router_id(field: &str, id: Ipv4Addr) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-fn parse_net(field: &str, s: &str) -> Result<Ipv6Net, ConfigError> {
-    s.trim()
-        .parse::<Ipv6Net>()
-        .map(|p| p.trunc())
-        .map_err(|e| ConfigError::new(field, format!("{s:?}: {e}")))
-}
-
-fn parse_enum<T: clap::ValueEnum>(field: &str, s: &str) -> Result<T, ConfigError> {
-    T::from_str(s, true).map_err(|_| {
-        let names: Vec<String> = T::value_variants()
-            .iter()
-            .filter_map(|v| v.to_possible_value())
-            .map(|p| p.get_name().to_string())
-            .collect();
-        ConfigError::new(field, format!("{s:?} is not one of {}", names.join(", ")))
-    })
 }
 
 fn check_ifname(field: &str, name: &str) -> Result<(), ConfigError> {
@@ -744,7 +624,10 @@ mod tests {
         assert_eq!(c.mtu, 9000);
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(matches!(c.xdp_mode, AttachMode::Generic));
-        assert_eq!(c.interfaces.exclude, vec![Pattern::new("eth0")]);
+        assert_eq!(
+            c.interfaces.exclude,
+            vec!["eth0".parse::<Pattern>().unwrap()]
+        );
         assert_eq!(
             c.ospf,
             OspfConfig {
@@ -795,6 +678,23 @@ mod tests {
             "interfaces.skip_dad"
         );
         assert_eq!(field("[interfaces]\ninclude = []"), "interfaces.include");
+        assert_eq!(
+            field("[interfaces]\ninclude = [\"\"]"),
+            "interfaces.include[0]"
+        );
+        assert_eq!(
+            field("[interfaces]\nexclude = [\"eth[\"]"),
+            "interfaces.exclude[0]"
+        );
+        assert_eq!(
+            field("cluster_prefix = \"fd00:1:2:3::/48\""),
+            "cluster_prefix"
+        );
+        assert_eq!(
+            field("pod_prefix = \"fd6b:6d65:7368:1::5/64\""),
+            "pod_prefix"
+        );
+        assert_eq!(field("xdp = 1"), "xdp");
         assert_eq!(field("colour = \"blue\""), "colour");
         assert_eq!(field("[ospf]\nhelo = 1"), "ospf.helo");
         assert_eq!(field("mtu = \"big\""), "mtu");
@@ -829,9 +729,9 @@ mod tests {
         .unwrap();
         let a = AgentArgs {
             config: Some(path),
-            router_id: Some("10.9.9.9".into()),
+            router_id: Some(Ipv4Addr::new(10, 9, 9, 9)),
             dead_interval: Some(10),
-            exclude: vec!["eth9".into()],
+            exclude: vec!["eth9".parse().unwrap()],
             no_xdp: true,
             ..Default::default()
         };
@@ -845,19 +745,44 @@ mod tests {
         assert_eq!(c.router_id, Some(Ipv4Addr::new(10, 9, 9, 9)));
         assert_eq!(c.mtu, 1400);
         assert_eq!((c.ospf.hello_interval, c.ospf.dead_interval), (2, 10));
-        assert_eq!(c.interfaces.exclude, vec![Pattern::new("eth9")]);
+        assert_eq!(
+            c.interfaces.exclude,
+            vec!["eth9".parse::<Pattern>().unwrap()]
+        );
         assert!(!c.xdp);
         assert_eq!(c.bpffs, Path::new("/sys/fs/bpf/x"));
         assert_eq!(c.socket, Path::new("/tmp/s.sock"));
     }
 
     #[test]
-    fn flag_errors_name_the_field_and_missing_named_file_is_an_error() {
-        let a = AgentArgs {
-            router_id: Some("1.2.3".into()),
-            ..args()
+    fn flag_errors_name_the_flag_and_missing_named_file_is_an_error() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            agent: AgentArgs,
+        }
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("agent").chain(args.iter().copied()),
+            )
+            .map(|c| c.agent)
         };
-        assert_eq!(Config::load(&a, None, None).unwrap_err().field, "config");
+        for (flag, value) in [
+            ("--router-id", "1.2.3"),
+            ("--cluster-prefix", "fd00::"),
+            ("--pod-prefix", "nonsense/64"),
+            ("--exclude", "eth["),
+            ("--hello-interval", "often"),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag} {value}: {err}");
+        }
+        let ok = parse(&["--router-id", "10.0.0.1", "--exclude", "eth*"]).unwrap();
+        assert_eq!(ok.router_id, Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(
+            Config::load(&args(), None, None).unwrap_err().field,
+            "config"
+        );
         let a = AgentArgs {
             config: None,
             hello_interval: Some(9),

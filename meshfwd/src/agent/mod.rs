@@ -2,43 +2,32 @@
 //! OSPFv3 engine (`routing`) to the fast path (the eBPF maps) and the
 //! kernel, so a node joins and heals with no one configuring it.
 //!
-//! Pieces, in the order data flows through them:
+//! Data flows OSPF -> RIB -> agent core -> map writer -> maps -> XDP/TC:
 //! - [`config`]: defaults, TOML file and flags, validated up front;
-//! - [`identity`]: the router id (machine id, MAC) and duplicate handling;
-//! - [`links`]: which links run OSPF, from rtnetlink link/address events;
-//! - [`prefixes`]: the node's pod /64 and /128, chosen from the LSDB;
-//! - [`kernel`]: the local device, forwarding sysctls, stale routes;
-//! - [`dataplane`]: RIB -> route table -> the map writer task, XDP
-//!   attachment, and the alive-flag flip on carrier loss;
-//! - [`control`] and [`show`]: the Unix socket `meshfwd show ...` talks
-//!   to, and its tables;
-//! - [`runtime`]: the main loop tying it all together.
+//! - [`core`]: every decision (links, identity, prefixes, fast reroute,
+//!   the route table, the state file, pods), sans-IO;
+//! - [`runtime`]: the async shell that feeds the core kernel and OSPF
+//!   events and carries out its actions (rtnetlink, the OSPF driver, the
+//!   map writer task, the control socket).
 
 pub mod config;
-pub mod control;
-pub mod dataplane;
-pub mod identity;
-pub mod kernel;
-pub mod links;
-pub mod prefixes;
+pub mod core;
 pub mod runtime;
-pub mod show;
 
 use std::future::Future;
 
-use anyhow::Result;
-
 pub use config::{AgentArgs, Config, ConfigError};
+pub use runtime::AgentError;
 
 /// Run the agent until `shutdown` completes (inside a tokio runtime).
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     runtime::Agent::start(config).await?.run(shutdown).await
 }
 
 /// Run the agent as the process's main job: logging, a single-threaded
 /// runtime (the agent is one loop; one thread keeps its memory and CPU
 /// small and its map writes ordered), and SIGTERM/SIGINT as shutdown.
-pub fn main(config: Config) -> Result<()> {
+pub fn main(config: Config) -> anyhow::Result<()> {
     init_logging(config.log_format);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,7 +47,7 @@ pub fn main(config: Config) -> Result<()> {
                 _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             }
         };
-        run(config, shutdown).await
+        Ok(run(config, shutdown).await?)
     })
 }
 

@@ -2,30 +2,41 @@
 //! one view behind `meshfwd show fib` (through the agent) and `meshfwd fib
 //! show` (straight from bpffs).
 
-use anyhow::Result;
+use super::Result;
+use dataplane::netlink::Mac;
 use meshfwd_common::fib::{kind, nh_flags};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use dataplane::maps::FibMaps;
 use ipnet::Ipv6Net;
 
 /// One FIB entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FibRow {
-    pub prefix: String,
-    pub kind: &'static str,
+    pub prefix: Ipv6Net,
+    pub kind: FibKind,
     pub group: u32,
     pub next_hops: Vec<FibHop>,
 }
 
+/// What the fast path does with a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FibKind {
+    /// Forward through the entry's next-hop group.
+    Forward,
+    /// An address of this node: the kernel takes it.
+    Local,
+}
+
 /// One member of a FIB entry's next-hop group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FibHop {
     pub id: u32,
     pub ifindex: u32,
     pub iface: Option<String>,
     /// `None` until the neighbour's MAC is resolved.
-    pub dst_mac: Option<String>,
+    pub dst_mac: Option<Mac>,
     pub mtu: u32,
     pub alive: bool,
 }
@@ -51,30 +62,24 @@ pub fn rows(maps: &FibMaps, ifname: impl Fn(u32) -> Option<String>) -> Result<Ve
                     id: *id,
                     ifindex: nh.ifindex,
                     iface: ifname(nh.ifindex),
-                    dst_mac: (nh.flags & nh_flags::MAC_VALID != 0).then(|| format_mac(&nh.dst_mac)),
+                    dst_mac: (nh.flags & nh_flags::MAC_VALID != 0).then_some(Mac(nh.dst_mac)),
                     mtu: nh.mtu,
                     alive: nh.flags & nh_flags::ALIVE != 0,
                 });
             }
         }
         let kind = if entry.kind == kind::LOCAL {
-            "local"
+            FibKind::Local
         } else {
-            "forward"
+            FibKind::Forward
         };
         rows.push(FibRow {
-            prefix: prefix.to_string(),
+            prefix,
             kind,
             group: entry.group,
             next_hops,
         });
     }
-    rows.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    rows.sort_by_key(|r| r.prefix);
     Ok(rows)
-}
-
-/// Format a MAC as `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(m: &[u8; 6]) -> String {
-    let hex: Vec<String> = m.iter().map(|b| format!("{b:02x}")).collect();
-    hex.join(":")
 }

@@ -9,7 +9,7 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use anyhow::{Context as _, Result};
+use super::{Doing as _, FibError, Result};
 use futures::TryStreamExt as _;
 use netlink_packet_route::route::{RouteHeader, RouteMessage, RouteProtocol};
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
@@ -36,7 +36,7 @@ fn message(prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage>
             let nh = RouteNextHopBuilder::new_ipv6()
                 .interface(hop.ifindex)
                 .via(IpAddr::V6(hop.via))
-                .map_err(|e| anyhow::anyhow!("bad next hop {hop}: {e:?}"))?
+                .map_err(|e| FibError::Kernel(format!("bad next hop {hop}: {e:?}")))?
                 .build();
             nhs.push(nh);
         }
@@ -54,7 +54,7 @@ pub async fn replace(handle: &Handle, prefix: Ipv6Net, hops: &BTreeSet<NextHopKe
         .replace()
         .execute()
         .await
-        .with_context(|| format!("installing kernel route {prefix}"))
+        .doing(|| format!("installing kernel route {prefix}"))
 }
 
 /// Remove our route for `prefix`.
@@ -68,7 +68,7 @@ pub async fn remove(handle: &Handle, prefix: Ipv6Net) -> Result<()> {
         Ok(()) => Ok(()),
         // Already gone (an operator or a link deletion removed it).
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing kernel route {prefix}")),
+        Err(e) => Err(e).doing(|| format!("removing kernel route {prefix}")),
     }
 }
 
@@ -78,7 +78,11 @@ pub async fn dump_ours(handle: &Handle) -> Result<BTreeSet<Ipv6Net>> {
     let mut out = BTreeSet::new();
     let query = RouteMessageBuilder::<Ipv6Addr>::new().build();
     let mut stream = handle.route().get(query).execute();
-    while let Some(msg) = stream.try_next().await.context("dumping kernel routes")? {
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .doing(|| "dumping kernel routes".into())?
+    {
         if let Some(route) = Route6::from_message(&msg)
             && route.protocol == RTPROT_KUBERMESH
         {

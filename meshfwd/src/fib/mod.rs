@@ -31,6 +31,52 @@ pub mod writer;
 
 pub use writer::{ApplyReport, FibWriter};
 
+/// A failed step of the map writer, and what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum FibError {
+    /// A map, netlink or socket request failed.
+    #[error("{what}: {source}")]
+    Failed {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Reading the maps back failed.
+    #[error("reading the maps: {0}")]
+    Read(#[from] aya::maps::MapError),
+    #[error(transparent)]
+    Dataplane(#[from] dataplane::Error),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    /// The kernel lacked something it should have had.
+    #[error("{0}")]
+    Kernel(String),
+}
+
+/// The map writer's result.
+pub type Result<T, E = FibError> = std::result::Result<T, E>;
+
+/// Say what was being done when a request failed.
+pub(crate) trait Doing<T> {
+    fn doing(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Doing<T> for std::result::Result<T, E> {
+    fn doing(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| FibError::Failed {
+            what: what(),
+            source: Box::new(source),
+        })
+    }
+}
+
+/// Something the kernel should have had and did not.
+impl<T> Doing<T> for Option<T> {
+    fn doing(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.ok_or_else(|| FibError::Kernel(what()))
+    }
+}
+
 /// Routing protocol id of kubermesh's routes in the kernel FIB (`proto
 /// 198` in `ip -6 route`; unassigned in iproute2's `rt_protos`).
 pub const RTPROT_KUBERMESH: u8 = 198;

@@ -11,7 +11,7 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use anyhow::{Context as _, Result};
+use super::{Doing as _, Result};
 use futures::{StreamExt as _, TryStreamExt as _, channel::mpsc::UnboundedReceiver};
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::{
@@ -58,7 +58,8 @@ impl NeighbourUpdate {
 
 /// Open a fresh rtnetlink connection on the current tokio runtime.
 pub fn connect() -> Result<Handle> {
-    let (conn, handle, _) = rtnetlink::new_connection().context("opening an rtnetlink socket")?;
+    let (conn, handle, _) =
+        rtnetlink::new_connection().doing(|| "opening an rtnetlink socket".into())?;
     tokio::spawn(conn);
     Ok(handle)
 }
@@ -68,7 +69,7 @@ pub fn connect() -> Result<Handle> {
 pub fn subscribe() -> Result<UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>> {
     let (conn, _handle, messages) =
         rtnetlink::new_multicast_connection(&[MulticastGroup::Neigh, MulticastGroup::Link])
-            .context("subscribing to rtnetlink neighbour and link events")?;
+            .doing(|| "subscribing to rtnetlink neighbour and link events".into())?;
     tokio::spawn(conn);
     Ok(messages)
 }
@@ -119,7 +120,7 @@ pub async fn dump_neighbours(handle: &Handle) -> Result<HashMap<NextHopKey, [u8;
     while let Some(msg) = stream
         .try_next()
         .await
-        .context("dumping the neighbour table")?
+        .doing(|| "dumping the neighbour table".into())?
     {
         if let Some(NeighbourUpdate::Resolved { key, mac }) = parse_neighbour(&msg, false) {
             out.insert(key, mac);
@@ -139,7 +140,7 @@ pub async fn resolve(handle: &Handle, key: NextHopKey) -> Result<()> {
     req.message_mut().header.flags = NeighbourFlags::Use;
     req.execute()
         .await
-        .with_context(|| format!("asking the kernel to resolve {key}"))
+        .doing(|| format!("asking the kernel to resolve {key}"))
 }
 
 /// Read a link message as [`LinkInfo`].
@@ -173,11 +174,11 @@ pub async fn link_info(handle: &Handle, ifindex: u32) -> Result<LinkInfo> {
     let msg = stream
         .try_next()
         .await
-        .with_context(|| format!("reading link {ifindex}"))?
-        .with_context(|| format!("no link with ifindex {ifindex}"))?;
+        .doing(|| format!("reading link {ifindex}"))?
+        .doing(|| format!("no link with ifindex {ifindex}"))?;
     parse_link(&msg)
         .map(|(_, info)| info)
-        .with_context(|| format!("link {ifindex} has no MAC or MTU"))
+        .doing(|| format!("link {ifindex} has no MAC or MTU"))
 }
 
 /// Return the ifindex of the interface called `name`.
@@ -186,8 +187,8 @@ pub async fn ifindex(handle: &Handle, name: &str) -> Result<u32> {
     let msg = stream
         .try_next()
         .await
-        .with_context(|| format!("no interface named {name}"))?
-        .with_context(|| format!("no interface named {name}"))?;
+        .doing(|| format!("no interface named {name}"))?
+        .doing(|| format!("no interface named {name}"))?;
     Ok(msg.header.index)
 }
 
@@ -197,7 +198,7 @@ pub async fn local_addresses(handle: &Handle) -> Result<Vec<Ipv6Addr>> {
     let mut out = Vec::new();
     let mut stream = handle.address().get().execute();
     while let Some(msg) = stream.next().await {
-        let msg = msg.context("dumping addresses")?;
+        let msg = msg.doing(|| "dumping addresses".into())?;
         if msg.header.family != AddressFamily::Inet6 || msg.header.scope != AddressScope::Universe {
             continue;
         }

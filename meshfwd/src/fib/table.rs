@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use super::{Doing as _, Result};
 use meshfwd_common::fib::{
     FibEntry, addr_words,
     table::{self as layout, Head},
@@ -295,7 +295,7 @@ impl Publisher {
                 }
                 maps.table_root
                     .set(0, 0, 0)
-                    .context("turning the lookup table off")?;
+                    .doing(|| "turning the lookup table off".into())?;
                 if let Some(r) = self.live.take() {
                     self.retired[r as usize] = Some(Instant::now());
                 }
@@ -319,17 +319,17 @@ impl Publisher {
                 }
                 maps.table
                     .set(base + id * 256 + i as u32, e, 0)
-                    .context("writing the lookup table")?;
+                    .doing(|| "writing the lookup table".into())?;
                 writes += 1;
             }
             self.shadow[t].insert(id, *entries);
         }
         maps.table_head
             .set(target, compiled.head, 0)
-            .context("writing the lookup table's head")?;
+            .doing(|| "writing the lookup table's head".into())?;
         maps.table_root
             .set(0, target + 1, 0)
-            .context("making the lookup table live")?;
+            .doing(|| "making the lookup table live".into())?;
         if let Some(r) = self.live.replace(target)
             && r != target
         {

@@ -14,7 +14,7 @@ use std::{
     future::Future,
 };
 
-use anyhow::{Context as _, Result};
+use super::{Doing as _, Result};
 use aya::maps::lpm_trie::Key;
 use futures::{StreamExt as _, channel::mpsc::UnboundedReceiver};
 use meshfwd_common::fib::{GROUP_MAX_MEMBERS, NextHop, NextHopGroup, nh_flags};
@@ -22,7 +22,6 @@ use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::SocketAddr;
 use rtnetlink::Handle;
-use serde::Serialize;
 
 use super::{
     Ipv6Net, NextHopKey, RouteTable, kroute,
@@ -34,18 +33,8 @@ use dataplane::maps::FibMaps;
 
 type Events = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
 
-/// What one [`FibWriter::apply`] did.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct ApplyReport {
-    /// Map writes (next hops, groups, FIB entries, removals).
-    pub map_ops: usize,
-    /// Kernel routes replaced or removed.
-    pub kernel_writes: usize,
-    /// Next hops still waiting for their neighbour's MAC.
-    pub unresolved: usize,
-    /// Kernel route changes that failed (the fast path is unaffected).
-    pub kernel_errors: Vec<String>,
-}
+/// What one [`FibWriter::apply`] did (part of `meshfwd show stats`).
+pub use crate::api::ApplyReport;
 
 /// The map writer of one node.
 pub struct FibWriter {
@@ -241,14 +230,14 @@ impl FibWriter {
                     self.maps
                         .egress
                         .insert(key.ifindex, key.ifindex, None, 0)
-                        .with_context(|| format!("adding ifindex {} to the devmap", key.ifindex))?;
+                        .doing(|| format!("adding ifindex {} to the devmap", key.ifindex))?;
                 }
                 *refs += 1;
                 let value = self.next_hop_value(key, nh_flags::ALIVE);
                 self.maps
                     .next_hops
                     .set(*id, value, 0)
-                    .context("writing a next hop")?;
+                    .doing(|| "writing a next hop".into())?;
             }
             Op::AddGroup { id, members } => {
                 let mut g = NextHopGroup {
@@ -256,33 +245,36 @@ impl FibWriter {
                     members: [0; GROUP_MAX_MEMBERS],
                 };
                 g.members[..members.len()].copy_from_slice(members);
-                self.maps.groups.set(*id, g, 0).context("writing a group")?;
+                self.maps
+                    .groups
+                    .set(*id, g, 0)
+                    .doing(|| "writing a group".into())?;
             }
             Op::SetRoute { prefix, entry } => {
                 let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
                 self.maps
                     .fib_v6
                     .insert(&key, entry, 0)
-                    .with_context(|| format!("writing FIB entry {prefix}"))?;
+                    .doing(|| format!("writing FIB entry {prefix}"))?;
             }
             Op::DelRoute { prefix } => {
                 let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
                 self.maps
                     .fib_v6
                     .remove(&key)
-                    .with_context(|| format!("removing FIB entry {prefix}"))?;
+                    .doing(|| format!("removing FIB entry {prefix}"))?;
             }
             Op::DelGroup { id } => {
                 self.maps
                     .groups
                     .set(*id, NextHopGroup::default(), 0)
-                    .context("clearing a group")?;
+                    .doing(|| "clearing a group".into())?;
             }
             Op::DelNextHop { id, key } => {
                 self.maps
                     .next_hops
                     .set(*id, NextHop::default(), 0)
-                    .context("clearing a next hop")?;
+                    .doing(|| "clearing a next hop".into())?;
                 if let Some(refs) = self.egress_refs.get_mut(&key.ifindex) {
                     *refs -= 1;
                     if *refs == 0 {
@@ -419,7 +411,7 @@ impl FibWriter {
         let mut events = self
             .events
             .take()
-            .context("the event stream is already in use")?;
+            .doing(|| "the event stream is already in use".into())?;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {

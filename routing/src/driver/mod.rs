@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::interface::ism;
+use crate::state::Summary;
 use crate::{
     Input, Instance, InstanceConfig, InstanceState, InterfaceConfig, InterfaceKind, Ipv6Net,
     Output, Rib, RibDiff, Time, TimerId,
@@ -92,6 +93,8 @@ pub enum Command {
     SetStubPrefixes(Vec<Ipv6Net>),
     /// Reply with the current state.
     Snapshot(oneshot::Sender<Snapshot>),
+    /// Reply with the small summary an agent samples.
+    Summary(oneshot::Sender<Summary>),
 }
 
 /// The caller's end of a running driver: cheap to clone.
@@ -141,6 +144,17 @@ impl Handle {
             .send(Command::SetStubPrefixes(prefixes))
             .await
             .map_err(|_| gone())
+    }
+
+    /// Return the summary an embedding agent samples (cheap, unlike
+    /// [`Handle::snapshot`]).
+    pub async fn summary(&self) -> io::Result<Summary> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Summary(reply))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
     }
 
     /// Return the current state of the instance.
@@ -341,6 +355,9 @@ impl Driver {
                     state: self.instance.state(),
                     rib: self.instance.rib().clone(),
                 });
+            }
+            Command::Summary(reply) => {
+                let _ = reply.send(self.instance.summary());
             }
         }
     }

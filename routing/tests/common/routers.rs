@@ -125,7 +125,7 @@ impl Ours {
                 .iter()
                 .filter(|l| l.age < 3600)
                 .map(|l| LsaKey {
-                    ls_type: l.ls_type.clone(),
+                    ls_type: l.ls_type,
                     ls_id: l.ls_id,
                     adv_router: l.adv_router,
                     seq: l.seq,
@@ -194,10 +194,10 @@ pub type Hops = BTreeSet<(String, Ipv6Addr)>;
 /// prefix -> (cost, next hops).
 pub type Routes = BTreeMap<String, (u32, Hops)>;
 
-/// An LSA instance, comparable across BIRD and us (type by the core's name).
+/// An LSA instance, comparable across BIRD and us.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LsaKey {
-    pub ls_type: String,
+    pub ls_type: LsaType,
     pub ls_id: Ipv4Addr,
     pub adv_router: Ipv4Addr,
     pub seq: u32,
@@ -275,7 +275,7 @@ impl Bird {
             bird::parse_lsadb(&out)
                 .into_iter()
                 .map(|k| LsaKey {
-                    ls_type: LsaType(k.ls_type).name(),
+                    ls_type: LsaType(k.ls_type),
                     ls_id: Ipv4Addr::from(k.ls_id),
                     adv_router: k.adv_router,
                     seq: k.seq,

@@ -130,6 +130,50 @@ impl fmt::Display for LsaType {
     }
 }
 
+impl LsaType {
+    /// Every type this implementation knows, for reading names back.
+    const KNOWN: [LsaType; 8] = [
+        LsaType::ROUTER,
+        LsaType::NETWORK,
+        LsaType::INTER_AREA_PREFIX,
+        LsaType::INTER_AREA_ROUTER,
+        LsaType::AS_EXTERNAL,
+        LsaType::NSSA,
+        LsaType::LINK,
+        LsaType::INTRA_AREA_PREFIX,
+    ];
+
+    /// Read back what [`LsaType::name`] wrote.
+    pub fn from_name(name: &str) -> Option<LsaType> {
+        let hex = |h: &str| u16::from_str_radix(h.strip_prefix("0x")?, 16).ok();
+        if let Some(raw) = hex(name) {
+            return Some(LsaType(raw));
+        }
+        if let Some((_, rest)) = name.split_once('(') {
+            return hex(rest.strip_suffix(')')?).map(LsaType);
+        }
+        LsaType::KNOWN.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// Serde as the operator's name (`"Router"`, `"0x4321"`), for the
+/// snapshots `meshfwd show` prints and reads back.
+pub mod lsa_type_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::LsaType;
+
+    pub fn serialize<S: Serializer>(t: &LsaType, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(t)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LsaType, D::Error> {
+        let name = String::deserialize(d)?;
+        LsaType::from_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("{name:?} is not an LS type")))
+    }
+}
+
 /// What identifies an LSA (RFC 5340 §4.4.2: type, Link State ID, Advertising
 /// Router), ordered so all LSAs of one type and router are adjacent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -285,6 +329,22 @@ impl LsaHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_names_read_back() {
+        for t in [
+            LsaType::ROUTER,
+            LsaType::INTRA_AREA_PREFIX,
+            LsaType::LINK,
+            LsaType(0x4001), // a known function with other scope bits
+            LsaType(0xa00f), // unknown function, U-bit set
+        ] {
+            assert_eq!(LsaType::from_name(&t.name()), Some(t), "{}", t.name());
+        }
+        assert_eq!(LsaType::ROUTER.name(), "Router");
+        assert_eq!(LsaType::from_name("Routr"), None);
+        assert_eq!(LsaType::from_name("0xzz"), None);
+    }
 
     fn hdr(seq: u32, checksum: u16, age: u16) -> LsaHeader {
         LsaHeader {

@@ -4,160 +4,61 @@
 //! A link joins the mesh when it is Ethernet-like, not excluded by a
 //! pattern, administratively up, has carrier and has a usable (non
 //! tentative) link-local address; it leaves the moment any of that stops
-//! being true. [`LinkTracker`] is the pure state machine (netlink messages
-//! in, [`MeshEvent`]s out); [`open`] and [`dump`] are the kernel side.
+//! being true. [`LinkTracker`] is the pure state machine: decoded netlink
+//! events ([`LinkEvent`]) in, [`MeshEvent`]s out.
 
-use crate::fib::dump::format_mac;
-use std::{
-    collections::BTreeMap,
-    io,
-    net::{IpAddr, Ipv6Addr},
-};
+use std::{collections::BTreeMap, fmt, net::Ipv6Addr, str::FromStr};
 
-use futures::{StreamExt as _, TryStreamExt as _};
-use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::{
-    AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressFlags, AddressMessage},
-    link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage},
-};
-use rtnetlink::{Handle, MulticastGroup};
-use serde::{Serialize, Serializer};
+use dataplane::netlink::Mac;
+pub use dataplane::netlink::{Link, LinkEvent};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A shell-style glob over interface names: `*` any run, `?` one byte.
+/// A shell-style glob over interface names (`*`, `?`, `[...]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern(String);
+pub struct Pattern(glob::Pattern);
 
 impl Pattern {
-    /// Wrap a glob.
-    pub fn new(glob: &str) -> Self {
-        Pattern(glob.to_string())
-    }
-
     /// Return the glob text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// Return whether `name` matches.
     pub fn matches(&self, name: &str) -> bool {
-        glob(self.0.as_bytes(), name.as_bytes())
+        self.0.matches(name)
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err("an empty pattern matches nothing".into());
+        }
+        glob::Pattern::new(s)
+            .map(Pattern)
+            .map_err(|e| format!("{s:?} is not a glob: {e}"))
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for Pattern {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
-/// Iterative glob match with single-star backtracking (linear in practice).
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, si));
-                pi += 1;
-            }
-            Some(c) if *c == b'?' || *c == s[si] => {
-                pi += 1;
-                si += 1;
-            }
-            _ => match star {
-                Some((sp, ss)) => {
-                    pi = sp + 1;
-                    si = ss + 1;
-                    star = Some((sp, ss + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|c| *c == b'*')
-}
-
-/// What the agent knows about one link of the node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LinkSnapshot {
-    pub ifindex: u32,
-    pub name: String,
-    /// `veth`, `dummy`, ... (`None` for a physical NIC).
-    pub kind: Option<String>,
-    /// ARPHRD_ETHER.
-    pub ethernet: bool,
-    pub loopback: bool,
-    /// Enslaved to a bridge, bond or VRF.
-    pub enslaved: bool,
-    pub admin_up: bool,
-    /// IFF_LOWER_UP: the carrier is there.
-    pub carrier: bool,
-    pub mtu: u32,
-    #[serde(serialize_with = "ser_mac")]
-    pub mac: Option<[u8; 6]>,
-    /// The burnt-in MAC, when the driver reports one.
-    #[serde(skip)]
-    pub perm_mac: Option<[u8; 6]>,
-    /// `ip link set ... alias` (the CNI plugin marks finished pod veths).
-    #[serde(skip)]
-    pub alias: Option<String>,
-}
-
-fn ser_mac<S: Serializer>(mac: &Option<[u8; 6]>, s: S) -> Result<S::Ok, S::Error> {
-    match mac {
-        Some(m) => s.collect_str(&format_mac(m)),
-        None => s.serialize_none(),
-    }
-}
-
-fn mac6(v: &[u8]) -> Option<[u8; 6]> {
-    v.try_into().ok()
-}
-
-impl LinkSnapshot {
-    /// Read a link message (`RTM_NEWLINK`).
-    pub fn from_message(msg: &LinkMessage) -> Option<Self> {
-        let mut s = LinkSnapshot {
-            ifindex: msg.header.index,
-            name: String::new(),
-            kind: None,
-            ethernet: msg.header.link_layer_type == LinkLayerType::Ether,
-            loopback: msg.header.flags.contains(LinkFlags::Loopback),
-            enslaved: false,
-            admin_up: msg.header.flags.contains(LinkFlags::Up),
-            carrier: msg.header.flags.contains(LinkFlags::LowerUp),
-            mtu: 0,
-            mac: None,
-            perm_mac: None,
-            alias: None,
-        };
-        for attr in &msg.attributes {
-            match attr {
-                LinkAttribute::IfName(n) => s.name = n.clone(),
-                LinkAttribute::Mtu(m) => s.mtu = *m,
-                LinkAttribute::Address(a) => s.mac = mac6(a),
-                LinkAttribute::PermAddress(a) => s.perm_mac = mac6(a),
-                LinkAttribute::IfAlias(a) => s.alias = Some(a.clone()),
-                LinkAttribute::Controller(c) => s.enslaved = *c != 0,
-                LinkAttribute::LinkInfo(infos) => {
-                    for info in infos {
-                        if let LinkInfo::Kind(k) = info {
-                            s.kind = Some(kind_name(k));
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        (!s.name.is_empty()).then_some(s)
-    }
-}
-
-fn kind_name(k: &InfoKind) -> String {
-    match k {
-        InfoKind::Other(s) => s.clone(),
-        k => k.to_string(),
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -191,7 +92,7 @@ pub struct LinkFilter {
 
 impl LinkFilter {
     /// Return why `link` may not join the mesh, or `None` if it may.
-    pub fn refuses(&self, link: &LinkSnapshot) -> Option<&'static str> {
+    pub fn refuses(&self, link: &Link) -> Option<&'static str> {
         if link.loopback {
             return Some("loopback");
         }
@@ -225,12 +126,14 @@ pub struct MeshLink {
     pub name: String,
     pub link_local: Ipv6Addr,
     pub mtu: u32,
-    #[serde(serialize_with = "ser_mac")]
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<Mac>,
+    /// A veth: its sends need finished checksums (see the runtime's
+    /// kernel module).
+    pub veth: bool,
 }
 
 /// Why a link left the mesh.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DownReason {
     /// The carrier went away: the cable or the neighbour's NIC is gone.
@@ -260,18 +163,17 @@ pub enum MeshEvent {
 
 #[derive(Debug, Clone)]
 struct Tracked {
-    link: LinkSnapshot,
+    link: Link,
     /// Usable link-local addresses (tentative ones are left out).
     link_locals: Vec<Ipv6Addr>,
     /// The link as OSPF runs on it, when it does.
     mesh: Option<MeshLink>,
 }
 
-/// One row of `meshfwd show interfaces`.
-#[derive(Debug, Clone, Serialize)]
+/// One link as the tracker sees it.
+#[derive(Debug, Clone)]
 pub struct LinkStatus {
-    #[serde(flatten)]
-    pub link: LinkSnapshot,
+    pub link: Link,
     pub link_local: Option<Ipv6Addr>,
     pub mesh: bool,
     /// Why the link is not in the mesh.
@@ -298,9 +200,9 @@ impl LinkTracker {
     }
 
     /// Apply one netlink event; return the mesh change it causes.
-    pub fn apply(&mut self, ev: NlEvent) -> Option<MeshEvent> {
+    pub fn apply(&mut self, ev: LinkEvent) -> Option<MeshEvent> {
         match ev {
-            NlEvent::Link(link) => {
+            LinkEvent::Link(link) => {
                 let ifindex = link.ifindex;
                 let early = self.early_addrs.remove(&ifindex).unwrap_or_default();
                 let t = self.links.entry(ifindex).or_insert_with(|| Tracked {
@@ -311,7 +213,7 @@ impl LinkTracker {
                 t.link = link;
                 self.reevaluate(ifindex)
             }
-            NlEvent::LinkGone(ifindex) => {
+            LinkEvent::LinkGone(ifindex) => {
                 self.early_addrs.remove(&ifindex);
                 let t = self.links.remove(&ifindex)?;
                 t.mesh.map(|m| MeshEvent::Down {
@@ -320,12 +222,9 @@ impl LinkTracker {
                     reason: DownReason::Removed,
                 })
             }
-            NlEvent::Addr {
-                ifindex,
-                addr,
-                usable,
-            } => {
-                if !is_link_local(addr) {
+            LinkEvent::Addr(a) => {
+                let (ifindex, addr, usable) = (a.ifindex, a.addr, a.usable);
+                if !addr.is_unicast_link_local() {
                     return None;
                 }
                 let list = match self.links.get_mut(&ifindex) {
@@ -338,7 +237,7 @@ impl LinkTracker {
                 }
                 self.reevaluate(ifindex)
             }
-            NlEvent::AddrGone { ifindex, addr } => {
+            LinkEvent::AddrGone { ifindex, addr } => {
                 if let Some(t) = self.links.get_mut(&ifindex) {
                     t.link_locals.retain(|a| *a != addr);
                 } else if let Some(l) = self.early_addrs.get_mut(&ifindex) {
@@ -364,8 +263,9 @@ impl LinkTracker {
                 ifindex,
                 name: t.link.name.clone(),
                 link_local,
-                mtu: t.link.mtu,
+                mtu: t.link.mtu.unwrap_or(1500),
                 mac: t.link.mac,
+                veth: t.link.is_veth(),
             }),
             (Some(_), ..) => Err(DownReason::Refused),
             (None, false, ..) => Err(DownReason::AdminDown),
@@ -410,7 +310,7 @@ impl LinkTracker {
     }
 
     /// Return a link by index, mesh or not.
-    pub fn link(&self, ifindex: u32) -> Option<&LinkSnapshot> {
+    pub fn link(&self, ifindex: u32) -> Option<&Link> {
         self.links.get(&ifindex).map(|t| &t.link)
     }
 
@@ -454,116 +354,18 @@ impl LinkTracker {
                 t.link
                     .perm_mac
                     .or(t.link.mac)
-                    .map(|m| (t.link.name.clone(), m))
+                    .map(|m| (t.link.name.clone(), m.0))
             })
             .collect()
     }
-}
-
-fn is_link_local(a: Ipv6Addr) -> bool {
-    a.segments()[0] & 0xffc0 == 0xfe80
-}
-
-/// A netlink notification or dump entry the tracker understands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NlEvent {
-    Link(LinkSnapshot),
-    LinkGone(u32),
-    /// An IPv6 address; `usable` is false while tentative or after DAD failed.
-    Addr {
-        ifindex: u32,
-        addr: Ipv6Addr,
-        usable: bool,
-    },
-    AddrGone {
-        ifindex: u32,
-        addr: Ipv6Addr,
-    },
-}
-
-impl NlEvent {
-    /// Read a multicast notification.
-    pub fn from_netlink(msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<Self> {
-        let NetlinkPayload::InnerMessage(inner) = msg.payload else {
-            return None;
-        };
-        match inner {
-            RouteNetlinkMessage::NewLink(m) => LinkSnapshot::from_message(&m).map(NlEvent::Link),
-            RouteNetlinkMessage::DelLink(m) => Some(NlEvent::LinkGone(m.header.index)),
-            RouteNetlinkMessage::NewAddress(m) => addr_event(&m, true),
-            RouteNetlinkMessage::DelAddress(m) => addr_event(&m, false),
-            _ => None,
-        }
-    }
-}
-
-fn addr_event(m: &AddressMessage, new: bool) -> Option<NlEvent> {
-    if m.header.family != AddressFamily::Inet6 {
-        return None;
-    }
-    let mut addr = None;
-    // The header has the low 8 bits of the flags, IFA_FLAGS all 32.
-    let mut flags = u32::from(m.header.flags.bits());
-    for attr in &m.attributes {
-        match attr {
-            AddressAttribute::Address(IpAddr::V6(a)) => addr = Some(*a),
-            AddressAttribute::Flags(f) => flags |= f.bits(),
-            _ => {}
-        }
-    }
-    let addr = addr?;
-    let ifindex = m.header.index;
-    if !new {
-        return Some(NlEvent::AddrGone { ifindex, addr });
-    }
-    let bad = AddressFlags::Tentative.bits() | AddressFlags::Dadfailed.bits();
-    Some(NlEvent::Addr {
-        ifindex,
-        addr,
-        usable: flags & bad == 0,
-    })
-}
-
-/// Messages of the link/address notification socket.
-pub type Notifications = futures::channel::mpsc::UnboundedReceiver<(
-    NetlinkMessage<RouteNetlinkMessage>,
-    netlink_sys::SocketAddr,
-)>;
-
-/// Open an rtnetlink connection subscribed to link and IPv6 address
-/// changes; the connection task is spawned on the current runtime.
-pub fn open() -> io::Result<(Handle, Notifications)> {
-    let (conn, handle, messages) =
-        rtnetlink::new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv6Ifaddr])?;
-    tokio::spawn(conn);
-    Ok((handle, messages))
-}
-
-/// Dump every link and IPv6 address as events (after subscribing, so
-/// nothing is missed between the dump and the notifications).
-pub async fn dump(handle: &Handle) -> Result<Vec<NlEvent>, rtnetlink::Error> {
-    let mut out: Vec<NlEvent> = handle
-        .link()
-        .get()
-        .execute()
-        .try_filter_map(|m| async move { Ok(LinkSnapshot::from_message(&m).map(NlEvent::Link)) })
-        .try_collect()
-        .await?;
-    let mut addrs = handle.address().get().execute();
-    while let Some(m) = addrs.next().await {
-        if let Some(ev) = addr_event(&m?, true) {
-            out.push(ev);
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn link(ifindex: u32, name: &str) -> LinkSnapshot {
-        LinkSnapshot {
+    fn link(ifindex: u32, name: &str) -> Link {
+        Link {
             ifindex,
             name: name.into(),
             kind: Some("veth".into()),
@@ -572,11 +374,20 @@ mod tests {
             enslaved: false,
             admin_up: true,
             carrier: true,
-            mtu: 1500,
-            mac: Some([2, 0, 0, 0, 0, ifindex as u8]),
+            mtu: Some(1500),
+            mac: Some(Mac([2, 0, 0, 0, 0, ifindex as u8])),
             perm_mac: None,
             alias: None,
         }
+    }
+
+    fn addr(ifindex: u32, addr: Ipv6Addr, usable: bool) -> LinkEvent {
+        LinkEvent::Addr(dataplane::netlink::Address6 {
+            ifindex,
+            addr,
+            prefix_len: 64,
+            usable,
+        })
     }
 
     fn ll(n: u16) -> Ipv6Addr {
@@ -585,17 +396,17 @@ mod tests {
 
     fn tracker() -> LinkTracker {
         LinkTracker::new(LinkFilter {
-            include: vec![Pattern::new("*")],
+            include: vec!["*".parse().unwrap()],
             exclude: ["lo", "km*", "docker*"]
                 .iter()
-                .map(|p| Pattern::new(p))
+                .map(|p| p.parse().unwrap())
                 .collect(),
         })
     }
 
     #[test]
     fn globs() {
-        let m = |p: &str, s: &str| Pattern::new(p).matches(s);
+        let m = |p: &str, s: &str| p.parse::<Pattern>().unwrap().matches(s);
         assert!(m("*", ""));
         assert!(m("*", "eth0"));
         assert!(m("eth*", "eth0"));
@@ -614,25 +425,11 @@ mod tests {
         let mut t = tracker();
         let mut l = link(3, "m-b");
         l.carrier = false;
-        assert_eq!(t.apply(NlEvent::Link(l.clone())), None);
-        assert_eq!(
-            t.apply(NlEvent::Addr {
-                ifindex: 3,
-                addr: ll(1),
-                usable: false
-            }),
-            None
-        );
-        assert_eq!(
-            t.apply(NlEvent::Addr {
-                ifindex: 3,
-                addr: ll(1),
-                usable: true
-            }),
-            None
-        );
+        assert_eq!(t.apply(LinkEvent::Link(l.clone())), None);
+        assert_eq!(t.apply(addr(3, ll(1), false)), None);
+        assert_eq!(t.apply(addr(3, ll(1), true)), None);
         l.carrier = true;
-        let up = t.apply(NlEvent::Link(l.clone())).unwrap();
+        let up = t.apply(LinkEvent::Link(l.clone())).unwrap();
         assert_eq!(
             up,
             MeshEvent::Up(MeshLink {
@@ -640,11 +437,12 @@ mod tests {
                 name: "m-b".into(),
                 link_local: ll(1),
                 mtu: 1500,
-                mac: l.mac
+                mac: l.mac,
+                veth: true,
             })
         );
         // The same state again changes nothing.
-        assert_eq!(t.apply(NlEvent::Link(l.clone())), None);
+        assert_eq!(t.apply(LinkEvent::Link(l.clone())), None);
         assert_eq!(t.mesh_links().count(), 1);
     }
 
@@ -652,13 +450,9 @@ mod tests {
     fn carrier_loss_admin_down_and_removal_leave_the_mesh() {
         let mut t = tracker();
         let l = link(3, "m-b");
-        t.apply(NlEvent::Addr {
-            ifindex: 3,
-            addr: ll(1),
-            usable: true,
-        }); // before the link: kept
+        t.apply(addr(3, ll(1), true)); // before the link: kept
         assert!(matches!(
-            t.apply(NlEvent::Link(l.clone())),
+            t.apply(LinkEvent::Link(l.clone())),
             Some(MeshEvent::Up(_))
         ));
         let down = |reason| {
@@ -669,43 +463,39 @@ mod tests {
             })
         };
         assert_eq!(
-            t.apply(NlEvent::Link(LinkSnapshot {
+            t.apply(LinkEvent::Link(Link {
                 carrier: false,
                 ..l.clone()
             })),
             down(DownReason::CarrierLost)
         );
         assert!(matches!(
-            t.apply(NlEvent::Link(l.clone())),
+            t.apply(LinkEvent::Link(l.clone())),
             Some(MeshEvent::Up(_))
         ));
         assert_eq!(
-            t.apply(NlEvent::Link(LinkSnapshot {
+            t.apply(LinkEvent::Link(Link {
                 admin_up: false,
                 ..l.clone()
             })),
             down(DownReason::AdminDown)
         );
         assert!(matches!(
-            t.apply(NlEvent::Link(l.clone())),
+            t.apply(LinkEvent::Link(l.clone())),
             Some(MeshEvent::Up(_))
         ));
         assert_eq!(
-            t.apply(NlEvent::AddrGone {
+            t.apply(LinkEvent::AddrGone {
                 ifindex: 3,
                 addr: ll(1)
             }),
             down(DownReason::NoLinkLocal)
         );
         assert!(matches!(
-            t.apply(NlEvent::Addr {
-                ifindex: 3,
-                addr: ll(2),
-                usable: true
-            }),
+            t.apply(addr(3, ll(2), true)),
             Some(MeshEvent::Up(_))
         ));
-        assert_eq!(t.apply(NlEvent::LinkGone(3)), down(DownReason::Removed));
+        assert_eq!(t.apply(LinkEvent::LinkGone(3)), down(DownReason::Removed));
         assert_eq!(t.mesh_links().count(), 0);
     }
 
@@ -725,21 +515,13 @@ mod tests {
             let mut l = link(ifindex, name);
             l.kind = kind.map(String::from);
             l.loopback = name == "lo";
-            assert_eq!(t.apply(NlEvent::Link(l)), None, "{name}");
-            assert_eq!(
-                t.apply(NlEvent::Addr {
-                    ifindex,
-                    addr: ll(9),
-                    usable: true
-                }),
-                None,
-                "{name}"
-            );
+            assert_eq!(t.apply(LinkEvent::Link(l)), None, "{name}");
+            assert_eq!(t.apply(addr(ifindex, ll(9), true)), None, "{name}");
         }
         let mut eth = link(20, "eth0");
         eth.kind = None;
         eth.ethernet = false;
-        assert_eq!(t.apply(NlEvent::Link(eth)), None);
+        assert_eq!(t.apply(LinkEvent::Link(eth)), None);
         let reasons: Vec<_> = t.status().iter().map(|s| s.reason.unwrap()).collect();
         assert_eq!(
             reasons,
@@ -756,16 +538,12 @@ mod tests {
     #[test]
     fn renamed_into_an_excluded_name_leaves() {
         let mut t = tracker();
-        t.apply(NlEvent::Link(link(3, "eth1")));
+        t.apply(LinkEvent::Link(link(3, "eth1")));
         assert!(matches!(
-            t.apply(NlEvent::Addr {
-                ifindex: 3,
-                addr: ll(1),
-                usable: true
-            }),
+            t.apply(addr(3, ll(1), true)),
             Some(MeshEvent::Up(_))
         ));
-        let gone = t.apply(NlEvent::Link(link(3, "docker0"))).unwrap();
+        let gone = t.apply(LinkEvent::Link(link(3, "docker0"))).unwrap();
         assert!(matches!(
             gone,
             MeshEvent::Down {
@@ -778,15 +556,11 @@ mod tests {
     #[test]
     fn mtu_change_reconfigures() {
         let mut t = tracker();
-        t.apply(NlEvent::Link(link(3, "eth1")));
-        t.apply(NlEvent::Addr {
-            ifindex: 3,
-            addr: ll(1),
-            usable: true,
-        });
+        t.apply(LinkEvent::Link(link(3, "eth1")));
+        t.apply(addr(3, ll(1), true));
         let ev = t
-            .apply(NlEvent::Link(LinkSnapshot {
-                mtu: 9000,
+            .apply(LinkEvent::Link(Link {
+                mtu: Some(9000),
                 ..link(3, "eth1")
             }))
             .unwrap();

@@ -1,7 +1,7 @@
-//! The agent's side of the forwarding state: the RIB turned into a route
-//! table for the map writer (`crate::fib`), the writer running in its own
-//! task, XDP attachment per mesh link, and the fast-reroute flip of alive
-//! flags that must not wait for anything.
+//! The runtime's side of the forwarding state: the map writer
+//! (`crate::fib`) running in its own task and fed the core's tables, XDP
+//! attachment per mesh link, and the fast-reroute flip of alive flags that
+//! must not wait for anything.
 //!
 //! The writer task owns the [`FibWriter`] (it also keeps next-hop MACs
 //! fresh from neighbour events). The agent's main loop holds a second
@@ -13,63 +13,36 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv6Addr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
-use anyhow::Result;
-use ipnet::Ipv6Net;
+use dataplane::{maps::FibMaps, stats::Stats, xdp::AttachMode};
 use meshfwd_common::fib::NEXT_HOP_MAX_ENTRIES;
-use routing::Rib;
-use serde::Serialize;
 use tokio::sync::watch;
 
-use dataplane::{maps::FibMaps, stats::Stats, xdp::AttachMode};
-
-use crate::fib::{
-    ApplyReport, FibWriter, NextHopKey, RouteTable,
-    dump::{self, FibRow},
-    kroute,
-    writer::set_alive_id,
+use crate::{
+    api::WriterStatus,
+    fib::{
+        FibError, FibWriter, NextHopKey, RouteTable,
+        dump::{self, FibRow},
+        kroute,
+        writer::set_alive_id,
+    },
 };
 
-/// Build the route table the maps and the kernel should hold.
-///
-/// Next hops through links that are not in the mesh right now (no
-/// carrier) are left out, so nothing is written pointing at a dead link
-/// while OSPF has not noticed yet; on-link (`::`) next hops are left out
-/// because the mesh has none. `own` are this node's prefixes: another
-/// router advertising them (a clash being settled) must not pull our own
-/// traffic away.
-pub fn desired_table(
-    rib: &Rib,
-    live: impl Fn(u32) -> bool,
-    local: &[Ipv6Addr],
-    own: &[Ipv6Net],
-) -> RouteTable {
-    let mut t = RouteTable::default();
-    for (prefix, route) in &rib.routes {
-        let p = *prefix;
-        if own.contains(&p) || routing::packet::prefix::is_link_local(prefix) {
-            continue;
-        }
-        let hops: BTreeSet<NextHopKey> = route
-            .nexthops
-            .iter()
-            .filter(|nh| !nh.addr.is_unspecified() && live(nh.ifindex))
-            .map(|nh| NextHopKey {
-                ifindex: nh.ifindex,
-                via: nh.addr,
-            })
-            .collect();
-        if !hops.is_empty() {
-            t.routes.insert(p, hops);
-        }
-    }
-    t.local.extend(local.iter().copied());
-    t
+/// Why the fast path could not be set up or asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error(transparent)]
+    Dataplane(#[from] dataplane::Error),
+    #[error(transparent)]
+    Writer(#[from] FibError),
+    #[error("the agent runs without XDP (--no-xdp): there is no fast-path FIB")]
+    NoXdp,
 }
+
+type Result<T, E = DataplaneError> = std::result::Result<T, E>;
 
 /// Links the agent has seen lose their carrier (and not regain it).
 type DownLinks = Arc<Mutex<BTreeSet<u32>>>;
@@ -79,17 +52,6 @@ const SCAN_SLACK: u32 = 256;
 
 /// Next-hop ids by egress ifindex, as of the writer's last apply.
 type NextHopIndex = Arc<Mutex<BTreeMap<u32, Vec<u32>>>>;
-
-/// What the writer task reports back.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct WriterStatus {
-    pub applies: u64,
-    pub map_ops: u64,
-    pub kernel_writes: u64,
-    pub kernel_errors: u64,
-    pub last: Option<ApplyReport>,
-    pub last_error: Option<String>,
-}
 
 /// The fast path as the agent drives it.
 pub enum Dataplane {
@@ -222,7 +184,7 @@ impl Dataplane {
             match set_alive_id(&mut x.maps, id, alive) {
                 Ok(()) => n += 1,
                 Err(e) => {
-                    tracing::warn!(id, ifindex, error = %format!("{e:#}"), "alive flag write failed")
+                    tracing::warn!(id, ifindex, error = %e, "alive flag write failed")
                 }
             }
         }
@@ -269,9 +231,9 @@ impl Dataplane {
     /// Return the FIB as the maps hold it.
     pub fn fib(&self, ifname: impl Fn(u32) -> Option<String>) -> Result<Vec<FibRow>> {
         let Dataplane::Xdp(x) = self else {
-            anyhow::bail!("the agent runs without XDP (--no-xdp): there is no fast-path FIB");
+            return Err(DataplaneError::NoXdp);
         };
-        dump::rows(&x.maps, ifname)
+        Ok(dump::rows(&x.maps, ifname)?)
     }
 
     /// Stop the writer task (the maps and attachments stay pinned, so the
@@ -300,7 +262,7 @@ async fn writer_task(
                 .run_until(async { outcome = Some(tables.changed().await.is_ok()) })
                 .await
             {
-                tracing::warn!(error = %format!("{e:#}"), "neighbour event loop failed");
+                tracing::warn!(error = %e, "neighbour event loop failed");
             }
             match outcome {
                 Some(ok) => ok,
@@ -358,64 +320,9 @@ async fn writer_task(
                 st.last = Some(report);
             }
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "applying the route table failed");
-                st.last_error = Some(format!("{e:#}"));
+                tracing::error!(error = %e, "applying the route table failed");
+                st.last_error = Some(e.to_string());
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use routing::{NextHop, Route};
-
-    use super::*;
-
-    fn ll(n: u16) -> Ipv6Addr {
-        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n)
-    }
-
-    fn rib(routes: &[(&str, &[(u32, Ipv6Addr)])]) -> Rib {
-        let mut r = Rib::default();
-        for (p, hops) in routes {
-            r.routes.insert(
-                p.parse().unwrap(),
-                Route {
-                    cost: 10,
-                    nexthops: hops
-                        .iter()
-                        .map(|(ifindex, addr)| NextHop {
-                            ifindex: *ifindex,
-                            addr: *addr,
-                        })
-                        .collect(),
-                },
-            );
-        }
-        r
-    }
-
-    #[test]
-    fn table_skips_dead_links_on_link_hops_and_own_prefixes() {
-        let r = rib(&[
-            ("fd00:1::/64", &[(2, ll(1)), (3, ll(2))]),
-            ("fd00:2::1/128", &[(3, ll(2))]),
-            ("fd00:3::/64", &[(4, Ipv6Addr::UNSPECIFIED)]),
-            ("fd00:9::/64", &[(2, ll(1))]),
-        ]);
-        let me: Ipv6Addr = "fd00:9::1".parse().unwrap();
-        let own = [
-            Ipv6Net::new_assert("fd00:9::".parse().unwrap(), 64).trunc(),
-            Ipv6Net::from(me),
-        ];
-        let t = desired_table(&r, |i| i != 3, &[me], &own);
-        let keys: Vec<String> = t.routes.keys().map(|p| p.to_string()).collect();
-        assert_eq!(keys, vec!["fd00:1::/64"]);
-        assert_eq!(
-            t.routes.values().next().unwrap().len(),
-            1,
-            "the hop via the dead link is left out"
-        );
-        assert!(t.local.contains(&me));
     }
 }

@@ -1,4 +1,6 @@
-//! Command-line interface: argument parsing and dispatch.
+//! Command-line interface: argument parsing and dispatch; [`show`] renders
+//! the agent's typed answers as tables, [`fib`] drives the map writer by
+//! hand.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,13 +12,15 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use meshfwd_common::pin;
 
-use crate::agent::{
-    self, AgentArgs, Config,
-    config::DEFAULT_SOCKET,
-    control::{self, Query},
-    show,
-};
+pub mod fib;
+pub mod show;
+
 use dataplane::{stats::Stats, xdp::AttachMode};
+
+use crate::{
+    agent::{self, AgentArgs, Config, config::DEFAULT_SOCKET, runtime::control},
+    api::{Answer, Query, StatsReport},
+};
 
 /// How long `meshfwd show` waits for the agent.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,7 +102,7 @@ enum Command {
     /// Static routes into the fast path's maps (see `meshfwd fib --help`).
     Fib {
         #[command(subcommand)]
-        cmd: crate::cli_fib::FibCommand,
+        cmd: fib::FibCommand,
     },
     /// Print the version.
     Version,
@@ -188,7 +192,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("detached XDP from {iface}");
         }
         Command::Show { what } => show_cmd(&bpffs, cli.bpffs.as_deref(), &socket, what)?,
-        Command::Fib { cmd } => crate::cli_fib::run(&bpffs, cmd)?,
+        Command::Fib { cmd } => fib::run(&bpffs, cmd)?,
         Command::Version => println!("meshfwd {}", env!("CARGO_PKG_VERSION")),
     }
     Ok(())
@@ -199,7 +203,7 @@ fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) 
         Show::Stats { json } => return show_stats(bpffs_flag, socket, json),
         Show::Fib { json } if !socket.exists() => {
             // No agent: read the pinned maps directly.
-            return crate::cli_fib::run(bpffs, crate::cli_fib::FibCommand::Show { json });
+            return fib::run(bpffs, fib::FibCommand::Show { json });
         }
         Show::Node { json } => (Query::Node, json),
         Show::Neighbors { json } => (Query::Neighbors, json),
@@ -208,11 +212,11 @@ fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) 
         Show::Routes { json } => (Query::Routes, json),
         Show::Fib { json } => (Query::Fib, json),
     };
-    let data = control::query(socket, query, QUERY_TIMEOUT)?;
+    let answer = control::query(socket, query, QUERY_TIMEOUT)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&data)?);
+        println!("{}", serde_json::to_string_pretty(&answer.to_json()?)?);
     } else {
-        print!("{}", show::render(query, &data));
+        print!("{}", show::render(&answer));
     }
     Ok(())
 }
@@ -221,43 +225,22 @@ fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) 
 /// `--bpffs` (or no agent) the XDP counters come straight from the pinned
 /// map, so this works without an agent too.
 fn show_stats(bpffs: Option<&Path>, socket: &Path, json: bool) -> Result<()> {
-    let agent = if socket.exists() {
-        control::query(socket, Query::Stats, QUERY_TIMEOUT).ok()
-    } else {
-        None
-    };
-    let from_agent = agent
-        .as_ref()
-        .filter(|a| bpffs.is_none() && a["counters"].is_object());
-    let mut v = match from_agent {
-        Some(a) => serde_json::json!({"cpus": a["cpus"], "counters": a["counters"]}),
-        None => {
-            let dir = bpffs.map_or_else(|| PathBuf::from(pin::DEFAULT_DIR), Path::to_path_buf);
-            serde_json::to_value(Stats::read(&dataplane::maps::open_stats(&dir)?)?)?
+    let mut report = if socket.exists() {
+        match control::query(socket, Query::Stats, QUERY_TIMEOUT) {
+            Ok(Answer::Stats(r)) => *r,
+            _ => StatsReport::default(),
         }
+    } else {
+        StatsReport::default()
     };
+    if bpffs.is_some() || report.xdp.is_none() {
+        let dir = bpffs.map_or_else(|| PathBuf::from(pin::DEFAULT_DIR), Path::to_path_buf);
+        report.xdp = Some(Stats::read(&dataplane::maps::open_stats(&dir)?)?);
+    }
     if json {
-        if let Some(a) = &agent {
-            for key in ["agent", "writer", "ospf", "process"] {
-                v[key] = a[key].clone();
-            }
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", xdp_table(&v));
-        if let Some(a) = agent {
-            print!("{}", show::render(Query::Stats, &a));
-        }
+        print!("{}", show::stats(&report));
     }
     Ok(())
-}
-
-/// The XDP counter table (as [`Stats::table`]) from the JSON form.
-fn xdp_table(v: &serde_json::Value) -> String {
-    let mut out = format!("{:<12} {:>14}\n", "COUNTER", "PACKETS");
-    for stat in meshfwd_common::stats::Stat::ALL {
-        let value = v["counters"][stat.name()].as_u64().unwrap_or(0);
-        out.push_str(&format!("{:<12} {:>14}\n", stat.name(), value));
-    }
-    out
 }

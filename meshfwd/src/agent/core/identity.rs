@@ -8,13 +8,13 @@
 //! drawing a fresh id from the seed and a random salt, which two colliding
 //! nodes will not draw alike.
 
-use std::{collections::BTreeSet, net::Ipv4Addr, path::Path};
+use std::{collections::BTreeSet, net::Ipv4Addr};
 
 use meshfwd_common::hash::stable_hash;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the router id came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "from")]
 pub enum IdSource {
     /// Set in the configuration.
@@ -59,24 +59,23 @@ impl Identity {
         }
     }
 
-    /// Derive the id from the machine id file, else from the first
-    /// universal MAC in `macs` (name, address; in a stable order), else at
-    /// random.
-    pub fn discover(machine_id_file: &Path, macs: &[(String, [u8; 6])]) -> Self {
-        if let Some(id) = std::fs::read_to_string(machine_id_file)
-            .ok()
-            .and_then(|s| machine_id(&s).map(str::to_owned))
+    /// Derive the id from the machine id (the file's name and what it
+    /// holds, when it could be read), else from the first universal MAC in
+    /// `macs` (name, address; in a stable order), else from `random`.
+    pub fn discover(
+        machine_id_file: Option<(&str, &str)>,
+        macs: &[(String, [u8; 6])],
+        random: u64,
+    ) -> Self {
+        if let Some((path, id)) =
+            machine_id_file.and_then(|(path, text)| Some((path, machine_id(text)?)))
         {
-            return Identity::derived(
-                id.as_bytes(),
-                IdSource::MachineId(machine_id_file.display().to_string()),
-            );
+            return Identity::derived(id.as_bytes(), IdSource::MachineId(path.to_owned()));
         }
         if let Some((name, mac)) = macs.iter().find(|(_, mac)| is_universal_mac(mac)) {
             return Identity::derived(mac, IdSource::Mac(name.clone()));
         }
-        let seed = random_u64().to_be_bytes();
-        Identity::derived(&seed, IdSource::Random)
+        Identity::derived(&random.to_be_bytes(), IdSource::Random)
     }
 
     /// Return whether a collision may change the id (not when configured).
@@ -132,22 +131,13 @@ pub fn router_id_from(seed: &[u8], attempt: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 255, 255, 254)
 }
 
-/// Return 64 random bits from the kernel.
-pub fn random_u64() -> u64 {
-    use std::io::Read as _;
-    let mut buf = [0u8; 8];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
-    if read.is_err() {
-        // Without getrandom, time and pid still separate two nodes.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        return stable_hash(&[
-            &t.as_nanos().to_be_bytes(),
-            &std::process::id().to_be_bytes(),
-        ]);
-    }
-    u64::from_ne_bytes(buf)
+/// What makes us re-originate our LSAs: our pod prefix, our interfaces'
+/// states and our neighbours' states.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub pod_prefix: ipnet::Ipv6Net,
+    pub interfaces: Vec<(u32, routing::interface::ism::State)>,
+    pub neighbors: Vec<(u32, Ipv4Addr, routing::neighbor::nsm::State)>,
 }
 
 /// What the agent sees at one moment that can betray a duplicate router id.
@@ -161,9 +151,8 @@ pub struct DupEvidence {
     /// The sequence numbers of our area-scope LSAs (router, intra-area
     /// prefix) in the LSDB, added up: it grows with every re-origination.
     pub own_lsa_seqs: Option<u64>,
-    /// Anything that makes us re-originate those LSAs (our interfaces, Full
-    /// neighbours and prefixes), as a fingerprint.
-    pub topology: u64,
+    /// Anything that makes us re-originate those LSAs.
+    pub topology: Topology,
     /// Newer instances of our own LSAs received again after we had already
     /// re-originated them (the OSPF core's `self_originated_repeat`): a
     /// running counter.
@@ -191,7 +180,7 @@ pub struct DupDetector {
     last_repeats: Option<u64>,
     repeats: Vec<u64>,
     last_seq: Option<u64>,
-    last_topology: Option<u64>,
+    last_topology: Option<Topology>,
     last_change_ms: u64,
     unexplained: Vec<u64>,
 }
@@ -237,7 +226,8 @@ impl DupDetector {
         if self.repeats.len() >= Self::FIGHT_BUMPS {
             return true;
         }
-        if self.last_topology.replace(ev.topology) != Some(ev.topology) {
+        if self.last_topology.as_ref() != Some(&ev.topology) {
+            self.last_topology = Some(ev.topology.clone());
             self.last_change_ms = ev.now_ms;
         }
         let old_seq = std::mem::replace(&mut self.last_seq, ev.own_lsa_seqs);
@@ -295,29 +285,26 @@ mod tests {
 
     #[test]
     fn discover_prefers_machine_id_then_mac() {
-        let dir = std::env::temp_dir().join(format!("meshfwd-identity-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("machine-id");
-        std::fs::write(&file, MACHINE_ID).unwrap();
+        let file = "/etc/machine-id";
         let macs = vec![
             ("eth0".to_string(), [0x02, 0, 0, 0, 0, 1]),
             ("eth1".to_string(), [0x00, 0x1b, 0x21, 1, 2, 3]),
         ];
-        let by_file = Identity::discover(&file, &macs);
-        assert_eq!(
-            by_file.source,
-            IdSource::MachineId(file.display().to_string())
-        );
-        std::fs::write(&file, "uninitialized\n").unwrap();
-        let by_mac = Identity::discover(&file, &macs);
+        let by_file = Identity::discover(Some((file, MACHINE_ID)), &macs, 7);
+        assert_eq!(by_file.source, IdSource::MachineId(file.into()));
+        let by_mac = Identity::discover(Some((file, "uninitialized\n")), &macs, 7);
         assert_eq!(by_mac.source, IdSource::Mac("eth1".into()));
         assert_eq!(
             by_mac.router_id,
             router_id_from(&[0x00, 0x1b, 0x21, 1, 2, 3], 0)
         );
-        let random = Identity::discover(&dir.join("absent"), &macs[..1]);
+        let random = Identity::discover(None, &macs[..1], 7);
         assert_eq!(random.source, IdSource::Random);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(random, Identity::discover(None, &macs[..1], 7));
+        assert_ne!(
+            random.router_id,
+            Identity::discover(None, &macs[..1], 8).router_id
+        );
     }
 
     #[test]
@@ -349,11 +336,19 @@ mod tests {
 
     #[test]
     fn sequence_fight_is_a_duplicate_but_our_own_changes_are_not() {
+        // Topology number `n`: a different pod prefix for each.
+        let topo = |n: u64| Topology {
+            pod_prefix: ipnet::Ipv6Net::new_assert(
+                std::net::Ipv6Addr::from(u128::from(n) << 64),
+                64,
+            ),
+            ..Topology::default()
+        };
         let ev = |now_ms, seq: u64, topology| DupEvidence {
             now_ms,
             own_id_packets: 0,
             own_lsa_seqs: Some(0x8000_0000 + seq),
-            topology,
+            topology: topo(topology),
             own_lsa_repeats: 0,
         };
         // Our neighbours change, and the LSA follows: explained.

@@ -1,7 +1,8 @@
 //! The agent's changes to the kernel outside the eBPF maps, all through
-//! rtnetlink (never by running `ip`): the local device that carries the
-//! node's /128, IPv6 forwarding, and removing routes an earlier run of the
-//! agent left behind.
+//! rtnetlink, sysctls and one ethtool request (never by running `ip`): the
+//! link and address notifications the core reads, the local device that
+//! carries the node's /128, IPv6 forwarding, DAD, veth checksums, and
+//! removing routes an earlier run of the agent left behind.
 //!
 //! Routes the agent installs carry [`ROUTE_PROTOCOL`] (the map writer's
 //! [`crate::fib::RTPROT_KUBERMESH`]), so `ip -6 route show proto 198`
@@ -9,20 +10,95 @@
 
 use std::{
     collections::BTreeSet,
+    io,
     net::{IpAddr, Ipv6Addr},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result};
-use futures::TryStreamExt as _;
+use dataplane::netlink::{Address6, LinkEvent, Route6};
+use futures::{StreamExt as _, TryStreamExt as _};
+use ipnet::Ipv6Net;
+use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::{
-    AddressFamily,
+    RouteNetlinkMessage,
     address::{AddressAttribute, AddressFlags},
+    link::LinkMessage,
     route::RouteMessage,
 };
-use rtnetlink::{Handle, LinkDummy, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkDummy, LinkUnspec, MulticastGroup, RouteMessageBuilder};
 
-use ipnet::Ipv6Net;
+/// A kernel request that failed, and what it was for.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("{what}: {source}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    Sysctl {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ethtool request {cmd:#x} on {iface}: {source}")]
+    Ethtool {
+        iface: String,
+        cmd: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0:?} is not an interface name")]
+    BadName(String),
+    #[error("{0}")]
+    Missing(String),
+}
+
+type Result<T, E = KernelError> = std::result::Result<T, E>;
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> KernelError {
+    let what = what.into();
+    move |source| KernelError::Netlink { what, source }
+}
+
+/// Messages of the link/address notification socket.
+pub type Notifications = futures::channel::mpsc::UnboundedReceiver<(
+    NetlinkMessage<RouteNetlinkMessage>,
+    netlink_sys::SocketAddr,
+)>;
+
+/// Open an rtnetlink connection subscribed to link and IPv6 address
+/// changes; the connection task is spawned on the current runtime.
+pub fn open() -> io::Result<(Handle, Notifications)> {
+    let (conn, handle, messages) =
+        rtnetlink::new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv6Ifaddr])?;
+    tokio::spawn(conn);
+    Ok((handle, messages))
+}
+
+/// Dump every link and IPv6 address as events (after subscribing, so
+/// nothing is missed between the dump and the notifications).
+pub async fn dump(handle: &Handle) -> Result<Vec<LinkEvent>> {
+    let mut out: Vec<LinkEvent> = handle
+        .link()
+        .get()
+        .execute()
+        .map_ok(|m: LinkMessage| dataplane::netlink::Link::from_message(&m).map(LinkEvent::Link))
+        .try_filter_map(|ev| async move { Ok(ev) })
+        .try_collect()
+        .await
+        .map_err(nl("listing links"))?;
+    let mut addrs = handle.address().get().execute();
+    while let Some(m) = addrs.next().await {
+        let m = m.map_err(nl("listing addresses"))?;
+        if let Some(a) = Address6::from_message(&m) {
+            out.push(LinkEvent::Addr(a));
+        }
+    }
+    Ok(out)
+}
 
 /// Make a veth mesh link finish TCP/UDP checksums when it sends, as a NIC
 /// does on the wire; return whether anything had to change.
@@ -36,6 +112,11 @@ use ipnet::Ipv6Net;
 /// it); a veth has no hardware, so the stack did the work anyway.
 #[expect(unsafe_code, reason = "the SIOCETHTOOL ioctl has no safe wrapper")]
 pub fn veth_finish_checksums(ifname: &str) -> Result<bool> {
+    let ethtool_error = |cmd, source| KernelError::Ethtool {
+        iface: ifname.to_owned(),
+        cmd,
+        source,
+    };
     use std::os::fd::AsRawFd as _;
     const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_GTXCSUM: u32 = 0x16;
@@ -55,7 +136,7 @@ pub fn veth_finish_checksums(ifname: &str) -> Result<bool> {
     }
     let bytes = ifname.as_bytes();
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        anyhow::bail!("{ifname:?} is not an interface name");
+        return Err(KernelError::BadName(ifname.to_owned()));
     }
     let sock = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet6,
@@ -63,7 +144,7 @@ pub fn veth_finish_checksums(ifname: &str) -> Result<bool> {
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .context("opening a socket for ethtool requests")?;
+    .map_err(|e| ethtool_error(0, e.into()))?;
     let ethtool = |cmd: u32, data: u32| -> Result<u32> {
         let mut value = EthtoolValue { cmd, data };
         let mut req = IfReq {
@@ -80,8 +161,7 @@ pub fn veth_finish_checksums(ifname: &str) -> Result<bool> {
         // into `value`.
         let r = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) };
         if r < 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("ethtool request {cmd:#x} on {ifname}"));
+            return Err(ethtool_error(cmd, io::Error::last_os_error()));
         }
         Ok(value.data)
     };
@@ -102,10 +182,10 @@ pub async fn ensure_local_device(handle: &Handle, name: &str) -> Result<(u32, St
     match ensure_dummy(handle, name).await {
         Ok(i) => Ok((i, name.to_string())),
         Err(e) => {
-            tracing::warn!(device = name, error = %format!("{e:#}"), "no dummy device: using lo for the node address");
+            tracing::warn!(device = name, error = %e, "no dummy device: using lo for the node address");
             let lo = link_index(handle, "lo")
                 .await?
-                .context("no loopback device")?;
+                .ok_or_else(|| KernelError::Missing("no loopback device".into()))?;
             Ok((lo, "lo".to_string()))
         }
     }
@@ -120,10 +200,10 @@ async fn ensure_dummy(handle: &Handle, name: &str) -> Result<u32> {
                 .add(LinkDummy::new(name).build())
                 .execute()
                 .await
-                .with_context(|| format!("creating dummy device {name}"))?;
+                .map_err(nl(format!("creating dummy device {name}")))?;
             link_index(handle, name)
                 .await?
-                .with_context(|| format!("{name} vanished after creation"))?
+                .ok_or_else(|| KernelError::Missing(format!("{name} vanished after creation")))?
         }
     };
     handle
@@ -131,7 +211,7 @@ async fn ensure_dummy(handle: &Handle, name: &str) -> Result<u32> {
         .change(LinkUnspec::new_with_index(ifindex).up().build())
         .execute()
         .await
-        .with_context(|| format!("setting {name} up"))?;
+        .map_err(nl(format!("setting {name} up")))?;
     Ok(ifindex)
 }
 
@@ -142,7 +222,7 @@ pub async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
         Ok(Some(m)) => Ok(Some(m.header.index)),
         Ok(None) => Ok(None),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("looking up link {name}")),
+        Err(e) => Err(nl(format!("looking up link {name}"))(e)),
     }
 }
 
@@ -162,23 +242,18 @@ pub async fn sync_addresses(
         .execute()
         .try_collect()
         .await
-        .context("listing addresses")?;
+        .map_err(nl("listing addresses"))?;
     let mut have = BTreeSet::new();
     let mut removed = 0;
     for m in msgs {
-        if m.header.family != AddressFamily::Inet6 || m.header.index != ifindex {
-            continue;
-        }
-        let Some(addr) = m.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Address(IpAddr::V6(a)) => Some(*a),
-            _ => None,
-        }) else {
+        let Some(a) = Address6::from_message(&m).filter(|a| a.ifindex == ifindex) else {
             continue;
         };
+        let addr = a.addr;
         if !managed.contains(&addr) {
             continue;
         }
-        if want.contains(&addr) && m.header.prefix_len == 128 {
+        if want.contains(&addr) && a.prefix_len == 128 {
             have.insert(addr);
         } else {
             handle
@@ -186,7 +261,7 @@ pub async fn sync_addresses(
                 .del(m)
                 .execute()
                 .await
-                .with_context(|| format!("removing {addr}"))?;
+                .map_err(nl(format!("removing {addr}")))?;
             removed += 1;
         }
     }
@@ -201,7 +276,7 @@ pub async fn sync_addresses(
         req.replace()
             .execute()
             .await
-            .with_context(|| format!("adding {addr}/128"))?;
+            .map_err(nl(format!("adding {addr}/128")))?;
         added += 1;
     }
     Ok((added, removed))
@@ -230,7 +305,7 @@ pub fn enable_forwarding(proc_sys: &Path) -> Result<Vec<String>> {
 /// created from now on). Return whether anything changed.
 pub fn skip_dad(proc_sys: &Path, ifname: &str) -> Result<bool> {
     if ifname.is_empty() || ifname.contains('/') || ifname.starts_with('.') {
-        anyhow::bail!("bad interface name {ifname:?}");
+        return Err(KernelError::BadName(ifname.to_owned()));
     }
     set_sysctl(proc_sys, &format!("net/ipv6/conf/{ifname}/accept_dad"), "0")
 }
@@ -239,19 +314,47 @@ pub fn skip_dad(proc_sys: &Path, ifname: &str) -> Result<bool> {
 /// whether it was written.
 pub fn set_sysctl(proc_sys: &Path, key: &str, value: &str) -> Result<bool> {
     let path = proc_sys.join(key);
-    let current =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let current = std::fs::read_to_string(&path).map_err(|source| KernelError::Sysctl {
+        what: "reading",
+        path: path.clone(),
+        source,
+    })?;
     if current.trim() == value {
         return Ok(false);
     }
-    std::fs::write(&path, value)
-        .with_context(|| format!("writing {value} to {}", path.display()))?;
+    std::fs::write(&path, value).map_err(|source| KernelError::Sysctl {
+        what: "writing",
+        path: path.clone(),
+        source,
+    })?;
     Ok(true)
 }
 
 /// Return whether a route message is one of ours.
 pub fn is_ours(m: &RouteMessage) -> bool {
-    u8::from(m.header.protocol) == ROUTE_PROTOCOL
+    Route6::from_message(m).is_some_and(|r| r.protocol == ROUTE_PROTOCOL)
+}
+
+/// Return 64 random bits from the kernel (for a router id with nothing to
+/// derive it from, and the salt of a new one after a collision).
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    if getrandom(&mut buf).is_err() {
+        // Without getrandom, time and pid still separate two nodes.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return meshfwd_common::hash::stable_hash(&[
+            &t.as_nanos().to_be_bytes(),
+            &std::process::id().to_be_bytes(),
+        ]);
+    }
+    u64::from_ne_bytes(buf)
+}
+
+fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+    use std::io::Read as _;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf))
 }
 
 /// Delete every IPv6 route with our protocol number (left by an earlier
@@ -263,14 +366,14 @@ pub async fn remove_stale_routes(handle: &Handle) -> Result<usize> {
         .execute()
         .try_collect()
         .await
-        .context("listing IPv6 routes")?;
+        .map_err(nl("listing IPv6 routes"))?;
     let mut removed = 0;
     for m in routes.into_iter().filter(is_ours) {
         match handle.route().del(m).execute().await {
             Ok(()) => removed += 1,
             // Gone already (its device went away meanwhile).
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => {}
-            Err(e) => return Err(e).context("removing a stale route"),
+            Err(e) => return Err(nl("removing a stale route")(e)),
         }
     }
     Ok(removed)
@@ -307,6 +410,7 @@ mod tests {
     #[test]
     fn route_protocol_is_ours() {
         let mut m = RouteMessage::default();
+        m.header.address_family = netlink_packet_route::AddressFamily::Inet6;
         assert!(!is_ours(&m));
         m.header.protocol = ROUTE_PROTOCOL.into();
         assert!(is_ours(&m));

@@ -25,7 +25,10 @@ use dataplane::maps::FibMaps;
 
 use ipnet::Ipv6Net;
 
-use crate::fib::{FibWriter, NextHopKey, RouteTable, dump, neigh, writer::set_alive_id};
+use crate::{
+    api::Answer,
+    fib::{FibWriter, NextHopKey, RouteTable, dump, neigh, writer::set_alive_id},
+};
 
 /// `meshfwd fib` subcommands.
 #[derive(Debug, Subcommand)]
@@ -150,7 +153,7 @@ async fn apply(bpffs: &Path, routes: &Path, once: bool, kernel_routes: bool) -> 
             _ = term.recv() => {}
         }
     };
-    writer.run_until(shutdown).await
+    Ok(writer.run_until(shutdown).await?)
 }
 
 async fn alive(bpffs: &Path, iface: &str, alive: bool) -> Result<()> {
@@ -176,36 +179,12 @@ async fn alive(bpffs: &Path, iface: &str, alive: bool) -> Result<()> {
 }
 
 fn show(bpffs: &Path, json: bool) -> Result<()> {
-    let out = dump::rows(&FibMaps::open(bpffs)?, |_| None)?;
+    // No agent to name the interfaces: the table shows ifindexes.
+    let rows = Answer::Fib(dump::rows(&FibMaps::open(bpffs)?, |_| None)?);
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    println!(
-        "{:<44} {:<8} {:>6}  NEXT HOPS (id ifindex mac|unresolved [dead])",
-        "PREFIX", "KIND", "GROUP"
-    );
-    for r in &out {
-        let hops: Vec<String> = r
-            .next_hops
-            .iter()
-            .map(|n| {
-                format!(
-                    "{} if{} {}{}",
-                    n.id,
-                    n.ifindex,
-                    n.dst_mac.as_deref().unwrap_or("unresolved"),
-                    if n.alive { "" } else { " dead" },
-                )
-            })
-            .collect();
-        println!(
-            "{:<44} {:<8} {:>6}  {}",
-            r.prefix,
-            r.kind,
-            r.group,
-            hops.join(", ")
-        );
+        println!("{}", serde_json::to_string_pretty(&rows.to_json()?)?);
+    } else {
+        print!("{}", super::show::render(&rows));
     }
     Ok(())
 }

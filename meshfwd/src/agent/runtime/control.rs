@@ -1,16 +1,10 @@
-//! The control socket: how `meshfwd show ...` asks the running agent.
+//! The control socket: the agent's end of `meshfwd show ...` (the
+//! contract is `crate::api`), and the client the CLI uses.
 //!
 //! A Unix stream socket, owner-only (0600; the agent runs as root, so only
-//! root may ask). One request per connection, one JSON line each way:
-//!
-//! ```text
-//! -> {"show":"neighbors"}
-//! <- {"ok":true,"data":[...]}        or   {"ok":false,"error":"..."}
-//! ```
-//!
-//! The server side only moves requests to the agent's main loop over a
-//! channel ([`Pending`]), so the answer always comes from the one place
-//! that owns the state.
+//! root may ask). The server side only moves requests to the agent's main
+//! loop over a channel ([`Pending`]), so the answer always comes from the
+//! one place that owns the state.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -20,53 +14,24 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _},
     net::{UnixListener, UnixStream},
     sync::{mpsc, oneshot},
 };
 
+use crate::api::{Answer, Query, Reply, Request};
+
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 4096;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What can be asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Query {
-    /// Router id, prefixes, uptime: the node at a glance.
-    Node,
-    Neighbors,
-    Interfaces,
-    Lsdb,
-    Routes,
-    Fib,
-    Stats,
-}
-
-/// One request line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
-    pub show: Query,
-}
-
-/// One reply line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reply {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// A request waiting for the main loop's answer.
 #[derive(Debug)]
 pub struct Pending {
     pub query: Query,
-    pub reply: oneshot::Sender<Result<serde_json::Value, String>>,
+    pub reply: oneshot::Sender<Result<Answer, String>>,
 }
 
 /// Bind the socket at `path` with mode 0600, replacing a stale socket file
@@ -144,10 +109,13 @@ async fn handle(stream: UnixStream, tx: mpsc::Sender<Pending>) {
                     Reply::err("the agent is shutting down")
                 } else {
                     match reply_rx.await {
-                        Ok(Ok(data)) => Reply {
-                            ok: true,
-                            data: Some(data),
-                            error: None,
+                        Ok(Ok(answer)) => match answer.to_json() {
+                            Ok(data) => Reply {
+                                ok: true,
+                                data: Some(data),
+                                error: None,
+                            },
+                            Err(e) => Reply::err(format!("encoding the answer: {e}")),
                         },
                         Ok(Err(e)) => Reply::err(e),
                         Err(_) => Reply::err("the agent dropped the request"),
@@ -173,7 +141,7 @@ impl Reply {
 }
 
 /// Ask the agent at `socket` (blocking; for the CLI).
-pub fn query(socket: &Path, query: Query, timeout: Duration) -> Result<serde_json::Value> {
+pub fn query(socket: &Path, query: Query, timeout: Duration) -> Result<Answer> {
     let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
         format!(
             "cannot reach the agent at {} (is `meshfwd agent` running? see --socket)",
@@ -192,8 +160,10 @@ pub fn query(socket: &Path, query: Query, timeout: Duration) -> Result<serde_jso
     let reply: Reply =
         serde_json::from_str(answer.trim()).context("the agent's answer is not valid JSON")?;
     match (reply.ok, reply.data, reply.error) {
-        (true, Some(data), _) => Ok(data),
-        (true, None, _) => Ok(serde_json::Value::Null),
+        (true, Some(data), _) => Answer::from_json(query, data).context(
+            "the agent's answer does not have the shape this CLI expects (another version?)",
+        ),
+        (true, None, _) => bail!("the agent answered without data"),
         (false, _, e) => bail!(
             "the agent refused: {}",
             e.unwrap_or_else(|| "no reason given".into())
@@ -206,26 +176,6 @@ mod tests {
     use std::os::unix::fs::FileTypeExt as _;
 
     use super::*;
-
-    #[test]
-    fn request_and_reply_wire_format() {
-        assert_eq!(
-            serde_json::to_string(&Request {
-                show: Query::Neighbors
-            })
-            .unwrap(),
-            r#"{"show":"neighbors"}"#
-        );
-        let r = Reply {
-            ok: true,
-            data: Some(serde_json::json!([1])),
-            error: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"ok":true,"data":[1]}"#
-        );
-    }
 
     #[tokio::test]
     async fn round_trip_with_owner_only_socket() {
@@ -243,18 +193,18 @@ mod tests {
         tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
                 let answer = match p.query {
-                    Query::Node => Ok(serde_json::json!({"router_id": "10.0.0.1"})),
+                    Query::Routes => Ok(Answer::Routes(Vec::new())),
                     _ => Err("not yet".to_string()),
                 };
                 let _ = p.reply.send(answer);
             }
         });
         let p = path.clone();
-        let node =
-            tokio::task::spawn_blocking(move || query(&p, Query::Node, Duration::from_secs(5)))
+        let routes =
+            tokio::task::spawn_blocking(move || query(&p, Query::Routes, Duration::from_secs(5)))
                 .await
                 .unwrap();
-        assert_eq!(node.unwrap()["router_id"], "10.0.0.1");
+        assert_eq!(routes.unwrap(), Answer::Routes(Vec::new()));
         let p = path.clone();
         let err =
             tokio::task::spawn_blocking(move || query(&p, Query::Lsdb, Duration::from_secs(5)))

@@ -1,0 +1,103 @@
+//! The route table the agent hands to the map writer: the RIB, less what
+//! must not be written (next hops through links that just lost their
+//! carrier, on-link next hops, link-local prefixes, our own prefixes),
+//! plus the node's own addresses.
+
+use std::{collections::BTreeSet, net::Ipv6Addr};
+
+use ipnet::Ipv6Net;
+use routing::{Rib, packet::prefix::is_link_local};
+
+use crate::fib::{NextHopKey, RouteTable};
+
+/// Build the route table the maps and the kernel should hold.
+///
+/// Next hops through links that are not in the mesh right now (no
+/// carrier) are left out, so nothing is written pointing at a dead link
+/// while OSPF has not noticed yet; on-link (`::`) next hops are left out
+/// because the mesh has none. `own` are this node's prefixes: another
+/// router advertising them (a clash being settled) must not pull our own
+/// traffic away.
+pub fn desired_table(
+    rib: &Rib,
+    live: impl Fn(u32) -> bool,
+    local: &[Ipv6Addr],
+    own: &[Ipv6Net],
+) -> RouteTable {
+    let mut t = RouteTable::default();
+    for (prefix, route) in &rib.routes {
+        let p = *prefix;
+        if own.contains(&p) || is_link_local(prefix) {
+            continue;
+        }
+        let hops: BTreeSet<NextHopKey> = route
+            .nexthops
+            .iter()
+            .filter(|nh| !nh.addr.is_unspecified() && live(nh.ifindex))
+            .map(|nh| NextHopKey {
+                ifindex: nh.ifindex,
+                via: nh.addr,
+            })
+            .collect();
+        if !hops.is_empty() {
+            t.routes.insert(p, hops);
+        }
+    }
+    t.local.extend(local.iter().copied());
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use routing::{NextHop, Route};
+
+    use super::*;
+
+    fn ll(n: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n)
+    }
+
+    fn rib(routes: &[(&str, &[(u32, Ipv6Addr)])]) -> Rib {
+        let mut r = Rib::default();
+        for (p, hops) in routes {
+            r.routes.insert(
+                p.parse().unwrap(),
+                Route {
+                    cost: 10,
+                    nexthops: hops
+                        .iter()
+                        .map(|(ifindex, addr)| NextHop {
+                            ifindex: *ifindex,
+                            addr: *addr,
+                        })
+                        .collect(),
+                },
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn table_skips_dead_links_on_link_hops_and_own_prefixes() {
+        let r = rib(&[
+            ("fd00:1::/64", &[(2, ll(1)), (3, ll(2))]),
+            ("fd00:2::1/128", &[(3, ll(2))]),
+            ("fd00:3::/64", &[(4, Ipv6Addr::UNSPECIFIED)]),
+            ("fd00:9::/64", &[(2, ll(1))]),
+        ]);
+        let me: Ipv6Addr = "fd00:9::1".parse().unwrap();
+        let own = [
+            Ipv6Net::new_assert("fd00:9::".parse().unwrap(), 64).trunc(),
+            Ipv6Net::from(me),
+        ];
+        let t = desired_table(&r, |i| i != 3, &[me], &own);
+        let keys: Vec<String> = t.routes.keys().map(|p| p.to_string()).collect();
+        assert_eq!(keys, vec!["fd00:1::/64"]);
+        assert_eq!(
+            t.routes.values().next().unwrap().len(),
+            1,
+            "the hop via the dead link is left out"
+        );
+        assert!(t.local.contains(&me));
+    }
+}

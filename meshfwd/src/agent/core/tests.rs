@@ -1,0 +1,744 @@
+//! The agent's decisions, each driven through [`Core::handle`] with a
+//! simulated clock: no namespace, no kernel, no OSPF running.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use dataplane::netlink::{Address6, Mac};
+use routing::{
+    NextHop, Route,
+    interface::ism,
+    state::{NeighborSummary, Summary},
+};
+
+use super::*;
+
+const CLUSTER: &str = "fd00:77::/48";
+
+fn settings() -> Settings {
+    Settings {
+        xdp: true,
+        cluster_prefix: CLUSTER.parse().unwrap(),
+        pod_prefix: None,
+        skip_dad: true,
+        filter: LinkFilter {
+            include: vec!["*".parse().unwrap()],
+            exclude: ["lo", "km*"].iter().map(|p| p.parse().unwrap()).collect(),
+        },
+        interface: InterfaceConfig {
+            hello_interval: 1,
+            dead_interval: 3,
+            ..InterfaceConfig::default()
+        },
+        mtu: 1500,
+        bpffs: "/sys/fs/bpf/test".into(),
+    }
+}
+
+fn rid(n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(n)
+}
+
+fn ll(n: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n)
+}
+
+/// A veth with carrier, as rtnetlink reports it.
+fn veth(ifindex: u32, name: &str) -> Link {
+    Link {
+        ifindex,
+        name: name.into(),
+        kind: Some("veth".into()),
+        ethernet: true,
+        loopback: false,
+        enslaved: false,
+        admin_up: true,
+        carrier: true,
+        mtu: Some(1500),
+        mac: Some(Mac([2, 0, 0, 0, 0, ifindex as u8])),
+        perm_mac: None,
+        alias: None,
+    }
+}
+
+fn addr(ifindex: u32, addr: Ipv6Addr) -> LinkEvent {
+    LinkEvent::Addr(Address6 {
+        ifindex,
+        addr,
+        prefix_len: 64,
+        usable: true,
+    })
+}
+
+/// A mesh link (veth with a link-local address) as dump events.
+fn mesh_link(ifindex: u32, name: &str) -> Vec<LinkEvent> {
+    vec![
+        LinkEvent::Link(veth(ifindex, name)),
+        addr(ifindex, ll(ifindex as u16)),
+    ]
+}
+
+/// A core with router id `me` on links `m-b` (3) and `m-c` (4), started.
+fn started(me: u32, settings: Settings) -> (Core, Vec<Action>) {
+    let dump: Vec<LinkEvent> = [mesh_link(3, "m-b"), mesh_link(4, "m-c")].concat();
+    let mut core = Core::new(
+        settings,
+        Identity::derived(&me.to_be_bytes(), identity::IdSource::Random),
+        dump,
+    );
+    // Pin the id the tests reason about.
+    core.identity.router_id = rid(me);
+    core.prefixes = NodePrefixes::new(
+        prefixes::pod_prefix_candidate(core.settings.cluster_prefix, rid(me), 0),
+        0,
+    );
+    let actions = core.handle(0, Event::Start);
+    (core, actions)
+}
+
+fn route(prefix: &str, hops: &[(u32, Ipv6Addr)]) -> (Ipv6Net, Route) {
+    (
+        prefix.parse().unwrap(),
+        Route {
+            cost: 20,
+            nexthops: hops
+                .iter()
+                .map(|(ifindex, addr)| NextHop {
+                    ifindex: *ifindex,
+                    addr: *addr,
+                })
+                .collect(),
+        },
+    )
+}
+
+fn rib_diff(routes: &[(Ipv6Net, Route)]) -> RibDiff {
+    RibDiff {
+        added_or_changed: routes.to_vec(),
+        removed: Vec::new(),
+    }
+}
+
+/// An OSPF sample with every neighbour Full.
+fn summary(me: Ipv4Addr, routers: &[Ipv4Addr], lsdb_changes: u64) -> Summary {
+    Summary {
+        router_id: me,
+        interfaces: vec![(3, ism::State::PointToPoint), (4, ism::State::PointToPoint)],
+        neighbors: vec![NeighborSummary {
+            ifindex: 3,
+            interface: "m-b".into(),
+            router_id: rid(2),
+            state: nsm::State::Full,
+        }],
+        routers: routers.iter().copied().chain([me]).collect(),
+        advertisers: routers.iter().copied().chain([me]).collect(),
+        own_lsa_seqs: 2 * 0x8000_0001,
+        lsdb_changes,
+        own_id_drops: 0,
+        self_originated_repeat: 0,
+    }
+}
+
+fn tables(actions: &[Action]) -> Vec<&RouteTable> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ApplyTable(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+fn states(actions: &[Action]) -> Vec<&NodeState> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::WriteState(s) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn start_sets_the_node_up_in_order() {
+    let (core, actions) = started(7, settings());
+    let pod = core.prefixes().pod_prefix;
+    let node = core.prefixes().node_address;
+    assert!(CLUSTER.parse::<Ipv6Net>().unwrap().contains(&pod));
+    assert_eq!(pod.prefix_len(), 64);
+    let spec = |ifindex: u32, name: &str| InterfaceSpec {
+        name: name.into(),
+        config: settings().interface,
+        link_local: Some(ll(ifindex as u16)),
+        mtu: Some(1500),
+    };
+    let link_up = |ifindex: u32, name: &str| {
+        vec![
+            Action::SetLinkAlive {
+                ifindex,
+                alive: true,
+            },
+            Action::FinishChecksums {
+                ifname: name.into(),
+            },
+            Action::OspfAddInterface(spec(ifindex, name)),
+            Action::AttachXdp {
+                ifname: name.into(),
+            },
+        ]
+    };
+    let mut want = vec![
+        Action::SkipDad {
+            ifname: "default".into(),
+        },
+        Action::SkipDad {
+            ifname: "m-b".into(),
+        },
+        Action::SkipDad {
+            ifname: "m-c".into(),
+        },
+        Action::StartOspf {
+            router_id: rid(7),
+            stubs: vec![pod, Ipv6Net::from(node)],
+        },
+        Action::SetNodeAddress(node),
+        Action::WriteState(NodeState {
+            router_id: rid(7),
+            pod_prefix: pod,
+            node_address: node,
+            mtu: 1500,
+            bpffs: "/sys/fs/bpf/test".into(),
+            pod_attach: PodAttach::Agent,
+        }),
+    ];
+    want.extend(link_up(3, "m-b"));
+    want.extend(link_up(4, "m-c"));
+    let mut table = RouteTable::default();
+    table.local.insert(node);
+    want.push(Action::ApplyTable(table));
+    assert_eq!(actions, want);
+    assert_eq!(core.counters().mesh_link_ups, 2);
+}
+
+#[test]
+fn carrier_loss_flips_the_fast_path_first_then_tells_ospf() {
+    let (mut core, _) = started(7, settings());
+    core.handle(
+        10,
+        Event::Rib(vec![rib_diff(&[
+            route("fd00:77:1::/64", &[(3, ll(3)), (4, ll(4))]),
+            route("fd00:77:2::/64", &[(3, ll(3))]),
+        ])]),
+    );
+    let mut gone = veth(3, "m-b");
+    gone.carrier = false;
+    let actions = core.handle(20, Event::Link(LinkEvent::Link(gone)));
+    assert_eq!(
+        actions[0],
+        Action::SetLinkAlive {
+            ifindex: 3,
+            alive: false
+        },
+        "the alive flip comes before anything else: {actions:?}"
+    );
+    assert_eq!(
+        actions[1],
+        Action::OspfRemoveInterface {
+            ifname: "m-b".into()
+        }
+    );
+    // The table leaves the dead link out at once, before OSPF reconverges:
+    // the ECMP route keeps its live member, the single-path one goes.
+    let t = tables(&actions)[0];
+    let hops: Vec<_> = t.routes.values().flatten().map(|h| h.ifindex).collect();
+    assert_eq!(hops, vec![4]);
+    assert_eq!(core.counters().carrier_losses, 1);
+    assert_eq!(core.counters().mesh_link_downs, 1);
+    // Carrier back: alive again and OSPF back on the link.
+    let actions = core.handle(30, Event::Link(LinkEvent::Link(veth(3, "m-b"))));
+    assert_eq!(
+        actions[0],
+        Action::SetLinkAlive {
+            ifindex: 3,
+            alive: true
+        }
+    );
+    assert!(matches!(&actions[2], Action::OspfAddInterface(s) if s.name == "m-b"));
+    assert_eq!(tables(&actions)[0].routes.len(), 2);
+}
+
+#[test]
+fn a_deleted_link_forgets_its_xdp_pin_and_admin_down_does_not() {
+    let (mut core, _) = started(7, settings());
+    let mut down = veth(4, "m-c");
+    down.admin_up = false;
+    let actions = core.handle(5, Event::Link(LinkEvent::Link(down)));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::ForgetXdp { .. }))
+    );
+    assert_eq!(core.counters().carrier_losses, 0);
+    let actions = core.handle(6, Event::Link(LinkEvent::LinkGone(3)));
+    assert_eq!(
+        actions[..3],
+        [
+            Action::SetLinkAlive {
+                ifindex: 3,
+                alive: false
+            },
+            Action::ForgetXdp {
+                ifname: "m-b".into()
+            },
+            Action::OspfRemoveInterface {
+                ifname: "m-b".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_link_plugged_in_later_joins_once_it_has_a_link_local() {
+    let (mut core, _) = started(7, settings());
+    let actions = core.handle(5, Event::Link(LinkEvent::Link(veth(9, "m-new"))));
+    assert_eq!(
+        actions,
+        vec![Action::SkipDad {
+            ifname: "m-new".into()
+        }],
+        "DAD off at once, nothing else until the link-local is usable"
+    );
+    let mut tentative = Address6 {
+        ifindex: 9,
+        addr: ll(9),
+        prefix_len: 64,
+        usable: false,
+    };
+    assert!(
+        core.handle(6, Event::Link(LinkEvent::Addr(tentative)))
+            .is_empty()
+    );
+    tentative.usable = true;
+    let actions = core.handle(7, Event::Link(LinkEvent::Addr(tentative)));
+    assert!(
+        matches!(&actions[2], Action::OspfAddInterface(s) if s.name == "m-new" && s.link_local == Some(ll(9)))
+    );
+    assert!(actions.contains(&Action::AttachXdp {
+        ifname: "m-new".into()
+    }));
+    // A link the filter refuses never joins, and keeps its DAD.
+    let actions = core.handle(8, Event::Link(LinkEvent::Link(veth(10, "km0123456789"))));
+    assert!(actions.is_empty(), "{actions:?}");
+}
+
+#[test]
+fn the_table_leaves_out_our_own_prefixes_and_on_link_hops() {
+    let (mut core, _) = started(7, settings());
+    let own = core.prefixes().pod_prefix.to_string();
+    let actions = core.handle(
+        10,
+        Event::Rib(vec![
+            rib_diff(&[route(&own, &[(3, ll(3))])]),
+            rib_diff(&[
+                route("fd00:77:3::/64", &[(4, Ipv6Addr::UNSPECIFIED)]),
+                route("fe80::/64", &[(4, ll(4))]),
+                route("fd00:77:4::1/128", &[(4, ll(4))]),
+            ]),
+        ]),
+    );
+    let t = tables(&actions);
+    assert_eq!(t.len(), 1, "one table for a batch of RIB changes");
+    let keys: Vec<String> = t[0].routes.keys().map(|p| p.to_string()).collect();
+    assert_eq!(keys, vec!["fd00:77:4::1/128"]);
+    assert!(t[0].local.contains(&core.prefixes().node_address));
+    assert_eq!(core.counters().rib_changes, 2);
+}
+
+#[test]
+fn a_neighbour_with_our_router_id_makes_us_take_a_new_one() {
+    let (mut core, _) = started(7, settings());
+    let old_prefix = core.prefixes().pod_prefix;
+    let mut s = summary(rid(7), &[rid(2)], 10);
+    assert!(
+        core.handle(
+            1_000,
+            Event::OspfSample {
+                summary: s.clone(),
+                salt: 1
+            }
+        )
+        .is_empty()
+    );
+    s.own_id_drops = 1;
+    let actions = core.handle(
+        2_000,
+        Event::OspfSample {
+            summary: s,
+            salt: 1,
+        },
+    );
+    let new_id = core.identity().router_id;
+    assert_ne!(new_id, rid(7));
+    assert!(
+        ![rid(2), rid(7)].contains(&new_id),
+        "avoids ids in the LSDB"
+    );
+    let new_prefix = core.prefixes().pod_prefix;
+    assert_ne!(new_prefix, old_prefix, "the pod prefix follows the id");
+    assert_eq!(
+        actions[0],
+        Action::StartOspf {
+            router_id: new_id,
+            stubs: core.prefixes().own()
+        }
+    );
+    assert_eq!(states(&actions)[0].router_id, new_id);
+    assert_eq!(states(&actions)[0].pod_prefix, new_prefix);
+    let added: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::OspfAddInterface(s) => Some(s.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added, vec!["m-b", "m-c"], "OSPF back on every mesh link");
+    assert!(
+        core.rib().routes.is_empty(),
+        "the old instance's routes are gone"
+    );
+    assert_eq!(core.counters().router_id_changes, 1);
+    assert_eq!(core.identity().rederived, 1);
+}
+
+#[test]
+fn a_configured_router_id_is_never_changed_only_reported() {
+    let mut core = Core::new(
+        settings(),
+        Identity::configured(rid(7)),
+        mesh_link(3, "m-b"),
+    );
+    core.handle(0, Event::Start);
+    let mut s = summary(rid(7), &[rid(2)], 10);
+    core.handle(
+        1_000,
+        Event::OspfSample {
+            summary: s.clone(),
+            salt: 1,
+        },
+    );
+    for drops in 1..4 {
+        s.own_id_drops = drops;
+        let actions = core.handle(
+            1_000 + drops * 1_000,
+            Event::OspfSample {
+                summary: s.clone(),
+                salt: 1,
+            },
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::StartOspf { .. }))
+        );
+    }
+    assert_eq!(core.identity().router_id, rid(7));
+    assert_eq!(core.counters().duplicate_router_ids, 3);
+}
+
+#[test]
+fn an_lsa_fight_over_time_is_a_duplicate_and_our_own_changes_are_not() {
+    // Our LSAs re-originated while nothing of ours changes, three times
+    // within a minute: another router with our id is fighting over them.
+    let (mut core, _) = started(7, settings());
+    let mut s = summary(rid(7), &[rid(2)], 10);
+    let mut now = 1_000;
+    let mut restarted = false;
+    for bump in 0..4 {
+        s.own_lsa_seqs += bump;
+        let actions = core.handle(
+            now,
+            Event::OspfSample {
+                summary: s.clone(),
+                salt: 9,
+            },
+        );
+        restarted |= actions
+            .iter()
+            .any(|a| matches!(a, Action::StartOspf { .. }));
+        now += 10_000;
+    }
+    assert!(restarted, "three unexplained bumps settle it");
+    // The same bumps, each right after our neighbours changed: explained.
+    let (mut core, _) = started(7, settings());
+    let mut s = summary(rid(7), &[rid(2)], 10);
+    for bump in 0..6u32 {
+        s.own_lsa_seqs += u64::from(bump);
+        s.neighbors[0].router_id = rid(100 + bump);
+        let actions = core.handle(
+            1_000 + u64::from(bump) * 10_000,
+            Event::OspfSample {
+                summary: s.clone(),
+                salt: 9,
+            },
+        );
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::StartOspf { .. })),
+            "bump {bump}"
+        );
+    }
+    assert_eq!(core.identity().router_id, rid(7));
+}
+
+/// A router id above `me` whose first candidate is `me`'s first candidate.
+fn clashing_higher_id(me: u32) -> Ipv4Addr {
+    let cluster: Ipv6Net = CLUSTER.parse().unwrap();
+    let mine = prefixes::pod_prefix_candidate(cluster, rid(me), 0);
+    (me + 1..u32::MAX)
+        .map(rid)
+        .find(|r| prefixes::pod_prefix_candidate(cluster, *r, 0) == mine)
+        .expect("a clash exists")
+}
+
+#[test]
+fn a_higher_router_id_on_our_prefix_moves_us_once_the_lsdb_settles() {
+    // A /48 has 65535 slots; searching for a clash takes a moment but is
+    // bounded (about 65535 tries on average).
+    let (mut core, _) = started(7, settings());
+    let old = core.prefixes().pod_prefix;
+    let higher = clashing_higher_id(7);
+    let s = summary(rid(7), &[rid(2), higher], 10);
+    // The LSDB just changed: not yet.
+    let actions = core.handle(
+        1_000,
+        Event::OspfSample {
+            summary: s.clone(),
+            salt: 1,
+        },
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+    // A neighbour still exchanging databases: not yet either.
+    let mut syncing = s.clone();
+    syncing.neighbors[0].state = nsm::State::Loading;
+    let actions = core.handle(
+        1_000 + QUIET_MS,
+        Event::OspfSample {
+            summary: syncing,
+            salt: 1,
+        },
+    );
+    assert!(actions.is_empty());
+    // Settled: move to the next free candidate.
+    let actions = core.handle(
+        1_000 + QUIET_MS,
+        Event::OspfSample {
+            summary: s.clone(),
+            salt: 1,
+        },
+    );
+    let new = core.prefixes().pod_prefix;
+    assert_ne!(new, old);
+    assert_eq!(core.prefixes().attempt, 1);
+    assert_eq!(
+        actions[..2],
+        [
+            Action::OspfStubPrefixes(vec![new, Ipv6Net::from(core.prefixes().node_address)]),
+            Action::SetNodeAddress(core.prefixes().node_address),
+        ]
+    );
+    assert_eq!(states(&actions)[0].pod_prefix, new);
+    assert_eq!(tables(&actions).len(), 1);
+    assert_eq!(core.counters().pod_prefix_moves, 1);
+    // The same picture again changes nothing.
+    assert!(
+        core.handle(
+            5_000,
+            Event::OspfSample {
+                summary: s,
+                salt: 1
+            }
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_lower_router_id_on_our_prefix_and_a_fixed_prefix_never_move() {
+    let (mut core, _) = started(7, settings());
+    let old = core.prefixes().pod_prefix;
+    let s = summary(rid(7), &[rid(2), rid(3)], 10);
+    core.handle(
+        0,
+        Event::OspfSample {
+            summary: s.clone(),
+            salt: 1,
+        },
+    );
+    core.handle(
+        10_000,
+        Event::OspfSample {
+            summary: s,
+            salt: 1,
+        },
+    );
+    assert_eq!(core.prefixes().pod_prefix, old);
+
+    let fixed: Ipv6Net = "fd00:77:0:42::/64".parse().unwrap();
+    let mut with_fixed = settings();
+    with_fixed.pod_prefix = Some(fixed);
+    let mut core = Core::new(
+        with_fixed,
+        Identity::configured(rid(7)),
+        mesh_link(3, "m-b"),
+    );
+    core.handle(0, Event::Start);
+    assert_eq!(core.prefixes().pod_prefix, fixed);
+    let s = summary(rid(7), &[clashing_higher_id(7)], 10);
+    core.handle(
+        0,
+        Event::OspfSample {
+            summary: s.clone(),
+            salt: 1,
+        },
+    );
+    core.handle(
+        10_000,
+        Event::OspfSample {
+            summary: s,
+            salt: 1,
+        },
+    );
+    assert_eq!(core.prefixes().pod_prefix, fixed);
+}
+
+#[test]
+fn the_state_file_says_who_attaches_pods_and_is_written_on_change_only() {
+    let (core, actions) = started(7, settings());
+    assert_eq!(states(&actions)[0].pod_attach, PodAttach::Agent);
+    assert_eq!(core.counters().pod_prefix_moves, 0);
+    let mut no_xdp = settings();
+    no_xdp.xdp = false;
+    let (mut core, actions) = started(7, no_xdp);
+    assert_eq!(states(&actions)[0].pod_attach, PodAttach::Plugin);
+    // A router id change rewrites it; a restart to the same content would not.
+    let mut s = summary(rid(7), &[], 1);
+    core.handle(
+        1,
+        Event::OspfSample {
+            summary: s.clone(),
+            salt: 3,
+        },
+    );
+    s.own_id_drops = 5;
+    let actions = core.handle(
+        2,
+        Event::OspfSample {
+            summary: s,
+            salt: 3,
+        },
+    );
+    assert_eq!(states(&actions).len(), 1);
+    let mut again = Vec::new();
+    core.publish(&mut again);
+    assert!(states(&again).is_empty(), "unchanged: not written again");
+}
+
+#[test]
+fn finished_pod_veths_get_the_fast_path_once_and_lose_it_with_the_veth() {
+    let (mut core, _) = started(7, settings());
+    let mut pod = veth(20, "km0123456789ab");
+    // Still being wired by the plugin: no mark yet.
+    assert!(
+        core.handle(1, Event::Link(LinkEvent::Link(pod.clone())))
+            .is_empty()
+    );
+    pod.alias = Some(POD_VETH_ALIAS.into());
+    let attach = Action::AttachPod {
+        ifindex: 20,
+        ifname: "km0123456789ab".into(),
+    };
+    assert_eq!(
+        core.handle(2, Event::Link(LinkEvent::Link(pod.clone()))),
+        vec![attach.clone()]
+    );
+    // Seen again (any change of the link): attached once only.
+    assert!(
+        core.handle(3, Event::Link(LinkEvent::Link(pod.clone())))
+            .is_empty()
+    );
+    assert_eq!(
+        core.handle(4, Event::Link(LinkEvent::LinkGone(20))),
+        vec![Action::DetachPod {
+            ifname: "km0123456789ab".into()
+        }]
+    );
+    assert_eq!(core.counters().pod_attaches, 1);
+    // Without XDP the plugin attaches pods itself.
+    let mut no_xdp = settings();
+    no_xdp.xdp = false;
+    let (mut core, _) = started(7, no_xdp);
+    assert!(core.handle(5, Event::Link(LinkEvent::Link(pod))).is_empty());
+}
+
+#[test]
+fn pods_wired_while_the_agent_was_away_are_attached_at_start() {
+    let mut pod = veth(20, "km0123456789ab");
+    pod.alias = Some(POD_VETH_ALIAS.into());
+    let dump = vec![LinkEvent::Link(pod)];
+    let mut core = Core::new(settings(), Identity::configured(rid(7)), dump);
+    let actions = core.handle(0, Event::Start);
+    assert!(actions.contains(&Action::AttachPod {
+        ifindex: 20,
+        ifname: "km0123456789ab".into()
+    }));
+}
+
+#[test]
+fn two_neighbours_with_one_router_id_are_reported_once() {
+    let (mut core, _) = started(7, settings());
+    let mut s = summary(rid(7), &[rid(2)], 10);
+    s.neighbors.push(NeighborSummary {
+        ifindex: 4,
+        interface: "m-c".into(),
+        router_id: rid(2),
+        state: nsm::State::Full,
+    });
+    for t in 0..3 {
+        core.handle(
+            t * 1_000,
+            Event::OspfSample {
+                summary: s.clone(),
+                salt: 1,
+            },
+        );
+    }
+    assert_eq!(core.counters().duplicate_neighbor_ids, 1);
+    assert_eq!(
+        core.identity().router_id,
+        rid(7),
+        "not our id: nothing to change"
+    );
+}
+
+#[test]
+fn identity_comes_from_configuration_then_machine_id_then_mac() {
+    let mut eth = veth(2, "eth0");
+    eth.kind = None;
+    eth.mac = Some(Mac([0x00, 0x1b, 0x21, 1, 2, 3]));
+    let mut lo = veth(1, "lo");
+    lo.loopback = true;
+    lo.mac = Some(Mac([0x00, 0x1b, 0x21, 9, 9, 9]));
+    let links = vec![LinkEvent::Link(eth), LinkEvent::Link(lo)];
+    let configured =
+        Core::discover_identity(Some(rid(5)), Some(("/etc/machine-id", "abc")), &links, 1);
+    assert_eq!(configured.router_id, rid(5));
+    assert!(!configured.can_rederive());
+    let by_file = Core::discover_identity(None, Some(("/etc/machine-id", "abc\n")), &links, 1);
+    assert_eq!(by_file.router_id, identity::router_id_from(b"abc", 0));
+    let by_mac = Core::discover_identity(None, None, &links, 1);
+    assert_eq!(
+        by_mac.source,
+        identity::IdSource::Mac("eth0".into()),
+        "the loopback's MAC never counts"
+    );
+}

@@ -1,0 +1,538 @@
+//! The agent's runtime: the thin async shell around the core. It turns
+//! kernel and OSPF events into [`Event`]s for [`Core::handle`] and carries
+//! out the [`Action`]s that come back, in order; it decides nothing.
+//!
+//! ```text
+//!   rtnetlink link/addr events ─┐
+//!   OSPF route changes ─────────┼─> Core::handle ─> actions: maps (alive flags,
+//!   tick: OSPF summary ─────────┘                   table), OSPF, XDP/TC attach,
+//!                                                   addresses, state file, sysctls
+//!   control socket ──> answers from the core's state, OSPF and the maps
+//! ```
+//!
+//! - [`kernel`]: rtnetlink, sysctls, the local device, veth checksums;
+//! - [`ospf`]: the OSPF driver's life;
+//! - [`dataplane`]: the map writer task, XDP attachment, alive flips;
+//! - [`control`]: the socket `meshfwd show ...` talks to.
+
+pub mod control;
+pub mod dataplane;
+pub mod kernel;
+pub mod ospf;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt as _;
+use routing::neighbor::nsm;
+use tokio::sync::mpsc;
+
+use self::{
+    control::Pending,
+    dataplane::{Dataplane, DataplaneError},
+    kernel::{KernelError, Notifications},
+    ospf::{Ospf, OspfDied},
+};
+use super::{
+    config::Config,
+    core::{Action, Core, Event, Millis, Settings, links::LinkFilter},
+};
+use crate::api::{
+    AgentCounters, Answer, InterfaceRow, NodeInfo, OspfStats, ProcessStats, Query, RouteHop,
+    RouteRow, StatsReport,
+};
+
+/// How often the agent samples OSPF for the router id and pod prefix checks.
+const TICK: Duration = Duration::from_secs(1);
+/// Where the sysctls live.
+const PROC_SYS: &str = "/proc/sys";
+
+/// Why the agent could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the control socket: {0}")]
+    Control(#[source] anyhow::Error),
+    #[error("opening rtnetlink: {0}")]
+    Netlink(#[source] std::io::Error),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("starting the XDP fast path (run with --no-xdp to go without): {0}")]
+    Dataplane(#[source] DataplaneError),
+    #[error("writing the node state: {0}")]
+    State(#[from] ::dataplane::node_state::StateError),
+    #[error("the rtnetlink notification socket closed")]
+    NetlinkClosed,
+    #[error(transparent)]
+    Ospf(#[from] OspfDied),
+    #[error("the OSPF driver is not running")]
+    NoOspf,
+    #[error("the agent runs once")]
+    AlreadyRan,
+}
+
+/// The agent process: the core and what it needs to act.
+pub struct Agent {
+    config: Config,
+    started: Instant,
+    core: Core,
+    netlink: rtnetlink::Handle,
+    notifications: Notifications,
+    /// The device carrying the node's /128 (`lo` without dummy support).
+    local_device: (u32, String),
+    ospf: Option<Ospf>,
+    dataplane: Dataplane,
+    /// The control socket, bound at start, served by `run`.
+    listener: Option<tokio::net::UnixListener>,
+    /// Counters of what the runtime carried out (the core counts its
+    /// decisions).
+    alive_flips: u64,
+    control_requests: u64,
+}
+
+impl Agent {
+    /// Set the node up: links, identity, addresses, eBPF, OSPF.
+    pub async fn start(config: Config) -> Result<Agent, AgentError> {
+        // First, so a second agent on the node stops before touching anything.
+        let listener = control::bind(&config.socket).map_err(AgentError::Control)?;
+        let socket = config.socket.clone();
+        let agent = Self::start_bound(config, listener).await;
+        if agent.is_err() {
+            let _ = std::fs::remove_file(&socket);
+        }
+        agent
+    }
+
+    async fn start_bound(
+        config: Config,
+        listener: tokio::net::UnixListener,
+    ) -> Result<Agent, AgentError> {
+        let started = Instant::now();
+        match kernel::enable_forwarding(Path::new(PROC_SYS)) {
+            Ok(changed) if !changed.is_empty() => tracing::info!(?changed, "sysctls set"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not enable IPv6 forwarding"),
+        }
+        let (netlink, notifications) = kernel::open().map_err(AgentError::Netlink)?;
+        let links = kernel::dump(&netlink).await?;
+        let machine_id = match config.router_id {
+            Some(_) => None,
+            None => std::fs::read_to_string(&config.machine_id_file).ok(),
+        };
+        let machine_id_file = config.machine_id_file.display().to_string();
+        let identity = Core::discover_identity(
+            config.router_id,
+            machine_id
+                .as_deref()
+                .map(|text| (machine_id_file.as_str(), text)),
+            &links,
+            kernel::random_u64(),
+        );
+        tracing::info!(router_id = %identity.router_id, source = ?identity.source, "router id");
+        let local_device = kernel::ensure_local_device(&netlink, &config.local_device).await?;
+        let dataplane = if config.xdp {
+            Dataplane::start_xdp(&config.bpffs, config.xdp_mode, config.kernel_routes)
+                .await
+                .map_err(AgentError::Dataplane)?
+        } else {
+            // Without the writer (which reconciles on its first apply),
+            // routes of an earlier run are removed here.
+            match kernel::remove_stale_routes(&netlink).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "stale routes of an earlier run removed"),
+                Err(e) => tracing::warn!(error = %e, "removing stale routes failed"),
+            }
+            Dataplane::start_kernel_only(netlink.clone(), config.kernel_routes)
+        };
+        let core = Core::new(settings(&config), identity, links);
+        let mut agent = Agent {
+            config,
+            started,
+            core,
+            netlink,
+            notifications,
+            local_device,
+            ospf: None,
+            dataplane,
+            listener: Some(listener),
+            alive_flips: 0,
+            control_requests: 0,
+        };
+        let actions = agent.core.handle(0, Event::Start);
+        // At start a node that cannot publish its address or state is not
+        // one the plugin can use: fail rather than run half set up.
+        agent.execute(actions, true).await?;
+        Ok(agent)
+    }
+
+    /// Serve until `shutdown` completes.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+        let listener = self.listener.take().ok_or(AgentError::AlreadyRan)?;
+        let (control_tx, mut control_rx) = mpsc::channel::<Pending>(16);
+        let server = tokio::spawn(control::serve(listener, control_tx));
+        let p = self.core.prefixes();
+        tracing::info!(
+            router_id = %self.core.identity().router_id,
+            pod_prefix = %p.pod_prefix,
+            node_address = %p.node_address,
+            socket = %self.config.socket.display(),
+            "agent running"
+        );
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        let result = loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break Ok(()),
+                msg = self.notifications.next() => match msg {
+                    Some((msg, _)) => {
+                        self.netlink_event(&msg).await;
+                        // Drain what else is queued, one event at a time:
+                        // each carrier loss flips its alive flags at once.
+                        while let Ok(Some((msg, _))) = tokio::time::timeout(Duration::ZERO, self.notifications.next()).await {
+                            self.netlink_event(&msg).await;
+                        }
+                    }
+                    None => break Err(AgentError::NetlinkClosed),
+                },
+                diffs = next_ribs(&mut self.ospf) => match diffs {
+                    Some(diffs) => {
+                        let actions = self.core.handle(self.now(), Event::Rib(diffs));
+                        self.execute_logged(actions).await;
+                    }
+                    None => break Err(match self.ospf.as_mut() {
+                        Some(o) => o.died().await.into(),
+                        None => AgentError::NoOspf,
+                    }),
+                },
+                Some(p) = control_rx.recv() => {
+                    self.control_requests += 1;
+                    let answer = self.answer(p.query).await;
+                    let _ = p.reply.send(answer);
+                }
+                _ = tick.tick() => self.sample().await,
+            }
+        };
+        server.abort();
+        let _ = std::fs::remove_file(&self.config.socket);
+        if let Some(ospf) = self.ospf.take() {
+            ospf.stop().await;
+        }
+        self.dataplane.stop();
+        tracing::info!("agent stopped");
+        result
+    }
+
+    fn now(&self) -> Millis {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn netlink_event(
+        &mut self,
+        msg: &netlink_packet_core::NetlinkMessage<netlink_packet_route::RouteNetlinkMessage>,
+    ) {
+        if let Some(ev) = ::dataplane::netlink::LinkEvent::from_netlink(msg) {
+            let actions = self.core.handle(self.now(), Event::Link(ev));
+            self.execute_logged(actions).await;
+        }
+    }
+
+    /// Sample OSPF and let the core check the router id and pod prefix.
+    async fn sample(&mut self) {
+        let Some(ospf) = &self.ospf else { return };
+        match ospf.handle.summary().await {
+            Ok(summary) => {
+                let salt = kernel::random_u64();
+                let actions = self
+                    .core
+                    .handle(self.now(), Event::OspfSample { summary, salt });
+                self.execute_logged(actions).await;
+            }
+            Err(e) => tracing::warn!(error = %e, "sampling OSPF failed"),
+        }
+    }
+
+    async fn execute_logged(&mut self, actions: Vec<Action>) {
+        if let Err(e) = self.execute(actions, false).await {
+            tracing::error!(error = %e, "carrying out the agent's decision failed");
+        }
+    }
+
+    /// Carry out the core's actions in order. With `strict`, failing to
+    /// publish the node's address or state is an error; otherwise every
+    /// failure is logged and the rest still runs.
+    async fn execute(&mut self, actions: Vec<Action>, strict: bool) -> Result<(), AgentError> {
+        for action in actions {
+            match action {
+                Action::SetLinkAlive { ifindex, alive } => {
+                    let flipped = self.dataplane.set_link_alive(ifindex, alive);
+                    self.alive_flips += flipped as u64;
+                    tracing::debug!(ifindex, alive, next_hops = flipped, "alive flags set");
+                }
+                Action::SkipDad { ifname } => {
+                    if let Err(e) = kernel::skip_dad(Path::new(PROC_SYS), &ifname) {
+                        tracing::debug!(iface = %ifname, error = %e, "could not turn DAD off");
+                    }
+                }
+                Action::FinishChecksums { ifname } => {
+                    match kernel::veth_finish_checksums(&ifname) {
+                        Ok(true) => {
+                            tracing::info!(iface = %ifname, "veth mesh link: checksums now finished on send (tx offload off), as XDP forwarding on the neighbour needs")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(iface = %ifname, error = %e, "veth mesh link keeps tx checksum offload: TCP through XDP on the neighbour will fail; run `ethtool -K <if> tx off`")
+                        }
+                    }
+                }
+                Action::StartOspf { router_id, stubs } => {
+                    if let Some(old) = self.ospf.take() {
+                        old.stop().await;
+                    }
+                    self.ospf = Some(Ospf::start(&self.config.ospf, router_id, stubs));
+                }
+                Action::OspfAddInterface(spec) => {
+                    let name = spec.name.clone();
+                    let added = match &self.ospf {
+                        Some(o) => o.handle.add_interface(spec).await.map(drop),
+                        None => Err(std::io::Error::other("OSPF is not running")),
+                    };
+                    if let Err(e) = added {
+                        tracing::warn!(iface = %name, error = %e, "starting OSPF on the interface failed");
+                    }
+                }
+                Action::OspfRemoveInterface { ifname } => {
+                    if let Some(o) = &self.ospf
+                        && let Err(e) = o.handle.remove_interface(&ifname).await
+                    {
+                        tracing::warn!(iface = %ifname, error = %e, "removing the interface from OSPF");
+                    }
+                }
+                Action::OspfStubPrefixes(stubs) => {
+                    if let Some(o) = &self.ospf
+                        && let Err(e) = o.handle.set_stub_prefixes(stubs).await
+                    {
+                        tracing::warn!(error = %e, "advertising the node's prefixes failed");
+                    }
+                }
+                Action::AttachXdp { ifname } => {
+                    if let Err(e) = self.dataplane.attach(&ifname) {
+                        tracing::warn!(iface = %ifname, error = %e, "attaching XDP failed; the kernel forwards on this link");
+                    }
+                }
+                Action::ForgetXdp { ifname } => self.dataplane.forget(&ifname),
+                Action::ApplyTable(table) => {
+                    if let Err(e) = self.dataplane.apply(table).await {
+                        tracing::warn!(error = %e, "updating the routes failed");
+                    }
+                }
+                Action::SetNodeAddress(addr) => {
+                    let (ifindex, device) = &self.local_device;
+                    let synced = kernel::sync_addresses(
+                        &self.netlink,
+                        *ifindex,
+                        self.config.cluster_prefix,
+                        &[addr],
+                    )
+                    .await;
+                    match synced {
+                        Ok(_) => {}
+                        Err(e) if strict => return Err(e.into()),
+                        Err(e) => {
+                            tracing::error!(address = %addr, device = %device, error = %e, "putting the node address on the local device failed")
+                        }
+                    }
+                }
+                Action::WriteState(state) => match state.write(&self.config.state_file) {
+                    Ok(()) => {
+                        tracing::info!(path = %self.config.state_file.display(), pod_prefix = %state.pod_prefix, node_address = %state.node_address, "node state written")
+                    }
+                    Err(e) if strict => return Err(e.into()),
+                    Err(e) => tracing::error!(error = %e, "writing the node state failed"),
+                },
+                Action::AttachPod { ifindex, ifname } => self.attach_pod(ifindex, ifname),
+                Action::DetachPod { ifname } => {
+                    ::dataplane::tc::detach(&self.config.bpffs, &ifname);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Attach the TC fast path to a pod's host veth off the main loop: a
+    /// TCX attach waits out an RCU grace period.
+    fn attach_pod(&self, ifindex: u32, ifname: String) {
+        let bpffs = self.config.bpffs.clone();
+        tokio::task::spawn_blocking(move || {
+            if ::dataplane::tc::check(&bpffs, &ifname).is_ok() {
+                return;
+            }
+            match ::dataplane::tc::attach(&bpffs, &ifname) {
+                // A veth deleted meanwhile (ADD then DEL at once) leaves a
+                // pin of a dead link: drop it.
+                Ok(()) if nix::net::if_::if_nametoindex(ifname.as_str()).ok() != Some(ifindex) => {
+                    ::dataplane::tc::detach(&bpffs, &ifname);
+                }
+                Ok(()) => tracing::debug!(iface = %ifname, "pod fast path attached"),
+                Err(e) => {
+                    tracing::debug!(iface = %ifname, error = %e, "pod fast path not attached")
+                }
+            }
+        });
+    }
+
+    fn ifname(&self, ifindex: u32) -> Option<String> {
+        self.core.links().link(ifindex).map(|l| l.name.clone())
+    }
+
+    /// Answer an operator's question.
+    async fn answer(&mut self, query: Query) -> Result<Answer, String> {
+        let ospf = self.ospf.as_ref().ok_or("OSPF is not running")?;
+        let snapshot = || async {
+            ospf.handle
+                .snapshot()
+                .await
+                .map_err(|e| format!("asking OSPF: {e}"))
+        };
+        Ok(match query {
+            Query::Node => {
+                let snap = snapshot().await?;
+                let id = self.core.identity();
+                let p = self.core.prefixes();
+                Answer::Node(Box::new(NodeInfo {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    router_id: id.router_id,
+                    router_id_source: id.source.clone(),
+                    router_id_rederived: id.rederived,
+                    cluster_prefix: self.config.cluster_prefix,
+                    pod_prefix: p.pod_prefix,
+                    pod_prefix_attempt: p.attempt,
+                    node_address: p.node_address,
+                    local_device: self.local_device.1.clone(),
+                    mesh_links: self.core.links().mesh_links().count(),
+                    neighbors_full: snap
+                        .state
+                        .neighbors
+                        .iter()
+                        .filter(|n| n.state == nsm::State::Full)
+                        .count(),
+                    routes: self.core.rib().routes.len(),
+                    lsdb: snap.state.lsdb.len(),
+                    spf_runs: snap.state.spf_runs,
+                    xdp: self.config.xdp,
+                    state_file: self.config.state_file.clone(),
+                    bpffs: self.config.bpffs.clone(),
+                    uptime_s: self.started.elapsed().as_secs(),
+                }))
+            }
+            Query::Neighbors => Answer::Neighbors(snapshot().await?.state.neighbors),
+            Query::Interfaces => {
+                let snap = snapshot().await?;
+                let ospf: BTreeMap<u32, &routing::state::InterfaceState> = snap
+                    .state
+                    .interfaces
+                    .iter()
+                    .map(|i| (i.ifindex, i))
+                    .collect();
+                let rows = self
+                    .core
+                    .links()
+                    .status()
+                    .into_iter()
+                    .map(|s| {
+                        let o = ospf.get(&s.link.ifindex);
+                        InterfaceRow {
+                            link_local: s.link_local,
+                            mesh: s.mesh,
+                            reason: s.reason.map(str::to_owned),
+                            ospf_state: o.map(|o| o.state),
+                            ospf_neighbors: o.map(|o| o.neighbors),
+                            cost: o.map(|o| o.cost),
+                            link: s.link,
+                        }
+                    })
+                    .collect();
+                Answer::Interfaces(rows)
+            }
+            Query::Lsdb => Answer::Lsdb(snapshot().await?.state.lsdb),
+            Query::Routes => Answer::Routes(
+                self.core
+                    .rib()
+                    .routes
+                    .iter()
+                    .map(|(prefix, r)| RouteRow {
+                        prefix: *prefix,
+                        cost: r.cost,
+                        next_hops: r
+                            .nexthops
+                            .iter()
+                            .map(|nh| RouteHop {
+                                ifindex: nh.ifindex,
+                                iface: self.ifname(nh.ifindex),
+                                via: nh.addr,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            ),
+            Query::Fib => Answer::Fib(
+                self.dataplane
+                    .fib(|i| self.ifname(i))
+                    .map_err(|e| e.to_string())?,
+            ),
+            Query::Stats => {
+                let snap = snapshot().await?;
+                let agent = AgentCounters {
+                    alive_flips: self.alive_flips,
+                    control_requests: self.control_requests,
+                    ..self.core.counters().clone()
+                };
+                Answer::Stats(Box::new(StatsReport {
+                    xdp: self.dataplane.xdp_stats(),
+                    agent: Some(agent),
+                    writer: self.dataplane.writer_status(),
+                    ospf: Some(OspfStats {
+                        spf_runs: snap.state.spf_runs,
+                        drops: snap.state.drops,
+                    }),
+                    process: ProcessStats::read(None),
+                }))
+            }
+        })
+    }
+}
+
+/// The next batch of route changes (everything queued), or `None` once
+/// the driver is gone; pending forever while no driver runs.
+async fn next_ribs(ospf: &mut Option<Ospf>) -> Option<Vec<routing::RibDiff>> {
+    let Some(o) = ospf else {
+        return std::future::pending().await;
+    };
+    let first = o.ribs.recv().await?;
+    let mut diffs = vec![first];
+    while let Ok(d) = o.ribs.try_recv() {
+        diffs.push(d);
+    }
+    Some(diffs)
+}
+
+/// What the core needs of the configuration.
+fn settings(config: &Config) -> Settings {
+    Settings {
+        xdp: config.xdp,
+        cluster_prefix: config.cluster_prefix,
+        pod_prefix: config.pod_prefix,
+        skip_dad: config.interfaces.skip_dad,
+        filter: LinkFilter {
+            include: config.interfaces.include.clone(),
+            exclude: config.interfaces.exclude.clone(),
+        },
+        interface: config.ospf.interface(),
+        mtu: config.mtu,
+        bpffs: config.bpffs.clone(),
+    }
+}

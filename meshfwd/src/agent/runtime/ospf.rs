@@ -1,0 +1,91 @@
+//! The OSPF driver as the runtime runs it: started (and restarted under a
+//! new router id) when the core says so, asked for samples and snapshots,
+//! and stopped so the neighbours hear our last packets.
+
+use std::{io, net::Ipv4Addr, time::Duration};
+
+use ipnet::Ipv6Net;
+use routing::{
+    InstanceConfig, RibDiff, SpfBackoffConfig,
+    driver::{self, Handle},
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::agent::config::OspfConfig;
+
+/// How long a stopping OSPF driver may take to send its last packets.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// A running OSPF driver.
+pub struct Ospf {
+    pub handle: Handle,
+    /// Route changes, in order.
+    pub ribs: mpsc::UnboundedReceiver<RibDiff>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<io::Result<routing::Instance>>,
+}
+
+/// Why the OSPF driver is gone.
+#[derive(Debug, thiserror::Error)]
+pub enum OspfDied {
+    #[error("the OSPF driver stopped")]
+    Stopped,
+    #[error("the OSPF driver failed: {0}")]
+    Failed(#[source] io::Error),
+    #[error("the OSPF driver panicked: {0}")]
+    Panicked(#[source] tokio::task::JoinError),
+}
+
+impl Ospf {
+    /// Start a driver for `router_id` advertising `stubs` (no interfaces
+    /// yet: the core adds them).
+    pub fn start(config: &OspfConfig, router_id: Ipv4Addr, stubs: Vec<Ipv6Net>) -> Ospf {
+        let (handle, commands) = driver::channel();
+        let (rib_tx, ribs) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let instance = InstanceConfig {
+            router_id,
+            stub_prefixes: stubs,
+            min_ls_interval_ms: config.min_ls_interval_ms,
+            min_ls_arrival_ms: config.min_ls_arrival_ms,
+            spf: SpfBackoffConfig {
+                initial_delay_ms: config.spf_initial_delay_ms,
+                short_delay_ms: config.spf_short_delay_ms,
+                long_delay_ms: config.spf_long_delay_ms,
+                time_to_learn_ms: config.spf_time_to_learn_ms,
+                holddown_ms: config.spf_holddown_ms,
+            },
+            ..InstanceConfig::default()
+        };
+        let task = tokio::spawn(driver::run(
+            instance,
+            Vec::new(),
+            commands,
+            rib_tx,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        Ospf {
+            handle,
+            ribs,
+            stop,
+            task,
+        }
+    }
+
+    /// Stop the driver, giving it a moment to send its last packets.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(STOP_WAIT, self.task).await;
+    }
+
+    /// Say why the driver is gone (its RIB channel closed).
+    pub async fn died(&mut self) -> OspfDied {
+        match (&mut self.task).await {
+            Ok(Ok(_)) => OspfDied::Stopped,
+            Ok(Err(e)) => OspfDied::Failed(e),
+            Err(e) => OspfDied::Panicked(e),
+        }
+    }
+}

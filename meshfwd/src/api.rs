@@ -1,0 +1,337 @@
+//! The control socket's contract: what `meshfwd show ...` asks the running
+//! agent and what it answers, as types the agent, the CLI, the tests, the
+//! benchmarks and the demo all share. The CLI's `--json` prints these
+//! types as they are; its tables are rendered from them (`show`).
+//!
+//! One request per connection, one JSON line each way:
+//!
+//! ```text
+//! -> {"show":"neighbors"}
+//! <- {"ok":true,"data":[...]}        or   {"ok":false,"error":"..."}
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
+
+use dataplane::{netlink::Link, stats::Stats};
+use ipnet::Ipv6Net;
+use routing::{
+    DropReason,
+    interface::ism,
+    state::{LsaSummary, NeighborState},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{agent::core::identity::IdSource, fib::dump::FibRow};
+
+/// What can be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Query {
+    /// Router id, prefixes, uptime: the node at a glance.
+    Node,
+    Neighbors,
+    Interfaces,
+    Lsdb,
+    Routes,
+    Fib,
+    Stats,
+}
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub show: Query,
+}
+
+/// One reply line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// An answer, typed by what was asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Node(Box<NodeInfo>),
+    Neighbors(Vec<NeighborState>),
+    Interfaces(Vec<InterfaceRow>),
+    Lsdb(Vec<LsaSummary>),
+    Routes(Vec<RouteRow>),
+    Fib(Vec<FibRow>),
+    Stats(Box<StatsReport>),
+}
+
+impl Answer {
+    /// Return the JSON of the answer alone (what `--json` prints).
+    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        match self {
+            Answer::Node(v) => serde_json::to_value(v),
+            Answer::Neighbors(v) => serde_json::to_value(v),
+            Answer::Interfaces(v) => serde_json::to_value(v),
+            Answer::Lsdb(v) => serde_json::to_value(v),
+            Answer::Routes(v) => serde_json::to_value(v),
+            Answer::Fib(v) => serde_json::to_value(v),
+            Answer::Stats(v) => serde_json::to_value(v),
+        }
+    }
+
+    /// Read the answer to `query` from its JSON.
+    pub fn from_json(query: Query, v: serde_json::Value) -> serde_json::Result<Answer> {
+        fn typed<T: DeserializeOwned>(v: serde_json::Value) -> serde_json::Result<T> {
+            serde_json::from_value(v)
+        }
+        Ok(match query {
+            Query::Node => Answer::Node(typed(v)?),
+            Query::Neighbors => Answer::Neighbors(typed(v)?),
+            Query::Interfaces => Answer::Interfaces(typed(v)?),
+            Query::Lsdb => Answer::Lsdb(typed(v)?),
+            Query::Routes => Answer::Routes(typed(v)?),
+            Query::Fib => Answer::Fib(typed(v)?),
+            Query::Stats => Answer::Stats(typed(v)?),
+        })
+    }
+}
+
+/// `meshfwd show node`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub version: String,
+    pub router_id: Ipv4Addr,
+    pub router_id_source: IdSource,
+    /// How many times a collision forced a new router id.
+    pub router_id_rederived: u32,
+    pub cluster_prefix: Ipv6Net,
+    pub pod_prefix: Ipv6Net,
+    /// Which candidate of the router id the pod prefix is (0 = first).
+    pub pod_prefix_attempt: u32,
+    pub node_address: Ipv6Addr,
+    /// The device carrying the node address.
+    pub local_device: String,
+    pub mesh_links: usize,
+    pub neighbors_full: usize,
+    pub routes: usize,
+    pub lsdb: usize,
+    pub spf_runs: u64,
+    pub xdp: bool,
+    pub state_file: PathBuf,
+    pub bpffs: PathBuf,
+    pub uptime_s: u64,
+}
+
+/// One row of `meshfwd show interfaces`: a link, whether it is in the
+/// mesh, why not, and OSPF on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceRow {
+    #[serde(flatten)]
+    pub link: Link,
+    pub link_local: Option<Ipv6Addr>,
+    pub mesh: bool,
+    /// Why the link is not in the mesh.
+    pub reason: Option<String>,
+    pub ospf_state: Option<ism::State>,
+    pub ospf_neighbors: Option<usize>,
+    pub cost: Option<u16>,
+}
+
+/// One row of `meshfwd show routes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteRow {
+    pub prefix: Ipv6Net,
+    pub cost: u32,
+    pub next_hops: Vec<RouteHop>,
+}
+
+/// One next hop of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteHop {
+    pub ifindex: u32,
+    pub iface: Option<String>,
+    pub via: Ipv6Addr,
+}
+
+/// `meshfwd show stats`: the fast path's counters and the agent's own.
+/// Without a running agent only the counters read from the pinned map are
+/// there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// The XDP counters summed over CPUs (`None` without XDP).
+    #[serde(flatten)]
+    pub xdp: Option<Stats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentCounters>,
+    /// The map writer's counters (`None` without XDP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<WriterStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ospf: Option<OspfStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessStats>,
+}
+
+/// What the agent did, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCounters {
+    pub mesh_link_ups: u64,
+    pub mesh_link_downs: u64,
+    pub carrier_losses: u64,
+    /// Next hops whose alive flag was flipped.
+    pub alive_flips: u64,
+    pub rib_changes: u64,
+    pub tables_sent: u64,
+    pub pod_prefix_moves: u64,
+    pub router_id_changes: u64,
+    pub duplicate_router_ids: u64,
+    pub duplicate_neighbor_ids: u64,
+    pub control_requests: u64,
+    /// Pod veths whose fast path this agent set out to attach.
+    pub pod_attaches: u64,
+}
+
+/// What the map writer task reports back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterStatus {
+    pub applies: u64,
+    pub map_ops: u64,
+    pub kernel_writes: u64,
+    pub kernel_errors: u64,
+    pub last: Option<ApplyReport>,
+    pub last_error: Option<String>,
+}
+
+/// What one apply of the map writer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Map writes (next hops, groups, FIB entries, removals).
+    pub map_ops: usize,
+    /// Kernel routes replaced or removed.
+    pub kernel_writes: usize,
+    /// Next hops still waiting for their neighbour's MAC.
+    pub unresolved: usize,
+    /// Kernel route changes that failed (the fast path is unaffected).
+    pub kernel_errors: Vec<String>,
+}
+
+/// OSPF's own counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OspfStats {
+    pub spf_runs: u64,
+    /// Packets dropped, by reason.
+    pub drops: BTreeMap<DropReason, u64>,
+}
+
+/// The agent process's memory and CPU.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStats {
+    pub rss_kb: Option<u64>,
+    pub hwm_kb: Option<u64>,
+    pub cpu_ms: u64,
+}
+
+impl ProcessStats {
+    /// Read the figures of process `pid` (the caller's own with `None`).
+    pub fn read(pid: Option<i32>) -> Option<ProcessStats> {
+        let p = match pid {
+            Some(pid) => procfs::process::Process::new(pid),
+            None => procfs::process::Process::myself(),
+        }
+        .ok()?;
+        let status = p.status().ok()?;
+        let stat = p.stat().ok()?;
+        let ticks = procfs::ticks_per_second().max(1);
+        Some(ProcessStats {
+            rss_kb: status.vmrss,
+            hwm_kb: status.vmhwm,
+            cpu_ms: (stat.utime + stat.stime) * 1000 / ticks,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_and_reply_wire_format() {
+        assert_eq!(
+            serde_json::to_string(&Request {
+                show: Query::Neighbors
+            })
+            .unwrap(),
+            r#"{"show":"neighbors"}"#
+        );
+        let r = Reply {
+            ok: true,
+            data: Some(serde_json::json!([1])),
+            error: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"ok":true,"data":[1]}"#
+        );
+    }
+
+    #[test]
+    fn answers_read_back_as_what_was_asked() {
+        let routes = Answer::Routes(vec![RouteRow {
+            prefix: "fd00:1::/64".parse().unwrap(),
+            cost: 20,
+            next_hops: vec![RouteHop {
+                ifindex: 3,
+                iface: Some("m-b".into()),
+                via: "fe80::1".parse().unwrap(),
+            }],
+        }]);
+        let json = routes.to_json().unwrap();
+        assert_eq!(json[0]["prefix"], "fd00:1::/64");
+        assert_eq!(json[0]["next_hops"][0]["iface"], "m-b");
+        assert_eq!(
+            Answer::from_json(Query::Routes, json.clone()).unwrap(),
+            routes
+        );
+        // The wrong question for the data is an error, not a guess.
+        assert!(Answer::from_json(Query::Node, json).is_err());
+    }
+
+    #[test]
+    fn stats_flatten_the_xdp_counters_to_the_top() {
+        let report = StatsReport {
+            xdp: Some(Stats {
+                cpus: 2,
+                counters: [("redirect".to_string(), 5)].into(),
+            }),
+            agent: Some(AgentCounters::default()),
+            writer: None,
+            ospf: Some(OspfStats::default()),
+            process: Some(ProcessStats::default()),
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["counters"]["redirect"], 5);
+        assert_eq!(json["cpus"], 2);
+        let back: StatsReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+        // Counters alone (no agent), and nothing at all, read back too.
+        let alone = StatsReport {
+            xdp: report.xdp.clone(),
+            ..StatsReport::default()
+        };
+        let json = serde_json::to_value(&alone).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), 2, "{json}");
+        assert_eq!(serde_json::from_value::<StatsReport>(json).unwrap(), alone);
+        let none: StatsReport = serde_json::from_str("{}").unwrap();
+        assert_eq!(none, StatsReport::default());
+    }
+
+    #[test]
+    fn this_process_can_be_measured() {
+        let p = ProcessStats::read(None).expect("/proc/self");
+        assert!(p.rss_kb.is_some_and(|kb| kb > 0));
+    }
+}
