@@ -21,6 +21,7 @@
 //! - [`link`]: veth pairs and "cables", the namespaces in the middle of a
 //!   link that make loud and silent cuts possible below XDP;
 //! - [`process`]: long-lived processes in their own process groups;
+//! - [`agents`]: a mesh of real `meshfwd agent` processes, one per node;
 //! - [`cleanup`]: teardown on drop, panic and Ctrl-C, and removal of what
 //!   dead test processes left behind.
 //!
@@ -28,6 +29,7 @@
 //! (`km<pid>x<n>-<node>`), so tests run in parallel and leftovers can be
 //! told apart from live labs. Tests must run as root.
 
+pub mod agents;
 pub mod cleanup;
 pub mod exec;
 mod lab;

@@ -41,6 +41,27 @@ pub enum Query {
     Stats,
 }
 
+impl Query {
+    /// Return the name `meshfwd show` takes (`node`, `neighbors`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Query::Node => "node",
+            Query::Neighbors => "neighbors",
+            Query::Interfaces => "interfaces",
+            Query::Lsdb => "lsdb",
+            Query::Routes => "routes",
+            Query::Fib => "fib",
+            Query::Stats => "stats",
+        }
+    }
+}
+
+impl std::fmt::Display for Query {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One request line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -276,6 +297,21 @@ mod tests {
             serde_json::to_string(&r).unwrap(),
             r#"{"ok":true,"data":[1]}"#
         );
+    }
+
+    #[test]
+    fn query_names_are_the_wire_names() {
+        for q in [
+            Query::Node,
+            Query::Neighbors,
+            Query::Interfaces,
+            Query::Lsdb,
+            Query::Routes,
+            Query::Fib,
+            Query::Stats,
+        ] {
+            assert_eq!(serde_json::to_value(q).unwrap(), q.name());
+        }
     }
 
     #[test]

@@ -16,9 +16,8 @@ const CONVERGE: Duration = Duration::from_secs(30);
 /// A router id fight takes a few MinLSIntervals (5 s) to show.
 const DUP_SETTLE: Duration = Duration::from_secs(90);
 
-fn router_id(m: &Mesh, n: &str) -> Option<String> {
-    m.show(n, "node")
-        .and_then(|v| v["router_id"].as_str().map(String::from))
+fn router_id(m: &Mesh, n: &str) -> Option<Ipv4Addr> {
+    m.node(n).map(|v| v.router_id)
 }
 
 /// Wait until `x` and `y` have different router ids, and keep them for a
@@ -32,7 +31,7 @@ fn wait_parted(m: &Mesh, x: &str, y: &str) {
     wait_until("state files follow", CONVERGE, || {
         [x, y]
             .iter()
-            .all(|n| router_id(m, n).is_some_and(|id| m.state(n)["router_id"] == id))
+            .all(|n| router_id(m, n).is_some_and(|id| m.state(n).router_id == id))
     });
 }
 
@@ -56,16 +55,12 @@ fn cloned_neighbours_get_distinct_router_ids() {
         m.wait_agent(n, CONVERGE);
     }
     wait_parted(&m, "a", "b");
-    let rederived: u64 = ["a", "b"]
+    let rederived: u32 = ["a", "b"]
         .iter()
-        .map(|n| {
-            m.show(n, "node").unwrap()["router_id_rederived"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|n| m.node(n).unwrap().router_id_rederived)
         .sum();
     assert!(rederived >= 1, "one of them changed its id");
-    assert_ne!(m.state("a")["pod_prefix"], m.state("b")["pod_prefix"]);
+    assert_ne!(m.state("a").pod_prefix, m.state("b").pod_prefix);
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
 }
 
@@ -86,20 +81,17 @@ fn cloned_nodes_far_apart_get_distinct_router_ids() {
     // b sees two neighbours with one id (a running count: it stays once
     // the clones have parted).
     wait_until("b reports the duplicate", CONVERGE, || {
-        m.show("b", "stats")
-            .is_some_and(|s| s["agent"]["duplicate_neighbor_ids"].as_u64() >= Some(1))
+        m.stats("b")
+            .and_then(|s| s.agent)
+            .is_some_and(|a| a.duplicate_neighbor_ids >= 1)
     });
     // b floods each clone's LSAs to the other, so they fight over them
     // (RFC 2328 §13.4) as soon as both are in b's LSDB; the fight gives
     // them away.
     wait_parted(&m, "a", "c");
-    let rederived: u64 = ["a", "c"]
+    let rederived: u32 = ["a", "c"]
         .iter()
-        .map(|n| {
-            m.show(n, "node").unwrap()["router_id_rederived"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|n| m.node(n).unwrap().router_id_rederived)
         .sum();
     assert!(rederived >= 1, "one of them changed its id");
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
@@ -146,20 +138,14 @@ fn pod_prefix_clash_moves_the_lower_router_id() {
     m.wait_agent("a", CONVERGE);
     m.wait_agent("b", CONVERGE);
     wait_until("a moves off the clashing /64", CONVERGE, || {
-        m.state("a")["pod_prefix"]
-            .as_str()
-            .is_some_and(|p| p != clash.to_string())
+        m.state("a").pod_prefix != clash
     });
     assert_eq!(
-        m.state("b")["pod_prefix"],
-        clash.to_string(),
+        m.state("b").pod_prefix,
+        clash,
         "the higher router id keeps it"
     );
-    let a_pod: Ipv6Net = m.state("a")["pod_prefix"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let a_pod = m.state("a").pod_prefix;
     assert!(cluster.contains(&a_pod));
     m.wait_full_reachability(&["a", "b"], CONVERGE);
     // The old address left a's device with the move.
@@ -232,16 +218,13 @@ fn an_automatic_node_avoids_a_configured_pod_prefix() {
     m.wait_agent("a", CONVERGE);
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
     wait_until("a settles beside both", CONVERGE, || {
-        let p = m.state("a")["pod_prefix"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        p != static_pod.to_string() && p != pod_prefix_candidate(cluster, hi, 0).to_string()
+        let p = m.state("a").pod_prefix;
+        p != static_pod && p != pod_prefix_candidate(cluster, hi, 0)
     });
-    assert_eq!(m.state("b")["pod_prefix"], static_pod.to_string());
+    assert_eq!(m.state("b").pod_prefix, static_pod);
     assert_eq!(
-        m.state("c")["pod_prefix"],
-        pod_prefix_candidate(cluster, hi, 0).to_string()
+        m.state("c").pod_prefix,
+        pod_prefix_candidate(cluster, hi, 0)
     );
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
 }

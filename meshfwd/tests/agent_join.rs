@@ -14,9 +14,15 @@ use std::{
 };
 
 use agent_support::{MESHFWD, Mesh, wait_until};
+use dataplane::node_state::PodAttach;
 use ipnet::Ipv6Net;
 use lab::{Topology, Wire};
-use meshfwd::agent::core::identity;
+use meshfwd::{
+    agent::core::identity::{self, IdSource},
+    api::{Answer, InterfaceRow, Query},
+    fib::dump::FibKind,
+};
+use meshfwd_common::stats::Stat;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -51,12 +57,8 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
         let s = m.state(n);
         let id = std::fs::read_to_string(m.machine_id(n)).unwrap();
         let expect = identity::router_id_from(identity::machine_id(&id).unwrap().as_bytes(), 0);
-        assert_eq!(
-            s["router_id"],
-            expect.to_string(),
-            "{n}: router id from its machine id"
-        );
-        let pod: Ipv6Net = s["pod_prefix"].as_str().unwrap().parse().unwrap();
+        assert_eq!(s.router_id, expect, "{n}: router id from its machine id");
+        let pod = s.pod_prefix;
         assert_eq!(pod.prefix_len(), 64);
         assert!(cluster.contains(&pod), "{n}: {pod} inside {cluster}");
         let addr = m.node_address(n);
@@ -65,10 +67,14 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
             u128::from(pod.addr()) | 1,
             "{n}: node address is ::1 of the pod prefix"
         );
-        assert_eq!(s["mtu"], 1500);
-        assert_eq!(s["bpffs"], m.lab.node(n).bpffs_dir().display().to_string());
-        let node = m.show(n, "node").unwrap();
-        assert_eq!(node["router_id_source"]["kind"], "machine_id");
+        assert_eq!(s.mtu, 1500);
+        assert_eq!(s.bpffs, m.lab.node(n).bpffs_dir());
+        let node = m.node(n).unwrap();
+        assert!(matches!(node.router_id_source, IdSource::MachineId(_)));
+        assert_eq!(
+            (node.router_id, node.pod_prefix),
+            (s.router_id, s.pod_prefix)
+        );
         rids.insert(expect);
         pods.insert(pod);
         // The /128 sits on the node's local device.
@@ -92,12 +98,12 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
 
     // a -> c crosses b: the XDP program on b forwards it, not the kernel.
-    let before = m.xdp_counter("b", "redirect");
+    let before = m.xdp_counter("b", Stat::Redirect);
     let c = m.node_address("c");
     for _ in 0..5 {
         assert!(m.ping("a", c));
     }
-    let after = m.xdp_counter("b", "redirect");
+    let after = m.xdp_counter("b", Stat::Redirect);
     assert!(
         after >= before + 10,
         "b's XDP forwarded the pings both ways ({before} -> {after})"
@@ -105,12 +111,12 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
 
     // Real TCP across b as well: 256 KiB echoed back unchanged, which
     // needs correct checksums, MSS and both directions (a ping needs none).
-    let before = m.xdp_counter("b", "redirect");
+    let before = m.xdp_counter("b", Stat::Redirect);
     m.lab
         .node("a")
         .tcp_echo(m.lab.node("c"), c, 256 * 1024, Duration::from_secs(10))
         .expect("TCP from a to c across b");
-    let after = m.xdp_counter("b", "redirect");
+    let after = m.xdp_counter("b", Stat::Redirect);
     assert!(
         after >= before + 2 * 256 * 1024 / 1500,
         "b's XDP forwarded the TCP segments both ways ({before} -> {after})"
@@ -130,24 +136,24 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
         .run(&["ip", "-6", "route", "show", "proto", "198"])
         .unwrap();
     assert!(
-        kroutes.contains(&m.state("c")["pod_prefix"].as_str().unwrap().to_string()),
+        kroutes.contains(&m.state("c").pod_prefix.to_string()),
         "{kroutes}"
     );
 
     // Tables and JSON for operators.
     for what in [
-        "neighbors",
-        "interfaces",
-        "lsdb",
-        "routes",
-        "fib",
-        "stats",
-        "node",
+        Query::Neighbors,
+        Query::Interfaces,
+        Query::Lsdb,
+        Query::Routes,
+        Query::Fib,
+        Query::Stats,
+        Query::Node,
     ] {
         let out = Command::new(MESHFWD)
             .arg("--socket")
             .arg(m.socket("b"))
-            .args(["show", what])
+            .args(["show", what.name()])
             .output()
             .unwrap();
         assert!(
@@ -156,17 +162,18 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!out.stdout.is_empty());
-        assert!(m.show("b", what).is_some(), "show {what} --json");
+        // The JSON has the shape of the typed answer.
+        let json: serde_json::Value = m.show("b", what).expect("show --json");
+        Answer::from_json(what, json).unwrap_or_else(|e| panic!("show {what} --json: {e}"));
     }
-    let fib = m.show("a", "fib").unwrap();
+    let fib = m.fib("a");
     let to_c = fib
-        .as_array()
-        .unwrap()
         .iter()
-        .find(|r| r["prefix"] == format!("{c}/128"))
+        .find(|r| r.prefix == Ipv6Net::from(c))
         .expect("c's /128 in a's FIB");
-    assert_eq!(to_c["next_hops"][0]["iface"], "m-b");
-    assert_eq!(to_c["next_hops"][0]["alive"], true);
+    assert_eq!(to_c.kind, FibKind::Forward);
+    assert_eq!(to_c.next_hops[0].iface.as_deref(), Some("m-b"));
+    assert!(to_c.next_hops[0].alive);
 
     // The control socket is root-only.
     let mode = std::fs::metadata(m.socket("a"))
@@ -177,7 +184,7 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
     assert_eq!(mode, 0o600);
 
     // SIGTERM: a clean stop that removes the socket.
-    m.lab.node("a").kill(m.agents["a"]).unwrap();
+    m.lab.node("a").kill(m.agent("a").unwrap()).unwrap();
     wait_until("a's socket removed", Duration::from_secs(10), || {
         !m.socket("a").exists()
     });
@@ -238,19 +245,17 @@ fn links_join_and_leave_with_carrier_and_patterns_exclude() {
         m.wait_agent(n, CONVERGE);
     }
     let mesh_of = |m: &Mesh, n: &str, iface: &str| {
-        m.show(n, "interfaces").and_then(|v| {
-            v.as_array()?
-                .iter()
-                .find(|i| i["name"] == iface)
-                .map(|i| (i["mesh"].as_bool() == Some(true), i["reason"].clone()))
-        })
+        m.show::<Vec<InterfaceRow>>(n, Query::Interfaces)?
+            .into_iter()
+            .find(|i| i.link.name == iface)
+            .map(|i| (i.mesh, i.reason))
     };
     wait_until("a runs OSPF on m-b", CONVERGE, || {
         mesh_of(&m, "a", "m-b").is_some_and(|(on, _)| on)
     });
     let (on, reason) = mesh_of(&m, "a", "m-c").unwrap();
     assert!(!on);
-    assert_eq!(reason, "excluded");
+    assert_eq!(reason.as_deref(), Some("excluded"));
     wait_until("a has one Full neighbour", CONVERGE, || {
         m.full_neighbors("a") == 1
     });
@@ -260,7 +265,10 @@ fn links_join_and_leave_with_carrier_and_patterns_exclude() {
     wait_until("m-b out of the mesh", Duration::from_secs(10), || {
         mesh_of(&m, "a", "m-b").is_some_and(|(on, _)| !on)
     });
-    assert_eq!(mesh_of(&m, "a", "m-b").unwrap().1, "no carrier");
+    assert_eq!(
+        mesh_of(&m, "a", "m-b").unwrap().1.as_deref(),
+        Some("no carrier")
+    );
     m.lab.restore("a", "b").unwrap();
     wait_until("m-b back in the mesh", Duration::from_secs(10), || {
         mesh_of(&m, "a", "m-b").is_some_and(|(on, _)| on)
@@ -281,7 +289,11 @@ fn pod_veths_get_the_fast_path_from_the_agent() {
     let mut m = Mesh::build("podtc", &topo);
     m.start_all();
     m.wait_agent("a", CONVERGE);
-    assert_eq!(m.state("a")["pod_attach"], "agent", "the plugin is told");
+    assert_eq!(
+        m.state("a").pod_attach,
+        PodAttach::Agent,
+        "the plugin is told"
+    );
 
     // A pod's host veth, named as the CNI plugin names them.
     let node = m.lab.node("a");
@@ -368,7 +380,7 @@ fn restart_removes_stale_routes_and_keeps_forwarding_state() {
         "stale route cleaned:\n{routes}"
     );
     let before = m.state("a");
-    m.lab.node("a").restart(m.agents["a"]).unwrap();
+    m.lab.node("a").restart(m.agent("a").unwrap()).unwrap();
     m.wait_agent("a", CONVERGE);
     assert_eq!(
         m.state("a"),

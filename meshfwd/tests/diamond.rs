@@ -22,6 +22,8 @@ use std::{
 };
 
 use lab::{Lab, Topology, Wire};
+use meshfwd::{api::StatsReport, fib::dump::FibRow};
+use meshfwd_common::stats::Stat;
 
 const MESHFWD: &str = env!("CARGO_BIN_EXE_meshfwd");
 const H1: &str = "2001:db8:1::1";
@@ -46,12 +48,10 @@ fn meshfwd(node: &lab::Node, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
-fn stat(node: &lab::Node, name: &str) -> u64 {
-    let json: serde_json::Value =
+fn stat(node: &lab::Node, stat: Stat) -> u64 {
+    let report: StatsReport =
         serde_json::from_str(&meshfwd(node, &["show", "stats", "--json"])).expect("stats JSON");
-    json["counters"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("counter {name}: {json}"))
+    report.xdp.expect("XDP counters").get(stat)
 }
 
 /// The kernel's count of forwarded IPv6 packets in `node`.
@@ -99,20 +99,15 @@ fn iface_to(lab: &Lab, node: &str, peer: &str) -> String {
 fn wait_resolved(node: &lab::Node, want: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let json: serde_json::Value =
+        let rows: Vec<FibRow> =
             serde_json::from_str(&meshfwd(node, &["fib", "show", "--json"])).expect("fib JSON");
-        let hops: Vec<&serde_json::Value> = json
-            .as_array()
-            .expect("array")
-            .iter()
-            .flat_map(|r| r["next_hops"].as_array().expect("next hops").iter())
-            .collect();
-        if hops.len() >= want && hops.iter().all(|h| h["dst_mac"].is_string()) {
+        let hops: Vec<_> = rows.iter().flat_map(|r| &r.next_hops).collect();
+        if hops.len() >= want && hops.iter().all(|h| h.dst_mac.is_some()) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "next hops of {} never resolved: {json:#}",
+            "next hops of {} never resolved: {rows:#?}",
             node.name()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -233,7 +228,7 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
         .expect("h1 reaches h2");
 
     // A TCP stream: which transit node carries it?
-    let fwd_before = [stat(n("b"), "redirect"), stat(n("c"), "redirect")];
+    let fwd_before = [stat(n("b"), Stat::Redirect), stat(n("c"), Stat::Redirect)];
     let kern_before = [kernel_forwarded(n("b")), kernel_forwarded(n("c"))];
     let server = n("h2")
         .spawn("iperf3", &["iperf3", "-s", "-1", "-B", H2])
@@ -260,7 +255,7 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
         )
         .expect("iperf3 client");
     std::thread::sleep(Duration::from_secs(3));
-    let fwd_mid = [stat(n("b"), "redirect"), stat(n("c"), "redirect")];
+    let fwd_mid = [stat(n("b"), Stat::Redirect), stat(n("c"), Stat::Redirect)];
     let kern_mid = [kernel_forwarded(n("b")), kernel_forwarded(n("c"))];
     let carried: Vec<u64> = (0..2).map(|i| fwd_mid[i] - fwd_before[i]).collect();
     let (via, other) = if carried[0] >= carried[1] {
@@ -307,7 +302,7 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
             "--down",
         ],
     );
-    let other_before = stat(n(other), "redirect");
+    let other_before = stat(n(other), Stat::Redirect);
 
     // The client finishes by itself (-t 8); bounded wait.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -316,7 +311,7 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = n("h2").kill(server);
-    let other_after = stat(n(other), "redirect");
+    let other_after = stat(n(other), Stat::Redirect);
     assert!(
         other_after - other_before > 10_000,
         "after the cut the stream crossed {other} in XDP ({} packets)",

@@ -7,7 +7,10 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
+use dataplane::stats::Stats;
 use lab::{Lab, Topology, Wire};
+use meshfwd::api::StatsReport;
+use meshfwd_common::stats::Stat;
 
 const MESHFWD: &str = env!("CARGO_BIN_EXE_meshfwd");
 const FRAMES: u64 = 1000;
@@ -28,9 +31,10 @@ fn meshfwd(node: &lab::Node, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("meshfwd prints UTF-8")
 }
 
-fn stats(node: &lab::Node) -> serde_json::Value {
+fn stats(node: &lab::Node) -> Stats {
     let json = meshfwd(node, &["show", "stats", "--json"]);
-    serde_json::from_str(&json).expect("stats JSON")
+    let report: StatsReport = serde_json::from_str(&json).expect("stats JSON");
+    report.xdp.expect("the counters of the pinned map")
 }
 
 fn mac_of(node: &lab::Node, iface: &str) -> String {
@@ -92,8 +96,9 @@ fn xdp_counts_exactly_the_frames_sent() {
 
     let before = stats(rx);
     assert_eq!(
-        before["counters"]["rx"], 0,
-        "a fresh map starts at zero: {before}"
+        before.get(Stat::Rx),
+        0,
+        "a fresh map starts at zero: {before:?}"
     );
 
     let dst = mac_of(rx, &rx_if);
@@ -104,18 +109,17 @@ fn xdp_counts_exactly_the_frames_sent() {
     // a moment; poll boundedly for the final figure.
     let mut after = stats(rx);
     for _ in 0..20 {
-        if after["counters"]["rx"] == FRAMES {
+        if after.get(Stat::Rx) == FRAMES {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
         after = stats(rx);
     }
-    let c = &after["counters"];
-    assert_eq!(c["rx"], FRAMES, "rx counter: {after}");
-    assert_eq!(c["ipv6"], FRAMES, "ipv6 counter: {after}");
-    assert_eq!(c["pass"], FRAMES, "pass counter: {after}");
-    assert_eq!(c["non_ipv6"], 0, "{after}");
-    assert_eq!(c["malformed"], 0, "{after}");
+    assert_eq!(after.get(Stat::Rx), FRAMES, "rx counter: {after:?}");
+    assert_eq!(after.get(Stat::Ipv6), FRAMES, "ipv6 counter: {after:?}");
+    assert_eq!(after.get(Stat::Pass), FRAMES, "pass counter: {after:?}");
+    assert_eq!(after.get(Stat::NonIpv6), 0, "{after:?}");
+    assert_eq!(after.get(Stat::Malformed), 0, "{after:?}");
 
     // The human table carries the same figure.
     let table = meshfwd(rx, &["show", "stats"]);

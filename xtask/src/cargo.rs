@@ -41,36 +41,3 @@ pub fn run(cmd: &mut Command, what: &str) -> Result<()> {
     }
     Ok(())
 }
-
-/// Build one binary of a package and return its path.
-pub fn build_bin(package: &str, bin: &str, release: bool) -> Result<PathBuf> {
-    let mut cmd = cargo();
-    cmd.args(["build", "--quiet", "--package", package, "--bin", bin]);
-    if release {
-        cmd.arg("--release");
-    }
-    run(&mut cmd, &format!("building {bin}"))?;
-    Ok(target_dir()?
-        .join(if release { "release" } else { "debug" })
-        .join(bin))
-}
-
-/// Return cargo's target directory for this workspace.
-pub fn target_dir() -> Result<PathBuf> {
-    let out = cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .context("running cargo metadata")?;
-    if !out.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
-    let dir = meta["target_directory"]
-        .as_str()
-        .context("cargo metadata has no target_directory")?;
-    Ok(PathBuf::from(dir))
-}

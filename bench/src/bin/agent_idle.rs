@@ -25,10 +25,11 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context as _, Result, bail};
-use bench::agents::{CONVERGE, Mesh, meshfwd_bin, proc_usage, wait_until};
+use anyhow::{Context as _, Result};
+use bench::agents::{CONVERGE, Mesh, meshfwd_bin, wait_until};
 use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire};
+use meshfwd::api::{NodeInfo, ProcessStats, Query};
 use meshfwd::fib::{NextHopKey, RouteTable, plan::Planner};
 use routing::sim::{mesh_lsdb, router_id};
 use serde::Serialize;
@@ -85,26 +86,27 @@ fn main() {
     }
 }
 
+/// The agent's memory and CPU at idle in an 8-node lab, and scaled to a
+/// 1,000-router LSDB.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to watch the idle agents.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=600))]
+    idle_secs: u64,
+    /// The agent binary (default: $MESHFWD_BIN, next to this one, or built).
+    #[arg(long)]
+    meshfwd: Option<std::path::PathBuf>,
+}
+
 fn run() -> Result<()> {
-    let mut json = false;
-    let mut idle_secs = 30u64;
-    let mut bin = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => json = true,
-            "--idle-secs" => idle_secs = it.next().context("--idle-secs N")?.parse()?,
-            "--meshfwd" => bin = Some(it.next().context("--meshfwd PATH")?.into()),
-            "-h" | "--help" => {
-                println!("usage: agent_idle [--json] [--idle-secs N] [--meshfwd PATH]");
-                return Ok(());
-            }
-            other => bail!("unknown argument {other:?} (try --help)"),
-        }
-    }
-    if !(5..=600).contains(&idle_secs) {
-        bail!("--idle-secs must be between 5 and 600");
-    }
+    let Args {
+        json,
+        idle_secs,
+        meshfwd: bin,
+    } = <Args as clap::Parser>::parse();
 
     // The scaled figure first, in this process, before the lab adds noise.
     eprintln!("agent_idle: the agent's state for 8 and for 1,000 routers");
@@ -131,7 +133,7 @@ fn run() -> Result<()> {
     let mut m = Mesh::new(lab, bin);
     let names = topo.nodes.clone();
     for n in &names {
-        m.start(n)?;
+        m.start(n, &[])?;
     }
     let addrs: Vec<Ipv6Addr> = names
         .iter()
@@ -155,26 +157,32 @@ fn run() -> Result<()> {
             ))
         })
         .collect::<Result<_>>()?;
-    let start: Vec<(u64, u64, u64)> = pids
+    let usage = |n: &str, pid: u32| {
+        i32::try_from(pid)
+            .ok()
+            .and_then(|pid| ProcessStats::read(Some(pid)))
+            .with_context(|| format!("{n}'s agent is gone"))
+    };
+    let start: Vec<ProcessStats> = pids
         .iter()
-        .map(|(n, p)| proc_usage(*p).with_context(|| format!("{n}'s agent is gone")))
+        .map(|(n, p)| usage(n, *p))
         .collect::<Result<_>>()?;
     eprintln!("agent_idle: idle for {idle_secs} s");
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(idle_secs));
     let secs = t0.elapsed().as_secs_f64();
     let mut agents = Vec::new();
-    for ((n, p), (_, _, cpu0)) in pids.iter().zip(&start) {
-        let (rss, hwm, cpu1) = proc_usage(*p).with_context(|| format!("{n}'s agent is gone"))?;
+    for ((n, p), before) in pids.iter().zip(&start) {
+        let now = usage(n, *p)?;
         agents.push(AgentSample {
             node: n.clone(),
-            rss_kb: rss,
-            peak_rss_kb: hwm,
-            cpu_pct: (cpu1 - cpu0) as f64 / 10.0 / secs,
+            rss_kb: now.rss_kb.unwrap_or(0),
+            peak_rss_kb: now.hwm_kb.unwrap_or(0),
+            cpu_pct: now.cpu_ms.saturating_sub(before.cpu_ms) as f64 / 10.0 / secs,
         });
     }
     wait_until("agents still answering", Duration::from_secs(5), || {
-        m.show(&names[0], "node").is_some()
+        m.show::<NodeInfo>(&names[0], Query::Node).is_some()
     })?;
     drop(m);
 
@@ -276,16 +284,19 @@ fn scaled_state(n: usize) -> Result<(u64, usize, usize, f64, usize)> {
     let mut planner = Planner::new();
     let ops = planner.plan(&table).context("planning the table")?;
     let after = self_rss_kb();
-    // The idle tick: summarise the LSDB and copy the RIB, as a snapshot does.
+    // The idle tick: the agent's OSPF sample (`routing::state::Summary`)
+    // gathers the advertising routers and our own LSAs' sequence numbers
+    // in one pass over the LSDB.
     let rounds = 20;
     let t = Instant::now();
     for _ in 0..rounds {
-        let summary: Vec<(u32, u16)> = lsdb
-            .iter()
-            .map(|(_, e)| (e.lsa.header.seq, e.lsa.header.length))
-            .collect();
-        black_box(summary);
-        black_box(rib.clone());
+        let mut routers = BTreeSet::new();
+        let mut seqs = 0u64;
+        for (_, e) in lsdb.iter() {
+            routers.insert(e.lsa.header.adv_router);
+            seqs += u64::from(e.lsa.header.seq);
+        }
+        black_box((routers, seqs));
     }
     let tick_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
     let lsas = lsdb.len();
@@ -303,5 +314,5 @@ fn host(net: Ipv6Addr) -> Ipv6Addr {
 }
 
 fn self_rss_kb() -> u64 {
-    proc_usage(std::process::id()).map_or(0, |(rss, _, _)| rss)
+    ProcessStats::read(None).and_then(|p| p.rss_kb).unwrap_or(0)
 }

@@ -49,7 +49,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use bench::agents::{CONVERGE, Mesh, meshfwd_bin, wait_until};
+use bench::agents::{CONVERGE, Mesh, cni_bin, meshfwd_bin, wait_until};
 use lab::{Lab, Topology, Wire, netns};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -62,30 +62,6 @@ const RR_PORT: u16 = 47_998;
 const RR_SIZE: usize = 64;
 /// Round trips before the timed ones, per connection.
 const RR_WARMUP: usize = 100;
-const HELP: &str = "\
-pods: pod to pod over three mesh hops, meshfwd-cni + XDP against ptp +
-host-local with kernel routing, both labs up and measured in turns
-
-usage: pods [--json] [--seconds N] [--cycles N] [--round-trips N]
-            [--rounds N] [--meshfwd PATH] [--cni PATH]
-
-  --json            print the report as JSON (it is always written to
-                    bench/results/pods.json)
-  --seconds N       iperf3 run per side and round, 1-60 (default 5)
-  --cycles N        ADD/DEL cycles timed per side, 1-1000 (default 20)
-  --round-trips N   request/response round trips per measure and round,
-                    10-1000000 (default 2000)
-  --rounds N        rounds of turns between the two labs, 1-100 (default 4)
-  --meshfwd PATH    the agent binary (default: built next to this one)
-  --cni PATH        the plugin binary (default: built next to this one)
-
-After the rounds, a blocking pass on the fast side with the kernel's
-BPF run-time stats on reports what each eBPF program costs per round
-trip.
-
-Progress goes to stderr. Needs root, iperf3 and Debian's
-containernetworking-plugins (cargo xtask setup installs them).";
-
 /// Longest a single plugin run may take.
 const PLUGIN_LIMIT: Duration = Duration::from_secs(30);
 
@@ -218,13 +194,36 @@ struct Report {
     loadavg: String,
 }
 
+/// Pod to pod over three mesh hops, meshfwd-cni + XDP against ptp +
+/// host-local with kernel routing, both labs up and measured in turns.
+///
+/// After the rounds, a blocking pass on the fast side with the kernel's
+/// BPF run-time stats on reports what each eBPF program costs per round
+/// trip. The report is always written to bench/results/pods.json.
+/// Progress goes to stderr. Needs root, iperf3 and Debian's
+/// containernetworking-plugins (cargo xtask setup installs them).
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Print the report as JSON.
+    #[arg(long)]
     json: bool,
+    /// iperf3 run per side and round, in seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=60))]
     seconds: u32,
-    cycles: usize,
-    round_trips: usize,
-    rounds: usize,
+    /// ADD/DEL cycles timed per side.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    cycles: u16,
+    /// Request/response round trips per measure and round.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..=1_000_000))]
+    round_trips: u32,
+    /// Rounds of turns between the two labs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=100))]
+    rounds: u16,
+    /// The agent binary (default: $MESHFWD_BIN, next to this one, or built).
+    #[arg(long)]
     meshfwd: Option<PathBuf>,
+    /// The plugin binary (default: $MESHFWD_CNI_BIN, next to this one, or built).
+    #[arg(long)]
     cni: Option<PathBuf>,
 }
 
@@ -235,85 +234,8 @@ fn main() {
     }
 }
 
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        json: false,
-        seconds: 5,
-        cycles: 20,
-        round_trips: 2000,
-        rounds: 4,
-        meshfwd: None,
-        cni: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => args.json = true,
-            "--seconds" => args.seconds = it.next().context("--seconds N")?.parse()?,
-            "--cycles" => args.cycles = it.next().context("--cycles N")?.parse()?,
-            "--round-trips" => args.round_trips = it.next().context("--round-trips N")?.parse()?,
-            "--rounds" => args.rounds = it.next().context("--rounds N")?.parse()?,
-            "--meshfwd" => args.meshfwd = Some(it.next().context("--meshfwd PATH")?.into()),
-            "--cni" => args.cni = Some(it.next().context("--cni PATH")?.into()),
-            "-h" | "--help" => {
-                println!("{HELP}");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (try --help)"),
-        }
-    }
-    if !(1..=60).contains(&args.seconds) {
-        bail!("--seconds must be between 1 and 60");
-    }
-    if !(1..=1000).contains(&args.cycles) {
-        bail!("--cycles must be between 1 and 1000");
-    }
-    if !(10..=1_000_000).contains(&args.round_trips) {
-        bail!("--round-trips must be between 10 and 1000000");
-    }
-    if !(1..=100).contains(&args.rounds) {
-        bail!("--rounds must be between 1 and 100");
-    }
-    Ok(args)
-}
-
 fn progress(what: &str) {
     eprintln!("pods: {what}");
-}
-
-/// Find the plugin binary: `--cni`, `$MESHFWD_CNI_BIN`, next to this
-/// binary, or build it.
-fn cni_bin(given: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(p) = given.or_else(|| std::env::var_os("MESHFWD_CNI_BIN").map(PathBuf::from)) {
-        return Ok(p);
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("no directory for this binary")?;
-    let sibling = dir.join("meshfwd-cni");
-    progress("building the meshfwd-cni binary");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "--package",
-        "cni",
-        "--bin",
-        "meshfwd-cni",
-    ]);
-    if dir.ends_with("release") {
-        cmd.arg("--release");
-    }
-    if !cmd.status().context("running cargo build")?.success() {
-        bail!("building meshfwd-cni failed");
-    }
-    if !sibling.exists() {
-        bail!(
-            "{} does not exist after the build; pass --cni PATH",
-            sibling.display()
-        );
-    }
-    Ok(sibling)
 }
 
 /// Percentile `p` (0..=100) of sorted `v`, nearest rank.
@@ -496,10 +418,7 @@ fn parse_add(result: &str) -> Result<Pod> {
 
 /// The pod prefix the agent on `node` wrote to its state file.
 fn pod_prefix(mesh: &Mesh, node: &str) -> Result<String> {
-    Ok(mesh.state(node)?["pod_prefix"]
-        .as_str()
-        .context("state file without pod_prefix")?
-        .to_string())
+    Ok(mesh.node_state(node)?.pod_prefix.to_string())
 }
 
 /// Measure `ADD` latency over `cycles` ADD/DEL cycles on a scratch pod;
@@ -545,10 +464,7 @@ fn add_cycles(
 
 /// The bpffs directory the agent on `node` wrote to its state file.
 fn node_bpffs(mesh: &Mesh, node: &str) -> Result<PathBuf> {
-    Ok(mesh.state(node)?["bpffs"]
-        .as_str()
-        .context("state file without bpffs")?
-        .into())
+    Ok(mesh.node_state(node)?.bpffs)
 }
 
 /// iperf3 from `from` to `to_addr` in pod `to`: (bits per second, retransmits).
@@ -795,17 +711,21 @@ fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
         kind.name()
     ));
     wait_until("a's route to d's pods", CONVERGE, || {
-        !pl.mesh.route_ifaces("a", &d_prefix).is_empty()
+        d_prefix
+            .parse()
+            .is_ok_and(|p| !pl.mesh.route_ifaces("a", &p).is_empty())
     })?;
     wait_until("d's route to a's pods", CONVERGE, || {
-        !pl.mesh.route_ifaces("d", &a_prefix).is_empty()
+        a_prefix
+            .parse()
+            .is_ok_and(|p| !pl.mesh.route_ifaces("d", &p).is_empty())
     })?;
     for p in ["px", "pa", "pd"] {
         pl.mesh.lab.add_node(p)?;
     }
 
     progress(&format!("{}: {} ADD/DEL cycles", kind.name(), args.cycles));
-    let (add, ready) = add_cycles(&pl, "a", &a_prefix, args.cycles)?;
+    let (add, ready) = add_cycles(&pl, "a", &a_prefix, usize::from(args.cycles))?;
 
     let (pa_ns, pd_ns) = (pl.netns_path("pa"), pl.netns_path("pd"));
     let pa = parse_add(
@@ -858,7 +778,7 @@ struct Samples {
 fn measure(side: &Side, args: &Args, round: usize, out: &mut Samples) -> Result<()> {
     let (bps, retr) = iperf(&side.pl, "pa", "pd", side.pd.addr, args.seconds)?;
     let pods = ("pa", "pd");
-    let (addr, n) = (side.pd.addr, args.round_trips);
+    let (addr, n) = (side.pd.addr, args.round_trips as usize);
     let rtt = request_response(&side.pl, pods, addr, n, Wait::Block, round)?;
     let busy = request_response(&side.pl, pods, addr, n, Wait::BusyPoll, round)?;
     // Node a to node b, then to node d: two more transit crossings each
@@ -970,7 +890,7 @@ fn time_programs(side: &Side, args: &Args) -> Result<TimedPass> {
             &side.pl,
             ("pa", "pd"),
             side.pd.addr,
-            args.round_trips,
+            args.round_trips as usize,
             Wait::Block,
             round,
         )?);
@@ -1007,7 +927,7 @@ fn time_programs(side: &Side, args: &Args) -> Result<TimedPass> {
 }
 
 fn run() -> Result<()> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     let loadavg = std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default();
@@ -1025,7 +945,7 @@ fn run() -> Result<()> {
         build(Kind::Baseline, &args, &meshfwd, &cni)?,
     ];
     let mut samples = [Samples::default(), Samples::default()];
-    for round in 0..args.rounds {
+    for round in 0..usize::from(args.rounds) {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for i in order {
             measure(&sides[i], &args, round, &mut samples[i])?;
@@ -1066,7 +986,7 @@ fn run() -> Result<()> {
     let report = Report {
         mesh_hops: 3,
         iperf_seconds: args.seconds,
-        rounds: args.rounds,
+        rounds: usize::from(args.rounds),
         fast,
         baseline,
         ratios,

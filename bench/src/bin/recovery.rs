@@ -41,8 +41,9 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use bench::agents::{CONVERGE, DEAD, HELLO, Mesh, meshfwd_bin, wait_until};
+use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire, netns};
 use serde::Serialize;
 
@@ -84,9 +85,18 @@ struct Report {
     command: String,
 }
 
+/// Loss on a loud and a silent link cut under a steady flow, and a new
+/// node's join time, with real agents in the namespace lab.
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Print the report as JSON.
+    #[arg(long)]
     json: bool,
+    /// Probe packets per second.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=100_000))]
     pps: u32,
+    /// The agent binary (default: $MESHFWD_BIN, next to this one, or built).
+    #[arg(long)]
     meshfwd: Option<PathBuf>,
 }
 
@@ -95,31 +105,6 @@ fn main() {
         eprintln!("recovery: error: {err:#}");
         std::process::exit(1);
     }
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        json: false,
-        pps: 10_000,
-        meshfwd: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--json" => args.json = true,
-            "--pps" => args.pps = it.next().context("--pps N")?.parse()?,
-            "--meshfwd" => args.meshfwd = Some(it.next().context("--meshfwd PATH")?.into()),
-            "-h" | "--help" => {
-                println!("usage: recovery [--json] [--pps N] [--meshfwd PATH]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?} (try --help)"),
-        }
-    }
-    if !(100..=100_000).contains(&args.pps) {
-        bail!("--pps must be between 100 and 100000");
-    }
-    Ok(args)
 }
 
 fn progress(what: &str) {
@@ -170,7 +155,7 @@ fn cut_run(
     kind: &'static str,
     pps: u32,
     c_addr: Ipv6Addr,
-    c_pod: &str,
+    c_pod: &Ipv6Net,
 ) -> Result<CutResult> {
     let g_ns = m.lab.node("g").netns().to_string();
     let c_ns = m.lab.node("c").netns().to_string();
@@ -355,7 +340,7 @@ fn ping_all(
 }
 
 fn run() -> Result<()> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     let bin = meshfwd_bin(args.meshfwd.clone())?;
     let topo = Topology::new()
         .node("g")
@@ -370,16 +355,12 @@ fn run() -> Result<()> {
         .link("d", "a", Wire::Cable);
     progress("building the lab (g - a = b/d = c, cables)");
     let lab = Lab::build("recovery", &topo)?;
-    let mut m = Mesh {
-        lab,
-        bin,
-        agents: Vec::new(),
-    };
+    let mut m = Mesh::new(lab, bin);
     for n in ["g", "a", "b", "c", "d"] {
-        m.start(n)?;
+        m.start(n, &[])?;
     }
     let c_addr = m.node_address("c")?;
-    let c_pod = format!("{c_addr}/128");
+    let c_pod = Ipv6Net::from(c_addr);
     progress("waiting for a's two equal-cost paths to c");
     let both: BTreeSet<String> = ["m-b".to_string(), "m-d".to_string()].into();
     wait_until("a's two paths to c", CONVERGE, || {
@@ -408,7 +389,7 @@ fn run() -> Result<()> {
     std::thread::sleep(Duration::from_secs(6));
     progress("join: a new node e, agent running, then plugged into b");
     m.lab.add_node("e")?;
-    m.start("e")?;
+    m.start("e", &[])?;
     let mut targets = Vec::new();
     for n in ["g", "a", "b", "c", "d"] {
         targets.push(m.node_address(n)?);
@@ -441,10 +422,8 @@ fn run() -> Result<()> {
                 .unwrap_or_default()
                 - t0.elapsed()
         );
-        for (n, id) in &m.agents {
-            if n == "e" || n == "b" {
-                eprintln!("--- {n}\n{}", m.lab.node(n).log(*id));
-            }
+        for n in ["e", "b"] {
+            eprintln!("--- {n}\n{}", m.log(n));
         }
     }
 

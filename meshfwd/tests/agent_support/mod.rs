@@ -1,135 +1,126 @@
-//! Shared fixtures for the agent's namespace tests: a lab with one real
-//! `meshfwd agent` process per node, each with its own bpffs directory,
-//! control socket, state file and machine id (the lab's nodes share the
-//! host's mount namespace, so nothing may be left at its default path).
+//! The agent's namespace tests run their meshes with the shared harness
+//! (`lab::agents`); this wraps it with the typed answers of
+//! `meshfwd::api` and panics instead of returning errors.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::{
-    collections::BTreeMap,
     net::Ipv6Addr,
+    ops::{Deref, DerefMut},
     path::PathBuf,
-    process::Command,
     time::{Duration, Instant},
 };
 
-use lab::{Lab, ProcId, Topology};
-use serde_json::Value;
+use dataplane::node_state::NodeState;
+use lab::{Lab, ProcId, Topology, agents::AgentMesh};
+use meshfwd::{
+    api::{NodeInfo, Query, RouteRow, StatsReport},
+    fib::dump::FibRow,
+};
+use meshfwd_common::stats::Stat;
+use routing::{neighbor::nsm, state::NeighborState};
 
 /// The agent binary under test.
 pub const MESHFWD: &str = env!("CARGO_BIN_EXE_meshfwd");
 
+pub use lab::agents::wait_for;
+
+/// Poll `f` until true or panic with `what`.
+pub fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    if let Err(e) = lab::agents::wait_until(what, timeout, f) {
+        panic!("{e}");
+    }
+}
+
 /// A lab with agents.
-pub struct Mesh {
-    pub lab: Lab,
-    pub agents: BTreeMap<String, ProcId>,
+pub struct Mesh(AgentMesh);
+
+impl Deref for Mesh {
+    type Target = AgentMesh;
+
+    fn deref(&self) -> &AgentMesh {
+        &self.0
+    }
+}
+
+impl DerefMut for Mesh {
+    fn deref_mut(&mut self) -> &mut AgentMesh {
+        &mut self.0
+    }
 }
 
 impl Mesh {
     /// Build `topo` (no agents yet).
     pub fn build(tag: &str, topo: &Topology) -> Mesh {
         let lab = Lab::build(tag, topo).unwrap_or_else(|e| panic!("building the lab: {e:#}"));
-        Mesh {
-            lab,
-            agents: BTreeMap::new(),
-        }
+        Mesh(AgentMesh::new(lab, MESHFWD))
     }
 
     /// Start an agent on every node.
     pub fn start_all(&mut self) {
-        let names: Vec<String> = self.lab.nodes().map(|n| n.name().to_string()).collect();
-        for n in names {
-            self.start(&n, &[]);
-        }
-    }
-
-    /// Path of a per-node file in the lab's work dir.
-    pub fn path(&self, node: &str, suffix: &str) -> PathBuf {
-        self.lab.work_dir().join(format!("{node}.{suffix}"))
-    }
-
-    pub fn socket(&self, node: &str) -> PathBuf {
-        self.path(node, "sock")
-    }
-
-    pub fn state_file(&self, node: &str) -> PathBuf {
-        self.path(node, "json")
-    }
-
-    /// Write the node's machine id file (unique per lab and node unless
-    /// the caller overwrites it) and return its path.
-    pub fn machine_id(&self, node: &str) -> PathBuf {
-        let p = self.path(node, "machine-id");
-        if !p.exists() {
-            let id = format!(
-                "{:016x}{:016x}",
-                fnv(self.lab.id().as_bytes()),
-                fnv(node.as_bytes())
-            );
-            std::fs::write(&p, format!("{id}\n")).expect("write machine id");
-        }
-        p
-    }
-
-    /// The arguments every agent in a lab needs.
-    pub fn agent_args(&self, node: &str) -> Vec<String> {
-        let n = self.lab.node(node);
-        vec![
-            MESHFWD.to_string(),
-            "agent".into(),
-            "--bpffs".into(),
-            n.bpffs_dir().display().to_string(),
-            "--socket".into(),
-            self.socket(node).display().to_string(),
-            "--state-file".into(),
-            self.state_file(node).display().to_string(),
-            "--machine-id-file".into(),
-            self.machine_id(node).display().to_string(),
-            "--hello-interval".into(),
-            "1".into(),
-            "--dead-interval".into(),
-            "3".into(),
-        ]
+        self.0
+            .start_all()
+            .unwrap_or_else(|e| panic!("starting the agents: {e:#}"));
     }
 
     /// Start the agent on `node` with extra flags.
     pub fn start(&mut self, node: &str, extra: &[&str]) -> ProcId {
-        let mut args = self.agent_args(node);
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let id = self
-            .lab
-            .node(node)
-            .spawn("agent", &argv)
-            .unwrap_or_else(|e| panic!("spawn agent on {node}: {e:#}"));
-        self.agents.insert(node.to_string(), id);
-        id
+        self.0
+            .start(node, extra)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    /// The agent's log so far.
-    pub fn log(&self, node: &str) -> String {
-        self.lab.node(node).log(self.agents[node])
+    /// Return `node`'s machine id file.
+    pub fn machine_id(&self, node: &str) -> PathBuf {
+        self.0
+            .machine_id_file(node)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    /// Ask the agent on `node` (`meshfwd show <what> --json`).
-    pub fn show(&self, node: &str, what: &str) -> Option<Value> {
-        let out = Command::new(MESHFWD)
-            .arg("--socket")
-            .arg(self.socket(node))
-            .args(["show", what, "--json"])
-            .output()
-            .expect("run meshfwd show");
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+    /// Return the agent's command line (for starting it by hand).
+    pub fn agent_args(&self, node: &str) -> Vec<String> {
+        self.0.agent_args(node).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// The node summary, if the agent answers.
+    pub fn node(&self, node: &str) -> Option<NodeInfo> {
+        self.show(node, Query::Node)
+    }
+
+    /// The agent's routes.
+    pub fn routes(&self, node: &str) -> Vec<RouteRow> {
+        self.show(node, Query::Routes).unwrap_or_default()
+    }
+
+    /// The fast path's FIB as the agent reads it.
+    pub fn fib(&self, node: &str) -> Vec<FibRow> {
+        self.show(node, Query::Fib).unwrap_or_default()
+    }
+
+    /// The agent's OSPF neighbours.
+    pub fn neighbors(&self, node: &str) -> Vec<NeighborState> {
+        self.show(node, Query::Neighbors).unwrap_or_default()
+    }
+
+    /// The agent's counters and the fast path's.
+    pub fn stats(&self, node: &str) -> Option<StatsReport> {
+        self.show(node, Query::Stats)
     }
 
     /// Wait until the agent on `node` answers and return its node summary.
-    pub fn wait_agent(&self, node: &str, timeout: Duration) -> Value {
-        let what = format!("agent on {node} answering");
-        wait_for(&what, timeout, || self.show(node, "node")).unwrap_or_else(|| {
+    pub fn wait_agent(&self, node: &str, timeout: Duration) -> NodeInfo {
+        wait_for(timeout, || self.node(node)).unwrap_or_else(|| {
             panic!(
-                "{what}: timed out after {timeout:?}; log:\n{}",
+                "agent on {node} answering: timed out after {timeout:?}; log:\n{}",
+                self.log(node)
+            )
+        })
+    }
+
+    /// The node's state file.
+    pub fn state(&self, node: &str) -> NodeState {
+        self.0.state(node).unwrap_or_else(|| {
+            panic!(
+                "{node}'s state file is missing or invalid; log:\n{}",
                 self.log(node)
             )
         })
@@ -137,29 +128,15 @@ impl Mesh {
 
     /// The node's /128 from its state file.
     pub fn node_address(&self, node: &str) -> Ipv6Addr {
-        let s = self.state(node);
-        s["node_address"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .expect("node_address in the state file")
-    }
-
-    /// The node's state file.
-    pub fn state(&self, node: &str) -> Value {
-        let text = std::fs::read_to_string(self.state_file(node)).unwrap_or_else(|e| {
-            panic!("reading {node}'s state file: {e}; log:\n{}", self.log(node))
-        });
-        serde_json::from_str(&text).expect("state file is JSON")
+        self.state(node).node_address
     }
 
     /// Number of Full neighbours of `node`.
     pub fn full_neighbors(&self, node: &str) -> usize {
-        self.show(node, "neighbors")
-            .and_then(|v| {
-                v.as_array()
-                    .map(|a| a.iter().filter(|n| n["state"] == "Full").count())
-            })
-            .unwrap_or(0)
+        self.neighbors(node)
+            .iter()
+            .filter(|n| n.state == nsm::State::Full)
+            .count()
     }
 
     /// Ping `dst` once from `from`.
@@ -184,10 +161,8 @@ impl Mesh {
                     .max(Duration::from_secs(1));
                 if self.lab.node(a).wait_ping6(dst, None, left).is_err() {
                     panic!(
-                        "{a} cannot reach {b} ({dst}); {a}'s routes: {}\nlog of {a}:\n{}",
-                        self.show(a, "routes")
-                            .map(|v| v.to_string())
-                            .unwrap_or_default(),
+                        "{a} cannot reach {b} ({dst}); {a}'s routes: {:?}\nlog of {a}:\n{}",
+                        self.routes(a),
                         self.log(a)
                     );
                 }
@@ -195,43 +170,10 @@ impl Mesh {
         }
     }
 
-    /// The XDP program's counters on `node` (from its pinned map).
-    pub fn xdp_counter(&self, node: &str, name: &str) -> u64 {
-        let out = Command::new(MESHFWD)
-            .arg("--bpffs")
-            .arg(self.lab.node(node).bpffs_dir())
-            .args(["show", "stats", "--json"])
-            .output()
-            .expect("run meshfwd show stats");
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        v["counters"][name].as_u64().unwrap_or(0)
+    /// One fast-path counter of `node` (from its pinned map).
+    pub fn xdp_counter(&self, node: &str, stat: Stat) -> u64 {
+        self.counters::<StatsReport>(node)
+            .and_then(|s| s.xdp)
+            .map_or(0, |x| x.get(stat))
     }
-}
-
-/// Poll `f` every 100 ms until it returns `Some`, for at most `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    let _ = what;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Poll `f` until true or panic with `what`.
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    if wait_for(what, timeout, || f().then_some(())).is_none() {
-        panic!("timed out after {timeout:?} waiting for {what}");
-    }
-}
-
-fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-        (h ^ u64::from(*x)).wrapping_mul(0x100_0000_01b3)
-    })
 }

@@ -271,7 +271,12 @@ impl Agent {
                 Action::SetLinkAlive { ifindex, alive } => {
                     let flipped = self.dataplane.set_link_alive(ifindex, alive);
                     self.alive_flips += flipped as u64;
-                    tracing::debug!(ifindex, alive, next_hops = flipped, "alive flags set");
+                    let iface = self.ifname(ifindex).unwrap_or_default();
+                    if alive {
+                        tracing::debug!(%iface, ifindex, next_hops_alive = flipped, "alive flags set");
+                    } else {
+                        tracing::info!(%iface, ifindex, next_hops_dead = flipped, "alive flags cleared");
+                    }
                 }
                 Action::SkipDad { ifname } => {
                     if let Err(e) = kernel::skip_dad(Path::new(PROC_SYS), &ifname) {
