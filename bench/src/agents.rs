@@ -1,20 +1,13 @@
 //! Real `meshfwd agent` processes for the benchmarks and the demo: the
-//! shared harness (`lab::agents`) with the typed answers of
-//! `meshfwd::api`, and finding or building the agent binary.
+//! shared harness (`lab::agents`), read through the typed answers of
+//! `meshfwd::api` ([`Answers`]), and finding or building the binaries.
 
-use std::{
-    collections::BTreeSet,
-    net::Ipv6Addr,
-    ops::{Deref, DerefMut},
-    path::PathBuf,
-    process::Command,
-    time::Duration,
-};
+use std::{collections::BTreeSet, net::Ipv6Addr, path::PathBuf, process::Command, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use dataplane::node_state::NodeState;
 use ipnet::Ipv6Net;
-use lab::{Lab, ProcId, agents::AgentMesh};
+pub use lab::agents::AgentMesh as Mesh;
 use meshfwd::api::{Query, RouteRow, StatsReport};
 use meshfwd_common::stats::Stat;
 
@@ -63,51 +56,38 @@ fn built_bin(given: Option<PathBuf>, env: &str, package: &str, bin: &str) -> Res
     Ok(sibling)
 }
 
-/// A lab with an agent per node.
-pub struct Mesh(AgentMesh);
-
-impl Deref for Mesh {
-    type Target = AgentMesh;
-
-    fn deref(&self) -> &AgentMesh {
-        &self.0
-    }
-}
-
-impl DerefMut for Mesh {
-    fn deref_mut(&mut self) -> &mut AgentMesh {
-        &mut self.0
-    }
-}
-
-impl Mesh {
-    /// Wrap a built lab (no agents yet).
-    pub fn new(lab: Lab, bin: PathBuf) -> Self {
-        Mesh(AgentMesh::new(lab, bin))
-    }
-
-    /// Start `node`'s agent with `extra` flags after the usual ones.
-    pub fn start_with(&mut self, node: &str, extra: &[&str]) -> Result<ProcId> {
-        self.0.start(node, extra)
-    }
-
+/// The harness's answers, typed.
+pub trait Answers {
     /// The state file `node`'s agent wrote, waiting for it to appear.
-    pub fn node_state(&self, node: &str) -> Result<NodeState> {
+    fn node_state(&self, node: &str) -> Result<NodeState>;
+    /// The node's /128.
+    fn node_address(&self, node: &str) -> Result<Ipv6Addr>;
+    /// `node`'s agent's routes (none when it does not answer).
+    fn routes(&self, node: &str) -> Vec<RouteRow>;
+    /// The interfaces of `node`'s route to `prefix`.
+    fn route_ifaces(&self, node: &str, prefix: &Ipv6Net) -> BTreeSet<String>;
+    /// One fast-path counter of `node`, from its pinned map.
+    fn counter(&self, node: &str, stat: Stat) -> u64;
+    /// Frames `node`'s XDP program forwarded.
+    fn xdp_redirects(&self, node: &str) -> u64 {
+        self.counter(node, Stat::Redirect)
+    }
+}
+
+impl Answers for Mesh {
+    fn node_state(&self, node: &str) -> Result<NodeState> {
         self.wait_state(node, CONVERGE)
     }
 
-    /// The node's /128.
-    pub fn node_address(&self, node: &str) -> Result<Ipv6Addr> {
+    fn node_address(&self, node: &str) -> Result<Ipv6Addr> {
         Ok(self.node_state(node)?.node_address)
     }
 
-    /// `node`'s agent's routes (none when it does not answer).
-    pub fn routes(&self, node: &str) -> Vec<RouteRow> {
+    fn routes(&self, node: &str) -> Vec<RouteRow> {
         self.show(node, Query::Routes).unwrap_or_default()
     }
 
-    /// The interfaces of `node`'s route to `prefix`.
-    pub fn route_ifaces(&self, node: &str, prefix: &Ipv6Net) -> BTreeSet<String> {
+    fn route_ifaces(&self, node: &str, prefix: &Ipv6Net) -> BTreeSet<String> {
         self.routes(node)
             .into_iter()
             .find(|r| r.prefix == *prefix)
@@ -115,15 +95,9 @@ impl Mesh {
             .unwrap_or_default()
     }
 
-    /// One fast-path counter of `node`, from its pinned map.
-    pub fn counter(&self, node: &str, stat: Stat) -> u64 {
+    fn counter(&self, node: &str, stat: Stat) -> u64 {
         self.counters::<StatsReport>(node)
             .and_then(|s| s.xdp)
             .map_or(0, |x| x.get(stat))
-    }
-
-    /// Frames `node`'s XDP program forwarded.
-    pub fn xdp_redirects(&self, node: &str) -> u64 {
-        self.counter(node, Stat::Redirect)
     }
 }

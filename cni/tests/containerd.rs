@@ -489,10 +489,7 @@ fn endpoints(bpffs: &Path) -> usize {
 fn containerd_pods_across_two_nodes() {
     let lab = Lab::build(
         "cni-containerd",
-        &Topology::new()
-            .node("a")
-            .node("b")
-            .link("a", "b", Wire::Direct),
+        &Topology::new().line(&["a", "b"], Wire::Direct),
     )
     .expect("build lab");
     let image = {

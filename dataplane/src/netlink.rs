@@ -17,7 +17,7 @@ use ipnet::Ipv6Net;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressFlags, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope},
     link::{LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage},
 };
@@ -166,6 +166,8 @@ pub struct Address6 {
     pub prefix_len: u8,
     /// Neither tentative nor failed duplicate address detection.
     pub usable: bool,
+    /// Scope universe: wider than the link or the host.
+    pub global: bool,
 }
 
 impl Address6 {
@@ -190,6 +192,7 @@ impl Address6 {
             addr: addr?,
             prefix_len: msg.header.prefix_len,
             usable: flags & bad == 0,
+            global: msg.header.scope == AddressScope::Universe,
         })
     }
 }
@@ -330,7 +333,12 @@ mod tests {
             AddressAttribute::Flags(AddressFlags::Tentative),
         ];
         let a = Address6::from_message(&m).unwrap();
-        assert_eq!((a.ifindex, a.prefix_len, a.usable), (3, 64, false));
+        assert_eq!(
+            (a.ifindex, a.prefix_len, a.usable, a.global),
+            (3, 64, false, true)
+        );
+        m.header.scope = AddressScope::Link;
+        assert!(!Address6::from_message(&m).unwrap().global);
         m.attributes[1] = AddressAttribute::Flags(AddressFlags::Permanent);
         assert!(Address6::from_message(&m).unwrap().usable);
         m.header.family = AddressFamily::Inet;

@@ -197,3 +197,25 @@ pub(crate) fn check_label(label: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Wait for `child` to exit, polling every `poll`, for at most `timeout`;
+/// on timeout kill and reap it and return `None`. For short-lived helper
+/// processes whose exit is the point (a CLI run, a probe).
+pub fn wait_child(
+    child: &mut Child,
+    timeout: Duration,
+    poll: Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(poll);
+    }
+}

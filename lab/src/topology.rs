@@ -66,6 +66,42 @@ impl Topology {
         self
     }
 
+    /// Add `names` as a line, each linked to the next (nodes not there yet
+    /// are added).
+    pub fn line(mut self, names: &[&str], wire: Wire) -> Self {
+        for n in names {
+            if !self.nodes.iter().any(|x| x == n) {
+                self = self.node(n);
+            }
+        }
+        for pair in names.windows(2) {
+            self = self.link(pair[0], pair[1], wire);
+        }
+        self
+    }
+
+    /// Add `names` as a ring: a line closed by a link from the last to the
+    /// first.
+    pub fn ring(self, names: &[&str], wire: Wire) -> Self {
+        let (first, last) = match names {
+            [first, .., last] if names.len() > 2 => (*first, *last),
+            _ => return self.line(names, wire),
+        };
+        self.line(names, wire).link(last, first, wire)
+    }
+
+    /// Nodes `n0..n{n-1}` in a ring with extra `chords` across it, by node
+    /// number.
+    pub fn ring_with_chords(n: usize, chords: &[(usize, usize)], wire: Wire) -> Self {
+        let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut topo = Topology::new().ring(&refs, wire);
+        for (a, b) in chords {
+            topo = topo.link(&names[*a], &names[*b], wire);
+        }
+        topo
+    }
+
     /// Generate a random partial mesh like a warehouse floor: nodes
     /// `n0..n{n-1}`, connected, every node with 2 to 5 links, at least one
     /// cycle, and the same graph for the same `(n, seed)`.
@@ -199,6 +235,27 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_and_rings() {
+        let t = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+        assert_eq!(t.nodes, ["a", "b", "c"]);
+        let pairs: Vec<(&str, &str)> = t
+            .links
+            .iter()
+            .map(|l| (l.a.as_str(), l.b.as_str()))
+            .collect();
+        assert_eq!(pairs, [("a", "b"), ("b", "c")]);
+        let r = Topology::new()
+            .node("g")
+            .ring(&["a", "b", "c", "d"], Wire::Cable);
+        assert_eq!(r.nodes, ["g", "a", "b", "c", "d"]);
+        assert_eq!(r.links.len(), 4);
+        assert_eq!((r.links[3].a.as_str(), r.links[3].b.as_str()), ("d", "a"));
+        let c = Topology::ring_with_chords(8, &[(1, 4), (6, 0)], Wire::Direct);
+        assert_eq!((c.nodes.len(), c.links.len()), (8, 10));
+        assert_eq!((c.links[8].a.as_str(), c.links[8].b.as_str()), ("n1", "n4"));
+    }
     use std::collections::BTreeMap;
 
     fn index(name: &str) -> usize {

@@ -10,14 +10,8 @@ use lab::{Lab, Topology, Wire};
 
 #[test]
 fn add_node_and_links_at_run_time() {
-    let mut lab = Lab::build(
-        "grow",
-        &Topology::new()
-            .node("a")
-            .node("b")
-            .link("a", "b", Wire::Direct),
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut lab = Lab::build("grow", &Topology::new().line(&["a", "b"], Wire::Direct))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     lab.add_node("c").unwrap();
     assert!(lab.add_node("c").is_err(), "duplicate node");
     assert!(lab.add_node("bad name").is_err());

@@ -42,6 +42,17 @@ pub enum Query {
 }
 
 impl Query {
+    /// Every question.
+    pub const ALL: [Query; 7] = [
+        Query::Node,
+        Query::Neighbors,
+        Query::Interfaces,
+        Query::Lsdb,
+        Query::Routes,
+        Query::Fib,
+        Query::Stats,
+    ];
+
     /// Return the name `meshfwd show` takes (`node`, `neighbors`, ...).
     pub fn name(self) -> &'static str {
         match self {
@@ -301,15 +312,7 @@ mod tests {
 
     #[test]
     fn query_names_are_the_wire_names() {
-        for q in [
-            Query::Node,
-            Query::Neighbors,
-            Query::Interfaces,
-            Query::Lsdb,
-            Query::Routes,
-            Query::Fib,
-            Query::Stats,
-        ] {
+        for q in Query::ALL {
             assert_eq!(serde_json::to_value(q).unwrap(), q.name());
         }
     }

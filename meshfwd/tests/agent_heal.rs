@@ -8,26 +8,19 @@ mod agent_support;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use agent_support::{Mesh, wait_until};
+use agent_support::{Answers as _, mesh, wait_until};
 use ipnet::Ipv6Net;
+use lab::agents::AgentMesh;
 use lab::{Topology, Wire};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
 fn ring4(wire: Wire) -> Topology {
-    Topology::new()
-        .node("a")
-        .node("b")
-        .node("c")
-        .node("d")
-        .link("a", "b", wire)
-        .link("b", "c", wire)
-        .link("c", "d", wire)
-        .link("d", "a", wire)
+    Topology::new().ring(&["a", "b", "c", "d"], wire)
 }
 
 /// The interfaces of `node`'s route to `prefix`.
-fn route_ifaces(m: &Mesh, node: &str, prefix: &Ipv6Net) -> BTreeSet<String> {
+fn route_ifaces(m: &AgentMesh, node: &str, prefix: &Ipv6Net) -> BTreeSet<String> {
     m.routes(node)
         .into_iter()
         .find(|r| r.prefix == *prefix)
@@ -36,7 +29,7 @@ fn route_ifaces(m: &Mesh, node: &str, prefix: &Ipv6Net) -> BTreeSet<String> {
 }
 
 /// Whether any FIB entry of `node` still has a live next hop through `iface`.
-fn fib_uses_alive(m: &Mesh, node: &str, iface: &str) -> bool {
+fn fib_uses_alive(m: &AgentMesh, node: &str, iface: &str) -> bool {
     m.fib(node).iter().any(|r| {
         r.next_hops
             .iter()
@@ -44,14 +37,14 @@ fn fib_uses_alive(m: &Mesh, node: &str, iface: &str) -> bool {
     })
 }
 
-fn up(m: &Mesh) -> Ipv6Net {
-    m.state("c").pod_prefix
+fn up(m: &AgentMesh) -> Ipv6Net {
+    m.node_state("c").pod_prefix
 }
 
 #[test]
 fn loud_cut_flips_alive_flags_then_reroutes_and_recovers() {
-    let mut m = Mesh::build("loudcut", &ring4(Wire::Cable));
-    m.start_all();
+    let mut m = mesh("loudcut", &ring4(Wire::Cable));
+    m.start_all().unwrap();
     m.wait_full_reachability(&["a", "b", "c", "d"], CONVERGE);
     let c_pod = up(&m);
     let both: BTreeSet<String> = ["m-b".to_string(), "m-d".to_string()].into();
@@ -96,8 +89,8 @@ fn loud_cut_flips_alive_flags_then_reroutes_and_recovers() {
 
 #[test]
 fn silent_cut_is_caught_by_the_dead_interval() {
-    let mut m = Mesh::build("silentcut", &ring4(Wire::Cable));
-    m.start_all();
+    let mut m = mesh("silentcut", &ring4(Wire::Cable));
+    m.start_all().unwrap();
     m.wait_full_reachability(&["a", "b", "c", "d"], CONVERGE);
     let b_addr = Ipv6Net::from(m.node_address("b"));
     wait_until("a routes to b directly", CONVERGE, || {
@@ -166,8 +159,8 @@ fn survivors_keep_routing_when_a_third_of_the_nodes_is_cut_off() {
         }
     }
     let dead = victims.expect("some third of the mesh can go without splitting it");
-    let mut m = Mesh::build("third", &topo);
-    m.start_all();
+    let mut m = mesh("third", &topo);
+    m.start_all().unwrap();
     let names: Vec<&str> = all.iter().map(String::as_str).collect();
     m.wait_full_reachability(&names, Duration::from_secs(60));
 

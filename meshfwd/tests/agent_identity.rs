@@ -7,8 +7,9 @@ mod agent_support;
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use agent_support::{Mesh, wait_until};
+use agent_support::{Answers as _, mesh, wait_until};
 use ipnet::Ipv6Net;
+use lab::agents::AgentMesh;
 use lab::{Topology, Wire};
 use meshfwd::agent::core::prefixes::pod_prefix_candidate;
 
@@ -16,13 +17,13 @@ const CONVERGE: Duration = Duration::from_secs(30);
 /// A router id fight takes a few MinLSIntervals (5 s) to show.
 const DUP_SETTLE: Duration = Duration::from_secs(90);
 
-fn router_id(m: &Mesh, n: &str) -> Option<Ipv4Addr> {
+fn router_id(m: &AgentMesh, n: &str) -> Option<Ipv4Addr> {
     m.node(n).map(|v| v.router_id)
 }
 
 /// Wait until `x` and `y` have different router ids, and keep them for a
 /// few seconds (both may be changing).
-fn wait_parted(m: &Mesh, x: &str, y: &str) {
+fn wait_parted(m: &AgentMesh, x: &str, y: &str) {
     let parted = || matches!((router_id(m, x), router_id(m, y)), (Some(a), Some(b)) if a != b);
     wait_until(&format!("{x} and {y} part ways"), DUP_SETTLE, parted);
     std::thread::sleep(Duration::from_secs(4));
@@ -31,26 +32,21 @@ fn wait_parted(m: &Mesh, x: &str, y: &str) {
     wait_until("state files follow", CONVERGE, || {
         [x, y]
             .iter()
-            .all(|n| router_id(m, n).is_some_and(|id| m.state(n).router_id == id))
+            .all(|n| router_id(m, n).is_some_and(|id| m.node_state(n).router_id == id))
     });
 }
 
-fn clone_machine_id(m: &Mesh, from: &str, to: &str) {
-    let id = std::fs::read(m.machine_id(from)).unwrap();
-    std::fs::write(m.machine_id(to), id).unwrap();
+fn clone_machine_id(m: &AgentMesh, from: &str, to: &str) {
+    let id = std::fs::read(m.machine_id_file(from).unwrap()).unwrap();
+    std::fs::write(m.machine_id_file(to).unwrap(), id).unwrap();
 }
 
 #[test]
 fn cloned_neighbours_get_distinct_router_ids() {
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .node("c")
-        .link("a", "b", Wire::Direct)
-        .link("b", "c", Wire::Direct);
-    let mut m = Mesh::build("dupnbr", &topo);
+    let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+    let mut m = mesh("dupnbr", &topo);
     clone_machine_id(&m, "a", "b");
-    m.start_all();
+    m.start_all().unwrap();
     for n in ["a", "b", "c"] {
         m.wait_agent(n, CONVERGE);
     }
@@ -60,21 +56,16 @@ fn cloned_neighbours_get_distinct_router_ids() {
         .map(|n| m.node(n).unwrap().router_id_rederived)
         .sum();
     assert!(rederived >= 1, "one of them changed its id");
-    assert_ne!(m.state("a").pod_prefix, m.state("b").pod_prefix);
+    assert_ne!(m.node_state("a").pod_prefix, m.node_state("b").pod_prefix);
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
 }
 
 #[test]
 fn cloned_nodes_far_apart_get_distinct_router_ids() {
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .node("c")
-        .link("a", "b", Wire::Direct)
-        .link("b", "c", Wire::Direct);
-    let mut m = Mesh::build("dupfar", &topo);
+    let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+    let mut m = mesh("dupfar", &topo);
     clone_machine_id(&m, "a", "c");
-    m.start_all();
+    m.start_all().unwrap();
     for n in ["a", "b", "c"] {
         m.wait_agent(n, CONVERGE);
     }
@@ -121,31 +112,30 @@ fn pod_prefix_clash_moves_the_lower_router_id() {
         .find(|(x, y)| pod_prefix_candidate(cluster, *x, 0) == pod_prefix_candidate(cluster, *y, 0))
         .expect("a clash exists");
     let clash = pod_prefix_candidate(cluster, lo, 0);
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .link("a", "b", Wire::Direct);
-    let mut m = Mesh::build("podclash", &topo);
+    let topo = Topology::new().line(&["a", "b"], Wire::Direct);
+    let mut m = mesh("podclash", &topo);
     let c = cluster.to_string();
     m.start(
         "a",
         &["--router-id", &lo.to_string(), "--cluster-prefix", &c],
-    );
+    )
+    .unwrap();
     m.start(
         "b",
         &["--router-id", &hi.to_string(), "--cluster-prefix", &c],
-    );
+    )
+    .unwrap();
     m.wait_agent("a", CONVERGE);
     m.wait_agent("b", CONVERGE);
     wait_until("a moves off the clashing /64", CONVERGE, || {
-        m.state("a").pod_prefix != clash
+        m.node_state("a").pod_prefix != clash
     });
     assert_eq!(
-        m.state("b").pod_prefix,
+        m.node_state("b").pod_prefix,
         clash,
         "the higher router id keeps it"
     );
-    let a_pod = m.state("a").pod_prefix;
+    let a_pod = m.node_state("a").pod_prefix;
     assert!(cluster.contains(&a_pod));
     m.wait_full_reachability(&["a", "b"], CONVERGE);
     // The old address left a's device with the move.
@@ -194,7 +184,7 @@ fn an_automatic_node_avoids_a_configured_pod_prefix() {
         .node("c")
         .link("b", "a", Wire::Direct)
         .link("a", "c", Wire::Direct);
-    let mut m = Mesh::build("podstatic", &topo);
+    let mut m = mesh("podstatic", &topo);
     let c = cluster.to_string();
     m.start(
         "b",
@@ -206,24 +196,27 @@ fn an_automatic_node_avoids_a_configured_pod_prefix() {
             "--pod-prefix",
             &static_pod.to_string(),
         ],
-    );
+    )
+    .unwrap();
     m.start(
         "a",
         &["--router-id", &lo.to_string(), "--cluster-prefix", &c],
-    );
+    )
+    .unwrap();
     m.start(
         "c",
         &["--router-id", &hi.to_string(), "--cluster-prefix", &c],
-    );
+    )
+    .unwrap();
     m.wait_agent("a", CONVERGE);
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
     wait_until("a settles beside both", CONVERGE, || {
-        let p = m.state("a").pod_prefix;
+        let p = m.node_state("a").pod_prefix;
         p != static_pod && p != pod_prefix_candidate(cluster, hi, 0)
     });
-    assert_eq!(m.state("b").pod_prefix, static_pod);
+    assert_eq!(m.node_state("b").pod_prefix, static_pod);
     assert_eq!(
-        m.state("c").pod_prefix,
+        m.node_state("c").pod_prefix,
         pod_prefix_candidate(cluster, hi, 0)
     );
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);

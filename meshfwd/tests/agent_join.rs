@@ -13,9 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_support::{MESHFWD, Mesh, wait_until};
+use agent_support::{Answers as _, MESHFWD, mesh, wait_until};
 use dataplane::node_state::PodAttach;
 use ipnet::Ipv6Net;
+use lab::agents::AgentMesh;
 use lab::{Topology, Wire};
 use meshfwd::{
     agent::core::identity::{self, IdSource},
@@ -28,13 +29,8 @@ const CONVERGE: Duration = Duration::from_secs(30);
 
 #[test]
 fn line_of_three_provisions_itself_and_forwards_in_xdp() {
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .node("c")
-        .link("a", "b", Wire::Direct)
-        .link("b", "c", Wire::Direct);
-    let mut m = Mesh::build("join3", &topo);
+    let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+    let mut m = mesh("join3", &topo);
     // Mesh veths as `ip link add` makes them, checksum offload on: the
     // agents must make them finish checksums or TCP through b's XDP fails.
     let ends = [("a", "m-b"), ("b", "m-a"), ("b", "m-c"), ("c", "m-b")];
@@ -44,7 +40,7 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
             .run(&["ethtool", "-K", iface, "tx", "on"])
             .unwrap();
     }
-    m.start_all();
+    m.start_all().unwrap();
     for n in ["a", "b", "c"] {
         m.wait_agent(n, CONVERGE);
     }
@@ -54,8 +50,8 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
     let mut rids = BTreeSet::new();
     let mut pods = BTreeSet::new();
     for n in ["a", "b", "c"] {
-        let s = m.state(n);
-        let id = std::fs::read_to_string(m.machine_id(n)).unwrap();
+        let s = m.node_state(n);
+        let id = std::fs::read_to_string(m.machine_id_file(n).unwrap()).unwrap();
         let expect = identity::router_id_from(identity::machine_id(&id).unwrap().as_bytes(), 0);
         assert_eq!(s.router_id, expect, "{n}: router id from its machine id");
         let pod = s.pod_prefix;
@@ -136,20 +132,12 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
         .run(&["ip", "-6", "route", "show", "proto", "198"])
         .unwrap();
     assert!(
-        kroutes.contains(&m.state("c").pod_prefix.to_string()),
+        kroutes.contains(&m.node_state("c").pod_prefix.to_string()),
         "{kroutes}"
     );
 
     // Tables and JSON for operators.
-    for what in [
-        Query::Neighbors,
-        Query::Interfaces,
-        Query::Lsdb,
-        Query::Routes,
-        Query::Fib,
-        Query::Stats,
-        Query::Node,
-    ] {
+    for what in Query::ALL {
         let out = Command::new(MESHFWD)
             .arg("--socket")
             .arg(m.socket("b"))
@@ -193,17 +181,9 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
 
 #[test]
 fn new_node_plugged_into_one_neighbour_reaches_everyone() {
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .node("c")
-        .node("d")
-        .link("a", "b", Wire::Direct)
-        .link("b", "c", Wire::Direct)
-        .link("c", "d", Wire::Direct)
-        .link("d", "a", Wire::Direct);
-    let mut m = Mesh::build("joinnew", &topo);
-    m.start_all();
+    let topo = Topology::new().ring(&["a", "b", "c", "d"], Wire::Direct);
+    let mut m = mesh("joinnew", &topo);
+    m.start_all().unwrap();
     for n in ["a", "b", "c", "d"] {
         m.wait_agent(n, CONVERGE);
     }
@@ -211,7 +191,7 @@ fn new_node_plugged_into_one_neighbour_reaches_everyone() {
 
     // A brand-new PC: agent first, then the cable.
     m.lab.add_node("e").unwrap();
-    m.start("e", &[]);
+    m.start("e", &[]).unwrap();
     m.wait_agent("e", CONVERGE);
     let t0 = Instant::now();
     m.lab.add_link("e", "c", Wire::Direct).unwrap();
@@ -236,15 +216,16 @@ fn links_join_and_leave_with_carrier_and_patterns_exclude() {
         .link("a", "b", Wire::Cable)
         .link("a", "c", Wire::Direct)
         .link("b", "c", Wire::Direct);
-    let mut m = Mesh::build("links", &topo);
+    let mut m = mesh("links", &topo);
     // a leaves its link to c out of the mesh.
-    m.start("a", &["--exclude", "m-c", "--exclude", "lo"]);
-    m.start("b", &[]);
-    m.start("c", &[]);
+    m.start("a", &["--exclude", "m-c", "--exclude", "lo"])
+        .unwrap();
+    m.start("b", &[]).unwrap();
+    m.start("c", &[]).unwrap();
     for n in ["a", "b", "c"] {
         m.wait_agent(n, CONVERGE);
     }
-    let mesh_of = |m: &Mesh, n: &str, iface: &str| {
+    let mesh_of = |m: &AgentMesh, n: &str, iface: &str| {
         m.show::<Vec<InterfaceRow>>(n, Query::Interfaces)?
             .into_iter()
             .find(|i| i.link.name == iface)
@@ -282,15 +263,12 @@ fn links_join_and_leave_with_carrier_and_patterns_exclude() {
 
 #[test]
 fn pod_veths_get_the_fast_path_from_the_agent() {
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .link("a", "b", Wire::Direct);
-    let mut m = Mesh::build("podtc", &topo);
-    m.start_all();
+    let topo = Topology::new().line(&["a", "b"], Wire::Direct);
+    let mut m = mesh("podtc", &topo);
+    m.start_all().unwrap();
     m.wait_agent("a", CONVERGE);
     assert_eq!(
-        m.state("a").pod_attach,
+        m.node_state("a").pod_attach,
         PodAttach::Agent,
         "the plugin is told"
     );
@@ -347,11 +325,8 @@ fn pod_veths_get_the_fast_path_from_the_agent() {
 
 #[test]
 fn restart_removes_stale_routes_and_keeps_forwarding_state() {
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .link("a", "b", Wire::Direct);
-    let mut m = Mesh::build("restart", &topo);
+    let topo = Topology::new().line(&["a", "b"], Wire::Direct);
+    let mut m = mesh("restart", &topo);
     // A route of ours left behind by an earlier run that crashed.
     m.lab
         .node("a")
@@ -367,7 +342,7 @@ fn restart_removes_stale_routes_and_keeps_forwarding_state() {
             "198",
         ])
         .unwrap();
-    m.start_all();
+    m.start_all().unwrap();
     m.wait_agent("a", CONVERGE);
     m.wait_full_reachability(&["a", "b"], CONVERGE);
     let routes = m
@@ -379,11 +354,11 @@ fn restart_removes_stale_routes_and_keeps_forwarding_state() {
         !routes.contains("fd00:dead:beef"),
         "stale route cleaned:\n{routes}"
     );
-    let before = m.state("a");
+    let before = m.node_state("a");
     m.lab.node("a").restart(m.agent("a").unwrap()).unwrap();
     m.wait_agent("a", CONVERGE);
     assert_eq!(
-        m.state("a"),
+        m.node_state("a"),
         before,
         "same identity and prefixes after a restart"
     );
@@ -417,18 +392,13 @@ fn invalid_configuration_is_refused_naming_the_field() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{args:?} accepted: the agent started");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = lab::process::wait_child(
+            &mut child,
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+        )
+        .unwrap()
+        .unwrap_or_else(|| panic!("{args:?} accepted: the agent started"));
         assert!(!status.success(), "{args:?} accepted");
         let mut err = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();

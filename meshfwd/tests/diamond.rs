@@ -15,42 +15,27 @@
 //! the transit link the stream uses and clearing the alive flags of its next
 //! hops keeps the stream going over the other path.
 
+mod agent_support;
+
 use std::{
     net::Ipv6Addr,
     path::Path,
     time::{Duration, Instant},
 };
 
+use agent_support::{MESHFWD, meshfwd_cli};
 use lab::{Lab, Topology, Wire};
 use meshfwd::{api::StatsReport, fib::dump::FibRow};
 use meshfwd_common::stats::Stat;
 
-const MESHFWD: &str = env!("CARGO_BIN_EXE_meshfwd");
 const H1: &str = "2001:db8:1::1";
 const A_H1: &str = "2001:db8:1::a";
 const H2: &str = "2001:db8:2::2";
 const D_H2: &str = "2001:db8:2::d";
 
-fn meshfwd(node: &lab::Node, args: &[&str]) -> String {
-    let out = node
-        .cmd(MESHFWD)
-        .arg("--bpffs")
-        .arg(node.bpffs_dir())
-        .args(args)
-        .output()
-        .expect("run meshfwd");
-    assert!(
-        out.status.success(),
-        "meshfwd {args:?} in {} failed: {}",
-        node.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
-}
-
 fn stat(node: &lab::Node, stat: Stat) -> u64 {
     let report: StatsReport =
-        serde_json::from_str(&meshfwd(node, &["show", "stats", "--json"])).expect("stats JSON");
+        serde_json::from_str(&meshfwd_cli(node, &["show", "stats", "--json"])).expect("stats JSON");
     report.xdp.expect("XDP counters").get(stat)
 }
 
@@ -100,7 +85,7 @@ fn wait_resolved(node: &lab::Node, want: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rows: Vec<FibRow> =
-            serde_json::from_str(&meshfwd(node, &["fib", "show", "--json"])).expect("fib JSON");
+            serde_json::from_str(&meshfwd_cli(node, &["fib", "show", "--json"])).expect("fib JSON");
         let hops: Vec<_> = rows.iter().flat_map(|r| &r.next_hops).collect();
         if hops.len() >= want && hops.iter().all(|h| h.dst_mac.is_some()) {
             return;
@@ -166,7 +151,7 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
     // XDP on every router NIC.
     for node in ["a", "b", "c", "d"] {
         for iface in n(node).ifaces() {
-            meshfwd(n(node), &["attach", "--iface", &iface]);
+            meshfwd_cli(n(node), &["attach", "--iface", &iface]);
         }
     }
 
@@ -282,7 +267,7 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
     // Cut the transit link a-<via>; clear the alive flags of the next hops
     // through it on both ends of the diamond (fast reroute).
     lab.cut_loud("a", via).expect("cut");
-    meshfwd(
+    meshfwd_cli(
         n("a"),
         &[
             "fib",
@@ -292,7 +277,7 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
             "--down",
         ],
     );
-    meshfwd(
+    meshfwd_cli(
         n("d"),
         &[
             "fib",

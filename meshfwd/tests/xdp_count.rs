@@ -5,34 +5,20 @@
 //! nothing else on the wire (no ND, MLD or router solicitations): every frame
 //! the receiver's XDP program sees is one of ours.
 
+mod agent_support;
+
 use std::{path::Path, process::Command, time::Duration};
 
+use agent_support::{MESHFWD, meshfwd_cli};
 use dataplane::stats::Stats;
 use lab::{Lab, Topology, Wire};
 use meshfwd::api::StatsReport;
 use meshfwd_common::stats::Stat;
 
-const MESHFWD: &str = env!("CARGO_BIN_EXE_meshfwd");
 const FRAMES: u64 = 1000;
 
-fn meshfwd(node: &lab::Node, args: &[&str]) -> String {
-    let out = node
-        .cmd(MESHFWD)
-        .arg("--bpffs")
-        .arg(node.bpffs_dir())
-        .args(args)
-        .output()
-        .expect("run meshfwd");
-    assert!(
-        out.status.success(),
-        "meshfwd {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("meshfwd prints UTF-8")
-}
-
 fn stats(node: &lab::Node) -> Stats {
-    let json = meshfwd(node, &["show", "stats", "--json"]);
+    let json = meshfwd_cli(node, &["show", "stats", "--json"]);
     let report: StatsReport = serde_json::from_str(&json).expect("stats JSON");
     report.xdp.expect("the counters of the pinned map")
 }
@@ -72,10 +58,7 @@ for _ in range({count}):
 
 #[test]
 fn xdp_counts_exactly_the_frames_sent() {
-    let topo = Topology::new()
-        .node("tx")
-        .node("rx")
-        .link("tx", "rx", Wire::Direct);
+    let topo = Topology::new().line(&["tx", "rx"], Wire::Direct);
     let lab = Lab::build("xdpcount", &topo).expect("build lab");
     let link = lab.link("tx", "rx");
     let (tx_if, rx_if) = (link.a_if.clone(), link.b_if.clone());
@@ -90,7 +73,7 @@ fn xdp_counts_exactly_the_frames_sent() {
     .expect("disable IPv6 on the sender");
     std::thread::sleep(Duration::from_millis(200));
 
-    let attached = meshfwd(rx, &["attach", "--iface", &rx_if, "--json"]);
+    let attached = meshfwd_cli(rx, &["attach", "--iface", &rx_if, "--json"]);
     let attached: serde_json::Value = serde_json::from_str(&attached).expect("attach JSON");
     assert!(Path::new(attached["link"].as_str().expect("link path")).exists());
 
@@ -122,7 +105,7 @@ fn xdp_counts_exactly_the_frames_sent() {
     assert_eq!(after.get(Stat::Malformed), 0, "{after:?}");
 
     // The human table carries the same figure.
-    let table = meshfwd(rx, &["show", "stats"]);
+    let table = meshfwd_cli(rx, &["show", "stats"]);
     assert!(
         table
             .lines()
@@ -130,16 +113,13 @@ fn xdp_counts_exactly_the_frames_sent() {
         "{table}"
     );
 
-    meshfwd(rx, &["detach", "--iface", &rx_if]);
+    meshfwd_cli(rx, &["detach", "--iface", &rx_if]);
     assert!(!Path::new(attached["link"].as_str().unwrap()).exists());
 }
 
 #[test]
 fn attach_to_a_missing_interface_leaves_nothing_pinned() {
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .link("a", "b", Wire::Direct);
+    let topo = Topology::new().line(&["a", "b"], Wire::Direct);
     let lab = Lab::build("xdpmissing", &topo).expect("build lab");
     let node = lab.node("a");
     let dir = node.bpffs_dir().join("fresh");

@@ -26,7 +26,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use bench::agents::{CONVERGE, Mesh, meshfwd_bin, wait_until};
+use bench::agents::{Answers as _, CONVERGE, Mesh, meshfwd_bin, wait_until};
 use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire};
 use meshfwd::api::{NodeInfo, ProcessStats, Query};
@@ -114,20 +114,7 @@ fn run() -> Result<()> {
     let (state_kb, lsas, routes, tick_us, routers) = scaled_state(1_000)?;
 
     let bin = meshfwd_bin(bin)?;
-    let mut topo = Topology::new();
-    for i in 0..NODES {
-        topo = topo.node(&format!("n{i}"));
-    }
-    for i in 0..NODES {
-        topo = topo.link(
-            &format!("n{i}"),
-            &format!("n{}", (i + 1) % NODES),
-            Wire::Direct,
-        );
-    }
-    for (a, b) in CHORDS {
-        topo = topo.link(&format!("n{a}"), &format!("n{b}"), Wire::Direct);
-    }
+    let topo = Topology::ring_with_chords(NODES, &CHORDS, Wire::Direct);
     eprintln!("agent_idle: building the 8-node lab mesh");
     let lab = Lab::build("idle", &topo)?;
     let mut m = Mesh::new(lab, bin);

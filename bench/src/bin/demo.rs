@@ -31,7 +31,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use bench::agents::{CONVERGE, DEAD, Mesh, meshfwd_bin, wait_for};
+use bench::agents::{Answers as _, CONVERGE, DEAD, Mesh, meshfwd_bin, wait_for};
 use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire};
 use meshfwd::api::{NodeInfo, Query, RouteRow};
@@ -86,20 +86,7 @@ fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
     let bin = meshfwd_bin(opts.meshfwd.clone())?;
 
-    let mut topo = Topology::new();
-    for i in 0..NODES {
-        topo = topo.node(&format!("n{i}"));
-    }
-    for i in 0..NODES {
-        topo = topo.link(
-            &format!("n{i}"),
-            &format!("n{}", (i + 1) % NODES),
-            Wire::Cable,
-        );
-    }
-    for (a, b) in CHORDS {
-        topo = topo.link(&format!("n{a}"), &format!("n{b}"), Wire::Cable);
-    }
+    let topo = Topology::ring_with_chords(NODES, &CHORDS, Wire::Cable);
     say(
         started,
         &format!(
@@ -569,18 +556,8 @@ impl Demo {
 
 /// Wait for a child (bounded) and return its stdout.
 fn finish(child: &mut Child, timeout: Duration) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the probe ping did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    lab::process::wait_child(child, timeout, Duration::from_millis(50))?
+        .context("the probe flow did not finish")?;
     let mut out = String::new();
     if let Some(mut o) = child.stdout.take() {
         std::io::Read::read_to_string(&mut o, &mut out)?;

@@ -49,7 +49,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use bench::agents::{CONVERGE, Mesh, cni_bin, meshfwd_bin, wait_until};
+use bench::agents::{Answers as _, CONVERGE, Mesh, cni_bin, meshfwd_bin, wait_until};
 use lab::{Lab, Topology, Wire, netns};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -337,18 +337,10 @@ impl PodLab {
         if let Some(mut i) = child.stdin.take() {
             i.write_all(conf.as_bytes())?;
         }
-        let deadline = start + PLUGIN_LIMIT;
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("{verb} {cid} did not finish within {PLUGIN_LIMIT:?}");
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        };
+        // Polled often: the ADD latency is one of the figures.
+        let status =
+            lab::process::wait_child(&mut child, PLUGIN_LIMIT, Duration::from_micros(200))?
+                .with_context(|| format!("{verb} {cid} did not finish within {PLUGIN_LIMIT:?}"))?;
         let took = start.elapsed();
         let (mut stdout, mut stderr) = (String::new(), String::new());
         if let Some(mut o) = child.stdout.take() {
@@ -677,14 +669,7 @@ impl Side {
 
 /// Build one side: lab, agents, ADD/DEL cycles, the pods `pa` and `pd`.
 fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
-    let topo = Topology::new()
-        .node("a")
-        .node("b")
-        .node("c")
-        .node("d")
-        .link("a", "b", Wire::Direct)
-        .link("b", "c", Wire::Direct)
-        .link("c", "d", Wire::Direct);
+    let topo = Topology::new().line(&["a", "b", "c", "d"], Wire::Direct);
     progress(&format!("{}: building a - b - c - d", kind.name()));
     let lab = Lab::build(&format!("pods-{}", kind.name()), &topo)?;
     let plugin = match kind {
@@ -702,7 +687,7 @@ fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
         extra.push("--no-xdp");
     }
     for n in ["a", "b", "c", "d"] {
-        pl.mesh.start_with(n, &extra)?;
+        pl.mesh.start(n, &extra)?;
     }
     let a_prefix = pod_prefix(&pl.mesh, "a")?;
     let d_prefix = pod_prefix(&pl.mesh, "d")?;

@@ -42,7 +42,7 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use bench::agents::{CONVERGE, DEAD, HELLO, Mesh, meshfwd_bin, wait_until};
+use bench::agents::{Answers as _, CONVERGE, DEAD, HELLO, Mesh, meshfwd_bin, wait_until};
 use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire, netns};
 use serde::Serialize;
@@ -343,16 +343,8 @@ fn run() -> Result<()> {
     let args = <Args as clap::Parser>::parse();
     let bin = meshfwd_bin(args.meshfwd.clone())?;
     let topo = Topology::new()
-        .node("g")
-        .node("a")
-        .node("b")
-        .node("c")
-        .node("d")
-        .link("g", "a", Wire::Cable)
-        .link("a", "b", Wire::Cable)
-        .link("b", "c", Wire::Cable)
-        .link("c", "d", Wire::Cable)
-        .link("d", "a", Wire::Cable);
+        .line(&["g", "a"], Wire::Cable)
+        .ring(&["a", "b", "c", "d"], Wire::Cable);
     progress("building the lab (g - a = b/d = c, cables)");
     let lab = Lab::build("recovery", &topo)?;
     let mut m = Mesh::new(lab, bin);

@@ -11,13 +11,12 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use super::{Doing as _, Result};
+use dataplane::netlink::{Address6, Link};
 use futures::{StreamExt as _, TryStreamExt as _, channel::mpsc::UnboundedReceiver};
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressScope},
-    link::{LinkAttribute, LinkFlags, LinkMessage},
+    link::LinkMessage,
     neighbour::{
         NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
     },
@@ -25,7 +24,7 @@ use netlink_packet_route::{
 use netlink_sys::SocketAddr;
 use rtnetlink::{Handle, MulticastGroup};
 
-use super::NextHopKey;
+use super::{Doing as _, NextHopKey, Result};
 
 /// What the fast path needs of an egress interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,25 +144,13 @@ pub async fn resolve(handle: &Handle, key: NextHopKey) -> Result<()> {
 
 /// Read a link message as [`LinkInfo`].
 pub fn parse_link(msg: &LinkMessage) -> Option<(u32, LinkInfo)> {
-    let mut mac = None;
-    let mut mtu = None;
-    for attr in &msg.attributes {
-        match attr {
-            LinkAttribute::Address(a) if a.len() == 6 => {
-                mac = Some([a[0], a[1], a[2], a[3], a[4], a[5]])
-            }
-            LinkAttribute::Mtu(m) => mtu = Some(*m),
-            _ => {}
-        }
-    }
-    let flags = msg.header.flags;
-    let running = flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp);
+    let link = Link::from_message(msg)?;
     Some((
-        msg.header.index,
+        link.ifindex,
         LinkInfo {
-            mac: mac?,
-            mtu: mtu?,
-            running,
+            mac: link.mac?.0,
+            mtu: link.mtu?,
+            running: link.is_running(),
         },
     ))
 }
@@ -199,13 +186,8 @@ pub async fn local_addresses(handle: &Handle) -> Result<Vec<Ipv6Addr>> {
     let mut stream = handle.address().get().execute();
     while let Some(msg) = stream.next().await {
         let msg = msg.doing(|| "dumping addresses".into())?;
-        if msg.header.family != AddressFamily::Inet6 || msg.header.scope != AddressScope::Universe {
-            continue;
-        }
-        for attr in &msg.attributes {
-            if let AddressAttribute::Address(IpAddr::V6(a)) = attr {
-                out.push(*a);
-            }
+        if let Some(a) = Address6::from_message(&msg).filter(|a| a.global) {
+            out.push(a.addr);
         }
     }
     out.sort();

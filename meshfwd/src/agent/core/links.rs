@@ -363,36 +363,7 @@ impl LinkTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn link(ifindex: u32, name: &str) -> Link {
-        Link {
-            ifindex,
-            name: name.into(),
-            kind: Some("veth".into()),
-            ethernet: true,
-            loopback: false,
-            enslaved: false,
-            admin_up: true,
-            carrier: true,
-            mtu: Some(1500),
-            mac: Some(Mac([2, 0, 0, 0, 0, ifindex as u8])),
-            perm_mac: None,
-            alias: None,
-        }
-    }
-
-    fn addr(ifindex: u32, addr: Ipv6Addr, usable: bool) -> LinkEvent {
-        LinkEvent::Addr(dataplane::netlink::Address6 {
-            ifindex,
-            addr,
-            prefix_len: 64,
-            usable,
-        })
-    }
-
-    fn ll(n: u16) -> Ipv6Addr {
-        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n)
-    }
+    use crate::agent::core::testing::{addr, ll, veth as link};
 
     fn tracker() -> LinkTracker {
         LinkTracker::new(LinkFilter {

@@ -594,4 +594,6 @@ fn is_pod_veth(l: &Link) -> bool {
 }
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;

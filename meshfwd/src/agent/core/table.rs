@@ -49,31 +49,13 @@ pub fn desired_table(
 
 #[cfg(test)]
 mod tests {
-    use routing::{NextHop, Route};
-
     use super::*;
-
-    fn ll(n: u16) -> Ipv6Addr {
-        Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n)
-    }
+    use crate::agent::core::testing::{ll, route};
 
     fn rib(routes: &[(&str, &[(u32, Ipv6Addr)])]) -> Rib {
         let mut r = Rib::default();
-        for (p, hops) in routes {
-            r.routes.insert(
-                p.parse().unwrap(),
-                Route {
-                    cost: 10,
-                    nexthops: hops
-                        .iter()
-                        .map(|(ifindex, addr)| NextHop {
-                            ifindex: *ifindex,
-                            addr: *addr,
-                        })
-                        .collect(),
-                },
-            );
-        }
+        r.routes
+            .extend(routes.iter().map(|(p, hops)| route(p, hops)));
         r
     }
 

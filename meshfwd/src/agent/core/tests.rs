@@ -5,12 +5,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dataplane::netlink::{Address6, Mac};
 use routing::{
-    NextHop, Route,
+    Route,
     interface::ism,
     state::{NeighborSummary, Summary},
 };
 
-use super::*;
+use super::{
+    testing::{addr, ll, route, veth},
+    *,
+};
 
 const CLUSTER: &str = "fd00:77::/48";
 
@@ -38,42 +41,11 @@ fn rid(n: u32) -> Ipv4Addr {
     Ipv4Addr::from(n)
 }
 
-fn ll(n: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n)
-}
-
-/// A veth with carrier, as rtnetlink reports it.
-fn veth(ifindex: u32, name: &str) -> Link {
-    Link {
-        ifindex,
-        name: name.into(),
-        kind: Some("veth".into()),
-        ethernet: true,
-        loopback: false,
-        enslaved: false,
-        admin_up: true,
-        carrier: true,
-        mtu: Some(1500),
-        mac: Some(Mac([2, 0, 0, 0, 0, ifindex as u8])),
-        perm_mac: None,
-        alias: None,
-    }
-}
-
-fn addr(ifindex: u32, addr: Ipv6Addr) -> LinkEvent {
-    LinkEvent::Addr(Address6 {
-        ifindex,
-        addr,
-        prefix_len: 64,
-        usable: true,
-    })
-}
-
 /// A mesh link (veth with a link-local address) as dump events.
 fn mesh_link(ifindex: u32, name: &str) -> Vec<LinkEvent> {
     vec![
         LinkEvent::Link(veth(ifindex, name)),
-        addr(ifindex, ll(ifindex as u16)),
+        addr(ifindex, ll(ifindex as u16), true),
     ]
 }
 
@@ -93,22 +65,6 @@ fn started(me: u32, settings: Settings) -> (Core, Vec<Action>) {
     );
     let actions = core.handle(0, Event::Start);
     (core, actions)
-}
-
-fn route(prefix: &str, hops: &[(u32, Ipv6Addr)]) -> (Ipv6Net, Route) {
-    (
-        prefix.parse().unwrap(),
-        Route {
-            cost: 20,
-            nexthops: hops
-                .iter()
-                .map(|(ifindex, addr)| NextHop {
-                    ifindex: *ifindex,
-                    addr: *addr,
-                })
-                .collect(),
-        },
-    )
 }
 
 fn rib_diff(routes: &[(Ipv6Net, Route)]) -> RibDiff {
@@ -136,6 +92,17 @@ fn summary(me: Ipv4Addr, routers: &[Ipv4Addr], lsdb_changes: u64) -> Summary {
         own_id_drops: 0,
         self_originated_repeat: 0,
     }
+}
+
+/// Feed `core` an OSPF sample at `now`.
+fn sample(core: &mut Core, now: Millis, summary: &Summary, salt: u64) -> Vec<Action> {
+    core.handle(
+        now,
+        Event::OspfSample {
+            summary: summary.clone(),
+            salt,
+        },
+    )
 }
 
 fn tables(actions: &[Action]) -> Vec<&RouteTable> {
@@ -312,6 +279,7 @@ fn a_link_plugged_in_later_joins_once_it_has_a_link_local() {
         addr: ll(9),
         prefix_len: 64,
         usable: false,
+        global: false,
     };
     assert!(
         core.handle(6, Event::Link(LinkEvent::Addr(tentative)))
@@ -358,24 +326,9 @@ fn a_neighbour_with_our_router_id_makes_us_take_a_new_one() {
     let (mut core, _) = started(7, settings());
     let old_prefix = core.prefixes().pod_prefix;
     let mut s = summary(rid(7), &[rid(2)], 10);
-    assert!(
-        core.handle(
-            1_000,
-            Event::OspfSample {
-                summary: s.clone(),
-                salt: 1
-            }
-        )
-        .is_empty()
-    );
+    assert!(sample(&mut core, 1_000, &s, 1).is_empty());
     s.own_id_drops = 1;
-    let actions = core.handle(
-        2_000,
-        Event::OspfSample {
-            summary: s,
-            salt: 1,
-        },
-    );
+    let actions = sample(&mut core, 2_000, &s, 1);
     let new_id = core.identity().router_id;
     assert_ne!(new_id, rid(7));
     assert!(
@@ -418,22 +371,10 @@ fn a_configured_router_id_is_never_changed_only_reported() {
     );
     core.handle(0, Event::Start);
     let mut s = summary(rid(7), &[rid(2)], 10);
-    core.handle(
-        1_000,
-        Event::OspfSample {
-            summary: s.clone(),
-            salt: 1,
-        },
-    );
+    sample(&mut core, 1_000, &s, 1);
     for drops in 1..4 {
         s.own_id_drops = drops;
-        let actions = core.handle(
-            1_000 + drops * 1_000,
-            Event::OspfSample {
-                summary: s.clone(),
-                salt: 1,
-            },
-        );
+        let actions = sample(&mut core, 1_000 + drops * 1_000, &s, 1);
         assert!(
             !actions
                 .iter()
@@ -454,13 +395,7 @@ fn an_lsa_fight_over_time_is_a_duplicate_and_our_own_changes_are_not() {
     let mut restarted = false;
     for bump in 0..4 {
         s.own_lsa_seqs += bump;
-        let actions = core.handle(
-            now,
-            Event::OspfSample {
-                summary: s.clone(),
-                salt: 9,
-            },
-        );
+        let actions = sample(&mut core, now, &s, 9);
         restarted |= actions
             .iter()
             .any(|a| matches!(a, Action::StartOspf { .. }));
@@ -473,13 +408,7 @@ fn an_lsa_fight_over_time_is_a_duplicate_and_our_own_changes_are_not() {
     for bump in 0..6u32 {
         s.own_lsa_seqs += u64::from(bump);
         s.neighbors[0].router_id = rid(100 + bump);
-        let actions = core.handle(
-            1_000 + u64::from(bump) * 10_000,
-            Event::OspfSample {
-                summary: s.clone(),
-                salt: 9,
-            },
-        );
+        let actions = sample(&mut core, 1_000 + u64::from(bump) * 10_000, &s, 9);
         assert!(
             !actions
                 .iter()
@@ -509,33 +438,15 @@ fn a_higher_router_id_on_our_prefix_moves_us_once_the_lsdb_settles() {
     let higher = clashing_higher_id(7);
     let s = summary(rid(7), &[rid(2), higher], 10);
     // The LSDB just changed: not yet.
-    let actions = core.handle(
-        1_000,
-        Event::OspfSample {
-            summary: s.clone(),
-            salt: 1,
-        },
-    );
+    let actions = sample(&mut core, 1_000, &s, 1);
     assert!(actions.is_empty(), "{actions:?}");
     // A neighbour still exchanging databases: not yet either.
     let mut syncing = s.clone();
     syncing.neighbors[0].state = nsm::State::Loading;
-    let actions = core.handle(
-        1_000 + QUIET_MS,
-        Event::OspfSample {
-            summary: syncing,
-            salt: 1,
-        },
-    );
+    let actions = sample(&mut core, 1_000 + QUIET_MS, &syncing, 1);
     assert!(actions.is_empty());
     // Settled: move to the next free candidate.
-    let actions = core.handle(
-        1_000 + QUIET_MS,
-        Event::OspfSample {
-            summary: s.clone(),
-            salt: 1,
-        },
-    );
+    let actions = sample(&mut core, 1_000 + QUIET_MS, &s, 1);
     let new = core.prefixes().pod_prefix;
     assert_ne!(new, old);
     assert_eq!(core.prefixes().attempt, 1);
@@ -550,16 +461,7 @@ fn a_higher_router_id_on_our_prefix_moves_us_once_the_lsdb_settles() {
     assert_eq!(tables(&actions).len(), 1);
     assert_eq!(core.counters().pod_prefix_moves, 1);
     // The same picture again changes nothing.
-    assert!(
-        core.handle(
-            5_000,
-            Event::OspfSample {
-                summary: s,
-                salt: 1
-            }
-        )
-        .is_empty()
-    );
+    assert!(sample(&mut core, 5_000, &s, 1).is_empty());
 }
 
 #[test]
@@ -567,20 +469,8 @@ fn a_lower_router_id_on_our_prefix_and_a_fixed_prefix_never_move() {
     let (mut core, _) = started(7, settings());
     let old = core.prefixes().pod_prefix;
     let s = summary(rid(7), &[rid(2), rid(3)], 10);
-    core.handle(
-        0,
-        Event::OspfSample {
-            summary: s.clone(),
-            salt: 1,
-        },
-    );
-    core.handle(
-        10_000,
-        Event::OspfSample {
-            summary: s,
-            salt: 1,
-        },
-    );
+    sample(&mut core, 0, &s, 1);
+    sample(&mut core, 10_000, &s, 1);
     assert_eq!(core.prefixes().pod_prefix, old);
 
     let fixed: Ipv6Net = "fd00:77:0:42::/64".parse().unwrap();
@@ -594,20 +484,8 @@ fn a_lower_router_id_on_our_prefix_and_a_fixed_prefix_never_move() {
     core.handle(0, Event::Start);
     assert_eq!(core.prefixes().pod_prefix, fixed);
     let s = summary(rid(7), &[clashing_higher_id(7)], 10);
-    core.handle(
-        0,
-        Event::OspfSample {
-            summary: s.clone(),
-            salt: 1,
-        },
-    );
-    core.handle(
-        10_000,
-        Event::OspfSample {
-            summary: s,
-            salt: 1,
-        },
-    );
+    sample(&mut core, 0, &s, 1);
+    sample(&mut core, 10_000, &s, 1);
     assert_eq!(core.prefixes().pod_prefix, fixed);
 }
 
@@ -622,21 +500,9 @@ fn the_state_file_says_who_attaches_pods_and_is_written_on_change_only() {
     assert_eq!(states(&actions)[0].pod_attach, PodAttach::Plugin);
     // A router id change rewrites it; a restart to the same content would not.
     let mut s = summary(rid(7), &[], 1);
-    core.handle(
-        1,
-        Event::OspfSample {
-            summary: s.clone(),
-            salt: 3,
-        },
-    );
+    sample(&mut core, 1, &s, 3);
     s.own_id_drops = 5;
-    let actions = core.handle(
-        2,
-        Event::OspfSample {
-            summary: s,
-            salt: 3,
-        },
-    );
+    let actions = sample(&mut core, 2, &s, 3);
     assert_eq!(states(&actions).len(), 1);
     let mut again = Vec::new();
     core.publish(&mut again);
@@ -704,13 +570,7 @@ fn two_neighbours_with_one_router_id_are_reported_once() {
         state: nsm::State::Full,
     });
     for t in 0..3 {
-        core.handle(
-            t * 1_000,
-            Event::OspfSample {
-                summary: s.clone(),
-                salt: 1,
-            },
-        );
+        sample(&mut core, t * 1_000, &s, 1);
     }
     assert_eq!(core.counters().duplicate_neighbor_ids, 1);
     assert_eq!(
