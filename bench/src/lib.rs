@@ -1,4 +1,7 @@
-//! kubermesh benchmarks.
+//! kubermesh benchmarks: the harnesses under `src/bin` (forwarding,
+//! recovery, pods, agent_idle, and the lab demo), the criterion benchmark
+//! under `benches`, and what they share: [`agents`] (meshes of real agents)
+//! and the forwarding benchmark's XDP helpers (`ebpf/`).
 
 pub mod agents;
 

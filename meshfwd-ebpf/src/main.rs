@@ -1,8 +1,10 @@
-//! The kubermesh data plane: XDP on every mesh NIC.
-//!
-//! Today the program parses Ethernet and IPv6, counts every frame by class
-//! and verdict in a per-CPU array, and hands everything to the kernel. The
-//! forwarding decision grows here, reading the maps the agent fills.
+//! The kubermesh data plane, in eBPF: XDP on every mesh NIC forwards
+//! transit traffic hop by hop ([`xdp`]); TC programs move traffic between
+//! pods and the mesh ([`tc`]). Both read the maps the agent's map writer
+//! and the CNI plugin fill (layouts in `meshfwd_common`), classify packets
+//! with the rules `meshfwd_common::packet` shares with host tests, and hand
+//! everything they must not forward to the kernel. User space loads the
+//! object through the `dataplane` crate.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // The kernel interface is raw pointers into the packet: unsafe is confined to
