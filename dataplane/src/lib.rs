@@ -7,7 +7,9 @@
 //! it has no async runtime and knows nothing of routing, so the plugin
 //! stays a small synchronous binary.
 //!
-//! - [`object`]: the embedded object and loading it with pins;
+//! - [`object`]: the embedded object, its kfunc calls linked, loading it
+//!   with pins;
+//! - [`btf`]: struct member offsets from the kernel's BTF;
 //! - [`bpffs`]: the pin directory's layout;
 //! - [`maps`]: the FIB, endpoint and counter maps, typed;
 //! - [`xdp`] and [`tc`]: attaching the programs, links pinned;
@@ -16,6 +18,7 @@
 //! - [`node_state`]: the agent-to-plugin contract.
 
 pub mod bpffs;
+pub mod btf;
 mod error;
 pub mod maps;
 pub mod netlink;

@@ -12,6 +12,7 @@ use aya::{
     maps::{Array, DevMapHash, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray},
 };
 use meshfwd_common::{
+    conntrack::{NETFILTER_CHECK, NETFILTER_IGNORE, cfg},
     endpoint::{ENDPOINT_MAX_ENTRIES, Endpoint, EndpointKey},
     fib::{FibEntry, NextHop, NextHopGroup, table::Head},
     pin,
@@ -53,6 +54,32 @@ pub struct FibMaps {
     pub table_root: Array<MapData, u32>,
     /// Each region's head (shortcut past the shared groups).
     pub table_head: Array<MapData, Head>,
+    /// Fast-path settings (`meshfwd_common::conntrack::cfg`).
+    pub settings: Array<MapData, u32>,
+}
+
+/// What the fast path does about the node's netfilter (see
+/// `meshfwd_common::conntrack`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum Netfilter {
+    /// Forward only flows conntrack has accepted, seen established and
+    /// does not translate; the rest take the kernel path.
+    #[default]
+    Check,
+    /// Forward without asking: for nodes where nothing filters or
+    /// translates forwarded traffic.
+    Ignore,
+}
+
+impl std::fmt::Display for Netfilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Netfilter::Check => "check",
+            Netfilter::Ignore => "ignore",
+        })
+    }
 }
 
 impl FibMaps {
@@ -90,6 +117,31 @@ impl FibMaps {
             table: typed(pin::FIB6_TABLE, get(pin::FIB6_TABLE)?)?,
             table_root: typed(pin::FIB6_TABLE_ROOT, get(pin::FIB6_TABLE_ROOT)?)?,
             table_head: typed(pin::FIB6_TABLE_HEAD, get(pin::FIB6_TABLE_HEAD)?)?,
+            settings: typed(pin::FASTPATH_CFG, get(pin::FASTPATH_CFG)?)?,
+        })
+    }
+
+    /// Tell the programs what to do about netfilter (takes effect with the
+    /// next packet).
+    pub fn set_netfilter(&mut self, netfilter: Netfilter) -> Result<()> {
+        let value = match netfilter {
+            Netfilter::Check => NETFILTER_CHECK,
+            Netfilter::Ignore => NETFILTER_IGNORE,
+        };
+        self.settings
+            .set(cfg::NETFILTER, value, 0)
+            .map_err(Error::map("writing the netfilter setting"))
+    }
+
+    /// What the programs do about netfilter now.
+    pub fn netfilter(&self) -> Result<Netfilter> {
+        let value = self
+            .settings
+            .get(&cfg::NETFILTER, 0)
+            .map_err(Error::map("reading the netfilter setting"))?;
+        Ok(match value {
+            NETFILTER_IGNORE => Netfilter::Ignore,
+            _ => Netfilter::Check,
         })
     }
 

@@ -7,6 +7,7 @@
 //! kernel, the verifier and both sides of the map agree byte for byte.
 #![cfg_attr(not(test), no_std)]
 
+pub mod conntrack;
 pub mod endpoint;
 pub mod fib;
 pub mod hash;
@@ -39,9 +40,11 @@ pub mod pin {
     pub const FIB6_TABLE_ROOT: &str = "FIB6_TABLE_ROOT";
     /// Each region's shortcut (array of two [`crate::fib::table::Head`]).
     pub const FIB6_TABLE_HEAD: &str = "FIB6_TABLE_HEAD";
+    /// Fast-path settings (array): see [`crate::conntrack::cfg`].
+    pub const FASTPATH_CFG: &str = "FASTPATH_CFG";
     /// Every map of the object (the forwarding maps and the endpoints),
     /// pinned by every process that loads it.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         STATS,
         FIB_V6,
         FIB_V4,
@@ -53,6 +56,7 @@ pub mod pin {
         FIB6_TABLE,
         FIB6_TABLE_ROOT,
         FIB6_TABLE_HEAD,
+        FASTPATH_CFG,
         crate::endpoint::PIN,
     ];
 }
@@ -61,9 +65,10 @@ pub mod pin {
 pub mod stats {
     /// Index into the per-CPU statistics array.
     ///
-    /// Indices 0-8 count classes and verdicts; the rest count the reason
+    /// Indices 0-8 count XDP's classes and verdicts; 9-25 the reason
     /// behind each `XDP_PASS` (exactly one per passed frame) and the fast
-    /// path's notable events.
+    /// path's notable events; 26-31 what the TC programs did with pods'
+    /// traffic.
     #[repr(u32)]
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Stat {
@@ -113,6 +118,25 @@ pub mod stats {
         Inconsistent = 21,
         /// Event: the flow's first-choice member was dead and it was re-hashed.
         Rehashed = 22,
+        /// Passed: not TCP or UDP, which conntrack cannot be asked about
+        /// (with the netfilter check on).
+        Untracked = 23,
+        /// Passed: conntrack has not accepted the flow (yet).
+        NewFlow = 24,
+        /// Passed: conntrack translates the flow (NAT).
+        Translated = 25,
+        /// TC: a pod's packet sent straight out of a mesh NIC.
+        TcPodToMesh = 26,
+        /// TC: a pod's packet handed straight into another local pod.
+        TcPodToPod = 27,
+        /// TC: a packet from the mesh handed straight into a local pod.
+        TcMeshToPod = 28,
+        /// TC, left to the kernel: not TCP or UDP.
+        TcUntracked = 29,
+        /// TC, left to the kernel: conntrack has not accepted the flow.
+        TcNewFlow = 30,
+        /// TC, left to the kernel: conntrack translates the flow.
+        TcTranslated = 31,
     }
 
     /// Number of slots in the statistics array (room to grow without a
@@ -121,7 +145,7 @@ pub mod stats {
 
     impl Stat {
         /// Every counter, in index order.
-        pub const ALL: [Stat; 23] = [
+        pub const ALL: [Stat; 32] = [
             Stat::Rx,
             Stat::Ipv6,
             Stat::NonIpv6,
@@ -145,6 +169,15 @@ pub mod stats {
             Stat::NoEgressDev,
             Stat::Inconsistent,
             Stat::Rehashed,
+            Stat::Untracked,
+            Stat::NewFlow,
+            Stat::Translated,
+            Stat::TcPodToMesh,
+            Stat::TcPodToPod,
+            Stat::TcMeshToPod,
+            Stat::TcUntracked,
+            Stat::TcNewFlow,
+            Stat::TcTranslated,
         ];
 
         /// Return the counter's stable name (used in JSON output).
@@ -173,6 +206,15 @@ pub mod stats {
                 Stat::NoEgressDev => "pass_no_egress_dev",
                 Stat::Inconsistent => "pass_inconsistent",
                 Stat::Rehashed => "rehashed",
+                Stat::Untracked => "pass_untracked",
+                Stat::NewFlow => "pass_new_flow",
+                Stat::Translated => "pass_translated",
+                Stat::TcPodToMesh => "tc_pod_to_mesh",
+                Stat::TcPodToPod => "tc_pod_to_pod",
+                Stat::TcMeshToPod => "tc_mesh_to_pod",
+                Stat::TcUntracked => "tc_kernel_untracked",
+                Stat::TcNewFlow => "tc_kernel_new_flow",
+                Stat::TcTranslated => "tc_kernel_translated",
             }
         }
     }

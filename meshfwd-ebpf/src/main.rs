@@ -12,6 +12,8 @@
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "bpf")]
+mod ct;
+#[cfg(target_arch = "bpf")]
 mod tc;
 #[cfg(target_arch = "bpf")]
 mod xdp;

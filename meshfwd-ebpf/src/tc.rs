@@ -9,6 +9,10 @@
 //!   traffic for this node's own prefix): a destination in `ENDPOINTS` is
 //!   delivered into the pod with `bpf_redirect_peer`.
 //!
+//! Either takes a packet only when conntrack has accepted its flow and does
+//! not translate it (`crate::ct`): Service and hostPort traffic, whose
+//! replies must be un-NATed, and flows a rule dropped go through netfilter.
+//!
 //! Anything either program cannot handle is `TC_ACT_OK`: the kernel, which
 //! holds the same routes, takes it. That is every frame the shared
 //! classification (`meshfwd_common::packet`, the same rules as XDP) sends
@@ -23,14 +27,19 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use meshfwd_common::{
+    conntrack::TCP_FLAGS_OFFSET,
     endpoint::{ENDPOINT_MAX_ENTRIES, Endpoint, EndpointKey},
     fib,
     packet::{
         self, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, Ipv6Header, L4_OFFSET, proto,
     },
+    stats::Stat,
 };
 
-use crate::xdp::{NH_GROUPS, lookup_route, pick_member};
+use crate::{
+    ct::{self, Refusal},
+    xdp::{NH_GROUPS, count, lookup_route, pick_member},
+};
 
 /// Pods on this node: address -> host veth and MACs (filled by the CNI
 /// plugin).
@@ -52,7 +61,8 @@ pub fn meshfwd_tc_mesh(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn try_pod(ctx: &TcContext) -> Option<i32> {
     let ip = parse(ctx)?;
-    if let Some(verdict) = to_local_pod(ctx, &ip) {
+    let ports = ports(ctx, &ip);
+    if let Some(verdict) = to_local_pod(ctx, &ip, ports, Stat::TcPodToPod) {
         return Some(verdict);
     }
     // The same lookup and flow hash as transit traffic.
@@ -61,20 +71,16 @@ fn try_pod(ctx: &TcContext) -> Option<i32> {
         return None;
     }
     let group = NH_GROUPS.get(entry.group)?;
-    let h = fib::flow_hash(
-        &ip.src,
-        &ip.dst,
-        ip.vtc_flow,
-        ip.next_header,
-        ports(ctx, &ip),
-    );
+    let h = fib::flow_hash(&ip.src, &ip.dst, ip.vtc_flow, ip.next_header, ports);
     let nh = pick_member(group, h).ok()?;
     if !nh.has_mac() || !fits(ctx, &ip, nh.mtu as usize) {
         return None;
     }
+    accepted(ctx, &ip, ports)?;
     rewrite(ctx, ip.hop_limit, &nh.dst_mac, &nh.src_mac)?;
     // SAFETY: a plain helper call; the kernel checks the ifindex.
     let r = unsafe { bpf_redirect(nh.ifindex, 0) };
+    count(Stat::TcPodToMesh);
     Some(r as i32)
 }
 
@@ -82,21 +88,46 @@ fn try_pod(ctx: &TcContext) -> Option<i32> {
 #[inline(always)]
 fn try_mesh(ctx: &TcContext) -> Option<i32> {
     let ip = parse(ctx)?;
-    to_local_pod(ctx, &ip)
+    to_local_pod(ctx, &ip, ports(ctx, &ip), Stat::TcMeshToPod)
 }
 
-/// Redirect into the pod owning `ip.dst`, if it lives on this node.
+/// Redirect into the pod owning `ip.dst`, if it lives on this node and
+/// netfilter lets the flow through untranslated; count it as `done`.
 #[inline(always)]
-fn to_local_pod(ctx: &TcContext, ip: &Ipv6Header) -> Option<i32> {
+fn to_local_pod(ctx: &TcContext, ip: &Ipv6Header, ports: u32, done: Stat) -> Option<i32> {
     // SAFETY: the entry is only read, and only its plain-integer fields.
     let ep = *unsafe { ENDPOINTS.get(fib::addr_bytes(&ip.dst)) }?;
+    accepted(ctx, ip, ports)?;
     rewrite(ctx, ip.hop_limit, &ep.pod_mac, &ep.host_mac)?;
     // SAFETY: a plain helper call; the kernel checks the ifindex.
     let r = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
     if r == i64::from(TC_ACT_REDIRECT) {
+        count(done);
         Some(TC_ACT_REDIRECT)
     } else {
         None
+    }
+}
+
+/// Ask conntrack (`crate::ct`); count a refusal, which leaves the packet
+/// to the kernel.
+#[inline(always)]
+fn accepted(ctx: &TcContext, ip: &Ipv6Header, ports: u32) -> Option<()> {
+    let tcp_flags = match ip.next_header {
+        // SAFETY: `ptr_at` proved the byte lies in the linear data.
+        proto::TCP => ptr_at(ctx, L4_OFFSET + TCP_FLAGS_OFFSET, 1).map(|p| unsafe { *p }),
+        _ => None,
+    };
+    match ct::check_skb(ctx, ip, ports, tcp_flags) {
+        Ok(()) => Some(()),
+        Err(refusal) => {
+            count(match refusal {
+                Refusal::Untracked => Stat::TcUntracked,
+                Refusal::NewFlow => Stat::TcNewFlow,
+                Refusal::Translated => Stat::TcTranslated,
+            });
+            None
+        }
     }
 }
 

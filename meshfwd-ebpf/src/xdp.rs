@@ -14,14 +14,19 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use meshfwd_common::{
+    conntrack::TCP_FLAGS_OFFSET,
     fib::{
         self, CachedRoute, DST_CACHE_MAX_ENTRIES, EGRESS_DEV_MAX_ENTRIES, FIB_V4_MAX_ENTRIES,
         FIB_V6_MAX_ENTRIES, FibEntry, GROUP_MAX_ENTRIES, GROUP_MAX_MEMBERS, NEXT_HOP_MAX_ENTRIES,
         NextHop, NextHopGroup, table,
     },
-    packet::{self, Addr, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, L4_OFFSET},
+    packet::{
+        self, Addr, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, L4_OFFSET, proto,
+    },
     stats::{MAX_STATS, Stat},
 };
+
+use crate::ct::{self, Refusal};
 
 /// Per-CPU frame counters, indexed by [`Stat`].
 #[btf_map]
@@ -187,6 +192,19 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     if IPV6_HDR_LEN + ip.payload_len as usize > nh.mtu as usize {
         return pass(Stat::TooBig);
     }
+    // Last, as the dearest check: only flows netfilter has accepted and
+    // does not translate are forwarded here.
+    let tcp_flags = match ip.next_header {
+        proto::TCP => read_u8(ctx, L4_OFFSET + TCP_FLAGS_OFFSET),
+        _ => None,
+    };
+    if let Err(refusal) = ct::check_xdp(ctx, &ip, ports, tcp_flags) {
+        return pass(match refusal {
+            Refusal::Untracked => Stat::Untracked,
+            Refusal::NewFlow => Stat::NewFlow,
+            Refusal::Translated => Stat::Translated,
+        });
+    }
 
     // Commit: hop limit, then both MACs, then hand to the egress device.
     let Some(hl) = ptr_at(ctx, ETH_HDR_LEN + HOP_LIMIT_OFFSET, 1) else {
@@ -319,7 +337,7 @@ fn slot(i: u32) -> usize {
 
 /// Bump one per-CPU counter.
 #[inline(always)]
-fn count(stat: Stat) {
+pub(crate) fn count(stat: Stat) {
     if let Some(slot) = MESH_STATS.get_ptr_mut(stat as u32) {
         // SAFETY: the map slot is this CPU's own copy and XDP programs do not
         // nest on one CPU, so nothing else writes it concurrently.

@@ -16,7 +16,7 @@ use std::{
     path::PathBuf,
 };
 
-use dataplane::{netlink::Link, stats::Stats};
+use dataplane::{maps::Netfilter, netlink::Link, object::Conntrack, stats::Stats};
 use ipnet::Ipv6Net;
 use routing::{
     DropReason,
@@ -153,9 +153,24 @@ pub struct NodeInfo {
     pub lsdb: usize,
     pub spf_runs: u64,
     pub xdp: bool,
+    /// The fast path's netfilter check on this node.
+    pub netfilter: NetfilterInfo,
     pub state_file: PathBuf,
     pub bpffs: PathBuf,
     pub uptime_s: u64,
+}
+
+/// The netfilter check as the agent set it up (`agent::runtime::netfilter`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetfilterInfo {
+    /// Whether the fast path asks conntrack.
+    pub mode: Netfilter,
+    /// Whether the programs' conntrack lookups are linked to the kernel.
+    pub lookups: Conntrack,
+    /// Why conntrack may not be tracking the node's flows, if it may not.
+    pub tracking: Option<String>,
+    /// Whether `nf_conntrack_tcp_be_liberal` is on.
+    pub tcp_be_liberal: bool,
 }
 
 /// One row of `meshfwd show interfaces`: a link, whether it is in the

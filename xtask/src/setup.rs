@@ -40,6 +40,17 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "protobuf-compiler",
         "protoc for the CRI client in CNI tests",
     ),
+    ("nftables", "kube-proxy-style Service rules in tests"),
+    (
+        "iptables",
+        "kube-proxy's iptables mode and portmap in tests",
+    ),
+    ("conntrack", "conntrack entries in tests"),
+    (
+        "dnsmasq-base",
+        "a real DNS server behind a ClusterIP in tests",
+    ),
+    ("socat", "TCP and UDP endpoints in tests"),
     ("gcc", "static pause binary for CNI tests"),
     ("libc6-dev", "static pause binary for CNI tests"),
 ];

@@ -20,6 +20,7 @@
 //! xdp = true
 //! xdp_mode = "auto"                       # auto | native | generic
 //! kernel_routes = true
+//! netfilter = "check"                     # check | ignore
 //! log_format = "text"                     # text | json
 //!
 //! [interfaces]
@@ -47,7 +48,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use dataplane::xdp::AttachMode;
+use dataplane::{maps::Netfilter, xdp::AttachMode};
 use ipnet::Ipv6Net;
 use meshfwd_common::pin;
 use serde::{Deserialize, Serialize};
@@ -234,6 +235,11 @@ pub struct Config {
     pub xdp_mode: AttachMode,
     /// Mirror the routes into the kernel FIB.
     pub kernel_routes: bool,
+    /// `check`: the fast path takes only flows conntrack has accepted, seen
+    /// established and does not translate, so kube-proxy's Services,
+    /// hostPorts and netfilter policies work. `ignore`: for nodes where
+    /// nothing filters or translates forwarded traffic.
+    pub netfilter: Netfilter,
     pub log_format: LogFormat,
     pub interfaces: InterfacesConfig,
     pub ospf: OspfConfig,
@@ -256,6 +262,7 @@ impl Default for Config {
             xdp: true,
             xdp_mode: AttachMode::Auto,
             kernel_routes: true,
+            netfilter: Netfilter::Check,
             log_format: LogFormat::Text,
             interfaces: InterfacesConfig::default(),
             ospf: OspfConfig::default(),
@@ -313,6 +320,10 @@ pub struct AgentArgs {
     /// Do not install routes in the kernel FIB.
     #[arg(long)]
     pub no_kernel_routes: bool,
+    /// Whether the fast path asks conntrack first (check) or forwards
+    /// without asking (ignore: nothing on the node filters or translates).
+    #[arg(long, value_enum)]
+    pub netfilter: Option<Netfilter>,
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -395,6 +406,7 @@ impl Config {
         set(&mut self.ospf.hello_interval, &a.hello_interval);
         set(&mut self.ospf.dead_interval, &a.dead_interval);
         set(&mut self.xdp_mode, &a.xdp_mode);
+        set(&mut self.netfilter, &a.netfilter);
         set(&mut self.log_format, &a.log_format);
         if !a.exclude.is_empty() {
             self.interfaces.exclude = a.exclude.clone();

@@ -15,7 +15,7 @@ use meshfwd_common::pin;
 pub mod fib;
 pub mod show;
 
-use dataplane::{stats::Stats, xdp::AttachMode};
+use dataplane::{maps::Netfilter, stats::Stats, xdp::AttachMode};
 
 use crate::{
     agent::{self, AgentArgs, Config, config::DEFAULT_SOCKET, runtime::control},
@@ -84,6 +84,10 @@ enum Command {
         /// XDP attach mode.
         #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
         mode: AttachMode,
+        /// Whether the fast path asks conntrack first (check) or forwards
+        /// without asking (ignore); as the agent's `netfilter` setting.
+        #[arg(long, value_enum, default_value_t = Netfilter::Check)]
+        netfilter: Netfilter,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -175,8 +179,15 @@ fn run(cli: Cli) -> Result<()> {
             let config = Config::load(&args, cli.bpffs.as_deref(), cli.socket.as_deref())?;
             agent::main(config)?;
         }
-        Command::Attach { iface, mode, json } => {
+        Command::Attach {
+            iface,
+            mode,
+            netfilter,
+            json,
+        } => {
             let link = dataplane::xdp::attach(&bpffs, &iface, mode)?;
+            dataplane::maps::FibMaps::open(&bpffs)?.set_netfilter(netfilter)?;
+            agent::runtime::netfilter::prepare(Path::new("/proc/sys"), netfilter);
             if json {
                 let out = serde_json::json!({"iface": iface, "link": link, "bpffs": bpffs});
                 println!("{out}");

@@ -3,9 +3,11 @@
 
 use std::fmt::Display;
 
+use dataplane::{maps::Netfilter, object::Conntrack};
+
 use crate::{
     agent::core::identity::IdSource,
-    api::{Answer, NodeInfo, StatsReport},
+    api::{Answer, NetfilterInfo, NodeInfo, StatsReport},
     fib::dump::FibKind,
 };
 
@@ -136,6 +138,23 @@ pub fn render(answer: &Answer) -> String {
     }
 }
 
+/// `check (conntrack lookups linked, tcp_be_liberal)`, or what is missing.
+fn netfilter(n: &NetfilterInfo) -> String {
+    let mut notes = vec![match &n.lookups {
+        Conntrack::Linked => "conntrack lookups linked".to_owned(),
+        Conntrack::Unavailable(why) => format!("conntrack lookups unavailable: {why}"),
+    }];
+    if n.mode == Netfilter::Check {
+        if let Some(why) = &n.tracking {
+            notes.push(format!("tracking not ensured: {why}"));
+        }
+        if !n.tcp_be_liberal {
+            notes.push("tcp_be_liberal off".to_owned());
+        }
+    }
+    format!("{} ({})", n.mode, notes.join("; "))
+}
+
 fn node(d: &NodeInfo) -> String {
     let source = match &d.router_id_source {
         IdSource::Configured => "configured".to_owned(),
@@ -158,6 +177,7 @@ fn node(d: &NodeInfo) -> String {
         ("LSAs", d.lsdb.to_string()),
         ("SPF runs", d.spf_runs.to_string()),
         ("XDP fast path", yes_no(d.xdp)),
+        ("netfilter", netfilter(&d.netfilter)),
         ("state file", d.state_file.display().to_string()),
         ("uptime", format!("{}s", d.uptime_s)),
         ("version", d.version.clone()),

@@ -9,7 +9,10 @@ use aya::{
     maps::lpm_trie::Key,
     programs::{SchedClassifier, TestRun as _, TestRunOptions, Xdp},
 };
-use dataplane::{maps::FibMaps, object};
+use dataplane::{
+    maps::{FibMaps, Netfilter},
+    object,
+};
 use meshfwd_common::{
     fib::{FibEntry, GROUP_MAX_MEMBERS, NextHop, NextHopGroup, kind, nh_flags},
     stats::Stat,
@@ -46,8 +49,39 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// The programs with the netfilter check off: these tests judge the
+    /// forwarding logic, and their frames belong to no flow conntrack
+    /// knows (the check has tests of its own, with real entries).
     pub fn new() -> Self {
-        let mut ebpf = object::load(None).expect("load the eBPF object");
+        let mut h = Self::with_netfilter_check();
+        h.maps
+            .set_netfilter(Netfilter::Ignore)
+            .expect("turn the netfilter check off");
+        h
+    }
+
+    /// The programs as shipped: the netfilter check on.
+    pub fn with_netfilter_check() -> Self {
+        Self::from_linked(object::linked())
+    }
+
+    /// The programs as linked on a kernel without the conntrack kfuncs
+    /// (nf_conntrack a module, or not built): every lookup finds nothing.
+    pub fn without_conntrack() -> Self {
+        let kernel = object::KernelBtf {
+            func_id: Box::new(|name| Err(format!("{name}: no such kfunc"))),
+            status_offset: Err("no struct nf_conn".into()),
+        };
+        let linked = object::link(object::EBPF_OBJECT, &kernel);
+        assert!(matches!(
+            linked.conntrack,
+            object::Conntrack::Unavailable(_)
+        ));
+        Self::from_linked(&linked)
+    }
+
+    fn from_linked(linked: &object::Linked) -> Self {
+        let mut ebpf = object::load_linked(linked, None).expect("load the eBPF object");
         let maps = FibMaps::take(&mut ebpf).expect("take the maps");
         let prog: &mut Xdp = ebpf
             .program_mut(object::XDP_PROGRAM)

@@ -17,7 +17,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use dataplane::{maps::FibMaps, stats::Stats, xdp::AttachMode};
+use dataplane::{
+    maps::{FibMaps, Netfilter},
+    stats::Stats,
+    xdp::AttachMode,
+};
 use meshfwd_common::fib::NEXT_HOP_MAX_ENTRIES;
 use tokio::sync::watch;
 
@@ -83,11 +87,19 @@ pub struct Xdp {
 impl Dataplane {
     /// Load the eBPF object with its maps pinned under `bpffs` and start
     /// the writer task.
-    pub async fn start_xdp(bpffs: &Path, mode: AttachMode, kernel_routes: bool) -> Result<Self> {
+    pub async fn start_xdp(
+        bpffs: &Path,
+        mode: AttachMode,
+        kernel_routes: bool,
+        netfilter: Netfilter,
+    ) -> Result<Self> {
         dataplane::bpffs::prepare(bpffs)?;
         // Loading with pin paths creates the maps (or reuses pinned ones);
         // the object is dropped, the pinned maps stay.
         drop(dataplane::object::load(Some(bpffs))?);
+        // Before any program is attached: the setting is the node's, and
+        // pods' TC programs read it as well.
+        FibMaps::open(bpffs)?.set_netfilter(netfilter)?;
         let writer = FibWriter::new(FibMaps::open(bpffs)?)
             .await?
             .with_kernel_routes(kernel_routes);

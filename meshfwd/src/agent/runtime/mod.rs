@@ -13,11 +13,13 @@
 //! - [`kernel`]: rtnetlink, sysctls, the local device, veth checksums;
 //! - [`ospf`]: the OSPF driver's life;
 //! - [`dataplane`]: the map writer task, XDP attachment, alive flips;
+//! - [`netfilter`]: what conntrack needs for the fast path's check;
 //! - [`control`]: the socket `meshfwd show ...` talks to.
 
 pub mod control;
 pub mod dataplane;
 pub mod kernel;
+pub mod netfilter;
 pub mod ospf;
 
 use std::{
@@ -42,8 +44,8 @@ use super::{
     core::{Action, Core, Event, Millis, Settings, links::LinkFilter},
 };
 use crate::api::{
-    AgentCounters, Answer, InterfaceRow, NodeInfo, OspfStats, ProcessStats, Query, RouteHop,
-    RouteRow, StatsReport,
+    AgentCounters, Answer, InterfaceRow, NetfilterInfo, NodeInfo, OspfStats, ProcessStats, Query,
+    RouteHop, RouteRow, StatsReport,
 };
 
 /// How often the agent samples OSPF for the router id and pod prefix checks.
@@ -87,6 +89,8 @@ pub struct Agent {
     dataplane: Dataplane,
     /// The control socket, bound at start, served by `run`.
     listener: Option<tokio::net::UnixListener>,
+    /// The netfilter check as set up at start.
+    netfilter: NetfilterInfo,
     /// Counters of what the runtime carried out (the core counts its
     /// decisions).
     alive_flips: u64,
@@ -133,10 +137,16 @@ impl Agent {
         );
         tracing::info!(router_id = %identity.router_id, source = ?identity.source, "router id");
         let local_device = kernel::ensure_local_device(&netlink, &config.local_device).await?;
+        let netfilter = netfilter::prepare(Path::new(PROC_SYS), config.netfilter);
         let dataplane = if config.xdp {
-            Dataplane::start_xdp(&config.bpffs, config.xdp_mode, config.kernel_routes)
-                .await
-                .map_err(AgentError::Dataplane)?
+            Dataplane::start_xdp(
+                &config.bpffs,
+                config.xdp_mode,
+                config.kernel_routes,
+                config.netfilter,
+            )
+            .await
+            .map_err(AgentError::Dataplane)?
         } else {
             // Without the writer (which reconciles on its first apply),
             // routes of an earlier run are removed here.
@@ -157,6 +167,7 @@ impl Agent {
             local_device,
             ospf: None,
             dataplane,
+            netfilter,
             listener: Some(listener),
             alive_flips: 0,
             control_requests: 0,
@@ -429,6 +440,7 @@ impl Agent {
                     lsdb: snap.state.lsdb.len(),
                     spf_runs: snap.state.spf_runs,
                     xdp: self.config.xdp,
+                    netfilter: self.netfilter.clone(),
                     state_file: self.config.state_file.clone(),
                     bpffs: self.config.bpffs.clone(),
                     uptime_s: self.started.elapsed().as_secs(),

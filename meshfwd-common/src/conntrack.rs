@@ -1,0 +1,182 @@
+//! Netfilter coherence: the fast path forwards a packet only when the
+//! kernel's connection tracking has already accepted its flow and does not
+//! translate it, so kube-proxy's Services, `portmap`'s hostPorts and
+//! netfilter policies behave as if there were no fast path.
+//!
+//! The programs ask conntrack with the kernel's lookup kfuncs
+//! (`bpf_skb_ct_lookup`, `bpf_xdp_ct_lookup`, `bpf_ct_release`), twice per
+//! packet:
+//! 1. the packet's own tuple: no entry means the kernel has not accepted
+//!    the flow yet (its first packets, or a flow a rule dropped: an entry
+//!    is only confirmed once the first packet has passed every chain);
+//! 2. the inverse tuple: a flow without NAT is found again (in the other
+//!    direction); a translated flow is not, because its other tuple names
+//!    the translated address or port.
+//!
+//!
+//! TCP segments that open or close a connection (SYN, FIN, RST) always go
+//! through conntrack ([`opens_or_closes`]), so its entries end when the
+//! flow does. On a pod's own node the TC programs also wait until
+//! conntrack has seen the flow established ([`established`]: for TCP its
+//! handshake, so the entry is `ASSURED`; for UDP a reply): that node sees
+//! both directions of its pods' flows, and its entries are the ones NAT
+//! and policies rely on. A transit node may see one direction only (a
+//! mesh's paths need not be symmetric), so there conntrack would never
+//! call the flow established; XDP asks only that the kernel accepted it.
+//!
+//! Like the kernel's own flowtable, conntrack then does not see the
+//! packets in between, so the agent turns on `nf_conntrack_tcp_be_liberal`:
+//! conntrack's TCP window tracking would otherwise call the closing FIN
+//! out of window, and kube-proxy drops packets conntrack calls invalid.
+//!
+//! Only TCP and UDP can be asked (the kfuncs know no other protocol); every
+//! other packet takes the kernel path while the check is on. The check is
+//! on unless the agent is told netfilter does not matter on its nodes
+//! ([`cfg::NETFILTER`]).
+
+/// `struct bpf_ct_opts` as the kernel takes it (with the zone fields:
+/// 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtOpts {
+    /// -1: the namespace of the packet.
+    pub netns_id: i32,
+    /// Out: why the lookup failed.
+    pub error: i32,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub l4proto: u8,
+    /// Out: the direction the tuple matched.
+    pub dir: u8,
+    pub ct_zone_id: u16,
+    pub ct_zone_dir: u8,
+    pub reserved: [u8; 3],
+}
+
+/// Size of [`CtOpts`], passed along with it.
+pub const CT_OPTS_SIZE: u32 = 16;
+const _: () = assert!(size_of::<CtOpts>() == CT_OPTS_SIZE as usize);
+
+/// The IPv6 member of `struct bpf_sock_tuple`: addresses and ports as they
+/// lie on the wire (the fast path's native-endian words of wire bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuple6 {
+    pub saddr: [u32; 4],
+    pub daddr: [u32; 4],
+    /// Source then destination port, the first four transport bytes.
+    pub ports: u32,
+}
+
+/// Size of [`Tuple6`], passed along with it.
+pub const TUPLE6_SIZE: u32 = 36;
+const _: () = assert!(size_of::<Tuple6>() == TUPLE6_SIZE as usize);
+
+impl Tuple6 {
+    /// Return the tuple of the flow's other direction.
+    #[inline(always)]
+    pub const fn inverse(&self) -> Tuple6 {
+        Tuple6 {
+            saddr: self.daddr,
+            daddr: self.saddr,
+            // The two 16-bit ports trade places, whatever the byte order.
+            ports: self.ports.rotate_left(16),
+        }
+    }
+}
+
+/// `IPS_SEEN_REPLY` in `nf_conn.status`: the kernel saw the flow's reply.
+pub const IPS_SEEN_REPLY: u64 = 1 << 1;
+/// `IPS_ASSURED` in `nf_conn.status`: for TCP, the handshake completed.
+pub const IPS_ASSURED: u64 = 1 << 2;
+
+/// Offset of the TCP flags byte in the TCP header.
+pub const TCP_FLAGS_OFFSET: usize = 13;
+/// TCP flags that open or close a connection: FIN, SYN, RST.
+pub const TCP_CONTROL: u8 = 0x01 | 0x02 | 0x04;
+
+/// The program's global holding the byte offset of `status` in the
+/// running kernel's `struct nf_conn`, set by the loader from the kernel's
+/// BTF (the layout depends on the kernel's configuration).
+pub const STATUS_OFFSET_GLOBAL: &str = "NF_CONN_STATUS_OFFSET";
+
+/// Whether a TCP segment with flags byte `tcp_flags` opens or closes a
+/// connection (such segments always go through conntrack).
+#[inline(always)]
+pub const fn opens_or_closes(tcp_flags: u8) -> bool {
+    tcp_flags & TCP_CONTROL != 0
+}
+
+/// Whether conntrack, holding a flow in state `status`, has seen it
+/// established: for TCP the handshake, for UDP a reply.
+#[inline(always)]
+pub const fn established(l4proto: u8, status: u64) -> bool {
+    match l4proto {
+        crate::packet::proto::TCP => status & IPS_ASSURED != 0,
+        crate::packet::proto::UDP => status & IPS_SEEN_REPLY != 0,
+        _ => false,
+    }
+}
+
+/// The kernel functions the programs call, resolved by the loader against
+/// the running kernel's BTF.
+pub const KFUNCS: [&str; 3] = ["bpf_skb_ct_lookup", "bpf_xdp_ct_lookup", "bpf_ct_release"];
+
+/// Slots of the `FASTPATH_CFG` array.
+pub mod cfg {
+    /// 0 (the default): forward only flows conntrack has accepted and does
+    /// not translate. 1: ignore netfilter (nothing on the node filters or
+    /// translates forwarded traffic).
+    pub const NETFILTER: u32 = 0;
+}
+
+/// Size of `FASTPATH_CFG`.
+pub const CFG_SLOTS: u32 = 4;
+/// [`cfg::NETFILTER`]: netfilter may act on forwarded traffic.
+pub const NETFILTER_CHECK: u32 = 0;
+/// [`cfg::NETFILTER`]: netfilter does not act on forwarded traffic.
+pub const NETFILTER_IGNORE: u32 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{fib::addr_words, packet::proto};
+
+    #[test]
+    fn established_means_the_handshake_for_tcp_and_a_reply_for_udp() {
+        assert!(established(proto::TCP, IPS_ASSURED | IPS_SEEN_REPLY));
+        assert!(
+            !established(proto::TCP, IPS_SEEN_REPLY),
+            "handshake unfinished"
+        );
+        assert!(established(proto::UDP, IPS_SEEN_REPLY));
+        assert!(!established(proto::UDP, 0));
+        assert!(!established(proto::ICMPV6, IPS_ASSURED | IPS_SEEN_REPLY));
+    }
+
+    #[test]
+    fn syn_fin_and_rst_open_or_close() {
+        const ACK: u8 = 0x10;
+        const PSH: u8 = 0x08;
+        for control in [0x01, 0x02, 0x04] {
+            assert!(opens_or_closes(control | ACK));
+        }
+        assert!(!opens_or_closes(ACK | PSH));
+    }
+
+    #[test]
+    fn the_inverse_swaps_addresses_and_ports_on_the_wire() {
+        let a = addr_words(&[0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5]);
+        let b = addr_words(&[0xfd, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9]);
+        // Wire bytes 0x9c40 (40000) then 0x0050 (80), loaded natively.
+        let ports = u32::from_ne_bytes([0x9c, 0x40, 0x00, 0x50]);
+        let t = Tuple6 {
+            saddr: a,
+            daddr: b,
+            ports,
+        };
+        let r = t.inverse();
+        assert_eq!((r.saddr, r.daddr), (b, a));
+        assert_eq!(r.ports.to_ne_bytes(), [0x00, 0x50, 0x9c, 0x40]);
+        assert_eq!(r.inverse(), t);
+    }
+}
