@@ -191,6 +191,9 @@ mod tests {
         let status = member_offset(&vmlinux, "nf_conn", "status").expect("nf_conn.status");
         let timeout = member_offset(&vmlinux, "nf_conn", "timeout").expect("nf_conn.timeout");
         // `status` follows the lock, timeout, zone and both tuple hashes.
-        assert!(status > timeout && status.is_multiple_of(8), "status at {status}");
+        assert!(
+            status > timeout && status.is_multiple_of(8),
+            "status at {status}"
+        );
     }
 }
