@@ -23,9 +23,21 @@ use crate::spec::result::{Interface, IpConfig, Route};
 use crate::spec::{CniResult, Code, Env, Error, NetConf, Result};
 use crate::wiring::{self, GATEWAY, Plan};
 
-/// Return the first address of `runtimeConfig.ips` (the `ips` capability).
+/// Return the address `runtimeConfig.ips` asks for (the `ips`
+/// capability). A pod gets one IPv6 address, so a second entry is an error
+/// that names it, never silently dropped.
 fn requested_addr(conf: &NetConf) -> Result<Option<Ipv6Addr>> {
-    let Some(first) = conf.requested_ips()?.into_iter().next() else {
+    let ips = conf.requested_ips()?;
+    if let [first, extra, ..] = ips.as_slice() {
+        return Err(Error::new(
+            Code::UnsupportedField,
+            format!(
+                "runtimeConfig.ips: cannot honour {extra} as well as {first}: a kubermesh pod \
+                 has one address, IPv6"
+            ),
+        ));
+    }
+    let Some(first) = ips.into_iter().next() else {
         return Ok(None);
     };
     let bare = first.split_once('/').map_or(first.as_str(), |(a, _)| a);
@@ -56,7 +68,8 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
     let requested = requested_addr(conf)?;
     let pod_mac = conf.requested_mac()?;
     let mtu = conf.mtu.unwrap_or(node.mtu);
-    let mut endpoints = if conf.fast_path {
+    let fast_path = conf.fast_path();
+    let mut endpoints = if fast_path {
         Some(Endpoints::open_or_create(&node.bpffs)?)
     } else {
         None
@@ -84,6 +97,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
         netns: &ns,
         mtu,
         pod_mac,
+        fast_path,
     };
     // Attaching with TCX waits out an RCU grace period, the longest step of
     // an ADD. The agent does it when it can (it sees the veth appear);
@@ -93,7 +107,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
     let (wired, attached) = std::thread::scope(|s| {
         let mut attaching = None;
         let wired = wiring::wire(&mut host, &mut pod, &plan, |host_name| {
-            if conf.fast_path && !agent_attaches {
+            if fast_path && !agent_attaches {
                 let (bpffs, name) = (&node.bpffs, host_name.to_owned());
                 attaching = Some(s.spawn(move || fastpath::attach(bpffs, &name)));
             }
@@ -279,7 +293,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
     let mut pod = wiring::netlink_in(&ns)?;
     let mut host = wiring::netlink_host()?;
     let host_link = wiring::check(&mut host, &mut pod, &env.container_id, &env.ifname, addr)?;
-    if conf.fast_path {
+    if conf.fast_path() {
         let eps = Endpoints::open(&node.bpffs)?.ok_or_else(|| {
             fail(format!(
                 "no endpoint map is pinned under {}",

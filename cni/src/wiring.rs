@@ -154,6 +154,9 @@ pub struct Plan<'a> {
     pub mtu: u32,
     /// `runtimeConfig.mac`, else the derived one.
     pub pod_mac: Option<[u8; 6]>,
+    /// Whether the pod's traffic takes the fast path (else no one may
+    /// attach to its veth).
+    pub fast_path: bool,
 }
 
 /// Open a netlink socket inside `ns`.
@@ -278,9 +281,12 @@ fn configure(
     host.add_route6(addr, 128, None, host_link.ifindex)
         .map_err(nl_err)?;
     // Last: the mark that tells the agent this veth is finished (announced
-    // to it because the link is up by now).
-    host.set_alias(host_link.ifindex, dataplane::tc::POD_VETH_ALIAS)
-        .map_err(nl_err)?;
+    // to it because the link is up by now) and wants the fast path. A pod
+    // without it gets no mark, so the agent leaves its veth alone.
+    if plan.fast_path {
+        host.set_alias(host_link.ifindex, dataplane::tc::POD_VETH_ALIAS)
+            .map_err(nl_err)?;
+    }
 
     Ok(Wired {
         addr,

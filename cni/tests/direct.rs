@@ -495,3 +495,73 @@ fn with_an_agent_add_marks_the_veth_and_leaves_the_attach_to_it() {
     );
     assert!(!link.exists(), "DEL removes the agent's pin");
 }
+
+#[test]
+fn more_addresses_than_a_pod_has_are_an_error_naming_the_extra_one() {
+    let mut node = Node::new("cni-extra-ip", PREFIX);
+    let netns = node.new_pod();
+    let conf = node.conf(
+        "1.1.0",
+        json!({"runtimeConfig": {"ips": ["fd42:1:2:3::99/128", "198.18.0.9/32"]}}),
+    );
+    let msg = node.verb("ADD", "c1", &netns, "eth0", &conf).err(2);
+    assert!(msg.contains("198.18.0.9/32"), "{msg}");
+    assert!(node.allocations().is_empty(), "nothing allocated");
+    assert!(node.host_veths().is_empty(), "nothing wired");
+}
+
+/// Whether the host veth of `cid` carries the agent's mark, and whether a
+/// fast-path link is pinned for it.
+fn marked_and_attached(node: &Node, cid: &str) -> (bool, bool) {
+    let veth = host_veth_name(cid, "eth0");
+    let shown = node
+        .lab
+        .node(&node.host)
+        .run(&["ip", "link", "show", &veth])
+        .unwrap();
+    let marked = shown.contains(&format!("alias {}", dataplane::tc::POD_VETH_ALIAS));
+    (marked, cni::fastpath::link_pin(&node.bpffs, &veth).exists())
+}
+
+#[test]
+fn a_pod_without_the_fast_path_gets_no_mark_no_endpoint_and_no_program() {
+    for (tag, extra) in [
+        ("cni-nofast", json!({"fastPath": false})),
+        // A pod the bandwidth plugin shapes: its qdiscs sit where the fast
+        // path would skip them.
+        (
+            "cni-shaped",
+            json!({"runtimeConfig": {"bandwidth": {"ingressRate": 1000000, "ingressBurst": 100000}}}),
+        ),
+    ] {
+        for attach in ["plugin", "agent"] {
+            let mut node = Node::new(tag, PREFIX);
+            let mut state: Value =
+                serde_json::from_str(&std::fs::read_to_string(&node.state_file).unwrap()).unwrap();
+            state["pod_attach"] = json!(attach);
+            std::fs::write(&node.state_file, state.to_string()).unwrap();
+            let netns = node.new_pod();
+            let conf = node.conf("1.1.0", extra.clone());
+            let result = node.verb("ADD", "c1", &netns, "eth0", &conf).ok();
+            assert_eq!(
+                marked_and_attached(&node, "c1"),
+                (false, false),
+                "{tag} ({attach} attaches)"
+            );
+            assert!(node.endpoints().is_empty(), "{tag}: no endpoint");
+            let addr = result["ips"][0]["address"].as_str().unwrap();
+            assert!(
+                node.ping(addr.split('/').next().unwrap()),
+                "{tag}: reachable"
+            );
+            let check = node.conf("1.1.0", {
+                let mut e = extra.clone();
+                e["prevResult"] = result.clone();
+                e
+            });
+            node.verb("CHECK", "c1", &netns, "eth0", &check).ok();
+            node.verb("DEL", "c1", &netns, "eth0", &check).ok();
+            assert!(node.host_veths().is_empty());
+        }
+    }
+}

@@ -13,14 +13,17 @@
 //! not translate it (`crate::ct`): Service and hostPort traffic, whose
 //! replies must be un-NATed, and flows a rule dropped go through netfilter.
 //!
-//! Anything either program cannot handle is `TC_ACT_OK`: the kernel, which
-//! holds the same routes, takes it. That is every frame the shared
-//! classification (`meshfwd_common::packet`, the same rules as XDP) sends
-//! to the kernel, and no route, a dead or unresolved next hop, too big (for
-//! a GSO skb: one segment too big), or headers not in the linear part.
+//! Anything either program cannot handle is `TCX_NEXT` (`TC_ACT_UNSPEC`):
+//! the hook's next program or classic filter runs, then the kernel, which
+//! holds the same routes, takes it (`TC_ACT_OK` would end the hook there
+//! and skip, say, a qdisc filter another plugin installed). That is every
+//! frame the shared classification (`meshfwd_common::packet`, the same
+//! rules as XDP) sends to the kernel, and no route, a dead or unresolved
+//! next hop, too big (for a GSO skb: one segment too big), or headers not
+//! in the linear part.
 
 use aya_ebpf::{
-    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_OK, TC_ACT_REDIRECT},
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_REDIRECT, TC_ACT_UNSPEC},
     btf_maps::HashMap,
     helpers::generated::{bpf_redirect, bpf_redirect_peer},
     macros::{btf_map, classifier},
@@ -49,12 +52,12 @@ static ENDPOINTS: HashMap<EndpointKey, Endpoint, { ENDPOINT_MAX_ENTRIES as usize
 
 #[classifier]
 pub fn meshfwd_tc_pod(ctx: TcContext) -> i32 {
-    try_pod(&ctx).unwrap_or(TC_ACT_OK)
+    try_pod(&ctx).unwrap_or(TC_ACT_UNSPEC)
 }
 
 #[classifier]
 pub fn meshfwd_tc_mesh(ctx: TcContext) -> i32 {
-    try_mesh(&ctx).unwrap_or(TC_ACT_OK)
+    try_mesh(&ctx).unwrap_or(TC_ACT_UNSPEC)
 }
 
 /// Pod egress: to a local pod, else along the FIB.

@@ -8,7 +8,7 @@ mod support;
 
 use lab::{Lab, Topology, netns};
 use meshfwd_common::stats::Stat;
-use support::{Frame, Harness, TC_ACT_OK, TC_ACT_REDIRECT, XDP_PASS, XDP_REDIRECT};
+use support::{Frame, Harness, TC_ACT_REDIRECT, TCX_NEXT, XDP_PASS, XDP_REDIRECT};
 
 const CLIENT: &str = "2001:db8:1::7";
 const SERVER: &str = "2001:db8:100::42";
@@ -64,7 +64,7 @@ fn verdicts(lab: &Lab, h: &Harness, f: &Frame) -> (u32, i32) {
 }
 
 const FAST: (u32, i32) = (XDP_REDIRECT, TC_ACT_REDIRECT);
-const KERNEL: (u32, i32) = (XDP_PASS, TC_ACT_OK);
+const KERNEL: (u32, i32) = (XDP_PASS, TCX_NEXT);
 
 #[test]
 fn a_tcp_flow_is_fast_once_conntrack_accepted_it_and_on_its_pods_node_once_established() {
@@ -92,7 +92,7 @@ fn a_tcp_flow_is_fast_once_conntrack_accepted_it_and_on_its_pods_node_once_estab
     // only; a pod's node (TC) waits for the handshake.
     assert_eq!(
         verdicts(&lab, &h, &ack),
-        (XDP_REDIRECT, TC_ACT_OK),
+        (XDP_REDIRECT, TCX_NEXT),
         "not assured"
     );
     conntrack(&lab, &[&["-D"], &flow[..]].concat());
@@ -143,7 +143,7 @@ fn a_udp_flow_is_fast_once_accepted_and_on_its_pods_node_once_replied() {
     conntrack(&lab, &[&["-I"], &flow[..], &["-t", "60"]].concat());
     assert_eq!(
         verdicts(&lab, &h, &f),
-        (XDP_REDIRECT, TC_ACT_OK),
+        (XDP_REDIRECT, TCX_NEXT),
         "unreplied"
     );
     conntrack(&lab, &[&["-D"], &flow[..]].concat());

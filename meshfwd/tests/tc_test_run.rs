@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Frame, Harness, MTU, TC_ACT_OK, TC_ACT_REDIRECT, forwarded, nh_mac};
+use support::{Frame, Harness, MTU, TC_ACT_REDIRECT, TCX_NEXT, forwarded, nh_mac};
 
 const DST: &str = "2001:db8:100::42";
 const SRC: &str = "2001:db8:1::7";
@@ -29,7 +29,7 @@ fn a_packet_that_fits_goes_straight_to_the_mesh() {
     // One byte more and the kernel must answer Packet Too Big.
     let f = Frame::tcp(SRC, DST, MTU as usize - 40 - 32 + 1).bytes();
     let (verdict, out) = h.run_tc_pod(&f, 0);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TCX_NEXT);
     assert_eq!(out, f, "left untouched for the kernel");
 }
 
@@ -45,10 +45,10 @@ fn a_gso_skb_is_judged_by_its_segments() {
     assert_eq!(out, forwarded(&f, nh_mac(1)));
     // Segments one byte too big go to the kernel, GSO or not.
     let (verdict, out) = h.run_tc_pod(&f, mss as u32 + 1);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TCX_NEXT);
     assert_eq!(out, f);
     let (verdict, _) = h.run_tc_pod(&f, 0);
-    assert_eq!(verdict, TC_ACT_OK, "not GSO: one packet of 2 MSS");
+    assert_eq!(verdict, TCX_NEXT, "not GSO: one packet of 2 MSS");
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn a_gso_skb_of_another_protocol_goes_to_the_kernel() {
     f.next_header = 47; // GRE: segment headers unknown here
     let f = f.bytes();
     let (verdict, _) = h.run_tc_pod(&f, 1000);
-    assert_eq!(verdict, TC_ACT_OK);
+    assert_eq!(verdict, TCX_NEXT);
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn the_pod_program_leaves_to_the_kernel_what_xdp_does() {
     ];
     for (what, f) in cases {
         let (verdict, out) = h.run_tc_pod(&f, 0);
-        assert_eq!(verdict, TC_ACT_OK, "{what}");
+        assert_eq!(verdict, TCX_NEXT, "{what}");
         assert_eq!(out, f, "{what}: left untouched for the kernel");
     }
     // And an ordinary one still goes straight to the mesh.

@@ -70,8 +70,9 @@ pub struct NetConf {
     pub state_file: PathBuf,
     /// MTU override; default is the node's mesh MTU.
     pub mtu: Option<u32>,
-    /// Attach the TC fast path on the host veth (`fastPath`, default true).
-    pub fast_path: bool,
+    /// `fastPath` as written (default true); see [`NetConf::fast_path`]
+    /// for what the pod gets.
+    pub fast_path_conf: bool,
     pub runtime_config: Map<String, Value>,
     pub prev_result: Option<CniResult>,
     pub dns: Map<String, Value>,
@@ -157,12 +158,32 @@ impl NetConf {
                 .state_file
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_FILE)),
             mtu: raw.mtu,
-            fast_path: raw.fast_path.unwrap_or(true),
+            fast_path_conf: raw.fast_path.unwrap_or(true),
             runtime_config: raw.runtime_config.unwrap_or_default(),
             prev_result,
             dns: raw.dns.unwrap_or_default(),
             valid_attachments: raw.valid_attachments.or(raw.attachments),
         })
+    }
+
+    /// Whether the pod's traffic takes the TC fast path: `fastPath` is not
+    /// false and the pod is not shaped by the `bandwidth` plugin (its
+    /// `runtimeConfig.bandwidth`). The fast path hands packets to and from
+    /// the pod past the host veth's qdiscs, where that plugin shapes (a
+    /// root qdisc for traffic to the pod, an ifb for traffic from it), so a
+    /// shaped pod's traffic must take the kernel path.
+    pub fn fast_path(&self) -> bool {
+        self.fast_path_conf && !self.shaped()
+    }
+
+    /// Whether `runtimeConfig.bandwidth` asks for any shaping.
+    pub fn shaped(&self) -> bool {
+        match self.runtime("bandwidth") {
+            Some(Value::Object(limits)) => {
+                limits.values().any(|v| v.as_u64().is_some_and(|n| n > 0))
+            }
+            _ => false,
+        }
     }
 
     /// Look a `runtimeConfig` key up case-insensitively: runtimes send
@@ -259,7 +280,7 @@ mod tests {
         let c = parse(r#"{"cniVersion":"1.1.0","name":"kubermesh","type":"meshfwd-cni"}"#).unwrap();
         assert_eq!(c.version, Version::V1_1_0);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
-        assert!(c.fast_path);
+        assert!(c.fast_path());
     }
 
     #[test]

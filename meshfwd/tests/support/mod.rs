@@ -30,7 +30,9 @@ pub const EGRESS_IFINDEX: u32 = 1;
 pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const UPSTREAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
 pub const MTU: u32 = 1500;
-pub const TC_ACT_OK: i32 = 0;
+/// `TC_ACT_UNSPEC`: the TC programs' "not mine", which lets the hook's
+/// next program or filter run before the kernel takes the packet.
+pub const TCX_NEXT: i32 = -1;
 pub const TC_ACT_REDIRECT: i32 = 7;
 /// Size of `struct __sk_buff` and the offset of its `gso_size` field.
 const SK_BUFF_LEN: usize = 192;
