@@ -2,9 +2,9 @@
 //! shared harness (`lab::agents`), read through the typed answers of
 //! `meshfwd::api` ([`Answers`]), and finding or building the binaries.
 
-use std::{collections::BTreeSet, net::Ipv6Addr, path::PathBuf, process::Command, time::Duration};
+use std::{collections::BTreeSet, net::Ipv6Addr, path::PathBuf, time::Duration};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 use dataplane::node_state::NodeState;
 use ipnet::Ipv6Net;
 pub use lab::agents::AgentMesh as Mesh;
@@ -12,48 +12,21 @@ use meshfwd::api::{Query, RouteRow, StatsReport};
 use meshfwd_common::stats::Stat;
 
 pub use lab::agents::{DEAD, HELLO, wait_for, wait_until};
+use lab::pods::built_bin;
 
 /// Longest wait for the mesh to converge at any step.
 pub const CONVERGE: Duration = Duration::from_secs(60);
 
-/// Find the agent binary: `--meshfwd`, `$MESHFWD_BIN`, next to this
-/// binary, or build it.
+/// Find the agent binary: `--meshfwd`, `$MESHFWD_BIN`, or built next to
+/// this binary.
 pub fn meshfwd_bin(given: Option<PathBuf>) -> Result<PathBuf> {
     built_bin(given, "MESHFWD_BIN", "meshfwd", "meshfwd")
 }
 
-/// Find the plugin binary: `--cni`, `$MESHFWD_CNI_BIN`, next to this
-/// binary, or build it.
+/// Find the plugin binary: `--cni`, `$MESHFWD_CNI_BIN`, or built next to
+/// this binary.
 pub fn cni_bin(given: Option<PathBuf>) -> Result<PathBuf> {
     built_bin(given, "MESHFWD_CNI_BIN", "cni", "meshfwd-cni")
-}
-
-/// Return `given`, else `$env`, else binary `bin` of `package` built next
-/// to this binary (in the same profile).
-fn built_bin(given: Option<PathBuf>, env: &str, package: &str, bin: &str) -> Result<PathBuf> {
-    if let Some(p) = given.or_else(|| std::env::var_os(env).map(PathBuf::from)) {
-        return Ok(p);
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("no directory for this binary")?;
-    let sibling = dir.join(bin);
-    eprintln!("building the {bin} binary");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--package", package, "--bin", bin]);
-    if dir.ends_with("release") {
-        cmd.arg("--release");
-    }
-    if !cmd.status().context("running cargo build")?.success() {
-        bail!("building {bin} failed");
-    }
-    if !sibling.exists() {
-        bail!(
-            "{} does not exist after the build; name it with its flag",
-            sibling.display()
-        );
-    }
-    Ok(sibling)
 }
 
 /// The harness's answers, typed.

@@ -22,6 +22,8 @@
 //!   link that make loud and silent cuts possible below XDP;
 //! - [`process`]: long-lived processes in their own process groups;
 //! - [`agents`]: a mesh of real `meshfwd agent` processes, one per node;
+//! - [`kube_proxy`]: the Service rules kube-proxy writes, for a node;
+//! - [`pods`]: pods wired by a CNI plugin, and finding the binaries;
 //! - [`cleanup`]: teardown on drop, panic and Ctrl-C, and removal of what
 //!   dead test processes left behind.
 //!
@@ -32,10 +34,12 @@
 pub mod agents;
 pub mod cleanup;
 pub mod exec;
+pub mod kube_proxy;
 mod lab;
 pub mod link;
 pub mod netns;
 mod node;
+pub mod pods;
 pub mod process;
 pub mod topology;
 

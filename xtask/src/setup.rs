@@ -51,6 +51,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "a real DNS server behind a ClusterIP in tests",
     ),
     ("socat", "TCP and UDP endpoints in tests"),
+    (
+        "bind9-dnsutils",
+        "dig: DNS queries through a ClusterIP in tests",
+    ),
     ("gcc", "static pause binary for CNI tests"),
     ("libc6-dev", "static pause binary for CNI tests"),
 ];

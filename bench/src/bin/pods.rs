@@ -44,26 +44,24 @@ use std::{
     io::{Read as _, Write as _},
     net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context as _, Result, bail};
 use bench::agents::{Answers as _, CONVERGE, Mesh, cni_bin, meshfwd_bin, wait_until};
-use lab::{Lab, Topology, Wire, netns};
+use lab::{
+    Lab, Topology, Wire, netns,
+    pods::{Invocation, PluginRun, REFERENCE_PLUGINS, pod_netns, run_plugin},
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// Where the reference plugins live (Debian's containernetworking-plugins).
-const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
 /// Port of the request/response server.
 const RR_PORT: u16 = 47_998;
 /// Size of one request and one response.
 const RR_SIZE: usize = 64;
 /// Round trips before the timed ones, per connection.
 const RR_WARMUP: usize = 100;
-/// Longest a single plugin run may take.
-const PLUGIN_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -252,14 +250,6 @@ fn sorted(mut v: Vec<f64>) -> Vec<f64> {
     v
 }
 
-/// One plugin run's outcome.
-struct PluginRun {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
 /// The lab of one run, with the plugin it wires pods with.
 struct PodLab {
     kind: Kind,
@@ -314,47 +304,13 @@ impl PodLab {
         netns: &str,
         conf: &str,
     ) -> Result<PluginRun> {
-        // Spawned from a thread inside the node's netns, as a runtime
-        // execs the plugin in the host netns: no nsenter in the timing.
-        let mut cmd = Command::new(&self.cni);
-        cmd.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", verb)
-            .env("CNI_CONTAINERID", cid)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", REFERENCE_PLUGINS)
-            .env(
-                "CNI_ARGS",
-                format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME={cid}"),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let start = Instant::now();
-        let ns = self.mesh.lab.node(node).netns().to_string();
-        let mut child = netns::enter(&ns, || cmd.spawn().context("starting the plugin"))?;
-        if let Some(mut i) = child.stdin.take() {
-            i.write_all(conf.as_bytes())?;
-        }
-        // Polled often: the ADD latency is one of the figures.
-        let status =
-            lab::process::wait_child(&mut child, PLUGIN_LIMIT, Duration::from_micros(200))?
-                .with_context(|| format!("{verb} {cid} did not finish within {PLUGIN_LIMIT:?}"))?;
-        let took = start.elapsed();
-        let (mut stdout, mut stderr) = (String::new(), String::new());
-        if let Some(mut o) = child.stdout.take() {
-            let _ = o.read_to_string(&mut stdout);
-        }
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
-        Ok(PluginRun {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-            took,
-        })
+        let inv = Invocation {
+            verb,
+            container_id: cid,
+            netns,
+            ifname: "eth0",
+        };
+        run_plugin(&self.mesh.lab, node, &self.cni, &inv, conf)
     }
 
     /// Run `verb` and fail unless it succeeded.
@@ -381,9 +337,7 @@ impl PodLab {
 
     /// The netns path of lab node `pod`.
     fn netns_path(&self, pod: &str) -> String {
-        lab::netns::path(self.mesh.lab.node(pod).netns())
-            .display()
-            .to_string()
+        pod_netns(&self.mesh.lab, pod)
     }
 }
 
@@ -395,16 +349,7 @@ struct Pod {
 
 fn parse_add(result: &str) -> Result<Pod> {
     let v: Value = serde_json::from_str(result).context("ADD result is not JSON")?;
-    let addr = v["ips"][0]["address"]
-        .as_str()
-        .context("ADD result without ips[0].address")?;
-    let addr: Ipv6Addr = addr.split('/').next().unwrap_or(addr).parse()?;
-    let host_veth = v["interfaces"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i.get("sandbox").is_none()))
-        .and_then(|i| i["name"].as_str())
-        .context("ADD result without a host interface")?
-        .to_string();
+    let (addr, host_veth) = lab::pods::parse_add(&v)?;
     Ok(Pod { addr, host_veth })
 }
 
