@@ -232,7 +232,17 @@ fn conflist_is_what_the_plugin_accepts() {
         "1.1-aware runtimes get GC and STATUS"
     );
     let plugins = list["plugins"].as_array().expect("plugins");
-    assert_eq!(plugins[0]["type"], "meshfwd-cni");
+    let types: Vec<&str> = plugins.iter().filter_map(|p| p["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        ["meshfwd-cni", "portmap", "bandwidth"],
+        "ours first, then hostPorts and shaping"
+    );
+    assert_eq!(plugins[1]["capabilities"]["portMappings"], true);
+    // Both take the bandwidth capability: a shaped pod leaves the fast path.
+    for p in [&plugins[0], &plugins[2]] {
+        assert_eq!(p["capabilities"]["bandwidth"], true, "{p}");
+    }
     // The runtime hands each plugin its entry plus name and cniVersion.
     let mut conf = plugins[0].clone();
     conf["name"] = list["name"].clone();

@@ -162,6 +162,22 @@ pub fn detach(bpffs: &Path, host_veth: &str) {
     let _ = std::fs::remove_file(link_pin(bpffs, host_veth));
 }
 
+/// Return the names of the programs on `iface`'s TCX ingress, as the
+/// kernel lists them (in the calling thread's network namespace).
+pub fn ingress_programs(iface: &str) -> Result<Vec<String>> {
+    let (_, programs) =
+        SchedClassifier::query_tcx(iface, TcAttachType::Ingress).map_err(|source| {
+            Error::Program {
+                program: "TCX ingress query",
+                source,
+            }
+        })?;
+    Ok(programs
+        .iter()
+        .map(|p| p.name_as_str().unwrap_or("?").to_owned())
+        .collect())
+}
+
 /// Check the pod program is attached to `host_veth`.
 pub fn check(bpffs: &Path, host_veth: &str) -> Result<()> {
     let path = link_pin(bpffs, host_veth);

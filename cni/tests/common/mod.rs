@@ -5,6 +5,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod containerd;
+
 use std::io::{Read as _, Write as _};
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
