@@ -4,15 +4,15 @@
 //! netfilter policies behave as if there were no fast path.
 //!
 //! The programs ask conntrack with the kernel's lookup kfuncs
-//! (`bpf_skb_ct_lookup`, `bpf_xdp_ct_lookup`, `bpf_ct_release`), twice per
-//! packet:
-//! 1. the packet's own tuple: no entry means the kernel has not accepted
-//!    the flow yet (its first packets, or a flow a rule dropped: an entry
-//!    is only confirmed once the first packet has passed every chain);
-//! 2. the inverse tuple: a flow without NAT is found again (in the other
-//!    direction); a translated flow is not, because its other tuple names
-//!    the translated address or port.
-//!
+//! (`bpf_skb_ct_lookup`, `bpf_xdp_ct_lookup`, `bpf_ct_release`), once per
+//! packet, and read the entry's `status`:
+//! 1. no entry for the packet's tuple (in either direction) means the
+//!    kernel has not accepted the flow yet: its first packets, or a flow a
+//!    rule dropped (an entry is only confirmed once the first packet has
+//!    passed every chain);
+//! 2. `IPS_SRC_NAT` or `IPS_DST_NAT` means this node translates the flow
+//!    ([`translated`]): DNAT to a Service's endpoint or a hostPort's pod,
+//!    SNAT, masquerade. Only the kernel can apply the translation.
 //!
 //! TCP segments that open or close a connection (SYN, FIN, RST) always go
 //! through conntrack ([`opens_or_closes`]), so its entries end when the
@@ -71,19 +71,10 @@ pub struct Tuple6 {
 pub const TUPLE6_SIZE: u32 = 36;
 const _: () = assert!(size_of::<Tuple6>() == TUPLE6_SIZE as usize);
 
-impl Tuple6 {
-    /// Return the tuple of the flow's other direction.
-    #[inline(always)]
-    pub const fn inverse(&self) -> Tuple6 {
-        Tuple6 {
-            saddr: self.daddr,
-            daddr: self.saddr,
-            // The two 16-bit ports trade places, whatever the byte order.
-            ports: self.ports.rotate_left(16),
-        }
-    }
-}
-
+/// `IPS_SRC_NAT` in `nf_conn.status`: the flow's source is translated.
+pub const IPS_SRC_NAT: u64 = 1 << 4;
+/// `IPS_DST_NAT` in `nf_conn.status`: the flow's destination is translated.
+pub const IPS_DST_NAT: u64 = 1 << 5;
 /// `IPS_SEEN_REPLY` in `nf_conn.status`: the kernel saw the flow's reply.
 pub const IPS_SEEN_REPLY: u64 = 1 << 1;
 /// `IPS_ASSURED` in `nf_conn.status`: for TCP, the handshake completed.
@@ -104,6 +95,13 @@ pub const STATUS_OFFSET_GLOBAL: &str = "NF_CONN_STATUS_OFFSET";
 #[inline(always)]
 pub const fn opens_or_closes(tcp_flags: u8) -> bool {
     tcp_flags & TCP_CONTROL != 0
+}
+
+/// Whether conntrack, holding a flow in state `status`, translates it. The
+/// kernel sets these bits only for a binding that changes the tuple.
+#[inline(always)]
+pub const fn translated(status: u64) -> bool {
+    status & (IPS_SRC_NAT | IPS_DST_NAT) != 0
 }
 
 /// Whether conntrack, holding a flow in state `status`, has seen it
@@ -139,7 +137,7 @@ pub const NETFILTER_IGNORE: u32 = 1;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{fib::addr_words, packet::proto};
+    use crate::packet::proto;
 
     #[test]
     fn established_means_the_handshake_for_tcp_and_a_reply_for_udp() {
@@ -164,19 +162,10 @@ mod tests {
     }
 
     #[test]
-    fn the_inverse_swaps_addresses_and_ports_on_the_wire() {
-        let a = addr_words(&[0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5]);
-        let b = addr_words(&[0xfd, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 9]);
-        // Wire bytes 0x9c40 (40000) then 0x0050 (80), loaded natively.
-        let ports = u32::from_ne_bytes([0x9c, 0x40, 0x00, 0x50]);
-        let t = Tuple6 {
-            saddr: a,
-            daddr: b,
-            ports,
-        };
-        let r = t.inverse();
-        assert_eq!((r.saddr, r.daddr), (b, a));
-        assert_eq!(r.ports.to_ne_bytes(), [0x00, 0x50, 0x9c, 0x40]);
-        assert_eq!(r.inverse(), t);
+    fn only_a_binding_that_changes_the_tuple_is_a_translation() {
+        assert!(translated(IPS_DST_NAT | IPS_ASSURED));
+        assert!(translated(IPS_SRC_NAT));
+        // IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE: NAT looked, changed nothing.
+        assert!(!translated((1 << 7) | (1 << 8) | IPS_ASSURED));
     }
 }

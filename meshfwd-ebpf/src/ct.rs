@@ -15,7 +15,7 @@ use aya_ebpf::{
 use meshfwd_common::{
     conntrack::{
         CFG_SLOTS, CT_OPTS_SIZE, CtOpts, NETFILTER_IGNORE, TUPLE6_SIZE, Tuple6, cfg, established,
-        opens_or_closes,
+        opens_or_closes, translated,
     },
     packet::{Ipv6Header, proto},
 };
@@ -165,17 +165,11 @@ fn check(
     let Some(status) = lookup(&mut tuple, &mut opts) else {
         return Err(Refusal::NewFlow);
     };
+    if translated(status) {
+        return Err(Refusal::Translated);
+    }
     if must_be_established && !established(ip.next_header, status) {
         return Err(Refusal::NewFlow);
-    }
-    let mut reverse = tuple.inverse();
-    let mut opts = CtOpts {
-        netns_id: -1,
-        l4proto: ip.next_header,
-        ..CtOpts::default()
-    };
-    if lookup(&mut reverse, &mut opts).is_none() {
-        return Err(Refusal::Translated);
     }
     Ok(())
 }

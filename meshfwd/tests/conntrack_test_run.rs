@@ -168,7 +168,8 @@ fn a_translated_flow_takes_the_kernel_path_both_ways() {
     let lab = namespace("ct-nat");
     let h = harness(Harness::with_netfilter_check());
     // kube-proxy's DNAT: the client asks VIP:80, the backend SERVER:8080
-    // answers.
+    // answers. A NAT binding made by the kernel (ctnetlink's, here), so
+    // the entry carries IPS_DST_NAT as a real DNAT's does.
     conntrack(
         &lab,
         &[
@@ -183,14 +184,8 @@ fn a_translated_flow_takes_the_kernel_path_both_ways() {
             "40000",
             "--dport",
             "80",
-            "--reply-src",
-            SERVER,
-            "--reply-dst",
-            CLIENT,
-            "--reply-port-src",
-            "8080",
-            "--reply-port-dst",
-            "40000",
+            "--dst-nat",
+            &format!("[{SERVER}]:8080"),
             "--state",
             "ESTABLISHED",
             "-u",
