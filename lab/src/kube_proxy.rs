@@ -391,34 +391,6 @@ impl KubeProxy {
         }
         Ok(())
     }
-
-    /// What kube-proxy does after an endpoint of a UDP Service goes away:
-    /// delete the conntrack entries that still translate to it, so the
-    /// next datagram picks a live endpoint.
-    pub fn flush_udp_endpoint(
-        &self,
-        lab: &Lab,
-        node: &str,
-        svc: &Service,
-        gone: Ipv6Addr,
-    ) -> Result<()> {
-        let out = lab.node(node).run(&[
-            "conntrack",
-            "-D",
-            "-p",
-            "udp",
-            "--orig-dst",
-            &svc.cluster_ip.to_string(),
-            "--reply-src",
-            &gone.to_string(),
-        ]);
-        // conntrack exits 1 when nothing matched.
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if format!("{e:#}").contains("0 flow entries") => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
 }
 
 #[cfg(test)]
