@@ -289,6 +289,11 @@ impl Instance {
                 }
             } else if e.is_max_age(now) {
                 expired.push((ifindex, key));
+                // Flushed below; looked at again to remove it once no
+                // neighbour still has to acknowledge it. The timer is
+                // re-armed from `next` at the end, so the flush's own
+                // deadline must be in it.
+                upd(now.plus_ms(1000));
             } else if e.lsa.header.adv_router == rid {
                 if e.age(now) >= LS_REFRESH_TIME {
                     refresh.push(key);

@@ -324,3 +324,31 @@ fn summary_tells_an_agent_what_it_samples() {
     s.run_for(5_000);
     assert!(s.instance(0).summary().lsdb_changes > later.lsdb_changes);
 }
+
+/// A dead router's LSAs reach MaxAge on their own after an hour; the
+/// router holding them floods them at MaxAge and drops them about a
+/// second later, once no neighbour still has to acknowledge them. The
+/// aging timer must come back for that second, whatever later deadline
+/// the other LSAs have (it used to be re-armed for the next LSA to expire:
+/// here the own LSAs' refresh, half an hour away).
+#[test]
+fn lsas_of_a_dead_router_are_gone_soon_after_max_age() {
+    let mut s = sim(2);
+    s.add_link(0, 1, 1);
+    // Long enough that 0's own LSAs, re-originated when 1 goes, are
+    // refreshed well after 1's LSAs reach MaxAge.
+    s.run_for(600_000);
+    let from_1 = |s: &Sim| {
+        s.instance(0)
+            .lsdb()
+            .iter()
+            .filter(|(_, e)| e.lsa.header.adv_router == router_id(1))
+            .count()
+    };
+    assert!(from_1(&s) > 0, "0 learnt 1's LSAs");
+    s.kill_router(1);
+    // 1 originated its LSAs in the first seconds: MaxAge at about 3,600 s.
+    s.run_for(3_600_000 - 600_000);
+    s.run_for(30_000);
+    assert_eq!(from_1(&s), 0, "router 0 still holds 1's LSAs");
+}
