@@ -185,6 +185,9 @@ pub struct InterfaceRow {
     pub reason: Option<String>,
     pub ospf_state: Option<ism::State>,
     pub ospf_neighbors: Option<usize>,
+    /// OSPF packets and LSAs dropped on the interface.
+    #[serde(default)]
+    pub ospf_drops: Option<u64>,
     pub cost: Option<u16>,
 }
 

@@ -27,6 +27,8 @@ pub enum ParseError {
     BadLsaLength,
     #[error("LSA body does not match its type")]
     BadLsaBody,
+    #[error("Router-LSA link of type {0}, not 1, 2 or 4")]
+    BadRouterLinkType(u8),
 }
 
 /// Why the core dropped a packet or an LSA.
@@ -71,6 +73,9 @@ pub enum DropReason {
     LsaBadBody,
     /// An LSA with the reserved flooding scope.
     LsaReservedScope,
+    /// A Router-LSA with a link type RFC 5340 A.4.3 does not define (BIRD
+    /// refuses them too).
+    LsaBadLinkType,
     /// A malformed prefix inside a packet or LSA.
     BadPrefix,
 }
@@ -86,6 +91,7 @@ impl DropReason {
             ParseError::BadPrefixLength(_) => DropReason::BadPrefix,
             ParseError::BadLsaLength => DropReason::LsaBadLength,
             ParseError::BadLsaBody => DropReason::LsaBadBody,
+            ParseError::BadRouterLinkType(_) => DropReason::LsaBadLinkType,
         }
     }
 }
@@ -97,6 +103,8 @@ const LOG_INTERVAL_MS: u64 = 10_000;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct DropLog {
     pub(crate) counters: BTreeMap<DropReason, u64>,
+    /// Drops by the interface they arrived on.
+    pub(crate) by_interface: BTreeMap<u32, u64>,
     /// Per reason: when it was last logged and how many drops went unlogged since.
     last: BTreeMap<DropReason, (Time, u64)>,
 }
@@ -105,6 +113,7 @@ impl DropLog {
     /// Count a drop and log it unless the reason was logged recently.
     pub(crate) fn drop(&mut self, now: Time, reason: DropReason, ifindex: u32, detail: &str) {
         *self.counters.entry(reason).or_default() += 1;
+        *self.by_interface.entry(ifindex).or_default() += 1;
         match self.last.get_mut(&reason) {
             Some((at, suppressed)) if now.0.saturating_sub(at.0) < LOG_INTERVAL_MS => {
                 *suppressed += 1;

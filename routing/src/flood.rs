@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::error::DropReason;
+use crate::error::{DropReason, ParseError};
 use crate::events::TimerKind;
 use crate::instance::Instance;
 use crate::interface::{InterfaceKind, ism};
@@ -69,9 +69,12 @@ impl Instance {
         }
         let mut lsa = match Lsa::parse(raw) {
             Ok(l) => l,
-            Err(_) => {
-                self.drops
-                    .drop(now, DropReason::LsaBadBody, ifindex, "LSA body");
+            Err(e) => {
+                let reason = match e {
+                    ParseError::BadRouterLinkType(_) => DropReason::LsaBadLinkType,
+                    _ => DropReason::LsaBadBody,
+                };
+                self.drops.drop(now, reason, ifindex, "LSA body");
                 return LsaOutcome::Next;
             }
         };

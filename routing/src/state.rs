@@ -53,6 +53,9 @@ pub struct InterfaceState {
     pub dr: Ipv4Addr,
     pub bdr: Ipv4Addr,
     pub neighbors: usize,
+    /// Packets and LSAs dropped on this interface, every reason.
+    #[serde(default)]
+    pub drops: u64,
 }
 
 /// One neighbour.
@@ -195,6 +198,12 @@ impl Instance {
                 dr: i.dr,
                 bdr: i.bdr,
                 neighbors: i.neighbors.len(),
+                drops: self
+                    .drops
+                    .by_interface
+                    .get(&i.ifindex)
+                    .copied()
+                    .unwrap_or(0),
             })
             .collect();
         let neighbors = self

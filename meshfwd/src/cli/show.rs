@@ -47,6 +47,7 @@ pub fn render(answer: &Answer) -> String {
                 "MESH",
                 "OSPF",
                 "NBRS",
+                "DROPS",
                 "CARRIER",
                 "MTU",
                 "LINK-LOCAL",
@@ -60,6 +61,7 @@ pub fn render(answer: &Answer) -> String {
                         yes_no(i.mesh),
                         opt(i.ospf_state.map(|s| format!("{s:?}"))),
                         opt(i.ospf_neighbors),
+                        opt(i.ospf_drops),
                         yes_no(i.link.carrier),
                         opt(i.link.mtu),
                         opt(i.link_local),
@@ -211,6 +213,15 @@ pub fn stats(d: &StatsReport) -> String {
             out.push_str(&format!("{k:<24} {v:>14}\n"));
         }
     }
+    if let Some(o) = &d.ospf {
+        out.push_str(&format!("\n{:<24} {:>14}\n", "OSPF DROPPED", "COUNT"));
+        if o.drops.is_empty() {
+            out.push_str("(none)\n");
+        }
+        for (reason, n) in &o.drops {
+            out.push_str(&format!("{:<24} {n:>14}\n", format!("{reason:?}")));
+        }
+    }
     if let Some(p) = &d.process {
         out.push_str(&format!(
             "\nprocess: rss {} kB (peak {} kB), cpu {} ms\n",
@@ -290,6 +301,27 @@ mod tests {
         );
         assert_eq!(t, "A    LONGER\nxyz  1\nq    22\n");
         assert_eq!(table(&["A", "B"], vec![]), "A  B\n(none)\n");
+    }
+
+    #[test]
+    fn ospf_drops_show_in_the_stats_text() {
+        let report = StatsReport {
+            xdp: None,
+            agent: None,
+            writer: None,
+            ospf: Some(crate::api::OspfStats {
+                spf_runs: 3,
+                drops: [(routing::DropReason::LsaBadLinkType, 7)].into(),
+            }),
+            process: None,
+        };
+        let t = stats(&report);
+        assert!(t.contains("OSPF DROPPED"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("LsaBadLinkType") && l.ends_with(" 7")),
+            "{t}"
+        );
     }
 
     #[test]

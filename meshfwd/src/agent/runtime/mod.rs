@@ -468,6 +468,7 @@ impl Agent {
                             reason: s.reason.map(str::to_owned),
                             ospf_state: o.map(|o| o.state),
                             ospf_neighbors: o.map(|o| o.neighbors),
+                            ospf_drops: o.map(|o| o.drops),
                             cost: o.map(|o| o.cost),
                             link: s.link,
                         }

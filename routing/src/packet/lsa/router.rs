@@ -72,14 +72,21 @@ impl RouterLsa {
         }
         let links = body[field::LINKS..]
             .chunks_exact(field::LINK_LEN)
-            .map(|l| RouterLink {
-                link_type: RouterLinkType::from(l[field::LINK_TYPE]),
-                metric: get_u16(l, field::METRIC),
-                interface_id: get_u32(l, field::INTERFACE_ID),
-                neighbor_interface_id: get_u32(l, field::NBR_INTERFACE_ID),
-                neighbor_router_id: get_id(l, field::NBR_ROUTER_ID),
+            .map(|l| {
+                let link_type = RouterLinkType::from(l[field::LINK_TYPE]);
+                // RFC 5340 A.4.3 defines 1, 2 and 4; 3 is reserved.
+                if let RouterLinkType::Unknown(t) = link_type {
+                    return Err(ParseError::BadRouterLinkType(t));
+                }
+                Ok(RouterLink {
+                    link_type,
+                    metric: get_u16(l, field::METRIC),
+                    interface_id: get_u32(l, field::INTERFACE_ID),
+                    neighbor_interface_id: get_u32(l, field::NBR_INTERFACE_ID),
+                    neighbor_router_id: get_id(l, field::NBR_ROUTER_ID),
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(RouterLsa {
             flags: RouterFlags(body[field::FLAGS]),
             options: Options(get_u24(body, field::OPTIONS)),
@@ -107,6 +114,42 @@ impl RouterLsa {
             put_u32(out, field::INTERFACE_ID, l.interface_id);
             put_u32(out, field::NBR_INTERFACE_ID, l.neighbor_interface_id);
             put_u32(out, field::NBR_ROUTER_ID, l.neighbor_router_id.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(link_type: u8) -> Vec<u8> {
+        let lsa = RouterLsa {
+            links: vec![RouterLink {
+                link_type: RouterLinkType::PointToPoint,
+                metric: 10,
+                interface_id: 1,
+                neighbor_interface_id: 2,
+                neighbor_router_id: Ipv4Addr::new(198, 18, 0, 2),
+            }],
+            ..Default::default()
+        };
+        let mut buf = vec![0; lsa.buffer_len()];
+        lsa.emit(&mut buf);
+        buf[field::LINKS + field::LINK_TYPE] = link_type;
+        buf
+    }
+
+    #[test]
+    fn only_the_link_types_rfc_5340_defines_parse() {
+        for t in [1, 2, 4] {
+            assert!(RouterLsa::parse(&body(t)).is_ok(), "type {t}");
+        }
+        for t in [0, 3, 5, 255] {
+            assert_eq!(
+                RouterLsa::parse(&body(t)),
+                Err(ParseError::BadRouterLinkType(t)),
+                "type {t}"
+            );
         }
     }
 }
