@@ -78,9 +78,37 @@ pub enum DropReason {
     LsaBadLinkType,
     /// A malformed prefix inside a packet or LSA.
     BadPrefix,
+    /// Authentication is on and the packet has no trailer, or a Hello or
+    /// DD packet lacks the AT-bit (RFC 7166 §2.1).
+    AuthMissing,
+    /// A trailer of another type or length.
+    AuthBadTrailer,
+    /// A trailer whose SA ID names no key valid now.
+    AuthUnknownKey,
+    /// A trailer whose digest does not match: a wrong key, or a changed
+    /// packet.
+    AuthBadDigest,
+    /// A sequence number not above the last one accepted from that
+    /// neighbour for that packet type (RFC 7166 §4.6): a replay.
+    AuthReplay,
+    /// Authentication is off and a Hello or DD packet carries the AT-bit.
+    AuthUnexpected,
+    /// Not sent: authentication is on and no key is valid for sending.
+    AuthNoSendKey,
 }
 
 impl DropReason {
+    /// The counter an authentication failure goes under.
+    pub fn from_auth(e: crate::packet::auth::AuthError) -> Self {
+        use crate::packet::auth::AuthError as E;
+        match e {
+            E::Missing => DropReason::AuthMissing,
+            E::BadType(_) | E::BadLength(_) => DropReason::AuthBadTrailer,
+            E::UnknownKey(_) => DropReason::AuthUnknownKey,
+            E::BadDigest => DropReason::AuthBadDigest,
+        }
+    }
+
     /// Map a parse error of a whole packet to the counter it goes under.
     pub fn from_parse(e: ParseError) -> Self {
         match e {

@@ -37,6 +37,10 @@ pub struct InstanceConfig {
     pub min_ls_interval_ms: u64,
     /// MinLSArrival (RFC 2328 appendix B), milliseconds.
     pub min_ls_arrival_ms: u64,
+    /// How many times this router has started, kept across restarts by the
+    /// embedding: the high 32 bits of every authentication sequence number,
+    /// so they keep rising after a restart (RFC 7166 §4.1).
+    pub auth_boot_count: u32,
 }
 
 impl Default for InstanceConfig {
@@ -48,6 +52,7 @@ impl Default for InstanceConfig {
             spf: SpfBackoffConfig::default(),
             min_ls_interval_ms: 5000,
             min_ls_arrival_ms: 1000,
+            auth_boot_count: 0,
         }
     }
 }
@@ -63,6 +68,9 @@ pub struct Instance {
     pub(crate) rib: Rib,
     pub(crate) spf: SpfScheduler,
     pub(crate) drops: DropLog,
+    /// The last authentication sequence number sent (boot count in the
+    /// high 32 bits).
+    pub(crate) auth_seq: u64,
     /// Deadline of every armed timer: a delivery before it (or of a timer
     /// not armed) is stale and ignored.
     pub(crate) timers: HashMap<TimerKind, Time>,
@@ -95,6 +103,7 @@ impl Instance {
         config.stub_prefixes.dedup();
         let mut inst = Instance {
             dd_seq_seed: u32::from(config.router_id),
+            auth_seq: u64::from(config.auth_boot_count) << 32,
             config,
             now,
             interfaces: BTreeMap::new(),
@@ -311,9 +320,25 @@ impl Instance {
         if packet.version() != crate::packet::VERSION {
             return drop(self, DropReason::BadVersion, "version");
         }
-        // A zero checksum is accepted unverified: see `Output::Send` and the
-        // crate docs. Anything else must be right.
-        if packet.checksum() != 0 && !packet.verify_checksum(src, dst) {
+        // On an authenticating interface the trailer stands for the
+        // checksum, which senders leave 0 (RFC 7166 §4.2).
+        let verified = match self
+            .interfaces
+            .get(&ifindex)
+            .and_then(|i| i.config.auth.as_ref())
+        {
+            Some(chain) => {
+                let len = usize::from(packet.packet_len());
+                match crate::packet::auth::verify(data, len, src, chain, now) {
+                    Ok(v) => Some(v),
+                    Err(e) => return drop(self, DropReason::from_auth(e), "authentication"),
+                }
+            }
+            None => None,
+        };
+        // Otherwise a zero checksum is accepted unverified: see
+        // `Output::Send` and the crate docs. Anything else must be right.
+        if verified.is_none() && packet.checksum() != 0 && !packet.verify_checksum(src, dst) {
             return drop(self, DropReason::BadChecksum, "checksum");
         }
         if !packet.area_id().is_unspecified() {
@@ -326,9 +351,69 @@ impl Instance {
         if rid == self.config.router_id {
             return drop(self, DropReason::OwnRouterId, "own router id");
         }
-        let payload = packet.payload();
-        match packet.packet_type() {
+        let ty = packet.packet_type();
+        let slot = usize::from(u8::from(ty)).wrapping_sub(1);
+        if let Some(v) = verified {
+            let last = self
+                .interfaces
+                .get(&ifindex)
+                .and_then(|i| i.neighbors.get(&rid))
+                .and_then(|n| n.auth_seq.get(slot).copied().flatten());
+            if last.is_some_and(|last| v.seq <= last) {
+                return drop(
+                    self,
+                    DropReason::AuthReplay,
+                    "sequence number not above the last",
+                );
+            }
+        }
+        self.dispatch(ifindex, src, rid, ty, packet.payload());
+        // Recorded once the packet authenticated (RFC 7166 §4.6), also for
+        // the Hello that made the neighbour.
+        if let Some(v) = verified
+            && let Some(seen) = self
+                .neighbor_mut(ifindex, rid)
+                .and_then(|n| n.auth_seq.get_mut(slot))
+        {
+            *seen = Some(seen.map_or(v.seq, |s| s.max(v.seq)));
+        }
+    }
+
+    /// Whether `options` of a Hello or DD packet on `ifindex` disagree with
+    /// our authentication there (RFC 7166 §2.1): count and say so.
+    fn at_bit_mismatch(
+        &mut self,
+        ifindex: u32,
+        options: crate::packet::Options,
+        what: &str,
+    ) -> bool {
+        let ours = self
+            .interfaces
+            .get(&ifindex)
+            .is_some_and(|i| i.config.auth.is_some());
+        let reason = match (ours, options.contains(crate::packet::Options::AT)) {
+            (true, false) => DropReason::AuthMissing,
+            (false, true) => DropReason::AuthUnexpected,
+            _ => return false,
+        };
+        self.drops.drop(self.now, reason, ifindex, what);
+        true
+    }
+
+    /// Hand a checked packet to the code for its type.
+    fn dispatch(
+        &mut self,
+        ifindex: u32,
+        src: Ipv6Addr,
+        rid: Ipv4Addr,
+        ty: PacketType,
+        payload: &[u8],
+    ) {
+        let now = self.now;
+        let drop = |s: &mut Self, r: DropReason, d: &str| s.drops.drop(now, r, ifindex, d);
+        match ty {
             PacketType::Hello => match HelloRepr::parse(payload) {
+                Ok(h) if self.at_bit_mismatch(ifindex, h.options, "Hello AT-bit") => {}
                 Ok(h) => self.rx_hello(ifindex, src, rid, h),
                 Err(e) => drop(self, DropReason::from_parse(e), "hello"),
             },
@@ -349,6 +434,7 @@ impl Instance {
                 }
                 match t {
                     PacketType::DbDesc => match DbDescRepr::parse(payload) {
+                        Ok(dd) if self.at_bit_mismatch(ifindex, dd.options, "DD AT-bit") => {}
                         Ok(dd) => self.rx_dbdesc(ifindex, rid, dd),
                         Err(e) => drop(self, DropReason::from_parse(e), "DD"),
                     },
@@ -381,6 +467,31 @@ impl Instance {
     /// Send a packet body.
     pub(crate) fn send_body(&mut self, ifindex: u32, dst: Ipv6Addr, body: Body) {
         let data = self.encode(ifindex, dst, body);
+        self.transmit(ifindex, dst, data);
+    }
+
+    /// Send an encoded packet, sealed with the interface's key when it
+    /// authenticates (RFC 7166); with no key valid for sending, nothing is
+    /// sent (an unauthenticated packet would only be dropped).
+    pub(crate) fn transmit(&mut self, ifindex: u32, dst: Ipv6Addr, mut data: Vec<u8>) {
+        let now = self.now;
+        let sealing = self.interfaces.get(&ifindex).and_then(|i| {
+            let chain = i.config.auth.as_ref()?;
+            Some((i.link_local, chain.send_key(now).cloned(), chain.send_cpid))
+        });
+        if let Some((src, key, cpid)) = sealing {
+            let Some(key) = key else {
+                self.drops.drop(
+                    now,
+                    DropReason::AuthNoSendKey,
+                    ifindex,
+                    "no key to send with",
+                );
+                return;
+            };
+            self.auth_seq += 1;
+            crate::packet::auth::seal(&mut data, src, &key, self.auth_seq, cpid);
+        }
         self.out.push(Output::Send { ifindex, dst, data });
     }
 
@@ -397,6 +508,6 @@ impl Instance {
             iface.link_local,
             dst,
         );
-        self.out.push(Output::Send { ifindex, dst, data });
+        self.transmit(ifindex, dst, data);
     }
 }

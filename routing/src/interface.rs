@@ -44,6 +44,10 @@ pub struct InterfaceConfig {
     pub instance_id: u8,
     /// DR election priority; 0 never becomes DR/BDR.
     pub priority: u8,
+    /// Authenticate every packet (RFC 7166) with this key chain; `None`:
+    /// no authentication.
+    #[serde(default)]
+    pub auth: Option<crate::packet::auth::KeyChain>,
 }
 
 impl Default for InterfaceConfig {
@@ -57,6 +61,7 @@ impl Default for InterfaceConfig {
             retransmit_interval: 2,
             instance_id: 0,
             priority: 1,
+            auth: None,
         }
     }
 }
@@ -131,11 +136,28 @@ impl Interface {
         self.state != ism::State::Down && !self.config.passive
     }
 
-    /// Return the largest OSPF packet (without IPv6 header) we send here.
+    /// Return the largest OSPF packet (without IPv6 header, and without
+    /// the authentication trailer that may follow it) we send here.
     pub fn max_packet(&self) -> usize {
+        let trailer = self.config.auth.as_ref().map_or(0, |c| {
+            c.keys
+                .iter()
+                .map(|k| k.algorithm.trailer_len())
+                .max()
+                .unwrap_or(0)
+        });
         usize::from(self.mtu)
-            .saturating_sub(crate::packet::IPV6_HEADER_LEN)
+            .saturating_sub(crate::packet::IPV6_HEADER_LEN + trailer)
             .max(256)
+    }
+
+    /// The options our Hellos and DD packets carry here: the AT-bit when
+    /// the interface authenticates (RFC 7166 §2.1).
+    pub fn options(&self) -> Options {
+        match self.config.auth {
+            Some(_) => Options(Options::DEFAULT.0 | Options::AT),
+            None => Options::DEFAULT,
+        }
     }
 
     /// Return where multicast LSUs and delayed acks go (RFC 2328 §13.3 step 5).
@@ -352,7 +374,7 @@ impl Instance {
         let hello = HelloRepr {
             interface_id: ifindex,
             priority: iface.config.priority,
-            options: Options::DEFAULT,
+            options: iface.options(),
             hello_interval: iface.config.hello_interval,
             dead_interval: iface.config.dead_interval,
             dr: iface.dr,

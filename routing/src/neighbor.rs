@@ -81,6 +81,9 @@ pub struct Neighbor {
     pub(crate) requests_sent: Vec<LsaKey>,
     /// LSAs flooded to the neighbour and not yet acknowledged.
     pub(crate) rxmt: BTreeSet<LsaKey>,
+    /// The last authentication sequence number accepted, per packet type
+    /// (index `type - 1`).
+    pub(crate) auth_seq: [Option<u64>; 5],
 }
 
 impl Neighbor {
@@ -98,6 +101,7 @@ impl Neighbor {
             dd_seq: 0,
             last_rx_dd: None,
             last_tx_dd: None,
+            auth_seq: [None; 5],
             dd_last_more: true,
             summary: VecDeque::new(),
             dd_batch: 0,
@@ -262,10 +266,11 @@ impl Instance {
             return;
         };
         let cap = ((iface.max_packet() - HEADER_LEN - dbdesc::MIN_LEN) / LSA_HEADER_LEN).max(1);
-        let (dst, mtu, rxmt) = (
+        let (dst, mtu, rxmt, options) = (
             iface.unicast_dst(nbr.addr),
             iface.mtu,
             iface.config.retransmit_interval,
+            iface.options(),
         );
         let mut flags = 0u8;
         let mut headers = Vec::new();
@@ -289,7 +294,7 @@ impl Instance {
             }
         }
         let dd = DbDescRepr {
-            options: Options::DEFAULT,
+            options,
             mtu,
             flags: DdFlags(flags),
             seq: nbr.dd_seq,
@@ -307,7 +312,7 @@ impl Instance {
         } else {
             nbr.summary.drain(..take);
         }
-        self.out.push(crate::Output::Send { ifindex, dst, data });
+        self.transmit(ifindex, dst, data);
         if master {
             self.arm(TimerKind::Retransmit(ifindex, rid), now.plus_secs(rxmt));
         }
@@ -420,7 +425,8 @@ impl Instance {
         };
         if let Some(data) = nbr.last_tx_dd.clone() {
             let dst = iface.unicast_dst(nbr.addr);
-            self.out.push(crate::Output::Send { ifindex, dst, data });
+            // Sealed again: each copy needs a sequence number of its own.
+            self.transmit(ifindex, dst, data);
         }
     }
 

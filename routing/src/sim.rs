@@ -74,6 +74,9 @@ pub struct Sim {
     pub delivered: u64,
     /// Template for interfaces created by `add_link`.
     pub interface_config: InterfaceConfig,
+    /// Per router: the template for its interfaces instead (a key chain
+    /// of its own, say).
+    pub router_interface_config: HashMap<usize, InterfaceConfig>,
     /// MTU of simulated interfaces.
     pub mtu: u16,
     /// When set, every delivered packet is also recorded here as
@@ -161,9 +164,13 @@ impl Sim {
     fn interfaces_up(&mut self, l: usize) {
         let link = self.links[l].clone();
         for (r, ifindex) in link.ends {
+            let template = self
+                .router_interface_config
+                .get(&r)
+                .unwrap_or(&self.interface_config);
             let config = InterfaceConfig {
                 kind: link.kind,
-                ..self.interface_config.clone()
+                ..template.clone()
             };
             let input = Input::InterfaceUp {
                 ifindex,

@@ -7,6 +7,7 @@
 //! Link State Updates, whose LSAs it walks with [`lsupd::LsUpdatePacket`] so one
 //! bad LSA costs only itself (RFC 2328 §13 step 1).
 
+pub mod auth;
 pub mod checksum;
 pub mod dbdesc;
 pub mod hello;
