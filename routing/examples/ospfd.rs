@@ -14,7 +14,12 @@
 //! - links are watched like the agent would: an interface that loses
 //!   carrier (or goes admin down) is removed at once, and added again when
 //!   it is back (`--no-carrier-watch` leaves that to the dead interval);
-//! - SIGTERM or SIGINT stop it after taking the interfaces down.
+//! - SIGTERM or SIGINT stop it after taking the interfaces down;
+//! - `--auth id=N,alg=hmac-sha-256,secret=S[,send_from=T][,send_until=T]
+//!   [,accept_from=T][,accept_until=T]` (repeatable; times in Unix
+//!   seconds) authenticates every interface (RFC 7166), `--auth-cpid
+//!   legacy` signs the way FRR before 9.1 does, `--auth-boot-count N` sets
+//!   the high word of the sequence numbers.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -24,6 +29,7 @@ use std::time::Duration;
 
 use nix::net::if_::InterfaceFlags;
 use routing::driver::{self, Handle, InterfaceSpec, Snapshot};
+use routing::packet::auth::{Algorithm, CpidOrder, Key, KeyChain};
 use routing::{InstanceConfig, InterfaceConfig, InterfaceKind, Ipv6Net};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -40,10 +46,50 @@ struct Args {
     state_interval: Duration,
     cost: u16,
     carrier_watch: bool,
+    auth: Option<KeyChain>,
+    boot_count: u32,
 }
 
 const USAGE: &str = "usage: ospfd --router-id A.B.C.D [--iface NAME[:broadcast]]... \
-[--stub PREFIX]... [--state-file PATH] [--state-interval-ms N] [--cost N] [--no-carrier-watch]";
+[--stub PREFIX]... [--state-file PATH] [--state-interval-ms N] [--cost N] [--no-carrier-watch] \
+[--auth id=N,alg=ALG,secret=S[,send_from=T][,send_until=T][,accept_from=T][,accept_until=T]]... \
+[--auth-cpid rfc|legacy] [--auth-boot-count N]";
+
+/// Parse one `--auth` key.
+fn parse_key(v: &str) -> Result<Key, String> {
+    let mut key = Key {
+        id: 0,
+        algorithm: Algorithm::HmacSha256,
+        secret: Vec::new(),
+        send_from: None,
+        send_until: None,
+        accept_from: None,
+        accept_until: None,
+    };
+    for part in v.split(',') {
+        let (k, val) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--auth: {part:?} is not key=value"))?;
+        let secs = || val.parse::<u64>().map_err(|e| format!("--auth {k}: {e}"));
+        match k {
+            "id" => key.id = val.parse().map_err(|e| format!("--auth id: {e}"))?,
+            "alg" => {
+                key.algorithm = serde_json::from_value(serde_json::Value::String(val.into()))
+                    .map_err(|e| format!("--auth alg: {e}"))?
+            }
+            "secret" => key.secret = val.as_bytes().to_vec(),
+            "send_from" => key.send_from = Some(secs()?),
+            "send_until" => key.send_until = Some(secs()?),
+            "accept_from" => key.accept_from = Some(secs()?),
+            "accept_until" => key.accept_until = Some(secs()?),
+            other => return Err(format!("--auth: unknown field {other:?}")),
+        }
+    }
+    if key.secret.is_empty() {
+        return Err("--auth: secret is required".into());
+    }
+    Ok(key)
+}
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -54,6 +100,8 @@ fn parse_args() -> Result<Args, String> {
         state_interval: Duration::from_millis(500),
         cost: 10,
         carrier_watch: true,
+        auth: None,
+        boot_count: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,6 +132,24 @@ fn parse_args() -> Result<Args, String> {
             }
             "--cost" => args.cost = value()?.parse().map_err(|e| format!("--cost: {e}"))?,
             "--no-carrier-watch" => args.carrier_watch = false,
+            "--auth" => args
+                .auth
+                .get_or_insert_with(KeyChain::default)
+                .keys
+                .push(parse_key(&value()?)?),
+            "--auth-cpid" => {
+                args.auth.get_or_insert_with(KeyChain::default).send_cpid = match value()?.as_str()
+                {
+                    "rfc" => CpidOrder::Rfc,
+                    "legacy" => CpidOrder::Legacy,
+                    other => return Err(format!("--auth-cpid: {other:?} is not rfc or legacy")),
+                }
+            }
+            "--auth-boot-count" => {
+                args.boot_count = value()?
+                    .parse()
+                    .map_err(|e| format!("--auth-boot-count: {e}"))?
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -132,6 +198,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let config = InstanceConfig {
         router_id: args.router_id,
         stub_prefixes: args.stubs.clone(),
+        auth_boot_count: args.boot_count,
         ..InstanceConfig::default()
     };
     let specs: BTreeMap<String, InterfaceSpec> = args
@@ -141,6 +208,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
             let config = InterfaceConfig {
                 kind: *kind,
                 cost: args.cost,
+                auth: args.auth.clone(),
                 ..InterfaceConfig::default()
             };
             (name.clone(), InterfaceSpec::new(name, config))

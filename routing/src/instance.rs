@@ -41,6 +41,9 @@ pub struct InstanceConfig {
     /// embedding: the high 32 bits of every authentication sequence number,
     /// so they keep rising after a restart (RFC 7166 §4.1).
     pub auth_boot_count: u32,
+    /// The wall clock at [`Time`] 0, in milliseconds since the Unix epoch:
+    /// key lifetimes are wall-clock times. The driver sets it.
+    pub epoch_unix_ms: u64,
 }
 
 impl Default for InstanceConfig {
@@ -53,6 +56,7 @@ impl Default for InstanceConfig {
             min_ls_interval_ms: 5000,
             min_ls_arrival_ms: 1000,
             auth_boot_count: 0,
+            epoch_unix_ms: 0,
         }
     }
 }
@@ -322,6 +326,7 @@ impl Instance {
         }
         // On an authenticating interface the trailer stands for the
         // checksum, which senders leave 0 (RFC 7166 §4.2).
+        let wall = self.unix_secs();
         let verified = match self
             .interfaces
             .get(&ifindex)
@@ -329,7 +334,7 @@ impl Instance {
         {
             Some(chain) => {
                 let len = usize::from(packet.packet_len());
-                match crate::packet::auth::verify(data, len, src, chain, now) {
+                match crate::packet::auth::verify(data, len, src, chain, wall) {
                     Ok(v) => Some(v),
                     Err(e) => return drop(self, DropReason::from_auth(e), "authentication"),
                 }
@@ -470,14 +475,20 @@ impl Instance {
         self.transmit(ifindex, dst, data);
     }
 
+    /// The wall clock now, in seconds since the Unix epoch.
+    pub(crate) fn unix_secs(&self) -> u64 {
+        (self.config.epoch_unix_ms + self.now.0) / 1000
+    }
+
     /// Send an encoded packet, sealed with the interface's key when it
     /// authenticates (RFC 7166); with no key valid for sending, nothing is
     /// sent (an unauthenticated packet would only be dropped).
     pub(crate) fn transmit(&mut self, ifindex: u32, dst: Ipv6Addr, mut data: Vec<u8>) {
         let now = self.now;
+        let wall = self.unix_secs();
         let sealing = self.interfaces.get(&ifindex).and_then(|i| {
             let chain = i.config.auth.as_ref()?;
-            Some((i.link_local, chain.send_key(now).cloned(), chain.send_cpid))
+            Some((i.link_local, chain.send_key(wall).cloned(), chain.send_cpid))
         });
         if let Some((src, key, cpid)) = sealing {
             let Some(key) = key else {

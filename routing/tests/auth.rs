@@ -5,7 +5,7 @@
 
 use routing::packet::auth::{Algorithm, CpidOrder, Key, KeyChain};
 use routing::sim::{Sim, router_id};
-use routing::{DropReason, InstanceConfig, InterfaceConfig, Ipv6Net, Time};
+use routing::{DropReason, InstanceConfig, InterfaceConfig, Ipv6Net};
 
 fn pod(n: usize) -> Ipv6Net {
     format!("fd00:{:x}::/64", n + 1).parse().expect("prefix")
@@ -143,7 +143,9 @@ fn a_replayed_packet_is_dropped() {
 
 #[test]
 fn a_key_rollover_with_overlapping_lifetimes_keeps_the_adjacencies() {
-    let at = |s: u64| Some(Time(s * 1000));
+    // The simulator's clock starts at the Unix epoch (lifetimes are
+    // Unix seconds).
+    let at = Some;
     // Key 1 signs until 60 s and is accepted until 80 s; key 2 is
     // accepted from 40 s and signs from 50 s. The routers switch at 50 s.
     let keys = vec![

@@ -73,7 +73,7 @@ fn raw_socket_talks_to_bird() {
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let sock = OspfSocket::open(&link.a_if, ifindex, our_ll).expect("open socket");
+            let sock = OspfSocket::open(&link.a_if, ifindex, our_ll, true).expect("open socket");
             sock.set_all_d_routers(true).expect("join ff02::6");
             sock.set_all_d_routers(false).expect("leave ff02::6");
             let mut buf = vec![0u8; MAX_PACKET];

@@ -207,6 +207,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<Instance> {
     let clock = Clock::start();
+    let mut config = config;
+    // Key lifetimes are wall-clock times; the core's clock starts now.
+    config.epoch_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .saturating_sub(clock.now().0);
     let (instance, outputs) = Instance::new(config, clock.now());
     let (packet_tx, mut packet_rx) = mpsc::channel(PACKET_QUEUE);
     let mut driver = Driver {
@@ -379,7 +385,13 @@ impl Driver {
         if self.ifaces.contains_key(&ifindex) {
             self.remove_interface(ifindex).await;
         }
-        let socket = Arc::new(OspfSocket::open(&spec.name, ifindex, link_local)?);
+        let kernel_checksum = spec.config.auth.is_none();
+        let socket = Arc::new(OspfSocket::open(
+            &spec.name,
+            ifindex,
+            link_local,
+            kernel_checksum,
+        )?);
         let reader = tokio::spawn(receive(socket.clone(), self.packet_tx.clone()));
         tracing::info!(iface = %spec.name, ifindex, %link_local, mtu, "interface up");
         self.ifaces.insert(

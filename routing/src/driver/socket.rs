@@ -10,7 +10,9 @@
 //! fills it in for our link-local source and the destination, and verifies
 //! it on receipt against the `src`/`dst` reported here. The socket also sets
 //! `IPV6_CHECKSUM` at offset 12 (RFC 3542 §3.1), so the kernel computes the
-//! same value on send and drops corrupted packets before they reach us.
+//! same value on send and drops corrupted packets before they reach us;
+//! not on an authenticating interface, where the trailer replaces the
+//! checksum (RFC 7166 §4.2).
 //!
 //! The socket is bound to its interface (`SO_BINDTODEVICE`) so it neither
 //! sees nor sends traffic of any other link, and the driver keeps one socket
@@ -75,9 +77,18 @@ pub struct OspfSocket {
 impl OspfSocket {
     /// Open the socket for `ifname` and join AllSPFRouters on it.
     ///
-    /// `link_local` becomes the source of everything sent. Must be called
-    /// inside a tokio runtime, in the network namespace of the interface.
-    pub fn open(ifname: &str, ifindex: u32, link_local: Ipv6Addr) -> io::Result<Self> {
+    /// `link_local` becomes the source of everything sent. With
+    /// `kernel_checksum` the kernel fills in and checks the OSPF checksum;
+    /// an authenticating interface must not have it (its packets carry a
+    /// trailer the kernel would sum in, and a checksum of 0, RFC 7166
+    /// §4.2). Must be called inside a tokio runtime, in the network
+    /// namespace of the interface.
+    pub fn open(
+        ifname: &str,
+        ifindex: u32,
+        link_local: Ipv6Addr,
+        kernel_checksum: bool,
+    ) -> io::Result<Self> {
         let socket = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(IPPROTO_OSPF)))?;
         socket.set_nonblocking(true)?;
         socket.set_cloexec(true)?;
@@ -91,7 +102,9 @@ impl OspfSocket {
         // Network control traffic: CS6, as routing daemons mark it.
         socket.set_tclass_v6(0xc0)?;
         socket.join_multicast_v6(&ALL_SPF_ROUTERS, ifindex)?;
-        set_ipv6_checksum(socket.as_fd(), CHECKSUM_OFFSET)?;
+        if kernel_checksum {
+            set_ipv6_checksum(socket.as_fd(), CHECKSUM_OFFSET)?;
+        }
         Ok(Self {
             fd: UdpSocket::from_std(std::net::UdpSocket::from(std::os::fd::OwnedFd::from(
                 socket,

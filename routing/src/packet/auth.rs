@@ -27,7 +27,6 @@ use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 
 use super::{get_u16, get_u32, put_u16, put_u32};
-use crate::events::Time;
 
 /// `Auth Type` 1: HMAC Cryptographic Authentication.
 pub const AUTH_TYPE_HMAC: u16 = 1;
@@ -91,8 +90,8 @@ impl CpidOrder {
     }
 }
 
-/// One key of a chain. Times are on the instance's clock ([`Time`]); the
-/// embedding converts wall-clock lifetimes when it configures the chain.
+/// One key of a chain, with lifetimes in seconds since the Unix epoch (the
+/// instance converts its clock with [`crate::InstanceConfig::epoch_unix_ms`]).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Key {
     /// The SA ID the trailer carries.
@@ -101,11 +100,11 @@ pub struct Key {
     #[serde(skip_serializing)]
     pub secret: Vec<u8>,
     /// Used to send from (inclusive) / until (exclusive); `None`: always.
-    pub send_from: Option<Time>,
-    pub send_until: Option<Time>,
+    pub send_from: Option<u64>,
+    pub send_until: Option<u64>,
     /// Accepted from / until.
-    pub accept_from: Option<Time>,
-    pub accept_until: Option<Time>,
+    pub accept_from: Option<u64>,
+    pub accept_until: Option<u64>,
 }
 
 impl std::fmt::Debug for Key {
@@ -122,18 +121,18 @@ impl std::fmt::Debug for Key {
     }
 }
 
-fn within(now: Time, from: Option<Time>, until: Option<Time>) -> bool {
+fn within(now: u64, from: Option<u64>, until: Option<u64>) -> bool {
     from.is_none_or(|f| now >= f) && until.is_none_or(|u| now < u)
 }
 
 impl Key {
-    /// Whether the key may sign at `now`.
-    pub fn sends_at(&self, now: Time) -> bool {
+    /// Whether the key may sign at `now` (Unix seconds).
+    pub fn sends_at(&self, now: u64) -> bool {
         within(now, self.send_from, self.send_until)
     }
 
-    /// Whether the key may verify at `now`.
-    pub fn accepts_at(&self, now: Time) -> bool {
+    /// Whether the key may verify at `now` (Unix seconds).
+    pub fn accepts_at(&self, now: u64) -> bool {
         within(now, self.accept_from, self.accept_until)
     }
 }
@@ -151,27 +150,16 @@ impl KeyChain {
     /// The key to sign with at `now`: of the keys valid for sending, the
     /// one that became valid last (so a new key takes over as soon as its
     /// send lifetime starts, the way BIRD picks), the highest id on a tie.
-    pub fn send_key(&self, now: Time) -> Option<&Key> {
+    pub fn send_key(&self, now: u64) -> Option<&Key> {
         self.keys
             .iter()
             .filter(|k| k.sends_at(now))
-            .max_by_key(|k| (k.send_from.unwrap_or(Time(0)), k.id))
+            .max_by_key(|k| (k.send_from.unwrap_or(0), k.id))
     }
 
     /// The key with SA ID `id` if it may verify at `now`.
-    pub fn accept_key(&self, id: u16, now: Time) -> Option<&Key> {
+    pub fn accept_key(&self, id: u16, now: u64) -> Option<&Key> {
         self.keys.iter().find(|k| k.id == id && k.accepts_at(now))
-    }
-
-    /// When the answers of [`KeyChain::send_key`] or
-    /// [`KeyChain::accept_key`] next change after `now`, if ever.
-    pub fn next_change(&self, now: Time) -> Option<Time> {
-        self.keys
-            .iter()
-            .flat_map(|k| [k.send_from, k.send_until, k.accept_from, k.accept_until])
-            .flatten()
-            .filter(|t| *t > now)
-            .min()
     }
 }
 
@@ -241,14 +229,14 @@ pub fn seal(packet: &mut Vec<u8>, src: Ipv6Addr, key: &Key, seq: u64, cpid: Cpid
 }
 
 /// Check the trailer after the first `ospf_len` bytes of `data` (the OSPF
-/// packet), sent from `src`, against `chain` at `now`. Either protocol id
-/// order is accepted.
+/// packet), sent from `src`, against `chain` at `now` (Unix seconds).
+/// Either protocol id order is accepted.
 pub fn verify(
     data: &[u8],
     ospf_len: usize,
     src: Ipv6Addr,
     chain: &KeyChain,
-    now: Time,
+    now: u64,
 ) -> Result<Verified, AuthError> {
     let trailer = data.get(ospf_len..).unwrap_or_default();
     if trailer.len() < HEADER_LEN {
@@ -400,7 +388,7 @@ mod tests {
                     send_cpid: cpid,
                 };
                 assert_eq!(
-                    verify(&p, 40, src, &chain, Time(0)),
+                    verify(&p, 40, src, &chain, 0),
                     Ok(Verified {
                         sa_id: 1,
                         seq: 1,
@@ -427,13 +415,10 @@ mod tests {
             }
             let mut bad = p.clone();
             bad[i] ^= 0x01;
-            assert!(verify(&bad, 40, src, &chain, Time(0)).is_err(), "byte {i}");
+            assert!(verify(&bad, 40, src, &chain, 0).is_err(), "byte {i}");
         }
         let other: Ipv6Addr = "fe80::2".parse().unwrap();
-        assert_eq!(
-            verify(&p, 40, other, &chain, Time(0)),
-            Err(AuthError::BadDigest)
-        );
+        assert_eq!(verify(&p, 40, other, &chain, 0), Err(AuthError::BadDigest));
         let wrong = KeyChain {
             keys: vec![Key {
                 secret: b"secreT".to_vec(),
@@ -441,31 +426,28 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert_eq!(
-            verify(&p, 40, src, &wrong, Time(0)),
-            Err(AuthError::BadDigest)
-        );
+        assert_eq!(verify(&p, 40, src, &wrong, 0), Err(AuthError::BadDigest));
         let other_id = KeyChain {
             keys: vec![Key { id: 2, ..k }],
             ..Default::default()
         };
         assert_eq!(
-            verify(&p, 40, src, &other_id, Time(0)),
+            verify(&p, 40, src, &other_id, 0),
             Err(AuthError::UnknownKey(1))
         );
         assert_eq!(
-            verify(&p[..40], 40, src, &chain, Time(0)),
+            verify(&p[..40], 40, src, &chain, 0),
             Err(AuthError::Missing)
         );
         // Cut anywhere in the trailer: an error, never a panic.
         for cut in 41..p.len() {
-            assert!(verify(&p[..cut], 40, src, &chain, Time(0)).is_err());
+            assert!(verify(&p[..cut], 40, src, &chain, 0).is_err());
         }
     }
 
     #[test]
     fn the_newest_valid_key_signs_and_each_verifies_in_its_window() {
-        let at = |s: u64| Some(Time(s * 1000));
+        let at = Some;
         let old = Key {
             id: 1,
             send_until: at(100),
@@ -482,14 +464,12 @@ mod tests {
             keys: vec![old, new],
             ..Default::default()
         };
-        let id = |t: u64| chain.send_key(Time(t * 1000)).map(|k| k.id);
+        let id = |t: u64| chain.send_key(t).map(|k| k.id);
         assert_eq!(id(50), Some(1));
         assert_eq!(id(95), Some(2), "the newer key takes over at once");
         assert_eq!(id(200), Some(2));
-        assert!(chain.accept_key(1, Time(110_000)).is_some());
-        assert!(chain.accept_key(1, Time(120_000)).is_none());
-        assert!(chain.accept_key(2, Time(70_000)).is_none());
-        assert_eq!(chain.next_change(Time(0)), Some(Time(80_000)));
-        assert_eq!(chain.next_change(Time(120_000)), None);
+        assert!(chain.accept_key(1, 110).is_some());
+        assert!(chain.accept_key(1, 120).is_none());
+        assert!(chain.accept_key(2, 70).is_none());
     }
 }

@@ -28,6 +28,85 @@ pub struct BirdConf {
     pub stubnets: Vec<String>,
     /// Prefixes announced as AS-external routes (from blackhole statics).
     pub externals: Vec<String>,
+    /// Keys for RFC 7166 authentication on every interface (none: off).
+    pub keys: Vec<TestKey>,
+}
+
+/// A key both routers of a test get: HMAC-SHA-256 with an ASCII secret,
+/// lifetimes in Unix seconds.
+#[derive(Debug, Clone)]
+pub struct TestKey {
+    pub id: u8,
+    pub secret: String,
+    pub send: (Option<u64>, Option<u64>),
+    pub accept: (Option<u64>, Option<u64>),
+}
+
+impl TestKey {
+    /// A key valid at all times.
+    pub fn always(id: u8, secret: &str) -> Self {
+        TestKey {
+            id,
+            secret: secret.to_owned(),
+            send: (None, None),
+            accept: (None, None),
+        }
+    }
+
+    /// The key as `ospfd --auth` takes it.
+    pub fn ospfd_arg(&self) -> String {
+        let mut s = format!("id={},alg=hmac-sha-256,secret={}", self.id, self.secret);
+        for (name, v) in [
+            ("send_from", self.send.0),
+            ("send_until", self.send.1),
+            ("accept_from", self.accept.0),
+            ("accept_until", self.accept.1),
+        ] {
+            if let Some(v) = v {
+                s.push_str(&format!(",{name}={v}"));
+            }
+        }
+        s
+    }
+
+    /// The key as a BIRD `password` clause (BIRD reads its times as local
+    /// time: the tests run in UTC).
+    fn bird_clause(&self) -> String {
+        let mut opts = format!("id {}; algorithm hmac sha256;", self.id);
+        for (name, v) in [
+            ("generate from", self.send.0),
+            ("generate to", self.send.1),
+            ("accept from", self.accept.0),
+            ("accept to", self.accept.1),
+        ] {
+            if let Some(v) = v {
+                opts.push_str(&format!(" {name} \"{}\";", bird_time(v)));
+            }
+        }
+        format!("password \"{}\" {{ {opts} }};", self.secret)
+    }
+}
+
+/// Unix seconds as BIRD 2's `yyyy-mm-dd HH:MM:SS` (UTC).
+fn bird_time(unix: u64) -> String {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 impl BirdConf {
@@ -41,6 +120,7 @@ impl BirdConf {
                 .collect(),
             stubnets: stubnets.iter().map(|s| (*s).to_owned()).collect(),
             externals: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -73,9 +153,15 @@ impl BirdConf {
                 LinkType::PointToPoint => "ptp",
                 LinkType::Broadcast => "broadcast",
             };
+            let auth = if self.keys.is_empty() {
+                String::new()
+            } else {
+                let keys: Vec<String> = self.keys.iter().map(TestKey::bird_clause).collect();
+                format!(" authentication cryptographic; {}", keys.join(" "))
+            };
             let _ = writeln!(
                 c,
-                "    interface \"{iface}\" {{ type {ty}; cost 10; hello 1; dead 3; retransmit 2; }};"
+                "    interface \"{iface}\" {{ type {ty}; cost 10; hello 1; dead 3; retransmit 2;{auth} }};"
             );
         }
         let _ = writeln!(c, "  }};");

@@ -68,6 +68,18 @@ impl Ours {
         stubs: &[&str],
         link: LinkType,
     ) -> Self {
+        Self::start_with(lab, node, router_id, stubs, link, &[])
+    }
+
+    /// Start `ospfd` with extra arguments (authentication, say).
+    pub fn start_with(
+        lab: &lab::Lab,
+        node: &str,
+        router_id: Ipv4Addr,
+        stubs: &[&str],
+        link: LinkType,
+        extra: &[String],
+    ) -> Self {
         let n = lab.node(node);
         let state_file = lab.work_dir().join(format!("{node}.ospfd.json"));
         let bin = ospfd_binary().display().to_string();
@@ -90,6 +102,7 @@ impl Ours {
         for s in stubs {
             args.extend(["--stub".to_owned(), (*s).to_owned()]);
         }
+        args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let proc = n.spawn("ospfd", &args).expect("start ospfd");
         Self {
@@ -226,6 +239,18 @@ impl Bird {
         stubs: &[&str],
         link: LinkType,
     ) -> Self {
+        Self::start_with_keys(lab, node, router_id, stubs, link, &[])
+    }
+
+    /// Start BIRD authenticating with `keys` (none: no authentication).
+    pub fn start_with_keys(
+        lab: &lab::Lab,
+        node: &str,
+        router_id: Ipv4Addr,
+        stubs: &[&str],
+        link: LinkType,
+        keys: &[bird::TestKey],
+    ) -> Self {
         let n = lab.node(node);
         let files = BirdFiles::new(lab.work_dir(), node);
         let conf = BirdConf {
@@ -233,6 +258,7 @@ impl Bird {
             interfaces: n.ifaces().into_iter().map(|i| (i, link)).collect(),
             stubnets: stubs.iter().map(|s| (*s).to_owned()).collect(),
             externals: Vec::new(),
+            keys: keys.to_vec(),
         };
         files.write_conf(&conf);
         let args = files.bird_args();
