@@ -2,6 +2,8 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod bird;
+#[cfg(feature = "driver")]
+pub mod frr;
 pub mod netns;
 #[cfg(feature = "driver")]
 pub mod routers;

@@ -1,0 +1,151 @@
+//! Interop with FRR 8.4's ospf6d, plain and with RFC 7166 authentication
+//! (HMAC-SHA-256), on one point-to-point link.
+//!
+//! FRR before 9.1 appends the protocol id to the key in host byte order
+//! (`01 00` on x86) where RFC 7166 §4.5 has `00 01`, so its digests and
+//! the RFC's differ. We accept either; towards FRR 8.4 we sign the way it
+//! does (`--auth-cpid legacy`), and a test shows the RFC order is refused
+//! by it.
+//!
+//! Needs root, the lab's tools and FRR at `/usr/lib/frr`.
+#![cfg(feature = "driver")]
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::bird::{LinkType, TestKey};
+use common::frr::Frr;
+use common::routers::Ours;
+use common::wait_until;
+use routing::DropReason;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn rid(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, n)
+}
+
+fn stub(n: u8) -> String {
+    format!("2001:db8:{n}::/64")
+}
+
+/// FRR with `frr_key`, ours with `our_keys` and extra arguments.
+fn pair(
+    tag: &str,
+    frr_key: Option<&TestKey>,
+    our_keys: &[TestKey],
+    extra: &[&str],
+) -> (lab::Lab, Ours, Frr) {
+    let topo = lab::Topology::new()
+        .node("ours")
+        .node("frr")
+        .link("ours", "frr", lab::Wire::Direct);
+    let lab = lab::Lab::build(tag, &topo).expect("build lab");
+    let frr = Frr::start(&lab, "frr", rid(2), &stub(2), frr_key);
+    let args: Vec<String> = our_keys
+        .iter()
+        .flat_map(|k| ["--auth".to_owned(), k.ospfd_arg()])
+        .chain(extra.iter().map(|s| (*s).to_owned()))
+        .collect();
+    let ours = Ours::start_with(
+        &lab,
+        "ours",
+        rid(1),
+        &[&stub(1)],
+        LinkType::PointToPoint,
+        &args,
+    );
+    (lab, ours, frr)
+}
+
+fn drops(ours: &Ours, reason: DropReason) -> u64 {
+    ours.snapshot()
+        .and_then(|s| s.state.drops.get(&reason).copied())
+        .unwrap_or(0)
+}
+
+fn converges(lab: &lab::Lab, ours: &Ours, frr: &Frr) {
+    let describe = || format!("{}\n{}", ours.describe(), frr.describe(lab));
+    wait_until(
+        "Full on both sides",
+        CONVERGE,
+        || (ours.is_full_with(rid(2)) && frr.is_full_with(lab, rid(1))).then_some(()),
+        describe,
+    );
+    wait_until(
+        "routes both ways",
+        CONVERGE,
+        || {
+            let o = ours.routes()?;
+            (o.contains_key(&stub(2)) && frr.has_route(lab, &stub(1))).then_some(())
+        },
+        describe,
+    );
+}
+
+#[test]
+fn without_authentication_frr_and_we_route_to_each_other() {
+    let (lab, ours, frr) = pair("frr-plain", None, &[], &[]);
+    converges(&lab, &ours, &frr);
+}
+
+#[test]
+fn one_key_forms_the_adjacency_in_frrs_byte_order() {
+    let key = TestKey::always(1, "mesh-secret-1234");
+    let (lab, ours, frr) = pair(
+        "frr-auth",
+        Some(&key),
+        std::slice::from_ref(&key),
+        &["--auth-cpid", "legacy"],
+    );
+    converges(&lab, &ours, &frr);
+    for reason in [DropReason::AuthBadDigest, DropReason::AuthReplay] {
+        assert_eq!(drops(&ours, reason), 0, "{reason:?}");
+    }
+}
+
+#[test]
+fn frr_8_4_refuses_the_rfc_byte_order() {
+    let key = TestKey::always(1, "mesh-secret-1234");
+    let (lab, ours, frr) = pair(
+        "frr-rfc",
+        Some(&key),
+        std::slice::from_ref(&key),
+        &["--auth-cpid", "rfc"],
+    );
+    // We accept FRR's packets (either order verifies), FRR refuses ours.
+    let describe = || format!("{}\n{}", ours.describe(), frr.describe(&lab));
+    wait_until(
+        "FRR's Hellos accepted by us",
+        CONVERGE,
+        || {
+            ours.snapshot()
+                .is_some_and(|s| !s.state.neighbors.is_empty())
+                .then_some(())
+        },
+        describe,
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!frr.is_full_with(&lab, rid(1)), "{}", describe());
+}
+
+#[test]
+fn a_different_key_forms_no_adjacency() {
+    let (lab, ours, frr) = pair(
+        "frr-badkey",
+        Some(&TestKey::always(1, "other-secret-567")),
+        &[TestKey::always(1, "mesh-secret-1234")],
+        &["--auth-cpid", "legacy"],
+    );
+    let describe = || format!("{}\n{}", ours.describe(), frr.describe(&lab));
+    wait_until(
+        "our digest check refusing FRR's packets",
+        CONVERGE,
+        || (drops(&ours, DropReason::AuthBadDigest) >= 5).then_some(()),
+        describe,
+    );
+    assert!(!ours.is_full_with(rid(2)), "{}", describe());
+    assert!(!frr.is_full_with(&lab, rid(1)), "{}", describe());
+}
