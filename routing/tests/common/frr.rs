@@ -151,7 +151,11 @@ impl Frr {
 
 impl Drop for Frr {
     fn drop(&mut self) {
-        // The lab stops the daemons; their socket directory is ours.
+        // The lab stops the daemons; their socket directory is ours, and
+        // ospf6d leaves its state beside it whatever its path space.
         let _ = std::fs::remove_dir_all(format!("/var/run/frr/{}", self.name));
+        for file in ["ospf6d-at-seq-no.dat", "ospf6d-gr.json"] {
+            let _ = std::fs::remove_file(format!("/var/run/frr/{file}"));
+        }
     }
 }
