@@ -155,9 +155,24 @@ pub struct NodeInfo {
     pub xdp: bool,
     /// The fast path's netfilter check on this node.
     pub netfilter: NetfilterInfo,
+    /// OSPF authentication (RFC 7166); `None`: off.
+    #[serde(default)]
+    pub ospf_auth: Option<AuthInfo>,
     pub state_file: PathBuf,
     pub bpffs: PathBuf,
     pub uptime_s: u64,
+}
+
+/// OSPF authentication as the agent runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// Keys in the chain.
+    pub keys: usize,
+    /// The key that signs now (`None`: no key is valid for sending, and
+    /// nothing is sent).
+    pub send_key: Option<u16>,
+    /// The high word of this run's sequence numbers.
+    pub boot_count: u32,
 }
 
 /// The netfilter check as the agent set it up (`agent::runtime::netfilter`).

@@ -40,6 +40,11 @@
 //! spf_long_delay_ms = 1000
 //! spf_time_to_learn_ms = 1000
 //! spf_holddown_ms = 3000
+//!
+//! [ospf.auth]                 # RFC 7166; see `agent::auth` for the key file
+//! key_file = "/etc/kubermesh/ospf-keys.toml"   # default: none (no authentication)
+//! boot_count_file = "/var/lib/kubermesh/ospf-boot-count"
+//! cpid = "rfc"                # legacy: for neighbours running FRR before 9.1
 //! ```
 
 use std::{
@@ -53,7 +58,7 @@ use ipnet::Ipv6Net;
 use meshfwd_common::pin;
 use serde::{Deserialize, Serialize};
 
-use super::core::links::Pattern;
+use super::{auth::AuthConfig, core::links::Pattern};
 
 /// Where the agent looks for its file when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/kubermesh/meshfwd.toml";
@@ -146,7 +151,7 @@ impl Default for InterfacesConfig {
 }
 
 /// The `[ospf]` section: settings of every mesh interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OspfConfig {
     /// Seconds between Hellos.
@@ -173,6 +178,8 @@ pub struct OspfConfig {
     pub spf_time_to_learn_ms: u64,
     /// Quiet time that resets the back-off.
     pub spf_holddown_ms: u64,
+    /// `[ospf.auth]`: RFC 7166 authentication of every packet.
+    pub auth: AuthConfig,
 }
 
 impl Default for OspfConfig {
@@ -189,6 +196,7 @@ impl Default for OspfConfig {
             spf_long_delay_ms: 1000,
             spf_time_to_learn_ms: 1000,
             spf_holddown_ms: 3000,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -243,6 +251,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub interfaces: InterfacesConfig,
     pub ospf: OspfConfig,
+    /// The key chain read from `ospf.auth.key_file` by [`Config::load`].
+    #[serde(skip)]
+    pub keys: Option<routing::packet::auth::KeyChain>,
 }
 
 impl Default for Config {
@@ -266,6 +277,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             interfaces: InterfacesConfig::default(),
             ospf: OspfConfig::default(),
+            keys: None,
         }
     }
 }
@@ -327,6 +339,26 @@ pub struct AgentArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// OSPF key file (RFC 7166 authentication; see `meshfwd agent --help`
+    /// and the README for its format).
+    #[arg(long)]
+    pub auth_key_file: Option<PathBuf>,
+    /// File the authentication boot count is kept in.
+    #[arg(long)]
+    pub auth_boot_count_file: Option<PathBuf>,
+    /// Sign with the protocol id in FRR-before-9.1 order (`legacy`) or the
+    /// RFC's (`rfc`).
+    #[arg(long, value_parser = parse_cpid)]
+    pub auth_cpid: Option<routing::packet::auth::CpidOrder>,
+}
+
+fn parse_cpid(s: &str) -> Result<routing::packet::auth::CpidOrder, String> {
+    use routing::packet::auth::CpidOrder;
+    match s {
+        "rfc" => Ok(CpidOrder::Rfc),
+        "legacy" => Ok(CpidOrder::Legacy),
+        other => Err(format!("{other:?} is not rfc or legacy")),
+    }
 }
 
 impl Config {
@@ -363,6 +395,11 @@ impl Config {
         };
         config.apply_args(args, bpffs, socket);
         config.validate()?;
+        if let Some(path) = &config.ospf.auth.key_file {
+            let keys = super::auth::load_keys(path, config.ospf.auth.cpid)
+                .map_err(|e| ConfigError::new("ospf.auth.key_file", e))?;
+            config.keys = Some(keys);
+        }
         Ok(config)
     }
 
@@ -404,6 +441,11 @@ impl Config {
         set(&mut self.state_file, &a.state_file);
         set(&mut self.local_device, &a.local_device);
         set(&mut self.ospf.hello_interval, &a.hello_interval);
+        if a.auth_key_file.is_some() {
+            self.ospf.auth.key_file = a.auth_key_file.clone();
+        }
+        set(&mut self.ospf.auth.boot_count_file, &a.auth_boot_count_file);
+        set(&mut self.ospf.auth.cpid, &a.auth_cpid);
         set(&mut self.ospf.dead_interval, &a.dead_interval);
         set(&mut self.xdp_mode, &a.xdp_mode);
         set(&mut self.netfilter, &a.netfilter);

@@ -10,6 +10,7 @@
 //!   events and carries out its actions (rtnetlink, the OSPF driver, the
 //!   map writer task, the control socket).
 
+pub mod auth;
 pub mod config;
 pub mod core;
 pub mod runtime;

@@ -180,6 +180,19 @@ fn node(d: &NodeInfo) -> String {
         ("SPF runs", d.spf_runs.to_string()),
         ("XDP fast path", yes_no(d.xdp)),
         ("netfilter", netfilter(&d.netfilter)),
+        (
+            "OSPF auth",
+            match &d.ospf_auth {
+                None => "off".to_owned(),
+                Some(a) => format!(
+                    "RFC 7166, {} key(s), signing with {}, boot count {}",
+                    a.keys,
+                    a.send_key
+                        .map_or("none (nothing sent)".to_owned(), |k| format!("key {k}")),
+                    a.boot_count
+                ),
+            },
+        ),
         ("state file", d.state_file.display().to_string()),
         ("uptime", format!("{}s", d.uptime_s)),
         ("version", d.version.clone()),

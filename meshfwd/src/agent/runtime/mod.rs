@@ -44,12 +44,33 @@ use super::{
     core::{Action, Core, Event, Millis, Settings, links::LinkFilter},
 };
 use crate::api::{
-    AgentCounters, Answer, InterfaceRow, NetfilterInfo, NodeInfo, OspfStats, ProcessStats, Query,
-    RouteHop, RouteRow, StatsReport,
+    AgentCounters, Answer, AuthInfo, InterfaceRow, NetfilterInfo, NodeInfo, OspfStats,
+    ProcessStats, Query, RouteHop, RouteRow, StatsReport,
 };
 
 /// How often the agent samples OSPF for the router id and pod prefix checks.
 const TICK: Duration = Duration::from_secs(1);
+impl Agent {
+    /// The boot count for an OSPF start: the one read at start the first
+    /// time, then the file's next (or, should the file fail now, one more
+    /// than the last, with a warning). 0 without authentication.
+    fn next_boot_count(&mut self) -> u32 {
+        if self.config.keys.is_none() {
+            return 0;
+        }
+        let n = match self.boot_count.0.take() {
+            Some(n) => n,
+            None => crate::agent::auth::next_boot_count(&self.config.ospf.auth.boot_count_file)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "the boot count file failed: counting on in memory");
+                    self.boot_count.1.saturating_add(1)
+                }),
+        };
+        self.boot_count.1 = n;
+        n
+    }
+}
+
 /// Where the sysctls live.
 const PROC_SYS: &str = "/proc/sys";
 
@@ -74,6 +95,8 @@ pub enum AgentError {
     NoOspf,
     #[error("the agent runs once")]
     AlreadyRan,
+    #[error("the OSPF authentication boot count: {0}")]
+    BootCount(#[source] std::io::Error),
 }
 
 /// The agent process: the core and what it needs to act.
@@ -91,6 +114,9 @@ pub struct Agent {
     listener: Option<tokio::net::UnixListener>,
     /// The netfilter check as set up at start.
     netfilter: NetfilterInfo,
+    /// With authentication: the boot count the next OSPF start uses
+    /// (taken from its file at start), and the last one used.
+    boot_count: (Option<u32>, u32),
     /// Counters of what the runtime carried out (the core counts its
     /// decisions).
     alive_flips: u64,
@@ -138,6 +164,15 @@ impl Agent {
         tracing::info!(router_id = %identity.router_id, source = ?identity.source, "router id");
         let local_device = kernel::ensure_local_device(&netlink, &config.local_device).await?;
         let netfilter = netfilter::prepare(Path::new(PROC_SYS), config.netfilter);
+        // With authentication the sequence numbers must rise across
+        // restarts: a boot count that cannot be kept is an error at start.
+        let boot_count = match &config.keys {
+            Some(_) => Some(
+                crate::agent::auth::next_boot_count(&config.ospf.auth.boot_count_file)
+                    .map_err(AgentError::BootCount)?,
+            ),
+            None => None,
+        };
         let dataplane = if config.xdp {
             Dataplane::start_xdp(
                 &config.bpffs,
@@ -168,6 +203,7 @@ impl Agent {
             ospf: None,
             dataplane,
             netfilter,
+            boot_count: (boot_count, 0),
             listener: Some(listener),
             alive_flips: 0,
             control_requests: 0,
@@ -309,7 +345,8 @@ impl Agent {
                     if let Some(old) = self.ospf.take() {
                         old.stop().await;
                     }
-                    self.ospf = Some(Ospf::start(&self.config.ospf, router_id, stubs));
+                    let boot = self.next_boot_count();
+                    self.ospf = Some(Ospf::start(&self.config.ospf, router_id, stubs, boot));
                 }
                 Action::OspfAddInterface(spec) => {
                     let name = spec.name.clone();
@@ -441,6 +478,16 @@ impl Agent {
                     spf_runs: snap.state.spf_runs,
                     xdp: self.config.xdp,
                     netfilter: self.netfilter.clone(),
+                    ospf_auth: self.config.keys.as_ref().map(|chain| {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        AuthInfo {
+                            keys: chain.keys.len(),
+                            send_key: chain.send_key(now).map(|k| k.id),
+                            boot_count: self.boot_count.1,
+                        }
+                    }),
                     state_file: self.config.state_file.clone(),
                     bpffs: self.config.bpffs.clone(),
                     uptime_s: self.started.elapsed().as_secs(),
@@ -549,7 +596,10 @@ fn settings(config: &Config) -> Settings {
             include: config.interfaces.include.clone(),
             exclude: config.interfaces.exclude.clone(),
         },
-        interface: config.ospf.interface(),
+        interface: routing::InterfaceConfig {
+            auth: config.keys.clone(),
+            ..config.ospf.interface()
+        },
         mtu: config.mtu,
         bpffs: config.bpffs.clone(),
     }

@@ -38,14 +38,21 @@ pub enum OspfDied {
 
 impl Ospf {
     /// Start a driver for `router_id` advertising `stubs` (no interfaces
-    /// yet: the core adds them).
-    pub fn start(config: &OspfConfig, router_id: Ipv4Addr, stubs: Vec<Ipv6Net>) -> Ospf {
+    /// yet: the core adds them); `boot_count` is the high word of its
+    /// authentication sequence numbers.
+    pub fn start(
+        config: &OspfConfig,
+        router_id: Ipv4Addr,
+        stubs: Vec<Ipv6Net>,
+        boot_count: u32,
+    ) -> Ospf {
         let (handle, commands) = driver::channel();
         let (rib_tx, ribs) = mpsc::unbounded_channel();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let instance = InstanceConfig {
             router_id,
             stub_prefixes: stubs,
+            auth_boot_count: boot_count,
             min_ls_interval_ms: config.min_ls_interval_ms,
             min_ls_arrival_ms: config.min_ls_arrival_ms,
             spf: SpfBackoffConfig {
