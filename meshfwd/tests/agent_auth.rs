@@ -4,7 +4,11 @@
 
 mod agent_support;
 
-use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, time::Duration};
+use std::{
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use agent_support::{Answers as _, mesh, wait_until};
 use lab::{Topology, Wire, agents::AgentMesh};
@@ -19,7 +23,7 @@ fn key_file(m: &AgentMesh, node: &str, secret: &str, mode: u32) -> PathBuf {
     p
 }
 
-fn start(m: &mut AgentMesh, node: &str, keys: &PathBuf) {
+fn start(m: &mut AgentMesh, node: &str, keys: &Path) {
     let boot = m.path(node, "boot");
     m.start(
         node,
