@@ -165,6 +165,23 @@ fn daemon_set_runs_the_agent_on_the_host_network() {
         Some("/var/lib/kubermesh"),
         "{m:?}"
     );
+    // OSPF is authenticated with the key the node was provisioned with.
+    let args = agent.args.clone().unwrap_or_default();
+    assert!(
+        args.iter()
+            .any(|a| a == "--auth-key-file=/etc/kubermesh/ospf-keys.toml"),
+        "{args:?}"
+    );
+    assert_eq!(
+        m.get("/etc/kubermesh/ospf-keys.toml").map(String::as_str),
+        Some("/etc/kubermesh/ospf-keys.toml"),
+        "{m:?}"
+    );
+    assert!(
+        args.iter()
+            .any(|a| a.starts_with("--auth-boot-count-file=/var/lib/kubermesh/")),
+        "the boot count survives the pod: {args:?}"
+    );
     let bpffs = agent
         .volume_mounts
         .as_ref()
