@@ -252,6 +252,13 @@ pub struct AgentCounters {
     pub rib_changes: u64,
     pub tables_sent: u64,
     pub pod_prefix_moves: u64,
+    /// Times a reachable router was found advertising our pod prefix.
+    #[serde(default)]
+    pub pod_prefix_clashes: u64,
+    /// Advertisements the prefix ownership policy refuses now (a gauge;
+    /// each is logged by OSPF when first refused).
+    #[serde(default)]
+    pub prefixes_refused: u64,
     pub router_id_changes: u64,
     pub duplicate_router_ids: u64,
     pub duplicate_neighbor_ids: u64,

@@ -95,6 +95,10 @@ pub enum DropReason {
     AuthUnexpected,
     /// Not sent: authentication is on and no key is valid for sending.
     AuthNoSendKey,
+    /// A new LSA refused (acknowledged, neither installed nor requested)
+    /// because its advertising router, or the whole database, is at its
+    /// limit ([`crate::instance::LsdbLimits`]).
+    LsdbFull,
 }
 
 impl DropReason {

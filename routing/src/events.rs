@@ -64,6 +64,10 @@ pub enum Input {
     Timer(TimerId),
     /// Replace the prefixes advertised without an interface.
     SetStubPrefixes(Vec<Ipv6Net>),
+    /// Give the router id up: flush every LSA we originated (premature
+    /// aging, RFC 2328 §14.1) and originate none from now on, so the old
+    /// identity leaves every LSDB at once instead of after an hour.
+    Retire,
 }
 
 /// Something the caller must do.

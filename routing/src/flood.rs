@@ -99,6 +99,12 @@ impl Instance {
         }
         let header = lsa.header;
         let key = header.key();
+        // Content we never originated, under our router id (§13.4).
+        let foreign_own = header.adv_router == self.config.router_id
+            && !self
+                .own_bodies
+                .get(&key)
+                .is_some_and(|bodies| bodies.contains(&lsa.body));
         let db = self
             .lsdb
             .get(ifindex, &key)
@@ -106,6 +112,13 @@ impl Instance {
 
         // Step 4: a MaxAge LSA we do not have, while no exchange is under way.
         if header.is_max_age() && db.is_none() && !self.any_exchange() {
+            self.direct_ack(ifindex, rid, header);
+            return LsaOutcome::Next;
+        }
+
+        if db.is_none() && self.over_limit(ifindex, &key) {
+            self.drops
+                .drop(now, DropReason::LsdbFull, ifindex, "LSDB limit");
             self.direct_ack(ifindex, rid, header);
             return LsaOutcome::Next;
         }
@@ -144,6 +157,9 @@ impl Instance {
                 let repeat = !self.self_originated_fought.insert(key);
                 if repeat {
                     self.self_originated_repeat += 1;
+                }
+                if foreign_own {
+                    self.self_originated_foreign += 1;
                 }
                 tracing::info!(%key, seq = header.seq, repeat, "flood: newer self-originated LSA received");
                 self.force_originate.insert(key);

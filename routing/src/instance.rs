@@ -15,6 +15,7 @@ use crate::events::{Input, Output, Time, TimerId, TimerKind};
 use crate::interface::{Interface, ism};
 use crate::lsdb::Lsdb;
 use crate::neighbor::nsm;
+use crate::packet::lsa::LsaBody;
 use crate::packet::lsa::header::{LsaHeader, LsaKey};
 use crate::packet::{
     ALL_D_ROUTERS, ALL_SPF_ROUTERS, Body, Packet, PacketRepr, PacketType, dbdesc::DbDescRepr,
@@ -44,6 +45,47 @@ pub struct InstanceConfig {
     /// The wall clock at [`Time`] 0, in milliseconds since the Unix epoch:
     /// key lifetimes are wall-clock times. The driver sets it.
     pub epoch_unix_ms: u64,
+    /// Who may advertise what (none: every prefix is believed).
+    pub prefix_policy: Option<crate::ownership::PrefixPolicy>,
+    pub lsdb_limits: LsdbLimits,
+}
+
+/// How many LSAs the database takes, from one router and in all.
+///
+/// At a limit the router refuses the excess: a new LSA (one whose key the
+/// database does not hold yet) is acknowledged, so the sender stops
+/// retransmitting it, but neither installed, nor flooded, nor requested in
+/// a database exchange, and it is counted as [`crate::DropReason::LsdbFull`].
+/// Newer instances of LSAs already held are always taken, so the routers
+/// already known keep converging; our own LSAs are never refused. This
+/// keeps a flood of junk from growing the database (and every table built
+/// from it) without bound; the junk already taken leaves with MaxAge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LsdbLimits {
+    pub per_router: usize,
+    pub total: usize,
+}
+
+impl Default for LsdbLimits {
+    /// Far above any area this crate is meant for; embeddings that know
+    /// their size set tighter ones.
+    fn default() -> Self {
+        LsdbLimits {
+            per_router: 10_000,
+            total: 200_000,
+        }
+    }
+}
+
+impl Instance {
+    /// Whether a new LSA for `key` must be refused under the limits.
+    pub(crate) fn over_limit(&self, ifindex: u32, key: &LsaKey) -> bool {
+        let limits = self.config.lsdb_limits;
+        key.adv_router != self.config.router_id
+            && self.lsdb.get(ifindex, key).is_none()
+            && (self.lsdb.count_of(key.adv_router) >= limits.per_router
+                || self.lsdb.len() >= limits.total)
+    }
 }
 
 impl Default for InstanceConfig {
@@ -57,6 +99,8 @@ impl Default for InstanceConfig {
             min_ls_arrival_ms: 1000,
             auth_boot_count: 0,
             epoch_unix_ms: 0,
+            prefix_policy: None,
+            lsdb_limits: LsdbLimits::default(),
         }
     }
 }
@@ -96,6 +140,22 @@ pub struct Instance {
     /// earlier such event in this life: a fight with another router using
     /// our id, not leftovers of a previous life.
     pub(crate) self_originated_repeat: u64,
+    /// Newer instances of our own LSAs whose content we never originated
+    /// (RFC 2328 §13.4 evidence of another router with our id, or of a
+    /// forger): a running count.
+    pub(crate) self_originated_foreign: u64,
+    /// The bodies of our last originations, per LSA: what tells our own
+    /// stale copies from someone else's.
+    pub(crate) own_bodies: HashMap<LsaKey, std::collections::VecDeque<LsaBody>>,
+    /// Packets with our router id that passed authentication: only a
+    /// holder of the key can send them.
+    pub(crate) own_id_authenticated: u64,
+    /// The routers the last SPF run reached.
+    pub(crate) reachable: BTreeSet<Ipv4Addr>,
+    /// What the prefix policy refused in the last SPF run.
+    pub(crate) refused: Vec<crate::ownership::Refused>,
+    /// Set by [`Input::Retire`]: we advertise nothing any more.
+    pub(crate) retired: bool,
     /// Own LSAs re-originated or flushed after a newer copy came back.
     pub(crate) self_originated_fought: BTreeSet<LsaKey>,
 }
@@ -125,6 +185,12 @@ impl Instance {
             direct_acks: BTreeMap::new(),
             self_originated_newer: 0,
             self_originated_repeat: 0,
+            self_originated_foreign: 0,
+            own_bodies: HashMap::new(),
+            own_id_authenticated: 0,
+            reachable: BTreeSet::new(),
+            retired: false,
+            refused: Vec::new(),
             self_originated_fought: BTreeSet::new(),
         };
         inst.finish();
@@ -209,6 +275,11 @@ impl Instance {
                     self.config.stub_prefixes = prefixes;
                     self.originate_needed = true;
                 }
+            }
+            Input::Retire => {
+                tracing::info!(router_id = %self.config.router_id, "retiring: flushing our LSAs");
+                self.retired = true;
+                self.originate_needed = true;
             }
         }
         self.take_output()
@@ -354,6 +425,16 @@ impl Instance {
         }
         let rid = packet.router_id();
         if rid == self.config.router_id {
+            // Only a packet we cannot have sent counts: not from our own
+            // address, and numbered beyond anything we have sent. Our own
+            // packets replayed at us fail both.
+            let ours = self
+                .interfaces
+                .get(&ifindex)
+                .is_some_and(|i| i.link_local == src);
+            if verified.is_some_and(|v| v.seq > self.auth_seq) && !ours {
+                self.own_id_authenticated += 1;
+            }
             return drop(self, DropReason::OwnRouterId, "own router id");
         }
         let ty = packet.packet_type();

@@ -31,6 +31,7 @@ pub mod interface;
 pub mod lsdb;
 pub mod neighbor;
 mod originate;
+pub mod ownership;
 pub mod packet;
 pub mod route;
 pub mod sim;

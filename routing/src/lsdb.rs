@@ -103,6 +103,9 @@ pub struct Lsdb {
     /// Bumped whenever an instance is installed or removed, so an observer
     /// can tell the database changed without comparing it.
     changes: u64,
+    /// Entries per advertising router, and in all: what the limits count.
+    per_router: std::collections::HashMap<Ipv4Addr, usize>,
+    total: usize,
 }
 
 impl Lsdb {
@@ -164,6 +167,10 @@ impl Lsdb {
         let map = self.map_mut(ifindex, &key)?;
         let old = map.insert(key, entry);
         self.changes += 1;
+        if old.is_none() {
+            self.total += 1;
+            *self.per_router.entry(key.adv_router).or_default() += 1;
+        }
         old
     }
 
@@ -177,14 +184,35 @@ impl Lsdb {
     /// Remove an entry.
     pub fn remove(&mut self, ifindex: u32, key: &LsaKey) -> Option<LsaEntry> {
         let old = self.map_mut(ifindex, key)?.remove(key);
-        self.changes += u64::from(old.is_some());
+        if old.is_some() {
+            self.changes += 1;
+            self.uncount(key.adv_router);
+        }
         old
+    }
+
+    fn uncount(&mut self, router: Ipv4Addr) {
+        self.total = self.total.saturating_sub(1);
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.per_router.entry(router) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Return how many entries `router` advertises.
+    pub fn count_of(&self, router: Ipv4Addr) -> usize {
+        self.per_router.get(&router).copied().unwrap_or(0)
     }
 
     /// Forget the link-scope LSAs of an interface that went down.
     pub(crate) fn drop_link_scope(&mut self, ifindex: u32) {
-        if self.link.remove(&ifindex).is_some() {
+        if let Some(map) = self.link.remove(&ifindex) {
             self.changes += 1;
+            for k in map.keys() {
+                self.uncount(k.adv_router);
+            }
         }
     }
 
@@ -229,7 +257,7 @@ impl Lsdb {
 
     /// Return the number of entries.
     pub fn len(&self) -> usize {
-        self.area.len() + self.as_scope.len() + self.link.values().map(|m| m.len()).sum::<usize>()
+        self.total
     }
 
     /// Return whether the database is empty.

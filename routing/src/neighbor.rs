@@ -439,6 +439,11 @@ impl Instance {
                 continue;
             }
             let newer = match self.lsdb.get(ifindex, &h.key()) {
+                None if self.over_limit(ifindex, &h.key()) => {
+                    self.drops
+                        .drop(now, DropReason::LsdbFull, ifindex, "LSDB limit");
+                    false
+                }
                 None => true,
                 Some(e) => h.compare(&e.header_at(now)) == std::cmp::Ordering::Greater,
             };

@@ -9,6 +9,9 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+/// How many of our last bodies of each own LSA are remembered.
+const OWN_BODIES_KEPT: usize = 16;
+
 use crate::events::TimerKind;
 use crate::instance::Instance;
 use crate::interface::{InterfaceKind, ism};
@@ -36,6 +39,9 @@ impl Instance {
             ls_id,
         };
         let mut out = BTreeMap::new();
+        if self.retired {
+            return out;
+        }
         let mut links = Vec::new();
         for iface in self.interfaces.values().filter(|i| i.is_active()) {
             let ifindex = iface.ifindex;
@@ -214,6 +220,13 @@ impl Instance {
             };
             let raw: std::sync::Arc<[u8]> = lsa.encode().into();
             tracing::debug!(%key, seq, "originate");
+            let bodies = self.own_bodies.entry(*key).or_default();
+            if !bodies.contains(body) {
+                bodies.push_back(body.clone());
+                if bodies.len() > OWN_BODIES_KEPT {
+                    bodies.pop_front();
+                }
+            }
             let scope = key
                 .ls_type
                 .flooding_scope()

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::{Time, TimerKind};
 use crate::instance::Instance;
 use crate::lsdb::{LsaMap, Lsdb};
+use crate::ownership::{PrefixPolicy, Refused};
 use crate::packet::Options;
 use crate::packet::lsa::LsaBody;
 use crate::packet::lsa::header::{LsaKey, LsaType, MAX_AGE};
@@ -286,10 +287,34 @@ pub fn compute(
     max_paths: usize,
     fallback: &dyn Fn(u32, Ipv4Addr) -> Option<Ipv6Addr>,
 ) -> Rib {
+    compute_full(lsdb, root, max_paths, fallback, None).rib
+}
+
+/// What one SPF run yields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpfResult {
+    pub rib: Rib,
+    /// The routers the run reached (two-way links all the way), the root
+    /// among them: the only ones whose word counts for identity and
+    /// prefix decisions.
+    pub reachable: BTreeSet<Ipv4Addr>,
+    /// Advertisements the prefix policy refused (not in `rib`).
+    pub refused: Vec<Refused>,
+}
+
+/// [`compute`], with the routers it reached, and the prefixes of
+/// reachable routers judged by `policy` (see [`crate::ownership`]).
+pub fn compute_full(
+    lsdb: &Lsdb,
+    root: Ipv4Addr,
+    max_paths: usize,
+    fallback: &dyn Fn(u32, Ipv4Addr) -> Option<Ipv6Addr>,
+    policy: Option<&PrefixPolicy>,
+) -> SpfResult {
     let area = lsdb.area();
     let g = Graph::build(area);
     let Some(&root_ix) = g.rindex.get(&u32::from(root)) else {
-        return Rib::default();
+        return SpfResult::default();
     };
     let root_ix = root_ix as usize;
     let n = g.len();
@@ -407,7 +432,7 @@ pub fn compute(
 
     // Prefixes (RFC 5340 §4.8.3).
     let mut own: BTreeSet<Ipv6Net> = BTreeSet::new();
-    let mut cands: Vec<(Ipv6Net, u32, usize)> = Vec::new();
+    let mut cands: Vec<(Ipv6Net, u32, usize, Ipv4Addr)> = Vec::new();
     for e in type_range(area, LsaType::INTRA_AREA_PREFIX) {
         if e.lsa.header.age >= MAX_AGE {
             continue;
@@ -437,15 +462,35 @@ pub fn compute(
             if p.options.contains(PrefixOptions::NU) || is_link_local(&p.prefix) {
                 continue;
             }
-            cands.push((p.prefix, dist[v].saturating_add(u32::from(p.metric)), v));
+            cands.push((
+                p.prefix,
+                dist[v].saturating_add(u32::from(p.metric)),
+                v,
+                adv,
+            ));
         }
     }
+    let refused = match policy {
+        Some(policy) => {
+            let claims: BTreeSet<(Ipv6Net, Ipv4Addr)> = cands
+                .iter()
+                .map(|c| (c.0, c.3))
+                .chain(own.iter().map(|p| (*p, root)))
+                .collect();
+            let refused = policy.judge(root, &claims);
+            let out: BTreeSet<(Ipv6Net, Ipv4Addr)> =
+                refused.iter().map(|r| (r.prefix, r.advertiser)).collect();
+            cands.retain(|c| !out.contains(&(c.0, c.3)));
+            refused
+        }
+        None => Vec::new(),
+    };
     cands.sort_unstable();
     let mut routes = Vec::with_capacity(cands.len());
     let mut scratch = vec![0u64; words];
     let mut i = 0;
     while i < cands.len() {
-        let (prefix, cost, _) = cands[i];
+        let (prefix, cost, _, _) = cands[i];
         let mut j = i;
         scratch.fill(0);
         while j < cands.len() && cands[j].0 == prefix {
@@ -475,8 +520,19 @@ pub fn compute(
         }
         routes.push((prefix, Route { cost, nexthops }));
     }
-    Rib {
-        routes: routes.into_iter().collect::<BTreeMap<_, _>>(),
+    let reachable = g
+        .rids
+        .iter()
+        .enumerate()
+        .filter(|(v, _)| dist[*v] != u32::MAX)
+        .map(|(_, r)| *r)
+        .collect();
+    SpfResult {
+        rib: Rib {
+            routes: routes.into_iter().collect::<BTreeMap<_, _>>(),
+        },
+        reachable,
+        refused,
     }
 }
 
@@ -544,12 +600,24 @@ impl Instance {
             })
             .collect();
         let fallback = |ifindex: u32, rid: Ipv4Addr| nbr_addrs.get(&(ifindex, rid)).copied();
-        let rib = compute(
+        let SpfResult {
+            rib,
+            reachable,
+            refused,
+        } = compute_full(
             &self.lsdb,
             self.config.router_id,
             self.config.max_paths,
             &fallback,
+            self.config.prefix_policy.as_ref(),
         );
+        self.reachable = reachable;
+        if refused != self.refused {
+            for r in refused.iter().filter(|r| !self.refused.contains(r)) {
+                tracing::warn!(prefix = %r.prefix, advertiser = %r.advertiser, reason = ?r.reason, "prefix refused by the ownership policy");
+            }
+            self.refused = refused;
+        }
         self.spf.runs += 1;
         self.spf.last_run = Some(self.now);
         let diff = self.rib.diff(&rib);

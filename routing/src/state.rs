@@ -117,6 +117,30 @@ pub struct Summary {
     pub own_id_drops: u64,
     /// See [`InstanceState::self_originated_repeat`].
     pub self_originated_repeat: u64,
+    /// Newer instances of our own LSAs with content we never originated
+    /// (a running count).
+    pub self_originated_foreign: u64,
+    /// Packets with our router id that passed authentication (a running
+    /// count): a neighbour holding the key uses our id.
+    pub own_id_authenticated: u64,
+    /// The routers the last SPF run reached (us among them).
+    pub reachable: BTreeSet<Ipv4Addr>,
+    /// Point-to-point links to our router id, in the Router-LSAs of
+    /// reachable routers, that none of our adjacencies explains: a router
+    /// elsewhere with our id, as those routers see it.
+    pub foreign_links: Vec<ForeignLink>,
+    /// Advertisements of reachable routers the prefix policy refused.
+    pub refused: Vec<crate::ownership::Refused>,
+}
+
+/// A link to our router id that is not one of our adjacencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ForeignLink {
+    /// The router whose Router-LSA lists it.
+    pub reporter: Ipv4Addr,
+    /// Its interface id, and the one it gives for the far end.
+    pub interface_id: u32,
+    pub neighbor_interface_id: u32,
 }
 
 /// One neighbour, as [`Summary`] lists it.
@@ -159,6 +183,11 @@ impl Instance {
                 .copied()
                 .unwrap_or(0),
             self_originated_repeat: self.self_originated_repeat,
+            self_originated_foreign: self.self_originated_foreign,
+            own_id_authenticated: self.own_id_authenticated,
+            reachable: self.reachable.clone(),
+            foreign_links: self.foreign_links(),
+            refused: self.refused.clone(),
             routers: BTreeSet::new(),
             advertisers: BTreeSet::new(),
             own_lsa_seqs: 0,
@@ -176,6 +205,50 @@ impl Instance {
             }
         }
         s
+    }
+
+    /// Links to our router id in reachable routers' Router-LSAs that are
+    /// not our adjacencies (see [`Summary::foreign_links`]): a link is
+    /// ours when we have that router as a Full neighbour on the interface
+    /// the link names (our ifindex is our interface id) and the neighbour's
+    /// interface id matches.
+    fn foreign_links(&self) -> Vec<ForeignLink> {
+        use crate::packet::lsa::{LsaBody, router::RouterLinkType};
+        let me = self.config.router_id;
+        let mut out = Vec::new();
+        for (_, e) in self.lsdb.iter() {
+            let h = &e.lsa.header;
+            if h.ls_type != LsaType::ROUTER
+                || h.adv_router == me
+                || h.is_max_age()
+                || !self.reachable.contains(&h.adv_router)
+            {
+                continue;
+            }
+            let LsaBody::Router(r) = &e.lsa.body else {
+                continue;
+            };
+            for l in &r.links {
+                if l.link_type != RouterLinkType::PointToPoint || l.neighbor_router_id != me {
+                    continue;
+                }
+                let ours = self
+                    .interfaces
+                    .get(&l.neighbor_interface_id)
+                    .and_then(|i| i.neighbors.get(&h.adv_router))
+                    .is_some_and(|n| {
+                        n.state == nsm::State::Full && n.interface_id == l.interface_id
+                    });
+                if !ours {
+                    out.push(ForeignLink {
+                        reporter: h.adv_router,
+                        interface_id: l.interface_id,
+                        neighbor_interface_id: l.neighbor_interface_id,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Return a snapshot for operators (ages as of the last input).

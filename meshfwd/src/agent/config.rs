@@ -40,6 +40,9 @@
 //! spf_long_delay_ms = 1000
 //! spf_time_to_learn_ms = 1000
 //! spf_holddown_ms = 3000
+//! max_lsas = 20000            # LSDB limit in all (the excess is refused)
+//! max_lsas_per_router = 100   # and per advertising router
+//! gateways = []               # router ids allowed to advertise ::/0 and aggregates
 //!
 //! [ospf.auth]                 # RFC 7166; see `agent::auth` for the key file
 //! key_file = "/etc/kubermesh/ospf-keys.toml"   # default: none (no authentication)
@@ -178,6 +181,15 @@ pub struct OspfConfig {
     pub spf_time_to_learn_ms: u64,
     /// Quiet time that resets the back-off.
     pub spf_holddown_ms: u64,
+    /// LSAs the database takes in all; the excess is refused (see
+    /// `routing::instance::LsdbLimits`). A node originates about 2 plus
+    /// one per link, so the default fits a few thousand nodes.
+    pub max_lsas: usize,
+    /// LSAs the database takes from one router.
+    pub max_lsas_per_router: usize,
+    /// Routers (by router id) allowed to advertise a default route or an
+    /// aggregate covering the cluster prefix (see `routing::ownership`).
+    pub gateways: Vec<Ipv4Addr>,
     /// `[ospf.auth]`: RFC 7166 authentication of every packet.
     pub auth: AuthConfig,
 }
@@ -196,6 +208,9 @@ impl Default for OspfConfig {
             spf_long_delay_ms: 1000,
             spf_time_to_learn_ms: 1000,
             spf_holddown_ms: 3000,
+            max_lsas: 20_000,
+            max_lsas_per_router: 100,
+            gateways: Vec::new(),
             auth: AuthConfig::default(),
         }
     }
@@ -566,6 +581,24 @@ impl Config {
                     o.min_ls_arrival_ms, o.min_ls_interval_ms
                 ),
             ));
+        }
+        if o.max_lsas_per_router < 16 {
+            return Err(ConfigError::new(
+                "ospf.max_lsas_per_router",
+                "must be at least 16: a node with 5 links originates 7",
+            ));
+        }
+        if o.max_lsas < o.max_lsas_per_router {
+            return Err(ConfigError::new(
+                "ospf.max_lsas",
+                format!(
+                    "{} must be at least ospf.max_lsas_per_router ({})",
+                    o.max_lsas, o.max_lsas_per_router
+                ),
+            ));
+        }
+        for (i, g) in o.gateways.iter().enumerate() {
+            check_router_id(&format!("ospf.gateways[{i}]"), *g)?;
         }
         if o.min_ls_interval_ms > 60_000 {
             return Err(ConfigError::new(

@@ -91,6 +91,8 @@ pub enum Command {
     },
     /// Replace the prefixes advertised without an interface.
     SetStubPrefixes(Vec<Ipv6Net>),
+    /// Flush our LSAs and advertise nothing more ([`Input::Retire`]).
+    Retire,
     /// Reply with the current state.
     Snapshot(oneshot::Sender<Snapshot>),
     /// Reply with the small summary an agent samples.
@@ -144,6 +146,12 @@ impl Handle {
             .send(Command::SetStubPrefixes(prefixes))
             .await
             .map_err(|_| gone())
+    }
+
+    /// Flush every LSA this router originated and advertise nothing more
+    /// (before it stops under a router id it gives up).
+    pub async fn retire(&self) -> io::Result<()> {
+        self.tx.send(Command::Retire).await.map_err(|_| gone())
     }
 
     /// Return the summary an embedding agent samples (cheap, unlike
@@ -355,6 +363,7 @@ impl Driver {
             Command::SetStubPrefixes(prefixes) => {
                 self.input(Input::SetStubPrefixes(prefixes)).await;
             }
+            Command::Retire => self.input(Input::Retire).await,
             Command::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
                     time: self.clock.now(),

@@ -131,115 +131,115 @@ pub fn router_id_from(seed: &[u8], attempt: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 255, 255, 254)
 }
 
-/// What makes us re-originate our LSAs: our pod prefix, our interfaces'
-/// states and our neighbours' states.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Topology {
-    pub pod_prefix: ipnet::Ipv6Net,
-    pub interfaces: Vec<(u32, routing::interface::ism::State)>,
-    pub neighbors: Vec<(u32, Ipv4Addr, routing::neighbor::nsm::State)>,
-}
-
-/// What the agent sees at one moment that can betray a duplicate router id.
+/// What the agent samples every second that may betray another router
+/// with our id (all counters are running counts of the OSPF instance).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DupEvidence {
     /// Milliseconds on the agent's clock.
     pub now_ms: u64,
-    /// Packets dropped so far because they carried our own router id (a
-    /// direct neighbour uses it): a running counter.
-    pub own_id_packets: u64,
-    /// The sequence numbers of our area-scope LSAs (router, intra-area
-    /// prefix) in the LSDB, added up: it grows with every re-origination.
-    pub own_lsa_seqs: Option<u64>,
-    /// Anything that makes us re-originate those LSAs.
-    pub topology: Topology,
-    /// Newer instances of our own LSAs received again after we had already
-    /// re-originated them (the OSPF core's `self_originated_repeat`): a
-    /// running counter.
-    pub own_lsa_repeats: u64,
+    /// Links to our id in reachable routers' Router-LSAs that none of our
+    /// adjacencies explains (`routing::state::Summary::foreign_links`).
+    pub foreign_links: usize,
+    /// Newer copies of our own LSAs with content we never originated.
+    pub foreign_content: u64,
+    /// Packets with our id that passed authentication.
+    pub own_id_authenticated: u64,
 }
 
-/// Decides from [`DupEvidence`] samples that another router uses our id.
+/// Decides from [`DupEvidence`] samples that another router uses our id,
+/// only on evidence nothing but a second live router can produce, and
+/// only after it held for [`DupDetector::hold_ms`]:
 ///
-/// A neighbour sending with our id is proof at once. A router elsewhere
-/// with our id shows as a fight over our LSAs (RFC 2328 §13.4): each side
-/// takes the other's instance for a stale one of its own and re-originates
-/// with a higher sequence number, every MinLSInterval. So our LSAs'
-/// sequence numbers keep climbing while nothing of ours changed;
-/// [`DupDetector::FIGHT_BUMPS`] such bumps within
-/// [`DupDetector::WINDOW_MS`] settle it.
+/// - **a router elsewhere** (RFC 2328 §13.4): reachable routers list links
+///   to our id that are not ours, in every sample of the hold-down, and
+///   copies of our own LSAs with content we never sent keep arriving (the
+///   two routers fight over them). A forged LSA of ours alone (content,
+///   no links) or a forged link alone proves nothing; a router SPF does
+///   not reach is not heard at all;
+/// - **a neighbour** (cloned disks cabled together): packets with our id
+///   that passed authentication keep coming for the hold-down. Only a
+///   holder of the mesh's key can send them. Without authentication a
+///   Hello proves nothing, since anyone can send one.
 ///
-/// The OSPF core counts the fight directly: a newer copy of one of our
-/// LSAs arriving again after we re-originated it (the first one may be a
-/// leftover of our previous life). [`DupDetector::FIGHT_BUMPS`] of those
-/// within [`DupDetector::REPEAT_WINDOW_MS`] settle it too, sooner than the
-/// sequence numbers (which a snapshot may catch between two bumps).
+/// Sequence numbers alone never count: an adjacency that flaps makes us
+/// re-originate as much as a fight does.
 #[derive(Debug, Clone, Default)]
 pub struct DupDetector {
-    last_own_id_packets: Option<u64>,
-    last_repeats: Option<u64>,
-    repeats: Vec<u64>,
-    last_seq: Option<u64>,
-    last_topology: Option<Topology>,
-    last_change_ms: u64,
-    unexplained: Vec<u64>,
+    hold_ms: u64,
+    links_since: Option<u64>,
+    last_content: Option<u64>,
+    content_rises: Vec<u64>,
+    last_auth: Option<u64>,
+    auth_since: Option<u64>,
+    auth_last_rise: u64,
 }
 
 impl DupDetector {
-    /// Unexplained re-originations that prove a fight.
-    pub const FIGHT_BUMPS: usize = 3;
-    /// Window the bumps must fall into.
-    pub const WINDOW_MS: u64 = 60_000;
-    /// A bump this soon after a change of ours is explained by it
-    /// (origination may wait MinLSInterval, 5 s).
-    pub const QUIET_MS: u64 = 6_000;
-    /// Window the core's repeated newer self-originated LSAs must fall into.
-    pub const REPEAT_WINDOW_MS: u64 = 30_000;
+    /// Copies of our LSAs with foreign content the hold-down must see.
+    pub const FIGHT_ROUNDS: usize = 2;
+    /// The shortest hold-down.
+    pub const MIN_HOLD_MS: u64 = 20_000;
+    /// A pause in the authenticated packets with our id this long ends a
+    /// neighbour's case.
+    pub const GAP_MS: u64 = 5_000;
 
-    /// Start with no history.
-    pub fn new() -> Self {
-        Self::default()
+    /// Start with no history; the hold-down is at least four dead
+    /// intervals (`dead_ms`), so an adjacency that went down is gone from
+    /// everyone's LSAs before a link to us counts.
+    pub fn new(dead_ms: u64) -> Self {
+        DupDetector {
+            hold_ms: (4 * dead_ms).max(Self::MIN_HOLD_MS),
+            ..Self::default()
+        }
+    }
+
+    /// How long evidence must hold.
+    pub fn hold_ms(&self) -> u64 {
+        self.hold_ms
     }
 
     /// Forget the history (after the router id changed).
     pub fn reset(&mut self) {
-        *self = Self::default();
+        *self = DupDetector {
+            hold_ms: self.hold_ms,
+            ..DupDetector::default()
+        };
     }
 
     /// Feed one sample; return whether a duplicate is now established.
     pub fn sample(&mut self, ev: &DupEvidence) -> bool {
-        let before = self.last_own_id_packets.replace(ev.own_id_packets);
-        if before.is_some_and(|b| ev.own_id_packets > b) {
-            return true;
+        let now = ev.now_ms;
+        // A router elsewhere.
+        if ev.foreign_links > 0 {
+            self.links_since.get_or_insert(now);
+        } else {
+            self.links_since = None;
         }
-        // The counter starts over with each OSPF instance: only a rise counts.
-        let before = self.last_repeats.replace(ev.own_lsa_repeats);
-        if let Some(b) = before
-            && ev.own_lsa_repeats > b
+        // The counters start over with each OSPF instance: only rises count.
+        if let Some(before) = self.last_content.replace(ev.foreign_content)
+            && ev.foreign_content > before
         {
-            let rise = (ev.own_lsa_repeats - b).min(Self::FIGHT_BUMPS as u64);
-            self.repeats
-                .extend(std::iter::repeat_n(ev.now_ms, rise as usize));
+            self.content_rises.push(now);
         }
-        self.repeats
-            .retain(|t| ev.now_ms.saturating_sub(*t) <= Self::REPEAT_WINDOW_MS);
-        if self.repeats.len() >= Self::FIGHT_BUMPS {
-            return true;
-        }
-        if self.last_topology.as_ref() != Some(&ev.topology) {
-            self.last_topology = Some(ev.topology.clone());
-            self.last_change_ms = ev.now_ms;
-        }
-        let old_seq = std::mem::replace(&mut self.last_seq, ev.own_lsa_seqs);
-        if let (Some(old), Some(new)) = (old_seq, ev.own_lsa_seqs)
-            && new != old
-            && ev.now_ms.saturating_sub(self.last_change_ms) > Self::QUIET_MS
+        self.content_rises
+            .retain(|t| now.saturating_sub(*t) <= self.hold_ms);
+        let far = self
+            .links_since
+            .is_some_and(|since| now.saturating_sub(since) >= self.hold_ms)
+            && self.content_rises.len() >= Self::FIGHT_ROUNDS;
+        // A neighbour, authenticated.
+        if let Some(before) = self.last_auth.replace(ev.own_id_authenticated)
+            && ev.own_id_authenticated > before
         {
-            self.unexplained.push(ev.now_ms);
+            self.auth_since.get_or_insert(now);
+            self.auth_last_rise = now;
+        } else if now.saturating_sub(self.auth_last_rise) > Self::GAP_MS {
+            self.auth_since = None;
         }
-        self.unexplained
-            .retain(|t| ev.now_ms.saturating_sub(*t) <= Self::WINDOW_MS);
-        self.unexplained.len() >= Self::FIGHT_BUMPS
+        let near = self
+            .auth_since
+            .is_some_and(|since| now.saturating_sub(since) >= self.hold_ms);
+        far || near
     }
 }
 
@@ -322,81 +322,63 @@ mod tests {
         assert!(a.can_rederive());
     }
 
-    #[test]
-    fn neighbour_with_our_id_is_a_duplicate_at_once() {
-        let mut d = DupDetector::new();
-        let ev = |own_id_packets| DupEvidence {
-            own_id_packets,
-            ..Default::default()
-        };
-        assert!(!d.sample(&ev(4)));
-        assert!(!d.sample(&ev(4)));
-        assert!(d.sample(&ev(5)));
-    }
-
-    #[test]
-    fn sequence_fight_is_a_duplicate_but_our_own_changes_are_not() {
-        // Topology number `n`: a different pod prefix for each.
-        let topo = |n: u64| Topology {
-            pod_prefix: ipnet::Ipv6Net::new_assert(
-                std::net::Ipv6Addr::from(u128::from(n) << 64),
-                64,
-            ),
-            ..Topology::default()
-        };
-        let ev = |now_ms, seq: u64, topology| DupEvidence {
+    fn ev(now_ms: u64, foreign_links: usize, foreign_content: u64, auth: u64) -> DupEvidence {
+        DupEvidence {
             now_ms,
-            own_id_packets: 0,
-            own_lsa_seqs: Some(0x8000_0000 + seq),
-            topology: topo(topology),
-            own_lsa_repeats: 0,
-        };
-        // Our neighbours change, and the LSA follows: explained.
-        let mut d = DupDetector::new();
-        assert!(!d.sample(&ev(0, 1, 1)));
-        for i in 1..20u64 {
-            assert!(
-                !d.sample(&ev(i * 10_000, i + 1, i)),
-                "bump {i} follows a change"
-            );
-        }
-        // Nothing of ours changes, yet the LSA keeps being re-originated.
-        let mut d = DupDetector::new();
-        assert!(!d.sample(&ev(0, 1, 7)));
-        assert!(!d.sample(&ev(10_000, 2, 7)));
-        assert!(!d.sample(&ev(15_000, 3, 7)));
-        assert!(d.sample(&ev(20_000, 4, 7)));
-        // One refresh now and then is not a fight.
-        let mut d = DupDetector::new();
-        for i in 0..10u64 {
-            assert!(!d.sample(&ev(i * 40_000, i, 7)));
+            foreign_links,
+            foreign_content,
+            own_id_authenticated: auth,
         }
     }
 
     #[test]
-    fn repeated_newer_own_lsas_are_a_duplicate() {
-        let ev = |now_ms, own_lsa_repeats| DupEvidence {
-            now_ms,
-            own_lsa_repeats,
-            ..Default::default()
-        };
-        // Three repeats within the window, one at a time.
-        let mut d = DupDetector::new();
-        assert!(!d.sample(&ev(0, 0)));
-        assert!(!d.sample(&ev(5_000, 1)));
-        assert!(!d.sample(&ev(10_000, 2)));
-        assert!(d.sample(&ev(15_000, 3)));
-        // Spread too thin: not a fight.
-        let mut d = DupDetector::new();
-        assert!(!d.sample(&ev(0, 0)));
-        for i in 1..10u64 {
-            assert!(!d.sample(&ev(i * 20_000, i)), "repeat {i}");
+    fn a_far_duplicate_needs_foreign_links_and_a_fight_held_for_the_hold_down() {
+        let mut d = DupDetector::new(3_000);
+        assert_eq!(d.hold_ms(), 20_000);
+        let mut content = 0;
+        let mut settled = None;
+        for t in 0..40u64 {
+            content += u64::from(t % 5 == 0);
+            if d.sample(&ev(t * 1_000, 1, content, 0)) {
+                settled = Some(t);
+                break;
+            }
         }
-        // A counter already high at the first sample (or after an OSPF
-        // restart) is a baseline, not a rise.
-        let mut d = DupDetector::new();
-        assert!(!d.sample(&ev(0, 50)));
-        assert!(!d.sample(&ev(1_000, 0)));
-        assert!(!d.sample(&ev(2_000, 1)));
+        assert_eq!(settled, Some(20), "after the hold-down, not before");
+        // Links alone (a forged Router-LSA naming us), or content alone
+        // (forged LSAs of ours, our own after a restart): never.
+        let mut d = DupDetector::new(3_000);
+        for t in 0..100u64 {
+            assert!(!d.sample(&ev(t * 1_000, 1, 0, 0)));
+        }
+        let mut d = DupDetector::new(3_000);
+        for t in 0..100u64 {
+            assert!(!d.sample(&ev(t * 1_000, 0, t, 0)));
+        }
+        // Links that come and go (adjacencies settling) restart the count.
+        let mut d = DupDetector::new(3_000);
+        for t in 0..100u64 {
+            assert!(!d.sample(&ev(t * 1_000, usize::from(t % 15 != 0), t, 0)));
+        }
+    }
+
+    #[test]
+    fn an_authenticated_neighbour_with_our_id_settles_it_after_the_hold_down() {
+        let mut d = DupDetector::new(3_000);
+        let mut settled = None;
+        for t in 0..40u64 {
+            if d.sample(&ev(t * 1_000, 0, 0, t)) {
+                settled = Some(t);
+                break;
+            }
+        }
+        assert_eq!(settled, Some(21), "20 s after the first rise");
+        // Bursts with long pauses (replayed packets, say) never do.
+        let mut d = DupDetector::new(3_000);
+        let mut n = 0;
+        for t in 0..200u64 {
+            n += u64::from(t % 10 == 0);
+            assert!(!d.sample(&ev(t * 1_000, 0, 0, n)), "at {t}");
+        }
     }
 }

@@ -314,6 +314,11 @@ impl LinkTracker {
         self.links.get(&ifindex).map(|t| &t.link)
     }
 
+    /// Return every link, mesh or not.
+    pub fn all(&self) -> impl Iterator<Item = &Link> {
+        self.links.values().map(|t| &t.link)
+    }
+
     /// Return every link with whether it is in the mesh, and why not.
     pub fn status(&self) -> Vec<LinkStatus> {
         self.links

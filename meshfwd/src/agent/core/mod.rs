@@ -40,7 +40,7 @@ use routing::{
 };
 
 use self::{
-    identity::{DupDetector, DupEvidence, Identity, Topology},
+    identity::{DupDetector, DupEvidence, Identity},
     links::{DownReason, Link, LinkEvent, LinkFilter, LinkTracker, MeshEvent, MeshLink},
 };
 use crate::{api::AgentCounters, fib::RouteTable};
@@ -169,6 +169,9 @@ pub struct Core {
     /// Router ids seen on two of our links at once (reported once each).
     dup_neighbours: BTreeSet<Ipv4Addr>,
     last_prefix_check: Option<PrefixInputs>,
+    /// Since when a reachable router has advertised our own pod prefix
+    /// (a clash a node with pods waits out before it acts on it).
+    clash_since: Option<Millis>,
     /// The LSDB's change count and the RIB's size at the last sample, and
     /// since when they have held still.
     lsdb_shape: ((u64, usize), Millis),
@@ -196,16 +199,18 @@ impl Core {
                 0,
             ),
         };
+        let dead_ms = u64::from(settings.interface.dead_interval) * 1_000;
         Core {
             settings,
             identity,
             links: tracker,
             prefixes,
             rib: Rib::default(),
-            dup: DupDetector::new(),
+            dup: DupDetector::new(dead_ms),
             dup_reported: false,
             dup_neighbours: BTreeSet::new(),
             last_prefix_check: None,
+            clash_since: None,
             lsdb_shape: ((0, 0), 0),
             pods: BTreeMap::new(),
             published: None,
@@ -464,20 +469,12 @@ impl Core {
         let me = self.identity.router_id;
         let evidence = DupEvidence {
             now_ms: now,
-            own_id_packets: s.own_id_drops,
-            own_lsa_seqs: Some(s.own_lsa_seqs),
-            topology: Topology {
-                pod_prefix: self.prefixes.pod_prefix,
-                interfaces: s.interfaces.clone(),
-                neighbors: s
-                    .neighbors
-                    .iter()
-                    .map(|n| (n.ifindex, n.router_id, n.state))
-                    .collect(),
-            },
-            own_lsa_repeats: s.self_originated_repeat,
+            foreign_links: s.foreign_links.len(),
+            foreign_content: s.self_originated_foreign,
+            own_id_authenticated: s.own_id_authenticated,
         };
         self.check_neighbour_ids(s);
+        self.counters.prefixes_refused = s.refused.len() as u64;
         if self.dup.sample(&evidence) {
             self.counters.duplicate_router_ids += 1;
             if self.identity.can_rederive() {
@@ -503,7 +500,7 @@ impl Core {
             && synced
             && now.saturating_sub(self.lsdb_shape.1) >= QUIET_MS
         {
-            self.check_pod_prefix(s, out);
+            self.check_pod_prefix(now, s, out);
         }
     }
 
@@ -526,11 +523,26 @@ impl Core {
         }
     }
 
-    /// Move the pod prefix if a router with a higher id (or one outside the
-    /// rule) holds it.
-    fn check_pod_prefix(&mut self, s: &Summary, out: &mut Vec<Action>) {
+    /// Whether pods run on the node (their host veths exist): its prefix
+    /// is then in use, and moving it would take every pod's address.
+    fn has_pods(&self) -> bool {
+        self.links
+            .all()
+            .any(|l| l.is_veth() && l.name.starts_with(HOST_VETH_PREFIX))
+    }
+
+    /// Apply the pod prefix rule (see [`prefixes`]) among the routers SPF
+    /// reaches: an LSA of a router nobody can reach moves no one.
+    ///
+    /// A node without pods follows the rule at once. A node with pods keeps
+    /// its prefix unless the clash is proven: a reachable router has
+    /// advertised the same /64 for the whole hold-down. Then the rule
+    /// decides who moves (the lower router id), once, and the clash is
+    /// reported either way.
+    fn check_pod_prefix(&mut self, now: Millis, s: &Summary, out: &mut Vec<Action>) {
         let me = self.identity.router_id;
-        let routers: BTreeSet<Ipv4Addr> = s.routers.iter().copied().filter(|r| *r != me).collect();
+        let routers: BTreeSet<Ipv4Addr> =
+            s.reachable.iter().copied().filter(|r| *r != me).collect();
         let advertised: Vec<Ipv6Net> = self
             .rib
             .routes
@@ -538,26 +550,52 @@ impl Core {
             .filter(|p| p.prefix_len() == 64)
             .copied()
             .collect();
+        // The ownership policy keeps our /64 ours in our own table, and
+        // reports who else claims it.
+        let clash = s.refused.iter().any(|r| {
+            r.prefix == self.prefixes.pod_prefix
+                && r.reason == routing::ownership::Refusal::Contested
+        });
+        if clash {
+            if self.clash_since.is_none() {
+                self.counters.pod_prefix_clashes += 1;
+                tracing::error!(prefix = %self.prefixes.pod_prefix, "another reachable router advertises our pod prefix");
+            }
+            self.clash_since.get_or_insert(now);
+        } else {
+            self.clash_since = None;
+        }
         let inputs = (me, routers, advertised);
-        if self.last_prefix_check.as_ref() == Some(&inputs) {
+        if self.last_prefix_check.as_ref() == Some(&inputs) && !clash {
             return;
         }
         let (_, routers, advertised) = self.last_prefix_check.insert(inputs);
         let cluster = self.settings.cluster_prefix;
-        let Some((prefix, attempt)) =
-            prefixes::choose_pod_prefix(cluster, me, routers, advertised.iter().copied())
-        else {
-            tracing::error!(cluster_prefix = %cluster, routers = routers.len(), "no free /64 left in the cluster prefix: keeping ours");
+        let known = routers.len();
+        let choice = prefixes::choose_pod_prefix(cluster, me, routers, advertised.iter().copied());
+        let Some((prefix, attempt)) = choice else {
+            tracing::error!(cluster_prefix = %cluster, routers = known, "no free /64 left in the cluster prefix: keeping ours");
             return;
         };
-        if prefix != self.prefixes.pod_prefix {
-            tracing::warn!(old = %self.prefixes.pod_prefix, new = %prefix, attempt, routers = routers.len(), "pod prefix taken by a higher router id: moving");
-            self.prefixes = NodePrefixes::new(prefix, attempt);
-            self.counters.pod_prefix_moves += 1;
-            out.push(Action::OspfStubPrefixes(self.prefixes.own()));
-            self.publish(out);
-            self.send_table(out);
+        if prefix == self.prefixes.pod_prefix {
+            return;
         }
+        if self.has_pods() {
+            let proven = self
+                .clash_since
+                .is_some_and(|since| now.saturating_sub(since) >= self.dup.hold_ms());
+            if !proven {
+                tracing::debug!(new = %prefix, "the pod prefix rule would move us; our pods keep it unless the clash is proven");
+                return;
+            }
+        }
+        tracing::warn!(old = %self.prefixes.pod_prefix, new = %prefix, attempt, routers = known, "pod prefix taken by a higher router id: moving");
+        self.prefixes = NodePrefixes::new(prefix, attempt);
+        self.clash_since = None;
+        self.counters.pod_prefix_moves += 1;
+        out.push(Action::OspfStubPrefixes(self.prefixes.own()));
+        self.publish(out);
+        self.send_table(out);
     }
 
     /// Restart OSPF under the (new) router id, on the same links.

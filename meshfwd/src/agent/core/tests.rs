@@ -91,7 +91,35 @@ fn summary(me: Ipv4Addr, routers: &[Ipv4Addr], lsdb_changes: u64) -> Summary {
         lsdb_changes,
         own_id_drops: 0,
         self_originated_repeat: 0,
+        self_originated_foreign: 0,
+        own_id_authenticated: 0,
+        reachable: routers.iter().copied().chain([me]).collect(),
+        foreign_links: Vec::new(),
+        refused: Vec::new(),
     }
+}
+
+/// What a clone of ours sends on a link, as the core's summary counts it:
+/// `n` authenticated packets with our id.
+fn authenticated_clone(s: &mut Summary, n: u64) {
+    s.own_id_authenticated = n;
+}
+
+/// A router elsewhere with our id, as reachable routers report it: a link
+/// to us no adjacency of ours explains, and a fight over our LSAs.
+fn far_clone(s: &mut Summary, fights: u64) {
+    s.foreign_links = vec![routing::state::ForeignLink {
+        reporter: rid(2),
+        interface_id: 9,
+        neighbor_interface_id: 9,
+    }];
+    s.self_originated_foreign = fights;
+}
+
+fn restarted(actions: &[Action]) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::StartOspf { .. }))
 }
 
 /// Feed `core` an OSPF sample at `now`.
@@ -327,8 +355,17 @@ fn a_neighbour_with_our_router_id_makes_us_take_a_new_one() {
     let old_prefix = core.prefixes().pod_prefix;
     let mut s = summary(rid(7), &[rid(2)], 10);
     assert!(sample(&mut core, 1_000, &s, 1).is_empty());
-    s.own_id_drops = 1;
-    let actions = sample(&mut core, 2_000, &s, 1);
+    // A clone on one of our links, holding the mesh key: its packets keep
+    // coming, and after the hold-down (20 s) we part.
+    let mut actions = Vec::new();
+    for t in 1..=21u64 {
+        authenticated_clone(&mut s, t * 3);
+        actions = sample(&mut core, 1_000 + t * 1_000, &s, 1);
+        if restarted(&actions) {
+            assert_eq!(t, 21, "not before the hold-down");
+            break;
+        }
+    }
     let new_id = core.identity().router_id;
     assert_ne!(new_id, rid(7));
     assert!(
@@ -372,51 +409,57 @@ fn a_configured_router_id_is_never_changed_only_reported() {
     core.handle(0, Event::Start);
     let mut s = summary(rid(7), &[rid(2)], 10);
     sample(&mut core, 1_000, &s, 1);
-    for drops in 1..4 {
-        s.own_id_drops = drops;
-        let actions = sample(&mut core, 1_000 + drops * 1_000, &s, 1);
-        assert!(
-            !actions
-                .iter()
-                .any(|a| matches!(a, Action::StartOspf { .. }))
-        );
+    for t in 1..=23u64 {
+        authenticated_clone(&mut s, t);
+        let actions = sample(&mut core, 1_000 + t * 1_000, &s, 1);
+        assert!(!restarted(&actions));
     }
     assert_eq!(core.identity().router_id, rid(7));
-    assert_eq!(core.counters().duplicate_router_ids, 3);
+    assert_eq!(core.counters().duplicate_router_ids, 3, "t = 21, 22, 23");
 }
 
 #[test]
-fn an_lsa_fight_over_time_is_a_duplicate_and_our_own_changes_are_not() {
-    // Our LSAs re-originated while nothing of ours changes, three times
-    // within a minute: another router with our id is fighting over them.
+fn a_far_router_with_our_id_moves_us_and_forgeries_and_flaps_do_not() {
+    // Reachable routers list a link to us that is none of ours, and copies
+    // of our LSAs with content we never sent keep coming: settled after
+    // the hold-down.
     let (mut core, _) = started(7, settings());
     let mut s = summary(rid(7), &[rid(2)], 10);
-    let mut now = 1_000;
-    let mut restarted = false;
-    for bump in 0..4 {
-        s.own_lsa_seqs += bump;
-        let actions = sample(&mut core, now, &s, 9);
-        restarted |= actions
-            .iter()
-            .any(|a| matches!(a, Action::StartOspf { .. }));
-        now += 10_000;
+    let mut moved = None;
+    for t in 0..30u64 {
+        far_clone(&mut s, t / 5);
+        if restarted(&sample(&mut core, t * 1_000, &s, 9)) {
+            moved = Some(t);
+            break;
+        }
     }
-    assert!(restarted, "three unexplained bumps settle it");
-    // The same bumps, each right after our neighbours changed: explained.
+    assert_eq!(moved, Some(20));
+    // Forged copies of our LSAs alone (attack 4: a Router-LSA of ours with
+    // a higher sequence number, early flushes), our own re-originations
+    // after flaps (attack 5), sequence numbers, Hellos with our id from
+    // anyone without the key: a minute of each moves nothing.
     let (mut core, _) = started(7, settings());
     let mut s = summary(rid(7), &[rid(2)], 10);
-    for bump in 0..6u32 {
-        s.own_lsa_seqs += u64::from(bump);
-        s.neighbors[0].router_id = rid(100 + bump);
-        let actions = sample(&mut core, 1_000 + u64::from(bump) * 10_000, &s, 9);
-        assert!(
-            !actions
-                .iter()
-                .any(|a| matches!(a, Action::StartOspf { .. })),
-            "bump {bump}"
-        );
+    for t in 0..60u64 {
+        s.self_originated_foreign = t;
+        s.self_originated_repeat = t;
+        s.own_lsa_seqs += t;
+        s.own_id_drops = t * 10;
+        s.neighbors[0].state = if t % 2 == 0 {
+            nsm::State::Full
+        } else {
+            nsm::State::ExStart
+        };
+        assert!(!restarted(&sample(&mut core, t * 1_000, &s, 9)), "t = {t}");
+    }
+    // A forged Router-LSA naming us as a neighbour, alone: nothing either.
+    let mut s = summary(rid(7), &[rid(2)], 10);
+    for t in 60..120u64 {
+        far_clone(&mut s, 0);
+        assert!(!restarted(&sample(&mut core, t * 1_000, &s, 9)), "t = {t}");
     }
     assert_eq!(core.identity().router_id, rid(7));
+    assert_eq!(core.counters().duplicate_router_ids, 0);
 }
 
 /// A router id above `me` whose first candidate is `me`'s first candidate.
@@ -465,6 +508,69 @@ fn a_higher_router_id_on_our_prefix_moves_us_once_the_lsdb_settles() {
 }
 
 #[test]
+fn routers_spf_cannot_reach_move_no_one() {
+    // Attack 3: a Router-LSA of a higher id whose first candidate is our
+    // /64, from a router nobody can reach (no links, or links nobody
+    // confirms): in the LSDB, not in the SPF tree.
+    let (mut core, _) = started(7, settings());
+    let old = core.prefixes().pod_prefix;
+    let mut s = summary(rid(7), &[rid(2), clashing_higher_id(7)], 10);
+    s.reachable = [rid(7), rid(2)].into();
+    sample(&mut core, 1_000, &s, 1);
+    sample(&mut core, 1_000 + QUIET_MS, &s, 1);
+    sample(&mut core, 60_000, &s, 1);
+    assert_eq!(core.prefixes().pod_prefix, old);
+    assert_eq!(core.counters().pod_prefix_moves, 0);
+}
+
+#[test]
+fn a_node_with_pods_keeps_its_prefix_until_a_clash_is_proven_then_moves_once() {
+    let (mut core, _) = started(7, settings());
+    let old = core.prefixes().pod_prefix;
+    let mut pod = veth(20, "km0123456789ab");
+    pod.alias = Some(POD_VETH_ALIAS.into());
+    core.handle(1, Event::Link(LinkEvent::Link(pod)));
+    let higher = clashing_higher_id(7);
+    let mut s = summary(rid(7), &[rid(2), higher], 10);
+    // The higher router is reachable and would win the rule, but it does
+    // not advertise our /64: the pods keep their addresses.
+    sample(&mut core, 1_000, &s, 1);
+    sample(&mut core, 1_000 + QUIET_MS, &s, 1);
+    sample(&mut core, 60_000, &s, 1);
+    assert_eq!(core.prefixes().pod_prefix, old);
+    // Now it does: an alarm at once, a move only once the clash held for
+    // the hold-down.
+    s.refused = vec![routing::ownership::Refused {
+        prefix: old,
+        advertiser: higher,
+        reason: routing::ownership::Refusal::Contested,
+    }];
+    let mut moved_at = None;
+    for t in 62..100u64 {
+        let actions = sample(&mut core, t * 1_000, &s, 1);
+        if core.prefixes().pod_prefix != old {
+            assert!(actions.contains(&Action::OspfStubPrefixes(core.prefixes().own())));
+            moved_at = Some(t);
+            break;
+        }
+    }
+    assert_eq!(core.counters().pod_prefix_clashes, 1);
+    let moved_at = moved_at.expect("moved");
+    assert!(
+        moved_at >= 62 + 20,
+        "moved at {moved_at} s, before the hold-down"
+    );
+    assert_eq!(core.counters().pod_prefix_moves, 1);
+    // Settled: no further moves.
+    let now = core.prefixes().pod_prefix;
+    for t in 100..130u64 {
+        sample(&mut core, t * 1_000, &s, 1);
+    }
+    assert_eq!(core.prefixes().pod_prefix, now);
+    assert_eq!(core.counters().pod_prefix_moves, 1);
+}
+
+#[test]
 fn a_lower_router_id_on_our_prefix_and_a_fixed_prefix_never_move() {
     let (mut core, _) = started(7, settings());
     let old = core.prefixes().pod_prefix;
@@ -500,9 +606,12 @@ fn the_state_file_says_who_attaches_pods_and_is_written_on_change_only() {
     assert_eq!(states(&actions)[0].pod_attach, PodAttach::Plugin);
     // A router id change rewrites it; a restart to the same content would not.
     let mut s = summary(rid(7), &[], 1);
-    sample(&mut core, 1, &s, 3);
-    s.own_id_drops = 5;
-    let actions = sample(&mut core, 2, &s, 3);
+    let mut actions = Vec::new();
+    for t in 0..=21u64 {
+        authenticated_clone(&mut s, t);
+        actions = sample(&mut core, t * 1_000, &s, 3);
+    }
+    assert!(restarted(&actions));
     assert_eq!(states(&actions).len(), 1);
     let mut again = Vec::new();
     core.publish(&mut again);

@@ -343,10 +343,21 @@ impl Agent {
                 }
                 Action::StartOspf { router_id, stubs } => {
                     if let Some(old) = self.ospf.take() {
+                        // The old id's LSAs leave every LSDB now rather
+                        // than linger for an hour (MaxAge).
+                        if let Err(e) = old.handle.retire().await {
+                            tracing::warn!(error = %e, "flushing the old router id's LSAs failed");
+                        }
                         old.stop().await;
                     }
                     let boot = self.next_boot_count();
-                    self.ospf = Some(Ospf::start(&self.config.ospf, router_id, stubs, boot));
+                    self.ospf = Some(Ospf::start(
+                        &self.config.ospf,
+                        self.config.cluster_prefix,
+                        router_id,
+                        stubs,
+                        boot,
+                    ));
                 }
                 Action::OspfAddInterface(spec) => {
                     let name = spec.name.clone();

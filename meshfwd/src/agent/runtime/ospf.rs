@@ -8,6 +8,8 @@ use ipnet::Ipv6Net;
 use routing::{
     InstanceConfig, RibDiff, SpfBackoffConfig,
     driver::{self, Handle},
+    instance::LsdbLimits,
+    ownership::PrefixPolicy,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -42,6 +44,7 @@ impl Ospf {
     /// authentication sequence numbers.
     pub fn start(
         config: &OspfConfig,
+        cluster: Ipv6Net,
         router_id: Ipv4Addr,
         stubs: Vec<Ipv6Net>,
         boot_count: u32,
@@ -53,6 +56,14 @@ impl Ospf {
             router_id,
             stub_prefixes: stubs,
             auth_boot_count: boot_count,
+            prefix_policy: Some(PrefixPolicy {
+                cluster,
+                gateways: config.gateways.iter().copied().collect(),
+            }),
+            lsdb_limits: LsdbLimits {
+                per_router: config.max_lsas_per_router,
+                total: config.max_lsas,
+            },
             min_ls_interval_ms: config.min_ls_interval_ms,
             min_ls_arrival_ms: config.min_ls_arrival_ms,
             spf: SpfBackoffConfig {
