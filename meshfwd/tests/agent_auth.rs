@@ -4,37 +4,17 @@
 
 mod agent_support;
 
-use std::{
-    os::unix::fs::PermissionsExt as _,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
-use agent_support::{Answers as _, mesh, wait_until};
+use agent_support::{Answers as _, auth_args, key_file, mesh, wait_until};
 use lab::{Topology, Wire, agents::AgentMesh};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
-/// Write a key file for `node` holding `secret` (mode `mode`).
-fn key_file(m: &AgentMesh, node: &str, secret: &str, mode: u32) -> PathBuf {
-    let p = m.path(node, "keys.toml");
-    std::fs::write(&p, format!("[[key]]\nid = 1\nsecret = \"{secret}\"\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    p
-}
-
 fn start(m: &mut AgentMesh, node: &str, keys: &Path) {
-    let boot = m.path(node, "boot");
-    m.start(
-        node,
-        &[
-            "--auth-key-file",
-            &keys.to_string_lossy(),
-            "--auth-boot-count-file",
-            &boot.to_string_lossy(),
-        ],
-    )
-    .unwrap();
+    let args = auth_args(m, node, keys);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    m.start(node, &args).unwrap();
 }
 
 #[test]

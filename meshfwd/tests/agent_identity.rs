@@ -7,14 +7,14 @@ mod agent_support;
 
 use std::{net::Ipv4Addr, time::Duration};
 
-use agent_support::{Answers as _, mesh, wait_until};
+use agent_support::{Answers as _, auth_args, key_file, mesh, wait_until};
 use ipnet::Ipv6Net;
 use lab::agents::AgentMesh;
 use lab::{Topology, Wire};
 use meshfwd::agent::core::prefixes::pod_prefix_candidate;
 
 const CONVERGE: Duration = Duration::from_secs(30);
-/// A router id fight takes a few MinLSIntervals (5 s) to show.
+/// The evidence must hold for the hold-down (20 s) before an id changes.
 const DUP_SETTLE: Duration = Duration::from_secs(90);
 
 fn router_id(m: &AgentMesh, n: &str) -> Option<Ipv4Addr> {
@@ -43,10 +43,18 @@ fn clone_machine_id(m: &AgentMesh, from: &str, to: &str) {
 
 #[test]
 fn cloned_neighbours_get_distinct_router_ids() {
+    // Two clones cabled together hear each other's Hellos with their own
+    // id. Anyone can send such a Hello, so only authenticated ones count:
+    // the mesh has its key, and a clone has it too.
     let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
     let mut m = mesh("dupnbr", &topo);
     clone_machine_id(&m, "a", "b");
-    m.start_all().unwrap();
+    for n in ["a", "b", "c"] {
+        let k = key_file(&m, n, "mesh-secret-1234", 0o600);
+        let args = auth_args(&m, n, &k);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        m.start(n, &args).unwrap();
+    }
     for n in ["a", "b", "c"] {
         m.wait_agent(n, CONVERGE);
     }

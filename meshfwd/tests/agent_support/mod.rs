@@ -48,6 +48,26 @@ pub fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
     }
 }
 
+/// Write a key file for `node` holding `secret` (mode `mode`).
+pub fn key_file(m: &AgentMesh, node: &str, secret: &str, mode: u32) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = m.path(node, "keys.toml");
+    std::fs::write(&p, format!("[[key]]\nid = 1\nsecret = \"{secret}\"\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
+}
+
+/// The flags that make `node`'s agent authenticate with `keys`.
+pub fn auth_args(m: &AgentMesh, node: &str, keys: &std::path::Path) -> Vec<String> {
+    let boot = m.path(node, "boot");
+    vec![
+        "--auth-key-file".into(),
+        keys.to_string_lossy().into_owned(),
+        "--auth-boot-count-file".into(),
+        boot.to_string_lossy().into_owned(),
+    ]
+}
+
 /// Build `topo` for agents (none started yet).
 pub fn mesh(tag: &str, topo: &Topology) -> AgentMesh {
     let lab = Lab::build(tag, topo).unwrap_or_else(|e| panic!("building the lab: {e:#}"));
