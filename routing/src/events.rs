@@ -118,4 +118,6 @@ pub(crate) enum TimerKind {
     Originate,
     /// LSDB aging: refresh own LSAs, flush and remove MaxAge ones.
     Aging,
+    /// Look again at LSAs put aside under MinLSArrival.
+    Deferred,
 }

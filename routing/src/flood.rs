@@ -59,6 +59,21 @@ impl Instance {
         }
     }
 
+    /// Process the LSAs deferred under MinLSArrival, from neighbours still
+    /// exchanging with us; one still too early is deferred again.
+    pub(crate) fn rx_deferred(&mut self) {
+        for ((ifindex, _), (rid, raw)) in std::mem::take(&mut self.deferred) {
+            let up = self
+                .interfaces
+                .get(&ifindex)
+                .and_then(|i| i.neighbors.get(&rid))
+                .is_some_and(|n| n.state >= nsm::State::Exchange);
+            if up {
+                self.rx_lsa(ifindex, rid, &raw);
+            }
+        }
+    }
+
     /// Process one LSA of an update (RFC 2328 §13 steps 1-8).
     fn rx_lsa(&mut self, ifindex: u32, rid: Ipv4Addr, raw: &[u8]) -> LsaOutcome {
         let now = self.now;
@@ -125,11 +140,23 @@ impl Instance {
 
         let cmp = db.map(|(h, _, _)| header.compare(&h));
         if cmp.is_none() || cmp == Some(Ordering::Greater) {
-            // Step 5a: MinLSArrival.
+            // Step 5a: MinLSArrival. The RFC discards the LSA unacknowledged
+            // and waits for the neighbour's retransmission (RxmtInterval
+            // later, 5 s by default). We keep the copy and look at it again
+            // once MinLSArrival has passed, as if that retransmission had
+            // come then: the rate limit holds, and a router fighting back a
+            // forged copy of its LSA, or one that re-originated twice in a
+            // row, is not cut off for a whole RxmtInterval.
             if let Some((_, true, at)) = db
                 && now.since(at) < self.config.min_ls_arrival_ms
             {
-                tracing::debug!(ifindex, %key, "flood: MinLSArrival, discarded");
+                tracing::debug!(ifindex, %key, "flood: MinLSArrival, deferred");
+                self.deferred.insert((ifindex, key), (rid, raw));
+                let due = at.plus_ms(self.config.min_ls_arrival_ms);
+                match self.timers.get(&TimerKind::Deferred) {
+                    Some(&cur) if cur <= due => {}
+                    _ => self.arm(TimerKind::Deferred, due),
+                }
                 return LsaOutcome::Next;
             }
             let raw: Arc<[u8]> = raw.into();

@@ -152,6 +152,10 @@ pub struct Instance {
     pub(crate) own_id_authenticated: u64,
     /// The routers the last SPF run reached.
     pub(crate) reachable: BTreeSet<Ipv4Addr>,
+    /// LSAs that arrived within MinLSArrival of the copy they would
+    /// replace, per interface and key: the latest one, with the neighbour
+    /// that sent it (see `flood::rx_deferred`).
+    pub(crate) deferred: BTreeMap<(u32, LsaKey), (Ipv4Addr, Vec<u8>)>,
     /// What the prefix policy refused in the last SPF run.
     pub(crate) refused: Vec<crate::ownership::Refused>,
     /// Set by [`Input::Retire`]: we advertise nothing any more.
@@ -191,6 +195,7 @@ impl Instance {
             reachable: BTreeSet::new(),
             retired: false,
             refused: Vec::new(),
+            deferred: BTreeMap::new(),
             self_originated_fought: BTreeSet::new(),
         };
         inst.finish();
@@ -355,6 +360,7 @@ impl Instance {
             }
             TimerKind::Originate => self.originate_needed = true,
             TimerKind::Aging => self.age_lsdb(),
+            TimerKind::Deferred => self.rx_deferred(),
         }
     }
 

@@ -18,6 +18,18 @@ fn add(sim: &mut Sim, id: usize, n: usize) {
     });
 }
 
+/// Routers 0 - 1 - 2 in a line, converged.
+fn line3() -> Sim {
+    let mut s = Sim::new();
+    for n in 0..3 {
+        add(&mut s, n, n);
+    }
+    s.add_link(0, 1, 1);
+    s.add_link(1, 2, 1);
+    s.run_for(20_000);
+    s
+}
+
 #[test]
 fn a_healthy_mesh_has_no_evidence() {
     let mut s = Sim::new();
@@ -80,13 +92,7 @@ fn only_routers_spf_reaches_count() {
 #[test]
 fn a_retired_router_id_leaves_every_lsdb_at_once() {
     // 0 - 1 - 2; 2 gives its id up (an agent renumbering).
-    let mut s = Sim::new();
-    for n in 0..3 {
-        add(&mut s, n, n);
-    }
-    s.add_link(0, 1, 1);
-    s.add_link(1, 2, 1);
-    s.run_for(20_000);
+    let mut s = line3();
     let of_2 = |s: &Sim, r: usize| {
         s.instance(r)
             .lsdb()
@@ -161,4 +167,100 @@ fn one_router_gets_no_more_than_its_share() {
     s.run_for(20_000);
     assert_eq!(s.instance(1).lsdb().count_of(router_id(0)), 2);
     assert!(s.instance(1).state().drops[&routing::DropReason::LsdbFull] > 0);
+}
+
+#[test]
+fn a_forged_lsa_is_fought_back_within_min_ls_arrival() {
+    use routing::packet::{
+        ALL_SPF_ROUTERS, Body, Options, PacketRepr,
+        lsa::{
+            Lsa, LsaBody,
+            header::{LsaHeader, LsaType},
+            router::{RouterFlags, RouterLsa},
+        },
+        lsupd::LsUpdateRepr,
+    };
+    // 0 - 1 - 2. Router 1 gets, "from" 0, a newer Router-LSA of 2 with a
+    // link to nowhere: 2 is cut off until its own newer copy reaches 1. That copy
+    // comes within MinLSArrival of the forged one.
+    let mut s = line3();
+    assert!(s.instance(1).rib().routes.contains_key(&pod(2)));
+    let seq = s
+        .instance(1)
+        .lsdb()
+        .iter()
+        .find(|(_, e)| {
+            e.lsa.header.adv_router == router_id(2) && e.lsa.header.ls_type == LsaType::ROUTER
+        })
+        .map(|(_, e)| e.lsa.header.seq)
+        .expect("2's Router-LSA");
+    let mut forged = Lsa {
+        header: LsaHeader {
+            age: 1,
+            ls_type: LsaType::ROUTER,
+            ls_id: 0,
+            adv_router: router_id(2),
+            seq: seq + 1,
+            checksum: 0,
+            length: 0,
+        },
+        body: LsaBody::Router(RouterLsa {
+            flags: RouterFlags(0),
+            options: Options::DEFAULT,
+            links: vec![routing::packet::lsa::router::RouterLink {
+                link_type: routing::packet::lsa::router::RouterLinkType::PointToPoint,
+                metric: 1,
+                interface_id: 7,
+                neighbor_interface_id: 7,
+                neighbor_router_id: router_id(99),
+            }],
+        }),
+    };
+    forged.encode();
+    let src = routing::sim::link_local(0, 1);
+    let data = PacketRepr {
+        router_id: router_id(0),
+        area_id: std::net::Ipv4Addr::UNSPECIFIED,
+        instance_id: 0,
+        body: Body::LsUpdate(LsUpdateRepr { lsas: vec![forged] }),
+    }
+    .to_bytes(src, ALL_SPF_ROUTERS);
+    s.input(
+        1,
+        routing::Input::Packet {
+            ifindex: 1,
+            src,
+            dst: ALL_SPF_ROUTERS,
+            data,
+        },
+    );
+    s.run_for(200);
+    assert!(
+        !s.instance(1).rib().routes.contains_key(&pod(2)),
+        "the forgery took"
+    );
+    // 2's answer arrives at once and waits out MinLSArrival (1 s), not the
+    // 5 s retransmission interval.
+    let seq_at_1 = |s: &Sim| {
+        s.instance(1)
+            .lsdb()
+            .iter()
+            .find(|(_, e)| {
+                e.lsa.header.adv_router == router_id(2) && e.lsa.header.ls_type == LsaType::ROUTER
+            })
+            .map_or(0, |(_, e)| e.lsa.header.seq)
+    };
+    let mut back = None;
+    for t in 0..100 {
+        if seq_at_1(&s) > seq + 1 {
+            back = Some(200 + t * 50);
+            break;
+        }
+        s.run_for(50);
+    }
+    assert!(back.is_some_and(|ms| ms <= 1_100), "back after {back:?} ms");
+    // Routes follow with the SPF back-off (2 s in LONG_WAIT by default).
+    s.run_for(2_500);
+    assert!(s.instance(1).rib().routes.contains_key(&pod(2)));
+    assert_eq!(s.instance(2).summary().self_originated_foreign, 1);
 }
