@@ -468,6 +468,13 @@ fn without_a_key_identity_ownership_and_the_limit_hold() {
             .iter()
             .any(|n| n.router_id == ROGUE && n.state == routing::neighbor::nsm::State::Full)
     });
+    // BIRD lists its link to a (and so its prefixes count) once its
+    // MinLSInterval (5 s) lets it re-originate: attack 2 is on from then.
+    wait_until("a judging the rogue's prefixes", CONVERGE, || {
+        m.stats("a")
+            .and_then(|s| s.agent)
+            .is_some_and(|a| a.prefixes_refused >= 4)
+    });
     let out = attack(&m);
     eprintln!("{out:?}");
     m.wait_full_reachability(&AGENTS, CONVERGE);
