@@ -166,6 +166,9 @@ pub struct Core {
     dup: DupDetector,
     /// A configured router id in use elsewhere has been reported.
     dup_reported: bool,
+    /// Packets with our router id at the last sample, and whether the
+    /// unproven ones were reported.
+    own_id_drops: (u64, bool),
     /// Router ids seen on two of our links at once (reported once each).
     dup_neighbours: BTreeSet<Ipv4Addr>,
     last_prefix_check: Option<PrefixInputs>,
@@ -208,6 +211,7 @@ impl Core {
             rib: Rib::default(),
             dup: DupDetector::new(dead_ms),
             dup_reported: false,
+            own_id_drops: (0, false),
             dup_neighbours: BTreeSet::new(),
             last_prefix_check: None,
             clash_since: None,
@@ -474,6 +478,15 @@ impl Core {
             own_id_authenticated: s.own_id_authenticated,
         };
         self.check_neighbour_ids(s);
+        // Without the mesh key a packet with our id proves nothing (anyone
+        // can send one), so it never moves us; a clone cabled next to us
+        // stays a clone, and the operator has to hear about it.
+        let rising = s.own_id_drops > self.own_id_drops.0;
+        self.own_id_drops.0 = s.own_id_drops;
+        if rising && self.settings.interface.auth.is_none() && !self.own_id_drops.1 {
+            self.own_id_drops.1 = true;
+            tracing::error!(router_id = %me, "packets with our router id arrive: a clone, or someone on a mesh port; without the mesh key they prove nothing and we keep our id (set router_id on one node, or configure [ospf.auth])");
+        }
         self.counters.prefixes_refused = s.refused.len() as u64;
         if self.dup.sample(&evidence) {
             self.counters.duplicate_router_ids += 1;
