@@ -267,6 +267,32 @@ pub struct AgentCounters {
     pub pod_attaches: u64,
 }
 
+/// One line of `meshfwd show stats --interval`: per-second rates over the
+/// last interval, from the fast path's counters and the kernel's interface
+/// counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RateSample {
+    /// Seconds since the first reading.
+    pub t: f64,
+    /// Length of the interval the rates cover, in seconds.
+    pub interval_s: f64,
+    /// Frames per second by fast-path counter (verdicts and reasons), the
+    /// ones that moved.
+    pub xdp: BTreeMap<String, f64>,
+    /// Per interface (the mesh links when the agent answers, else every
+    /// interface but loopback), from the kernel's counters.
+    pub interfaces: BTreeMap<String, InterfaceRates>,
+}
+
+/// One interface's rates, per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceRates {
+    pub rx_pps: f64,
+    pub tx_pps: f64,
+    pub rx_dropped_pps: f64,
+    pub tx_dropped_pps: f64,
+}
+
 /// What the map writer task reports back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriterStatus {

@@ -34,8 +34,8 @@ fn mac_of(node: &lab::Node, iface: &str) -> String {
 }
 
 /// Send `count` identical IPv6/UDP frames out of `iface` through a packet
-/// socket inside the node.
-fn send_frames(node: &lab::Node, iface: &str, dst_mac: &str, src_mac: &str, count: u64) {
+/// socket inside the node, `pps` a second (0: as fast as it goes).
+fn send_frames(node: &lab::Node, iface: &str, dst_mac: &str, src_mac: &str, count: u64, pps: u64) {
     let script = format!(
         r#"
 import socket, struct
@@ -47,8 +47,12 @@ ip6 += socket.inet_pton(socket.AF_INET6, "2001:db8::1") + socket.inet_pton(socke
 frame = dst + src + b"\x86\xdd" + ip6 + udp
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind(("{iface}", 0))
-for _ in range({count}):
+import time
+start = time.monotonic()
+for i in range({count}):
     s.send(frame)
+    if {pps} and i % 10 == 9:
+        time.sleep(max(0.0, start + (i + 1) / {pps} - time.monotonic()))
 "#,
         dst = dst_mac.replace(':', ""),
         src = src_mac.replace(':', ""),
@@ -86,7 +90,7 @@ fn xdp_counts_exactly_the_frames_sent() {
 
     let dst = mac_of(rx, &rx_if);
     let src = mac_of(tx, &tx_if);
-    send_frames(tx, &tx_if, &dst, &src, FRAMES);
+    send_frames(tx, &tx_if, &dst, &src, FRAMES, 0);
 
     // Frames cross the veth synchronously, but allow the receiver's softirq
     // a moment; poll boundedly for the final figure.
@@ -158,4 +162,54 @@ fn help_and_version() {
         .output()
         .expect("run meshfwd");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("meshfwd "));
+}
+
+#[test]
+fn show_stats_interval_prints_the_offered_rate() {
+    // 1,000 frames a second for 6 s; three 1 s samples taken inside that
+    // window must each say about 1,000 a second, by counter and by
+    // interface.
+    const PPS: u64 = 1_000;
+    let topo = Topology::new().line(&["tx", "rx"], Wire::Direct);
+    let lab = Lab::build("xdprate", &topo).expect("build lab");
+    let link = lab.link("tx", "rx");
+    let (tx_if, rx_if) = (link.a_if.clone(), link.b_if.clone());
+    let (tx, rx) = (lab.node("tx"), lab.node("rx"));
+    tx.run(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{}.disable_ipv6=1", tx_if),
+    ])
+    .expect("disable IPv6 on the sender");
+    meshfwd_cli(rx, &["attach", "--iface", &rx_if]);
+    let (dst, src) = (mac_of(rx, &rx_if), mac_of(tx, &tx_if));
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| send_frames(tx, &tx_if, &dst, &src, 6 * PPS, PPS));
+        std::thread::sleep(Duration::from_millis(1_500));
+        let out = meshfwd_cli(
+            rx,
+            &["show", "stats", "--interval", "1", "--count", "3", "--json"],
+        );
+        sender.join().expect("sender");
+        let samples: Vec<meshfwd::api::RateSample> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line per sample"))
+            .collect();
+        assert_eq!(samples.len(), 3, "{out}");
+        for s in &samples {
+            let rx_rate = s.xdp.get("rx").copied().unwrap_or(0.0);
+            let pass = s.xdp.get("pass").copied().unwrap_or(0.0);
+            let link = s.interfaces.get(&rx_if).map_or(0.0, |r| r.rx_pps);
+            for (what, v) in [("rx", rx_rate), ("pass", pass), (rx_if.as_str(), link)] {
+                assert!(
+                    (0.85 * PPS as f64..1.15 * PPS as f64).contains(&v),
+                    "{what} at {v:.0}/s, offered {PPS}/s: {s:?}"
+                );
+            }
+        }
+    });
+    // The human form says the same.
+    let table = meshfwd_cli(rx, &["show", "stats", "--interval", "0.5", "--count", "1"]);
+    assert!(table.starts_with("t=0.5s"), "{table}");
+    meshfwd_cli(rx, &["detach", "--iface", &rx_if]);
 }

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use meshfwd_common::pin;
 
 pub mod fib;
+pub mod rates;
 pub mod show;
 
 use dataplane::{maps::Netfilter, stats::Stats, xdp::AttachMode};
@@ -151,11 +152,20 @@ enum Show {
         json: bool,
     },
     /// Per-verdict packet counters of the XDP program, summed over CPUs,
-    /// plus the agent's own counters when it is running.
+    /// plus the agent's own counters when it is running. With `--interval`,
+    /// per-second rates instead: by counter, and per interface from the
+    /// kernel's counters.
     Stats {
-        /// Print as JSON (for scripts).
+        /// Print as JSON (for scripts); with `--interval`, one line per
+        /// sample.
         #[arg(long)]
         json: bool,
+        /// Print rates every this many seconds.
+        #[arg(long, value_parser = parse_interval)]
+        interval: Option<Duration>,
+        /// Stop after this many samples (default: run until interrupted).
+        #[arg(long, requires = "interval", value_parser = clap::value_parser!(u32).range(1..))]
+        count: Option<u32>,
     },
 }
 
@@ -211,7 +221,12 @@ fn run(cli: Cli) -> Result<()> {
 
 fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) -> Result<()> {
     let (query, json) = match what {
-        Show::Stats { json } => return show_stats(bpffs_flag, socket, json),
+        Show::Stats {
+            json,
+            interval: Some(interval),
+            count,
+        } => return show_rates(bpffs_flag, socket, json, interval, count),
+        Show::Stats { json, .. } => return show_stats(bpffs_flag, socket, json),
         Show::Fib { json } if !socket.exists() => {
             // No agent: read the pinned maps directly.
             return fib::run(bpffs, fib::FibCommand::Show { json });
@@ -230,6 +245,39 @@ fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) 
         print!("{}", show::render(&answer));
     }
     Ok(())
+}
+
+/// A `--interval` of 0.1 to 3600 seconds.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&secs) {
+        return Err(format!("{secs} s is outside 0.1 to 3600 s"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `show stats --interval`: rates of the pinned counters and of the mesh
+/// interfaces (the agent names them; without one, every interface).
+fn show_rates(
+    bpffs: Option<&Path>,
+    socket: &Path,
+    json: bool,
+    interval: Duration,
+    count: Option<u32>,
+) -> Result<()> {
+    let dir = bpffs.map_or_else(|| PathBuf::from(pin::DEFAULT_DIR), Path::to_path_buf);
+    let map = dataplane::maps::open_stats(&dir)?;
+    let ifaces = match control::query(socket, Query::Interfaces, QUERY_TIMEOUT) {
+        Ok(Answer::Interfaces(rows)) => rows
+            .into_iter()
+            .filter(|r| r.mesh)
+            .map(|r| r.link.name)
+            .collect(),
+        _ => rates::all_interfaces(),
+    };
+    rates::run(interval, count, json, &ifaces, || Ok(Stats::read(&map)?))
 }
 
 /// The XDP counters plus the agent's own counters when it answers. With
