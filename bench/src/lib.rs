@@ -4,9 +4,12 @@
 //! and the forwarding benchmark's XDP helpers (`ebpf/`).
 
 pub mod agents;
+/// PNG plots of the forwarding benchmark's per-round rates.
+pub mod plot;
 
 /// The forwarding benchmark's XDP helpers (`bench/ebpf`, built by
-/// `build.rs`): load generator, sink, pass-all and the MAC-rewrite ceiling.
+/// `build.rs`): the reflector (generator and sink in one), pass-all, the
+/// MAC-rewrite ceiling and the bounce that measures the reflector.
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-ebpf"));
 

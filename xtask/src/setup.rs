@@ -57,6 +57,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     ("gcc", "static pause binary for CNI tests"),
     ("libc6-dev", "static pause binary for CNI tests"),
+    ("fonts-dejavu-core", "TrueType font for benchmark plots"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -5,9 +5,9 @@
 
 /// Slots of the `BENCH_CFG` array.
 pub mod cfg {
-    /// ifindex the generator redirects into (its veth).
-    pub const GEN_IFINDEX: u32 = 0;
-    /// Number of distinct flows the generator cycles through.
+    /// Set to 1 to stop the reflector: it drops (and counts) what arrives.
+    pub const STOP: u32 = 0;
+    /// Number of distinct flows the reflector cycles through.
     pub const FLOWS: u32 = 1;
     /// Number of destination prefixes the flows spread over.
     pub const PREFIXES: u32 = 2;
@@ -17,10 +17,10 @@ pub mod cfg {
 
 /// Slots of the per-CPU `BENCH_COUNT` array.
 pub mod counter {
-    /// Frames the generator produced.
-    pub const GENERATED: u32 = 0;
-    /// Frames the sink counted and dropped.
-    pub const SUNK: u32 = 1;
+    /// Frames the router delivered to the reflector (each one forwarded).
+    pub const FORWARDED: u32 = 0;
+    /// Frames the reflector dropped after the stop: those still circulating.
+    pub const DRAINED: u32 = 1;
 }
 
 /// Size of `BENCH_CFG`.
@@ -30,13 +30,18 @@ pub const COUNTER_SLOTS: u32 = 4;
 /// Most egress ports of the ceiling program.
 pub const MAX_PORTS: u32 = 16;
 
-/// Frame offset of the 16-bit group of the destination address that
-/// carries the prefix number (bytes 6-7 of the address: `fd00:0:0:N::/64`).
-pub const PREFIX_OFFSET: usize = 14 + 24 + 6;
+/// Frame offset of the 32 bits of the destination address that carry the
+/// prefix number (bytes 4-7 of the address: `fd00:0:H:L::/64` for number
+/// `H << 16 | L`).
+pub const PREFIX_OFFSET: usize = 14 + 24 + 4;
+/// Frame offset of the IPv6 hop limit.
+pub const HOP_LIMIT_OFFSET: usize = 14 + 7;
 /// Frame offset of the UDP source port.
 pub const SPORT_OFFSET: usize = 14 + 40;
+/// The shortest frame the reflector takes: Ethernet, IPv6 and UDP headers.
+pub const MIN_FRAME: usize = 14 + 40 + 8;
 
-/// Length of the generator's frame template (`GEN_TEMPLATE`), which it
-/// copies over every frame it sends: live-frames mode recycles pages
-/// without resetting them, and the router rewrites MACs and hop limit.
-pub const TEMPLATE_LEN: usize = 64;
+/// The address of prefix number `n`: `fd00:0:H:L::` (its /64 is routed).
+pub const fn prefix_groups(n: u32) -> [u16; 2] {
+    [(n >> 16) as u16, n as u16]
+}
