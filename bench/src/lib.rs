@@ -9,7 +9,7 @@ pub mod plot;
 
 /// The forwarding benchmark's XDP helpers (`bench/ebpf`, built by
 /// `build.rs`): the reflector (generator and sink in one), pass-all, the
-/// MAC-rewrite ceiling and the bounce that measures the reflector.
+/// MAC-rewrite ceiling.
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench-ebpf"));
 

@@ -7,10 +7,6 @@
 pub mod cfg {
     /// Set to 1 to stop the reflector: it drops (and counts) what arrives.
     pub const STOP: u32 = 0;
-    /// Number of distinct flows the reflector cycles through.
-    pub const FLOWS: u32 = 1;
-    /// Number of destination prefixes the flows spread over.
-    pub const PREFIXES: u32 = 2;
     /// Number of egress ports of the ceiling program.
     pub const PORTS: u32 = 3;
 }
@@ -21,6 +17,8 @@ pub mod counter {
     pub const FORWARDED: u32 = 0;
     /// Frames the reflector dropped after the stop: those still circulating.
     pub const DRAINED: u32 = 1;
+    /// The reflector's next destination prefix (a cursor, not a count).
+    pub const PREFIX_CURSOR: u32 = 2;
 }
 
 /// Size of `BENCH_CFG`.

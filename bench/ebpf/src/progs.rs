@@ -21,6 +21,22 @@ static BENCH_COUNT: PerCpuArray<u64, { bench::COUNTER_SLOTS as usize }> = PerCpu
 #[btf_map]
 static CEIL_PORTS: Array<NextHop, { bench::MAX_PORTS as usize }> = Array::new();
 
+/// The reflector's settings, set by the loader before the programs load:
+/// read-only globals the verifier sees as constants, so the per-frame work
+/// needs no map lookups for them.
+#[unsafe(no_mangle)]
+static REFL_PREFIXES: u32 = 1;
+#[unsafe(no_mangle)]
+static REFL_RETURN_IFINDEX: u32 = 0;
+/// Destination and source MAC of the frames sent back: router ingress,
+/// reflector's return end.
+#[unsafe(no_mangle)]
+static REFL_MACS: [u8; 12] = [0; 12];
+
+/// The return end, for the redirect (a devmap, so frames go in bulk).
+#[btf_map]
+static REFL_DEVS: DevMapHash<1> = DevMapHash::new();
+
 /// The ceiling's redirect targets, by ifindex.
 #[btf_map]
 static CEIL_DEVS: DevMapHash<{ bench::MAX_PORTS as usize }> = DevMapHash::new();
@@ -46,12 +62,13 @@ fn bump(slot: u32) -> u64 {
     }
 }
 
-/// Generator and sink in one, on the far end of every router link: count
-/// the frame the router forwarded, give it the next flow (destination
-/// prefix and UDP source port), restore its hop limit, swap its MACs and
-/// send it back into the router (`XDP_TX`). A few frames primed into the
-/// loop thus keep the router busy with no live-frames test runs and no
-/// user-space sender; after the stop flag they are dropped and counted.
+/// Generator and sink in one, on the far end of every router egress link:
+/// count the frame the router forwarded, give it the next flow (destination
+/// prefix and UDP source port), restore its hop limit, address it to the
+/// router's ingress and send it there through the return link. A few
+/// frames primed into the loop thus keep the router busy with no
+/// live-frames test runs and no user-space sender; after the stop flag
+/// they are dropped and counted.
 #[xdp]
 pub fn bench_reflect(ctx: XdpContext) -> u32 {
     let n = bump(counter::FORWARDED);
@@ -63,46 +80,41 @@ pub fn bench_reflect(ctx: XdpContext) -> u32 {
     if start + bench::MIN_FRAME > ctx.data_end() {
         return xdp_action::XDP_DROP;
     }
-    let flows = setting(cfg::FLOWS).max(1) as u64;
-    let prefixes = setting(cfg::PREFIXES).max(1) as u64;
-    let flow = n % flows;
-    let prefix = (flow % prefixes) as u32;
-    let sport = (flow as u16) | 0x8000;
+    // SAFETY: plain reads of the loader-set globals (volatile, so the
+    // compiler does not fold the defaults in).
+    let (prefixes, ret, macs) = unsafe {
+        (
+            core::ptr::read_volatile(&REFL_PREFIXES),
+            core::ptr::read_volatile(&REFL_RETURN_IFINDEX),
+            core::ptr::read_volatile(&REFL_MACS),
+        )
+    };
+    // The next prefix in turn, by a per-CPU cursor: no division per frame.
+    let prefix = match BENCH_COUNT.get_ptr_mut(counter::PREFIX_CURSOR) {
+        // SAFETY: this CPU's own slot; XDP programs do not nest on a CPU.
+        Some(p) => unsafe {
+            let cur = *p as u32;
+            *p = if cur + 1 >= prefixes {
+                0
+            } else {
+                u64::from(cur + 1)
+            };
+            cur
+        },
+        None => 0,
+    };
+    let sport = (n as u16) | 0x8000;
     // SAFETY: the check above proved every offset written lies inside the
     // frame (all are below MIN_FRAME), and XDP frames are writable.
     unsafe {
-        let macs = (start as *const [u8; 12]).read_unaligned();
-        let mut swapped = [0u8; 12];
-        swapped[..6].copy_from_slice(&macs[6..]);
-        swapped[6..].copy_from_slice(&macs[..6]);
-        (start as *mut [u8; 12]).write_unaligned(swapped);
+        (start as *mut [u8; 12]).write_unaligned(macs);
         ((start + bench::HOP_LIMIT_OFFSET) as *mut u8).write(64);
         ((start + bench::PREFIX_OFFSET) as *mut [u8; 4]).write_unaligned(prefix.to_be_bytes());
         ((start + bench::SPORT_OFFSET) as *mut [u8; 2]).write_unaligned(sport.to_be_bytes());
     }
-    xdp_action::XDP_TX
-}
-
-/// The cheapest router there is: swap the MACs and send the frame back out
-/// where it came in. Measured once per scale, its rate is a floor of what
-/// the reflector can offer (the reflector does the same work in every
-/// mode); above the ceiling's rate, the reflector never limits the router.
-#[xdp]
-pub fn bench_bounce(ctx: XdpContext) -> u32 {
-    let start = ctx.data();
-    if start + 12 > ctx.data_end() {
-        return xdp_action::XDP_PASS;
+    match REFL_DEVS.redirect(ret, xdp_action::XDP_DROP as u64) {
+        Ok(action) | Err(action) => action,
     }
-    // SAFETY: the check above proved both MACs lie inside the frame, and
-    // XDP frames are writable.
-    unsafe {
-        let macs = (start as *const [u8; 12]).read_unaligned();
-        let mut swapped = [0u8; 12];
-        swapped[..6].copy_from_slice(&macs[6..]);
-        swapped[6..].copy_from_slice(&macs[..6]);
-        (start as *mut [u8; 12]).write_unaligned(swapped);
-    }
-    xdp_action::XDP_TX
 }
 
 /// Kernel baseline: hand every frame to the stack.
