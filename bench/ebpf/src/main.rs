@@ -1,7 +1,8 @@
 //! Helper programs for the forwarding benchmark (`bench --bin forwarding`):
-//! a load generator run with `BPF_PROG_TEST_RUN` live frames, a sink that
-//! counts and drops, a pass-all program for the kernel baseline, and the
-//! ceiling, which only rewrites MACs and redirects.
+//! the reflector, which counts what the router forwarded and sends it back
+//! into the router with the next flow (generator and sink in one), a
+//! pass-all program for the kernel baseline, and the ceiling, which only
+//! rewrites MACs and redirects.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 // Raw packet pointers and helpers: each unsafe block says why it holds.
