@@ -48,12 +48,14 @@ struct Args {
     carrier_watch: bool,
     auth: Option<KeyChain>,
     boot_count: u32,
+    /// The kubermesh agent's LSA and SPF timers instead of RFC 2328's.
+    agent_timers: bool,
 }
 
 const USAGE: &str = "usage: ospfd --router-id A.B.C.D [--iface NAME[:broadcast]]... \
 [--stub PREFIX]... [--state-file PATH] [--state-interval-ms N] [--cost N] [--no-carrier-watch] \
 [--auth id=N,alg=ALG,secret=S[,send_from=T][,send_until=T][,accept_from=T][,accept_until=T]]... \
-[--auth-cpid rfc|legacy] [--auth-boot-count N]";
+[--auth-cpid rfc|legacy] [--auth-boot-count N] [--agent-timers]";
 
 /// Parse one `--auth` key.
 fn parse_key(v: &str) -> Result<Key, String> {
@@ -102,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
         carrier_watch: true,
         auth: None,
         boot_count: 0,
+        agent_timers: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -150,6 +153,7 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--auth-boot-count: {e}"))?
             }
+            "--agent-timers" => args.agent_timers = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -195,12 +199,24 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> std::io::Result<()> {
-    let config = InstanceConfig {
+    let mut config = InstanceConfig {
         router_id: args.router_id,
         stub_prefixes: args.stubs.clone(),
         auth_boot_count: args.boot_count,
         ..InstanceConfig::default()
     };
+    if args.agent_timers {
+        // The defaults of `meshfwd agent` ([ospf] in its configuration).
+        config.min_ls_interval_ms = 1000;
+        config.min_ls_arrival_ms = 500;
+        config.spf = routing::SpfBackoffConfig {
+            initial_delay_ms: 20,
+            short_delay_ms: 100,
+            long_delay_ms: 1000,
+            time_to_learn_ms: 1000,
+            holddown_ms: 3000,
+        };
+    }
     let specs: BTreeMap<String, InterfaceSpec> = args
         .ifaces
         .iter()

@@ -34,8 +34,16 @@ pub struct InstanceConfig {
     /// Largest ECMP set kept per prefix.
     pub max_paths: usize,
     pub spf: SpfBackoffConfig,
-    /// MinLSInterval (RFC 2328 appendix B), milliseconds.
+    /// MinLSInterval (RFC 2328 appendix B), milliseconds: the longest hold
+    /// between two originations of one LSA. The first re-origination after
+    /// a quiet MinLSInterval waits only `min_ls_hold_ms`; each following
+    /// one doubles the hold up to MinLSInterval (an origination throttle
+    /// as routers commonly run, so a router's own links are known at once
+    /// when its first adjacency forms, not MinLSInterval after it started).
     pub min_ls_interval_ms: u64,
+    /// The first hold, milliseconds: at least the neighbours' MinLSArrival
+    /// (1 s by RFC 2328), or they would discard the new instance.
+    pub min_ls_hold_ms: u64,
     /// MinLSArrival (RFC 2328 appendix B), milliseconds.
     pub min_ls_arrival_ms: u64,
     /// How many times this router has started, kept across restarts by the
@@ -96,6 +104,7 @@ impl Default for InstanceConfig {
             max_paths: 16,
             spf: SpfBackoffConfig::default(),
             min_ls_interval_ms: 5000,
+            min_ls_hold_ms: 1000,
             min_ls_arrival_ms: 1000,
             auth_boot_count: 0,
             epoch_unix_ms: 0,
@@ -128,7 +137,9 @@ pub struct Instance {
     /// Own LSAs to re-originate even if unchanged (refresh, §13.4).
     pub(crate) force_originate: BTreeSet<LsaKey>,
     /// When each own LSA was last originated (MinLSInterval).
-    pub(crate) last_originated: HashMap<LsaKey, Time>,
+    /// When each of our LSAs was last originated, and the hold before the
+    /// next origination may follow (see `originate::next_hold`).
+    pub(crate) last_originated: HashMap<LsaKey, (Time, u64)>,
     /// Encoded LSAs to multicast per interface at the end of this input.
     pub(crate) flood_queue: BTreeMap<u32, Vec<Vec<u8>>>,
     /// Direct acknowledgements per (interface, neighbour) at the end of this input.

@@ -198,13 +198,18 @@ impl Instance {
                 Some((h, _)) => h.seq.wrapping_add(1),
                 None => INITIAL_SEQ,
             };
-            if let Some(last) = self.last_originated.get(key) {
-                let ready = last.plus_ms(self.config.min_ls_interval_ms);
-                if ready > now {
-                    wait_until = Some(wait_until.map_or(ready, |w: crate::Time| w.min(ready)));
-                    continue;
+            let hold = match self.last_originated.get(key) {
+                Some(&(last, hold)) => {
+                    let hold = self.current_hold(now, last, hold);
+                    let ready = last.plus_ms(hold);
+                    if ready > now {
+                        wait_until = Some(wait_until.map_or(ready, |w: crate::Time| w.min(ready)));
+                        continue;
+                    }
+                    Some(hold)
                 }
-            }
+                None => None,
+            };
             self.force_originate.remove(key);
             let mut lsa = Lsa {
                 header: LsaHeader {
@@ -235,7 +240,8 @@ impl Instance {
             let header = lsa.header;
             self.install(*ifindex, LsaEntry::new(lsa, raw.clone(), now, false));
             self.flood(*ifindex, None, scope, &header, &raw);
-            self.last_originated.insert(*key, now);
+            let next = self.next_hold(hold);
+            self.last_originated.insert(*key, (now, next));
         }
         // Flush what we advertise but no longer should (including leftovers
         // of an earlier life of this router learnt from neighbours).
@@ -254,6 +260,28 @@ impl Instance {
         }
         if let Some(at) = wait_until {
             self.arm(TimerKind::Originate, at);
+        }
+    }
+
+    /// The hold an LSA last originated at `last` must keep: the short one
+    /// again after a quiet MinLSInterval, else the one stored with it.
+    fn current_hold(&self, now: crate::Time, last: crate::Time, stored: u64) -> u64 {
+        let c = &self.config;
+        if now.since(last) >= c.min_ls_interval_ms {
+            c.min_ls_hold_ms.min(c.min_ls_interval_ms)
+        } else {
+            stored
+        }
+    }
+
+    /// The hold after an origination that kept `hold` (none: the first):
+    /// doubled, up to MinLSInterval.
+    fn next_hold(&self, hold: Option<u64>) -> u64 {
+        let c = &self.config;
+        let first = c.min_ls_hold_ms.min(c.min_ls_interval_ms);
+        match hold {
+            None => first,
+            Some(h) => h.saturating_mul(2).clamp(first, c.min_ls_interval_ms),
         }
     }
 
