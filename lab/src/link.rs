@@ -100,10 +100,14 @@ pub(crate) fn iface_name(peer: &str, taken: &[String]) -> String {
         .unwrap_or(base) // unreachable: the range is unbounded and `taken` finite
 }
 
-/// Bring up one veth end with GRO on and checksums computed on send.
+/// Bring up one veth end with GRO on and checksums computed on send. GRO
+/// goes on after the link is up: on a veth that is down the kernel takes
+/// the setting but does not start the NAPI that lets the peer redirect XDP
+/// frames into it.
 fn bring_up(ns: &str, ifname: &str) -> Result<()> {
+    set_up(ns, ifname, true)?;
     netns::run_in(ns, &["ethtool", "-K", ifname, "gro", "on", "tx", "off"])?;
-    set_up(ns, ifname, true)
+    Ok(())
 }
 
 /// Set an interface administratively up or down.

@@ -28,6 +28,7 @@ pub mod neigh;
 pub mod plan;
 pub mod table;
 pub mod writer;
+pub mod xdp_features;
 
 pub use writer::{ApplyReport, FibWriter};
 

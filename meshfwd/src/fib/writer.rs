@@ -14,6 +14,7 @@ use std::{
     future::Future,
 };
 
+use super::xdp_features::NetdevQuery;
 use super::{Doing as _, Result};
 use aya::maps::lpm_trie::Key;
 use futures::{StreamExt as _, channel::mpsc::UnboundedReceiver};
@@ -45,6 +46,13 @@ pub struct FibWriter {
     neighbours: HashMap<NextHopKey, [u8; 6]>,
     links: HashMap<u32, LinkInfo>,
     egress_refs: BTreeMap<u32, u32>,
+    /// Asks the kernel which devices take redirected frames (`None` when
+    /// the kernel has no `netdev` family: every device is trusted then).
+    netdev: Option<NetdevQuery>,
+    /// Egress devices kept out of the devmap because they cannot take
+    /// redirected frames: the fast path passes traffic for them to the
+    /// kernel (`pass_no_egress_dev`).
+    egress_blocked: BTreeSet<u32>,
     kernel: kroute::KernelRoutes,
     kernel_routes: bool,
     /// FIB entries and kernel routes found from an earlier run, removed by
@@ -80,6 +88,12 @@ impl FibWriter {
             neighbours,
             links: HashMap::new(),
             egress_refs: BTreeMap::new(),
+            netdev: NetdevQuery::open()
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "no netdev netlink family: every egress device is trusted to take XDP redirects")
+                })
+                .ok(),
+            egress_blocked: BTreeSet::new(),
             kernel: BTreeMap::new(),
             kernel_routes: true,
             stale_fib: Some(stale_fib),
@@ -225,14 +239,22 @@ impl FibWriter {
         match op {
             Op::AddNextHop { id, key } => {
                 self.ensure_link(key.ifindex).await?;
-                let refs = self.egress_refs.entry(key.ifindex).or_default();
-                if *refs == 0 {
-                    self.maps
-                        .egress
-                        .insert(key.ifindex, key.ifindex, None, 0)
-                        .doing(|| format!("adding ifindex {} to the devmap", key.ifindex))?;
+                let first = self.egress_refs.get(&key.ifindex).is_none_or(|r| *r == 0);
+                if first {
+                    if self.takes_redirects(key.ifindex) {
+                        self.maps
+                            .egress
+                            .insert(key.ifindex, key.ifindex, None, 0)
+                            .doing(|| format!("adding ifindex {} to the devmap", key.ifindex))?;
+                    } else {
+                        tracing::warn!(
+                            ifindex = key.ifindex,
+                            "egress device cannot take XDP redirects (no ndo_xdp_xmit now): the kernel forwards traffic to it"
+                        );
+                        self.egress_blocked.insert(key.ifindex);
+                    }
                 }
-                *refs += 1;
+                *self.egress_refs.entry(key.ifindex).or_default() += 1;
                 let value = self.next_hop_value(key, nh_flags::ALIVE);
                 self.maps
                     .next_hops
@@ -279,12 +301,55 @@ impl FibWriter {
                     *refs -= 1;
                     if *refs == 0 {
                         self.egress_refs.remove(&key.ifindex);
+                        self.egress_blocked.remove(&key.ifindex);
                         let _ = self.maps.egress.remove(key.ifindex);
                     }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether `ifindex` takes redirected frames now; a failed question
+    /// trusts it (the fast path's behaviour before the question existed).
+    fn takes_redirects(&mut self, ifindex: u32) -> bool {
+        match self.netdev.as_mut().map(|q| q.takes_redirects(ifindex)) {
+            None => true,
+            Some(Ok(ok)) => ok,
+            Some(Err(e)) => {
+                tracing::debug!(ifindex, error = %e, "xdp-features unknown: trusting the device");
+                true
+            }
+        }
+    }
+
+    /// Ask again whether each egress device takes redirected frames (a
+    /// veth does only while its peer runs XDP or GRO), and put it in or
+    /// take it out of the devmap. Returns the devices that changed, with
+    /// their new answer.
+    pub fn refresh_egress(&mut self) -> Vec<(u32, bool)> {
+        let mut changed = Vec::new();
+        let devices: Vec<u32> = self.egress_refs.keys().copied().collect();
+        for ifindex in devices {
+            let ok = self.takes_redirects(ifindex);
+            let blocked = self.egress_blocked.contains(&ifindex);
+            if ok && blocked {
+                if self.maps.egress.insert(ifindex, ifindex, None, 0).is_ok() {
+                    self.egress_blocked.remove(&ifindex);
+                    changed.push((ifindex, true));
+                }
+            } else if !ok && !blocked {
+                let _ = self.maps.egress.remove(ifindex);
+                self.egress_blocked.insert(ifindex);
+                changed.push((ifindex, false));
+            }
+        }
+        changed
+    }
+
+    /// The egress devices kept out of the devmap.
+    pub fn egress_blocked(&self) -> &BTreeSet<u32> {
+        &self.egress_blocked
     }
 
     async fn ensure_link(&mut self, ifindex: u32) -> Result<()> {

@@ -257,6 +257,9 @@ impl Dataplane {
     }
 }
 
+/// How often the writer asks whether egress devices take redirects.
+const EGRESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Apply tables as they come, keep MACs fresh in between.
 async fn writer_task(
     mut writer: FibWriter,
@@ -268,16 +271,19 @@ async fn writer_task(
     let mut events_open = true;
     loop {
         // Serve neighbour/link events until a new table arrives.
-        let changed = if events_open {
+        // A table, or a second without one: then ask again which egress
+        // devices take redirects (a veth's answer follows its peer).
+        let next_table = async { tokio::time::timeout(EGRESS_CHECK, tables.changed()).await };
+        let outcome = if events_open {
             let mut outcome = None;
             if let Err(e) = writer
-                .run_until(async { outcome = Some(tables.changed().await.is_ok()) })
+                .run_until(async { outcome = Some(next_table.await) })
                 .await
             {
                 tracing::warn!(error = %e, "neighbour event loop failed");
             }
             match outcome {
-                Some(ok) => ok,
+                Some(o) => o,
                 None => {
                     // The event stream ended: carry on with tables only.
                     events_open = false;
@@ -285,7 +291,26 @@ async fn writer_task(
                 }
             }
         } else {
-            tables.changed().await.is_ok()
+            next_table.await
+        };
+        let changed = match outcome {
+            Ok(changed) => changed.is_ok(),
+            Err(_) => {
+                for (ifindex, ok) in writer.refresh_egress() {
+                    if ok {
+                        tracing::info!(
+                            ifindex,
+                            "egress device takes XDP redirects again: back on the fast path"
+                        );
+                    } else {
+                        tracing::warn!(
+                            ifindex,
+                            "egress device no longer takes XDP redirects: the kernel forwards traffic to it"
+                        );
+                    }
+                }
+                continue;
+            }
         };
         if !changed {
             return;

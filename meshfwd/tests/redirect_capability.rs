@@ -1,0 +1,71 @@
+//! A mesh link whose far end cannot take XDP redirects: a veth whose peer
+//! runs neither XDP nor GRO (the same as a NIC without `ndo_xdp_xmit`). The
+//! kernel drops frames redirected into such a device while the program
+//! counts them as sent. The agent asks the kernel (`netdev` xdp-features)
+//! and keeps such devices out of the devmap, so the fast path hands their
+//! traffic to the kernel, which delivers it, and counts why.
+
+mod agent_support;
+
+use std::time::Duration;
+
+use agent_support::{Answers as _, mesh, wait_until};
+use lab::{Topology, Wire};
+use meshfwd_common::stats::Stat;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+#[test]
+fn transit_toward_a_device_that_cannot_take_redirects_goes_through_the_kernel() {
+    let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+    let mut m = mesh("noxmit", &topo);
+    m.start("a", &[]).unwrap();
+    m.start("b", &[]).unwrap();
+    // c runs no XDP, so only GRO keeps its end able to take redirects.
+    m.start("c", &["--no-xdp"]).unwrap();
+    for n in ["a", "b", "c"] {
+        m.wait_agent(n, CONVERGE);
+    }
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    let link = m.lab.link("b", "c").clone();
+    let c_if = if link.a == "c" { link.a_if } else { link.b_if };
+    // GRO off with the link up (the kernel ignores the change on a link
+    // that is down): b's end loses ndo_xdp_xmit.
+    m.lab
+        .node("c")
+        .run(&["ethtool", "-K", &c_if, "gro", "off"])
+        .expect("GRO off on c's end");
+    wait_until("b's writer notices", CONVERGE, || {
+        m.log("b").contains("no longer takes XDP redirects")
+    });
+
+    // TCP from a to c across b: once b's conntrack has seen the handshake,
+    // b's XDP would redirect the segments into the b-c link. They must
+    // arrive, through b's kernel, and b must say why.
+    let before = m.xdp_counter("b", Stat::NoEgressDev);
+    let c = m.node_address("c");
+    m.lab
+        .node("a")
+        .tcp_echo(m.lab.node("c"), c, 256 * 1024, Duration::from_secs(15))
+        .expect("TCP from a to c across b");
+    let after = m.xdp_counter("b", Stat::NoEgressDev);
+    assert!(
+        after >= before + 100,
+        "b passed the segments for c to its kernel ({before} -> {after})"
+    );
+
+    // GRO back on: b puts the device back on the fast path.
+    m.lab
+        .node("c")
+        .run(&["ethtool", "-K", &c_if, "gro", "on"])
+        .expect("GRO on");
+    wait_until("b's writer notices again", CONVERGE, || {
+        m.log("b").contains("takes XDP redirects again")
+    });
+    let before = m.xdp_counter("b", Stat::Redirect);
+    m.lab
+        .node("a")
+        .tcp_echo(m.lab.node("c"), c, 256 * 1024, Duration::from_secs(15))
+        .expect("TCP from a to c across b, fast again");
+    assert!(m.xdp_counter("b", Stat::Redirect) > before + 100);
+}
