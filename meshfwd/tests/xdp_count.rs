@@ -60,22 +60,29 @@ for i in range({count}):
     node.run(&["python3", "-c", &script]).expect("send frames");
 }
 
-#[test]
-fn xdp_counts_exactly_the_frames_sent() {
+/// A `tx` - `rx` pair whose sender's kernel is silenced (IPv6 off on its
+/// end), so every frame `rx` sees is one the test sent; returns the lab and
+/// the two interface names.
+fn silent_pair(tag: &str) -> (Lab, String, String) {
     let topo = Topology::new().line(&["tx", "rx"], Wire::Direct);
-    let lab = Lab::build("xdpcount", &topo).expect("build lab");
+    let lab = Lab::build(tag, &topo).expect("build lab");
     let link = lab.link("tx", "rx");
     let (tx_if, rx_if) = (link.a_if.clone(), link.b_if.clone());
-    let (tx, rx) = (lab.node("tx"), lab.node("rx"));
-
-    // Silence the sender's kernel before anything is counted.
-    tx.run(&[
-        "sysctl",
-        "-qw",
-        &format!("net.ipv6.conf.{}.disable_ipv6=1", tx_if),
-    ])
-    .expect("disable IPv6 on the sender");
+    lab.node("tx")
+        .run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{tx_if}.disable_ipv6=1"),
+        ])
+        .expect("disable IPv6 on the sender");
     std::thread::sleep(Duration::from_millis(200));
+    (lab, tx_if, rx_if)
+}
+
+#[test]
+fn xdp_counts_exactly_the_frames_sent() {
+    let (lab, tx_if, rx_if) = silent_pair("xdpcount");
+    let (tx, rx) = (lab.node("tx"), lab.node("rx"));
 
     let attached = meshfwd_cli(rx, &["attach", "--iface", &rx_if, "--json"]);
     let attached: serde_json::Value = serde_json::from_str(&attached).expect("attach JSON");
@@ -170,17 +177,8 @@ fn show_stats_interval_prints_the_offered_rate() {
     // window must each say about 1,000 a second, by counter and by
     // interface.
     const PPS: u64 = 1_000;
-    let topo = Topology::new().line(&["tx", "rx"], Wire::Direct);
-    let lab = Lab::build("xdprate", &topo).expect("build lab");
-    let link = lab.link("tx", "rx");
-    let (tx_if, rx_if) = (link.a_if.clone(), link.b_if.clone());
+    let (lab, tx_if, rx_if) = silent_pair("xdprate");
     let (tx, rx) = (lab.node("tx"), lab.node("rx"));
-    tx.run(&[
-        "sysctl",
-        "-qw",
-        &format!("net.ipv6.conf.{}.disable_ipv6=1", tx_if),
-    ])
-    .expect("disable IPv6 on the sender");
     meshfwd_cli(rx, &["attach", "--iface", &rx_if]);
     let (dst, src) = (mac_of(rx, &rx_if), mac_of(tx, &tx_if));
     std::thread::scope(|s| {

@@ -103,20 +103,13 @@ pub struct Summary {
     /// Each interface's state, by ifindex.
     pub interfaces: Vec<(u32, ism::State)>,
     pub neighbors: Vec<NeighborSummary>,
-    /// Advertising routers of the Router-LSAs in the database.
-    pub routers: BTreeSet<Ipv4Addr>,
     /// Advertising routers of every LSA in the database.
     pub advertisers: BTreeSet<Ipv4Addr>,
-    /// The sequence numbers of our own Router and Intra-Area-Prefix LSAs,
-    /// added up: it grows with every re-origination.
-    pub own_lsa_seqs: u64,
     /// How many times an LSA was installed or removed (see
     /// [`crate::lsdb::Lsdb::changes`]).
     pub lsdb_changes: u64,
     /// Packets dropped because they carried our own router id.
     pub own_id_drops: u64,
-    /// See [`InstanceState::self_originated_repeat`].
-    pub self_originated_repeat: u64,
     /// Newer instances of our own LSAs with content we never originated
     /// (a running count).
     pub self_originated_foreign: u64,
@@ -156,7 +149,7 @@ impl Instance {
     /// Return what an embedding agent samples (see [`Summary`]).
     pub fn summary(&self) -> Summary {
         let me = self.config.router_id;
-        let mut s = Summary {
+        Summary {
             router_id: me,
             interfaces: self
                 .interfaces
@@ -182,29 +175,17 @@ impl Instance {
                 .get(&DropReason::OwnRouterId)
                 .copied()
                 .unwrap_or(0),
-            self_originated_repeat: self.self_originated_repeat,
             self_originated_foreign: self.self_originated_foreign,
             own_id_authenticated: self.own_id_authenticated,
             reachable: self.reachable.clone(),
             foreign_links: self.foreign_links(),
             refused: self.refused.clone(),
-            routers: BTreeSet::new(),
-            advertisers: BTreeSet::new(),
-            own_lsa_seqs: 0,
-        };
-        for (_, e) in self.lsdb.iter() {
-            let h = &e.lsa.header;
-            s.advertisers.insert(h.adv_router);
-            if h.ls_type == LsaType::ROUTER {
-                s.routers.insert(h.adv_router);
-            }
-            if h.adv_router == me
-                && matches!(h.ls_type, LsaType::ROUTER | LsaType::INTRA_AREA_PREFIX)
-            {
-                s.own_lsa_seqs += u64::from(h.seq);
-            }
+            advertisers: self
+                .lsdb
+                .iter()
+                .map(|(_, e)| e.lsa.header.adv_router)
+                .collect(),
         }
-        s
     }
 
     /// Links to our router id in reachable routers' Router-LSAs that are

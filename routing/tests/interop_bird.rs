@@ -18,12 +18,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use common::bird::LinkType;
 use common::routers::{Bird, Hops, Ours, Routes};
-use common::wait_until;
+use common::{rid, stub, wait_until};
 use routing::packet::lsa::header::LsaType;
 
 /// Metric BIRD gives a `stubnet` by default.
@@ -33,14 +33,6 @@ const OUR_STUB_METRIC: u32 = 0;
 
 /// How long adjacencies and routes may take to settle (hello 1 s, dead 3 s).
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn rid(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, n)
-}
-
-fn stub(n: u8) -> String {
-    format!("2001:db8:{n}::/64")
-}
 
 fn link_local(lab: &lab::Lab, node: &str, iface: &str) -> Ipv6Addr {
     lab.node(node)

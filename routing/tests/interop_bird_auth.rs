@@ -13,23 +13,14 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::bird::{LinkType, TestKey};
 use common::routers::{Bird, Ours};
-use common::wait_until;
+use common::{rid, stub, wait_until};
 use routing::DropReason;
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn rid(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, n)
-}
-
-fn stub(n: u8) -> String {
-    format!("2001:db8:{n}::/64")
-}
 
 /// A BIRD and an `ospfd` on one link, both with `ours` and `birds` keys.
 fn pair(tag: &str, ours: &[TestKey], birds: &[TestKey]) -> (lab::Lab, Ours, Bird) {
@@ -61,12 +52,6 @@ fn pair(tag: &str, ours: &[TestKey], birds: &[TestKey]) -> (lab::Lab, Ours, Bird
         &args,
     );
     (lab, o, bird)
-}
-
-fn drops(ours: &Ours, reason: DropReason) -> u64 {
-    ours.snapshot()
-        .and_then(|s| s.state.drops.get(&reason).copied())
-        .unwrap_or(0)
 }
 
 #[test]
@@ -103,7 +88,7 @@ fn one_key_on_both_sides_forms_the_adjacency_and_routes() {
         DropReason::AuthReplay,
         DropReason::AuthMissing,
     ] {
-        assert_eq!(drops(&ours, reason), 0, "{reason:?}");
+        assert_eq!(ours.drops(reason), 0, "{reason:?}");
     }
 }
 
@@ -118,7 +103,7 @@ fn a_different_key_forms_no_adjacency() {
     wait_until(
         "our digest check refusing BIRD's packets",
         CONVERGE,
-        || (drops(&ours, DropReason::AuthBadDigest) >= 5).then_some(()),
+        || (ours.drops(DropReason::AuthBadDigest) >= 5).then_some(()),
         describe,
     );
     assert!(!ours.is_full_with(rid(2)), "{}", describe());
@@ -178,6 +163,6 @@ fn a_key_rollover_keeps_the_adjacency() {
         DropReason::AuthUnknownKey,
         DropReason::AuthReplay,
     ] {
-        assert_eq!(drops(&ours, reason), 0, "{reason:?}: {}", describe());
+        assert_eq!(ours.drops(reason), 0, "{reason:?}: {}", describe());
     }
 }

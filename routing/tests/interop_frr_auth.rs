@@ -12,24 +12,15 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::bird::{LinkType, TestKey};
 use common::frr::Frr;
 use common::routers::Ours;
-use common::wait_until;
+use common::{rid, stub, wait_until};
 use routing::DropReason;
 
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn rid(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 0, 0, n)
-}
-
-fn stub(n: u8) -> String {
-    format!("2001:db8:{n}::/64")
-}
 
 /// FRR with `frr_key`, ours with `our_keys` and extra arguments.
 fn pair(
@@ -58,12 +49,6 @@ fn pair(
         &args,
     );
     (lab, ours, frr)
-}
-
-fn drops(ours: &Ours, reason: DropReason) -> u64 {
-    ours.snapshot()
-        .and_then(|s| s.state.drops.get(&reason).copied())
-        .unwrap_or(0)
 }
 
 fn converges(lab: &lab::Lab, ours: &Ours, frr: &Frr) {
@@ -102,7 +87,7 @@ fn one_key_forms_the_adjacency_in_frrs_byte_order() {
     );
     converges(&lab, &ours, &frr);
     for reason in [DropReason::AuthBadDigest, DropReason::AuthReplay] {
-        assert_eq!(drops(&ours, reason), 0, "{reason:?}");
+        assert_eq!(ours.drops(reason), 0, "{reason:?}");
     }
 }
 
@@ -143,7 +128,7 @@ fn a_different_key_forms_no_adjacency() {
     wait_until(
         "our digest check refusing FRR's packets",
         CONVERGE,
-        || (drops(&ours, DropReason::AuthBadDigest) >= 5).then_some(()),
+        || (ours.drops(DropReason::AuthBadDigest) >= 5).then_some(()),
         describe,
     );
     assert!(!ours.is_full_with(rid(2)), "{}", describe());

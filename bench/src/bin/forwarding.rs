@@ -3,20 +3,24 @@
 //! router on one core and the generator on the other.
 //!
 //! ```text
-//!  router ==N veths== reflector      (N = ECMP width: 8 or 16)
-//!     ^ one core          ^ the other core
+//!            egress: N next hops on one veth
+//!  router ---------------------------------> reflector
+//!         <---------------------------------
+//!            return: into the router's ingress
+//!     ^ one core                       ^ the other core
 //! ```
 //!
-//! - `router` holds P prefixes over N-way ECMP toward the reflector, in the
-//!   kernel FIB and in our maps (both written by `meshfwd::fib::FibWriter`),
-//!   and runs one of three XDP programs on all N links: (a) `bench_pass`,
-//!   so the kernel forwards; (b) `meshfwd_xdp`, our fast path (netfilter
-//!   check off: no conntrack knows these flows); (c) `bench_ceiling`, which
-//!   only rewrites MACs and redirects.
-//! - `reflector` runs `bench_reflect` on all N links: it counts each frame
-//!   the router forwarded, gives it the next flow (one of P prefixes, one
-//!   of 65,536 UDP source ports), restores the hop limit, swaps the MACs and
-//!   sends it straight back (`XDP_TX`). A few hundred 64-byte UDP frames
+//! - `router` holds P prefixes over N-way ECMP (N neighbours on the egress
+//!   link, each its own address and MAC), in the kernel FIB and in our maps
+//!   (both written by `meshfwd::fib::FibWriter`), and runs one of three XDP
+//!   programs on its ingress: (a) `bench_pass`, so the kernel forwards;
+//!   (b) `meshfwd_xdp`, our fast path (netfilter check off: no conntrack
+//!   knows these flows); (c) `bench_ceiling`, which only rewrites MACs and
+//!   redirects.
+//! - `reflector` runs `bench_reflect` on the egress link: it counts each
+//!   frame the router forwarded, gives it the next flow (the next of P
+//!   prefixes, one of 32,768 UDP source ports), restores the hop limit and
+//!   redirects it into the return link. A few hundred 64-byte UDP frames
 //!   sent once by the reflector's kernel keep circulating, each lap one
 //!   forwarding by the router. No live-frames test run is needed: the
 //!   kernel refuses `BPF_F_TEST_XDP_LIVE_FRAMES` on some machines.
@@ -278,15 +282,15 @@ impl Mode {
     }
 }
 
-/// The router's programs and what is attached where.
+/// The router's programs and which one is attached to its ingress.
 struct Router {
     ns: String,
-    ports: Vec<u32>,
+    ingress: u32,
     bench: Ebpf,
     fast: Ebpf,
     _writer: FibWriter,
     _rt: tokio::runtime::Runtime,
-    attached: Option<(Mode, Vec<XdpLinkId>)>,
+    attached: Option<(Mode, XdpLinkId)>,
 }
 
 impl Router {
@@ -299,30 +303,22 @@ impl Router {
 
     fn attach(&mut self, mode: Mode) -> Result<()> {
         self.detach()?;
-        let (ns, ports) = (self.ns.clone(), self.ports.clone());
+        let (ns, ingress) = (self.ns.clone(), self.ingress);
         let prog = self.prog(mode)?;
-        let ids = netns::enter(&ns, || {
-            ports
-                .iter()
-                .map(|i| Ok(prog.attach_to_if_index(*i, XdpMode::Driver)?))
-                .collect::<Result<Vec<_>>>()
+        let id = netns::enter(&ns, || {
+            Ok(prog.attach_to_if_index(ingress, XdpMode::Driver)?)
         })?;
-        self.attached = Some((mode, ids));
+        self.attached = Some((mode, id));
         Ok(())
     }
 
     fn detach(&mut self) -> Result<()> {
-        let Some((mode, ids)) = self.attached.take() else {
+        let Some((mode, id)) = self.attached.take() else {
             return Ok(());
         };
         let ns = self.ns.clone();
         let prog = self.prog(mode)?;
-        netns::enter(&ns, || {
-            for id in ids {
-                prog.detach(id)?;
-            }
-            Ok(())
-        })
+        netns::enter(&ns, || Ok(prog.detach(id)?))
     }
 }
 
@@ -347,7 +343,7 @@ impl Bench {
             .link("router", "reflector", Wire::Direct);
         let lab = Lab::build("fwdbench", &topo)?;
         let (router_node, refl_node) = (lab.node("router"), lab.node("reflector"));
-        let mut ports: Vec<(String, String)> = lab
+        let ports: Vec<(String, String)> = lab
             .links()
             .iter()
             .filter(|l| l.joins("router", "reflector"))
@@ -359,10 +355,9 @@ impl Bench {
                 }
             })
             .collect();
-        if ports.len() != 2 {
-            bail!("expected 2 links, got {}", ports.len());
-        }
-        let ret = ports.pop().context("the return link")?;
+        let [egress, ret]: [(String, String); 2] = ports
+            .try_into()
+            .map_err(|p: Vec<_>| anyhow::anyhow!("expected 2 links, got {}", p.len()))?;
         let ret_idx = (
             netns::enter(router_node.netns(), || ifindex(&ret.0))?,
             netns::enter(refl_node.netns(), || ifindex(&ret.1))?,
@@ -394,11 +389,9 @@ impl Bench {
         {
             let prog = xdp(&mut reflector, "bench_reflect")?;
             prog.load()?;
-            let names: Vec<String> = ports.iter().chain([&ret]).map(|(_, r)| r.clone()).collect();
+            let name = egress.1.clone();
             netns::enter(refl_node.netns(), || {
-                for name in &names {
-                    prog.attach_to_if_index(ifindex(name)?, XdpMode::Driver)?;
-                }
+                prog.attach_to_if_index(ifindex(&name)?, XdpMode::Driver)?;
                 Ok(())
             })?;
         }
@@ -413,7 +406,7 @@ impl Bench {
         // measure the threads' wakeups more than the router.) The reflector
         // takes every frame whatever its MAC: XDP sees it before the
         // kernel's MAC filter.
-        let (r_if, _) = &ports[0];
+        let r_if = &egress.0;
         let r_mac = mac_of(router_node, r_if)?;
         let r_idx = netns::enter(router_node.netns(), || ifindex(r_if))?;
         let mut hops = Vec::new();
@@ -479,14 +472,8 @@ impl Bench {
         ])?;
         // Each side's NAPI in its own kthread, so it can be pinned.
         for (node, ifs) in [
-            (
-                router_node,
-                ports.iter().chain([&ret]).map(|p| &p.0).collect::<Vec<_>>(),
-            ),
-            (
-                refl_node,
-                ports.iter().chain([&ret]).map(|p| &p.1).collect(),
-            ),
+            (router_node, [&egress.0, &ret.0]),
+            (refl_node, [&egress.1, &ret.1]),
         ] {
             for i in ifs {
                 // `ip netns exec` mounts the namespace's own sysfs.
@@ -565,7 +552,7 @@ impl Bench {
         }
         let router = Router {
             ns: router_node.netns().to_owned(),
-            ports: vec![ret_idx.0],
+            ingress: ret_idx.0,
             bench,
             fast,
             _writer: writer,

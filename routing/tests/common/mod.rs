@@ -8,7 +8,18 @@ pub mod netns;
 #[cfg(feature = "driver")]
 pub mod routers;
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+
+/// Router id `10.0.0.n` of test router `n`.
+pub fn rid(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, n)
+}
+
+/// The stub prefix test router `n` advertises.
+pub fn stub(n: u8) -> String {
+    format!("2001:db8:{n}::/64")
+}
 
 /// Run `f` on a thread that has entered the network namespace at `ns_path`,
 /// so sockets it opens live there; the calling thread stays where it was.

@@ -119,6 +119,13 @@ impl Ours {
         serde_json::from_slice(&text).ok()
     }
 
+    /// Packets and LSAs dropped for `reason` so far.
+    pub fn drops(&self, reason: routing::DropReason) -> u64 {
+        self.snapshot()
+            .and_then(|s| s.state.drops.get(&reason).copied())
+            .unwrap_or(0)
+    }
+
     /// Return whether the neighbour `router_id` is Full.
     pub fn is_full_with(&self, router_id: Ipv4Addr) -> bool {
         self.snapshot().is_some_and(|s| {

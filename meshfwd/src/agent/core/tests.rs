@@ -85,12 +85,9 @@ fn summary(me: Ipv4Addr, routers: &[Ipv4Addr], lsdb_changes: u64) -> Summary {
             router_id: rid(2),
             state: nsm::State::Full,
         }],
-        routers: routers.iter().copied().chain([me]).collect(),
         advertisers: routers.iter().copied().chain([me]).collect(),
-        own_lsa_seqs: 2 * 0x8000_0001,
         lsdb_changes,
         own_id_drops: 0,
-        self_originated_repeat: 0,
         self_originated_foreign: 0,
         own_id_authenticated: 0,
         reachable: routers.iter().copied().chain([me]).collect(),
@@ -442,8 +439,6 @@ fn a_far_router_with_our_id_moves_us_and_forgeries_and_flaps_do_not() {
     let mut s = summary(rid(7), &[rid(2)], 10);
     for t in 0..60u64 {
         s.self_originated_foreign = t;
-        s.self_originated_repeat = t;
-        s.own_lsa_seqs += t;
         s.own_id_drops = t * 10;
         s.neighbors[0].state = if t % 2 == 0 {
             nsm::State::Full
