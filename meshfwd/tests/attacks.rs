@@ -386,7 +386,17 @@ fn attack(m: &AgentMesh) -> Outcome {
         sent = hellos.join().unwrap();
     });
 
-    // 6. The flood: 20,000 Router-LSAs of random routers.
+    // 6. The flood: 20,000 Router-LSAs of random routers, sent as the
+    // rogue BIRD's updates. The Hellos with a's id also reached that BIRD
+    // (a Hello from "a" listing no neighbours makes it restart the
+    // exchange), so where it had an adjacency, let it settle back to Full
+    // first: a takes updates only from a neighbour in Exchange or later.
+    let rogue = || m.neighbors("a").into_iter().find(|n| n.router_id == ROGUE);
+    if rogue().is_some() {
+        wait_until("a Full with the rogue again", CONVERGE, || {
+            rogue().is_some_and(|n| n.state == routing::neighbor::nsm::State::Full)
+        });
+    }
     let rss_before_kb = rss_kb(m, "a");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
     let junk: Vec<Lsa> = (0..JUNK)
