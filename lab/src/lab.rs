@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 
 use crate::cleanup::{self, Shared, State};
-use crate::link::{self, Link};
+use crate::link::{self, Link, Switch};
 use crate::node::Node;
 use crate::topology::{Topology, Wire};
 use crate::{exec, netns};
@@ -27,6 +27,7 @@ pub struct Lab {
     nodes: Vec<Node>,
     links: Vec<Link>,
     cables: usize,
+    switches: Vec<Switch>,
 }
 
 impl Lab {
@@ -70,6 +71,7 @@ impl Lab {
             nodes: Vec::new(),
             links: Vec::new(),
             cables: 0,
+            switches: Vec::new(),
         };
         for dir in [&lab.shared.bpffs, &lab.shared.work] {
             std::fs::create_dir(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -217,6 +219,49 @@ impl Lab {
         self.node_mut(b).push_iface(b_if);
         self.links.push(link.clone());
         Ok(link)
+    }
+
+    /// Add a switch called `name` and plug one new interface of each of
+    /// `members` into it (named `m-<name>` in the node, like a link to a
+    /// node of that name).
+    pub fn add_switch(&mut self, name: &str, members: &[&str]) -> Result<Switch> {
+        let id = self.shared.id.clone();
+        check_node_name(name)?;
+        if self.find_node(name).is_some() || self.switches.iter().any(|s| s.name == name) {
+            bail!("lab {id}: switch {name:?} would share a name with a node or switch");
+        }
+        if members.len() < 2 {
+            bail!("lab {id}: switch {name:?} needs two members at least, got {members:?}");
+        }
+        if let Some(m) = members.iter().find(|m| self.find_node(m).is_none()) {
+            bail!("lab {id}: switch {name:?} names node {m:?}, which does not exist");
+        }
+        let ns_s = format!("{id}-s{}", self.switches.len());
+        self.create_netns(&ns_s)?;
+        link::make_switch(&ns_s).with_context(|| format!("lab {id}: switch {name}"))?;
+        let mut sw = Switch {
+            name: name.to_owned(),
+            netns: ns_s.clone(),
+            ports: Vec::new(),
+        };
+        for (k, m) in members.iter().enumerate() {
+            let node = self.node(m);
+            let n_if = link::iface_name(name, &node.ifaces());
+            let ns_n = node.netns().to_owned();
+            // Port names only need to be unique inside the switch.
+            let port = format!("p{k}");
+            link::connect_switch_port(&ns_s, &port, &ns_n, &n_if)
+                .with_context(|| format!("lab {id}: plug {m} into switch {name}"))?;
+            self.node_mut(m).push_iface(n_if.clone());
+            sw.ports.push(((*m).to_owned(), n_if, port));
+        }
+        self.switches.push(sw.clone());
+        Ok(sw)
+    }
+
+    /// Return the switches in the order they were added.
+    pub fn switches(&self) -> &[Switch] {
+        &self.switches
     }
 
     /// Return the lab's directory under /sys/fs/bpf (one subdir per node).

@@ -19,7 +19,8 @@
 //! - [`netns`]: namespaces, entered with `nsenter --net` so bpffs stays
 //!   visible;
 //! - [`link`]: veth pairs and "cables", the namespaces in the middle of a
-//!   link that make loud and silent cuts possible below XDP;
+//!   link that make loud and silent cuts possible below XDP, and switches
+//!   (a bridge in a namespace) for multi-access segments;
 //! - [`process`]: long-lived processes in their own process groups;
 //! - [`agents`]: a mesh of real `meshfwd agent` processes, one per node;
 //! - [`kube_proxy`]: the Service rules kube-proxy writes, for a node;
@@ -45,7 +46,7 @@ pub mod topology;
 
 pub use cleanup::{cleanup_all, cleanup_stale};
 pub use lab::Lab;
-pub use link::Link;
+pub use link::{Link, Switch};
 pub use node::{LINK_LOCAL_WAIT, Node};
 pub use process::ProcId;
 pub use topology::{LinkSpec, Topology, Wire};

@@ -22,7 +22,18 @@
 //!   carrier (`NO-CARRIER`) while staying administratively up, like a
 //!   pulled cable.
 //!
-//! The cable's own IPv6 is disabled so it never speaks on the wire (no DAD,
+//! A [`Switch`] is a Linux bridge in a namespace of its own, one veth port
+//! per member node: a cheap unmanaged switch on the nodes' mesh ports. It
+//! floods multicast (snooping off, as most unmanaged switches do), so every
+//! member hears every Hello, and learns MACs for unicast.
+//!
+//! ```text
+//!   node a [m-sw] <--veth--> [p-a] \
+//!   node b [m-sw] <--veth--> [p-b] -- br0   (switch namespace)
+//!   node c [m-sw] <--veth--> [p-c] /
+//! ```
+//!
+//! The cable's and the switch's own IPv6 is disabled so it never speaks on the wire (no DAD,
 //! router solicitations or MLD reports) and frames it does not carry die in
 //! its stack. Every veth end has GRO on: frames XDP redirects into a veth
 //! are delivered only if the peer has an XDP program or GRO (NAPI) enabled.
@@ -165,6 +176,65 @@ pub(crate) fn connect_cable(
     bring_up(ns_c, CABLE_B_IF)?;
     bring_up(ns_a, a_if)?;
     bring_up(ns_b, b_if)
+}
+
+/// Name of the bridge inside a switch namespace.
+pub const SWITCH_BRIDGE: &str = "br0";
+
+/// A switch as built: which node interface hangs on which port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    pub name: String,
+    /// The switch's namespace.
+    pub netns: String,
+    /// (member node, its interface, the switch port).
+    pub ports: Vec<(String, String, String)>,
+}
+
+impl Switch {
+    /// Return the interface of `node` on this switch.
+    pub fn iface_of(&self, node: &str) -> Option<&str> {
+        self.ports
+            .iter()
+            .find(|(n, _, _)| n == node)
+            .map(|(_, i, _)| i.as_str())
+    }
+}
+
+/// Make `ns_s` (already created) a switch: a bridge that floods multicast,
+/// and no IPv6 of its own.
+pub(crate) fn make_switch(ns_s: &str) -> Result<()> {
+    netns::sysctl(
+        ns_s,
+        &[
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ],
+    )?;
+    #[rustfmt::skip]
+    host(&[
+        "ip", "-n", ns_s, "link", "add", "name", SWITCH_BRIDGE, "type", "bridge",
+        "mcast_snooping", "0", "stp_state", "0",
+    ])?;
+    set_up(ns_s, SWITCH_BRIDGE, true)
+}
+
+/// Plug a node's interface into a switch port.
+pub(crate) fn connect_switch_port(ns_s: &str, port: &str, ns_n: &str, n_if: &str) -> Result<()> {
+    veth(ns_n, n_if, ns_s, port)?;
+    host(&[
+        "ip",
+        "-n",
+        ns_s,
+        "link",
+        "set",
+        "dev",
+        port,
+        "master",
+        SWITCH_BRIDGE,
+    ])?;
+    bring_up(ns_s, port)?;
+    bring_up(ns_n, n_if)
 }
 
 /// Start or stop a cable carrying frames, leaving carrier alone.

@@ -57,6 +57,37 @@ fn add_node_and_links_at_run_time() {
 }
 
 #[test]
+fn a_switch_joins_its_members_on_one_segment() {
+    let mut lab = Lab::build("switch", &Topology::new().line(&["a", "b"], Wire::Direct))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    lab.add_node("c").unwrap();
+    assert!(lab.add_switch("sw", &["a"]).is_err(), "one member");
+    assert!(
+        lab.add_switch("sw", &["a", "nope"]).is_err(),
+        "unknown member"
+    );
+    assert!(lab.add_switch("a", &["b", "c"]).is_err(), "a node's name");
+    let sw = lab.add_switch("sw", &["a", "b", "c"]).unwrap();
+    assert_eq!(sw.iface_of("a"), Some("m-sw"));
+    assert_eq!(lab.node("b").ifaces(), ["m-a", "m-sw"]);
+    // Every member reaches every other one's link-local on the segment.
+    for x in ["a", "b", "c"] {
+        for y in ["a", "b", "c"] {
+            if x != y {
+                let dst = lab.node(y).link_local("m-sw").unwrap();
+                lab.node(x)
+                    .wait_ping6(dst, Some("m-sw"), Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("{x} -> {y}: {e:#}"));
+            }
+        }
+    }
+    let fp = Footprint::of(&lab, vec![]);
+    assert!(fp.netns.contains(&sw.netns), "{:?}", fp.netns);
+    drop(lab);
+    fp.assert_gone();
+}
+
+#[test]
 fn processes_restart_and_log() {
     let lab = Lab::build("procs", &Topology::new().node("p")).unwrap_or_else(|e| panic!("{e:#}"));
     let p = lab.node("p");

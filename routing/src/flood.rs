@@ -319,7 +319,7 @@ impl Instance {
             }
             if Some(ifindex) == rx_ifindex {
                 let from_dr_bdr = from.is_some_and(|f| f == iface.dr || f == iface.bdr);
-                if iface.config.kind == InterfaceKind::Broadcast && from_dr_bdr {
+                if iface.kind == InterfaceKind::Broadcast && from_dr_bdr {
                     continue;
                 }
                 if iface.state == ism::State::Backup {

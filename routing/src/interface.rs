@@ -30,6 +30,13 @@ pub enum InterfaceKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InterfaceConfig {
     pub kind: InterfaceKind,
+    /// Start point-to-point, and turn broadcast (for as long as the
+    /// interface stays up) when the link shows it is multi-access: Hellos
+    /// from two routers with different link-local addresses, or a Hello
+    /// naming a DR or BDR. A cheap switch on a mesh port then needs no
+    /// configuration. Only read when `kind` is point-to-point.
+    #[serde(default)]
+    pub detect_broadcast: bool,
     /// Send and accept no packets; the interface only exists for the record.
     pub passive: bool,
     /// Output cost of the interface.
@@ -54,6 +61,7 @@ impl Default for InterfaceConfig {
     fn default() -> Self {
         InterfaceConfig {
             kind: InterfaceKind::PointToPoint,
+            detect_broadcast: false,
             passive: false,
             cost: 10,
             hello_interval: 1,
@@ -99,6 +107,9 @@ pub struct Interface {
     pub link_local: Ipv6Addr,
     pub mtu: u16,
     pub config: InterfaceConfig,
+    /// The network type in force: `config.kind`, or broadcast once
+    /// `config.detect_broadcast` saw a multi-access link.
+    pub kind: InterfaceKind,
     pub state: ism::State,
     /// Router id of the DR (broadcast), 0.0.0.0 if none.
     pub dr: Ipv4Addr,
@@ -122,6 +133,7 @@ impl Interface {
             name,
             link_local,
             mtu,
+            kind: config.kind,
             config,
             state: ism::State::Down,
             dr: Ipv4Addr::UNSPECIFIED,
@@ -162,7 +174,7 @@ impl Interface {
 
     /// Return where multicast LSUs and delayed acks go (RFC 2328 §13.3 step 5).
     pub fn flood_dst(&self) -> Ipv6Addr {
-        match (self.config.kind, self.state) {
+        match (self.kind, self.state) {
             (InterfaceKind::Broadcast, ism::State::DrOther | ism::State::Waiting) => ALL_D_ROUTERS,
             _ => ALL_SPF_ROUTERS,
         }
@@ -171,7 +183,7 @@ impl Interface {
     /// Return where packets for one neighbour go: unicast on broadcast
     /// links, AllSPFRouters on point-to-point ones (RFC 2328 §8.1).
     pub fn unicast_dst(&self, nbr_addr: Ipv6Addr) -> Ipv6Addr {
-        match self.config.kind {
+        match self.kind {
             InterfaceKind::Broadcast => nbr_addr,
             InterfaceKind::PointToPoint => ALL_SPF_ROUTERS,
         }
@@ -179,7 +191,7 @@ impl Interface {
 
     /// Return whether an adjacency should form with `nbr` (RFC 2328 §10.4).
     pub(crate) fn adjacency_wanted(&self, router_id: Ipv4Addr, nbr: Ipv4Addr) -> bool {
-        match self.config.kind {
+        match self.kind {
             InterfaceKind::PointToPoint => true,
             InterfaceKind::Broadcast => [router_id, nbr]
                 .iter()
@@ -232,7 +244,7 @@ impl Instance {
         };
         let old = iface.state;
         let new = match (old, event) {
-            (S::Down, E::InterfaceUp) => match iface.config.kind {
+            (S::Down, E::InterfaceUp) => match iface.kind {
                 InterfaceKind::PointToPoint => S::PointToPoint,
                 InterfaceKind::Broadcast if iface.config.passive => S::DrOther,
                 InterfaceKind::Broadcast if iface.config.priority == 0 => S::DrOther,
@@ -419,7 +431,36 @@ impl Instance {
             self.drops.drop(now, R::OptionsMismatch, ifindex, "E-bit");
             return;
         }
-        let broadcast = iface.config.kind == InterfaceKind::Broadcast;
+        if iface.kind == InterfaceKind::PointToPoint && iface.config.detect_broadcast {
+            // A second router behind another link-local address (a router
+            // renumbering keeps its address, so it is no second router),
+            // or a neighbour that runs an election: the link is a segment.
+            let other = iface
+                .neighbors
+                .values()
+                .find(|n| n.router_id != rid && n.addr != src && n.state > nsm::State::Down)
+                .map(|n| n.router_id);
+            let names_dr = !hello.dr.is_unspecified() || !hello.bdr.is_unspecified();
+            if other.is_some() || names_dr {
+                tracing::warn!(
+                    ifindex,
+                    name = %iface.name,
+                    neighbor = %rid,
+                    other = ?other,
+                    dr = %hello.dr,
+                    bdr = %hello.bdr,
+                    "link is multi-access: running it as broadcast"
+                );
+                self.ism_event(ifindex, ism::Event::InterfaceDown);
+                if let Some(iface) = self.interfaces.get_mut(&ifindex) {
+                    iface.kind = InterfaceKind::Broadcast;
+                }
+                self.ism_event(ifindex, ism::Event::InterfaceUp);
+                // Now broadcast, so this cannot come back here.
+                return self.rx_hello(ifindex, src, rid, hello);
+            }
+        }
+        let broadcast = iface.kind == InterfaceKind::Broadcast;
         let waiting = iface.state == ism::State::Waiting;
         let nbr = iface.neighbors.entry(rid).or_insert_with(|| {
             tracing::info!(ifindex, neighbor = %rid, %src, "nsm: new neighbour");

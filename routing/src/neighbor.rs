@@ -137,7 +137,7 @@ impl Instance {
         let adjacency_wanted = iface.adjacency_wanted(router_id, rid);
         let dead = iface.config.dead_interval;
         let rxmt_secs = iface.config.retransmit_interval;
-        let broadcast = iface.config.kind == InterfaceKind::Broadcast;
+        let broadcast = iface.kind == InterfaceKind::Broadcast;
         let Some(nbr) = iface.neighbors.get_mut(&rid) else {
             return;
         };
@@ -503,7 +503,7 @@ impl Instance {
         };
         let cap = ((iface.max_packet() - HEADER_LEN) / lsreq::ENTRY_LEN).max(1);
         let rxmt = iface.config.retransmit_interval;
-        let kind = iface.config.kind;
+        let kind = iface.kind;
         let Some(nbr) = iface.neighbors.get_mut(&rid) else {
             return;
         };

@@ -51,7 +51,7 @@ impl Instance {
                     .values()
                     .filter(|n| n.state == nsm::State::Full)
             };
-            match iface.config.kind {
+            match iface.kind {
                 InterfaceKind::PointToPoint => {
                     for n in full() {
                         links.push(RouterLink {

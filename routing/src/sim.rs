@@ -75,7 +75,7 @@ pub struct Sim {
     /// Template for interfaces created by `add_link`.
     pub interface_config: InterfaceConfig,
     /// Per router: the template for its interfaces instead (a key chain
-    /// of its own, say).
+    /// of its own, say), network type included.
     pub router_interface_config: HashMap<usize, InterfaceConfig>,
     /// MTU of simulated interfaces.
     pub mtu: u16,
@@ -164,13 +164,15 @@ impl Sim {
     fn interfaces_up(&mut self, l: usize) {
         let link = self.links[l].clone();
         for (r, ifindex) in link.ends {
-            let template = self
-                .router_interface_config
-                .get(&r)
-                .unwrap_or(&self.interface_config);
-            let config = InterfaceConfig {
-                kind: link.kind,
-                ..template.clone()
+            // A router's own template keeps its network type (a router
+            // configured differently from its segment); the shared one
+            // takes the link's.
+            let config = match self.router_interface_config.get(&r) {
+                Some(own) => own.clone(),
+                None => InterfaceConfig {
+                    kind: link.kind,
+                    ..self.interface_config.clone()
+                },
             };
             let input = Input::InterfaceUp {
                 ifindex,

@@ -241,7 +241,7 @@ impl Instance {
             .map(|i| InterfaceState {
                 ifindex: i.ifindex,
                 name: i.name.clone(),
-                kind: i.config.kind,
+                kind: i.kind,
                 passive: i.config.passive,
                 state: i.state,
                 link_local: i.link_local,

@@ -350,3 +350,99 @@ fn lsas_of_a_dead_router_are_gone_soon_after_max_age() {
     s.run_for(30_000);
     assert_eq!(from_1(&s), 0, "router 0 still holds 1's LSAs");
 }
+
+fn interface_kinds(s: &Sim, r: usize) -> Vec<InterfaceKind> {
+    s.instance(r)
+        .state()
+        .interfaces
+        .iter()
+        .map(|i| i.kind)
+        .collect()
+}
+
+#[test]
+fn a_segment_on_a_detecting_point_to_point_port_turns_broadcast() {
+    let mut s = sim(4);
+    s.interface_config.detect_broadcast = true;
+    // Three routers behind a switch, and a point-to-point link to a fourth.
+    s.add_segment(&[0, 1, 2], InterfaceKind::PointToPoint, 1);
+    s.add_link(2, 3, 1);
+    s.run_for(30_000);
+    for r in 0..3 {
+        assert_eq!(
+            interface_kinds(&s, r)[0],
+            InterfaceKind::Broadcast,
+            "router {r}"
+        );
+    }
+    // The real point-to-point link stays so.
+    assert_eq!(interface_kinds(&s, 3), vec![InterfaceKind::PointToPoint]);
+    assert_eq!(interface_kinds(&s, 2)[1], InterfaceKind::PointToPoint);
+    let st = s.instance(0).state();
+    assert_eq!(st.interfaces[0].dr, router_id(2), "{st:#?}");
+    assert_eq!(st.interfaces[0].bdr, router_id(1));
+    for r in 0..4 {
+        for d in 0..4 {
+            if r != d {
+                assert!(s.routers[r].rib.routes.contains_key(&pod(d)), "{r} -> {d}");
+            }
+        }
+    }
+    // Next hops on the segment are each router's own address.
+    assert_eq!(
+        nexthops(&s, 0, 1),
+        vec![NextHop {
+            ifindex: 1,
+            addr: link_local(1, 1)
+        }]
+    );
+    assert_eq!(
+        nexthops(&s, 0, 3),
+        vec![NextHop {
+            ifindex: 1,
+            addr: link_local(2, 1)
+        }]
+    );
+    // Settled: nothing flaps any more.
+    let runs = s.instance(3).spf_runs();
+    s.run_for(30_000);
+    assert_eq!(
+        s.instance(3).spf_runs(),
+        runs,
+        "the far router saw changes after settling"
+    );
+}
+
+#[test]
+fn a_neighbour_that_elects_makes_a_detecting_port_broadcast() {
+    let mut s = sim(2);
+    s.router_interface_config.insert(
+        0,
+        routing::InterfaceConfig {
+            kind: InterfaceKind::Broadcast,
+            ..Default::default()
+        },
+    );
+    s.router_interface_config.insert(
+        1,
+        routing::InterfaceConfig {
+            detect_broadcast: true,
+            ..Default::default()
+        },
+    );
+    // The segment's own kind is overridden per router below: 0 broadcast,
+    // 1 point-to-point with detection.
+    s.add_segment(&[0, 1], InterfaceKind::PointToPoint, 1);
+    s.run_for(30_000);
+    assert_eq!(interface_kinds(&s, 1), vec![InterfaceKind::Broadcast]);
+    assert!(s.routers[0].rib.routes.contains_key(&pod(1)));
+    assert!(s.routers[1].rib.routes.contains_key(&pod(0)));
+}
+
+#[test]
+fn a_point_to_point_port_without_detection_stays_so() {
+    let mut s = sim(3);
+    s.add_segment(&[0, 1, 2], InterfaceKind::PointToPoint, 1);
+    s.run_for(10_000);
+    assert_eq!(interface_kinds(&s, 0), vec![InterfaceKind::PointToPoint]);
+}

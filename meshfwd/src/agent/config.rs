@@ -43,6 +43,11 @@
 //! max_lsas = 20000            # LSDB limit in all (the excess is refused)
 //! max_lsas_per_router = 100   # and per advertising router
 //! gateways = []               # router ids allowed to advertise ::/0 and aggregates
+//! network = "auto"            # auto | point-to-point | broadcast
+//!
+//! [[ospf.link]]               # per-link overrides, first match wins
+//! name = "eth2"               # a glob over interface names
+//! network = "broadcast"
 //!
 //! [ospf.auth]                 # RFC 7166; see `agent::auth` for the key file
 //! key_file = "/etc/kubermesh/ospf-keys.toml"   # default: none (no authentication)
@@ -153,6 +158,65 @@ impl Default for InterfacesConfig {
     }
 }
 
+/// The OSPF network type of a mesh link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkType {
+    /// Point-to-point until the link shows it is multi-access (two routers
+    /// heard on it, or a neighbour that elects a DR), then broadcast for as
+    /// long as the link stays up: a switch on a mesh port needs no setting.
+    #[default]
+    Auto,
+    /// Always point-to-point: one neighbour, no election.
+    PointToPoint,
+    /// Always broadcast: DR/BDR election and a Network-LSA.
+    Broadcast,
+}
+
+impl NetworkType {
+    /// Set `config` up for this network type.
+    pub fn apply(self, config: routing::InterfaceConfig) -> routing::InterfaceConfig {
+        use routing::InterfaceKind as K;
+        let (kind, detect_broadcast) = match self {
+            NetworkType::Auto => (K::PointToPoint, true),
+            NetworkType::PointToPoint => (K::PointToPoint, false),
+            NetworkType::Broadcast => (K::Broadcast, false),
+        };
+        routing::InterfaceConfig {
+            kind,
+            detect_broadcast,
+            ..config
+        }
+    }
+}
+
+/// A `[[ospf.link]]` entry: settings for the mesh links it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkOverride {
+    /// Interface names (a glob).
+    pub name: Pattern,
+    pub network: NetworkType,
+}
+
+/// How the network type of a link is chosen: the first `[[ospf.link]]`
+/// entry naming it, else the default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkChoice {
+    pub default: NetworkType,
+    pub links: Vec<LinkOverride>,
+}
+
+impl NetworkChoice {
+    /// Return the network type of the link `name`.
+    pub fn of(&self, name: &str) -> NetworkType {
+        self.links
+            .iter()
+            .find(|l| l.name.matches(name))
+            .map_or(self.default, |l| l.network)
+    }
+}
+
 /// The `[ospf]` section: settings of every mesh interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -190,6 +254,11 @@ pub struct OspfConfig {
     /// Routers (by router id) allowed to advertise a default route or an
     /// aggregate covering the cluster prefix (see `routing::ownership`).
     pub gateways: Vec<Ipv4Addr>,
+    /// The network type of every mesh link...
+    pub network: NetworkType,
+    /// ...but those a `[[ospf.link]]` entry names (the first match).
+    #[serde(rename = "link")]
+    pub links: Vec<LinkOverride>,
     /// `[ospf.auth]`: RFC 7166 authentication of every packet.
     pub auth: AuthConfig,
 }
@@ -211,13 +280,16 @@ impl Default for OspfConfig {
             max_lsas: 20_000,
             max_lsas_per_router: 100,
             gateways: Vec::new(),
+            network: NetworkType::Auto,
+            links: Vec::new(),
             auth: AuthConfig::default(),
         }
     }
 }
 
 impl OspfConfig {
-    /// Return the settings of one mesh interface.
+    /// Return the settings of every mesh interface (the network type is
+    /// chosen per link by [`OspfConfig::networks`]).
     pub fn interface(&self) -> routing::InterfaceConfig {
         routing::InterfaceConfig {
             hello_interval: self.hello_interval,
@@ -225,6 +297,14 @@ impl OspfConfig {
             retransmit_interval: self.retransmit_interval,
             cost: self.cost,
             ..routing::InterfaceConfig::default()
+        }
+    }
+
+    /// Return how each link's network type is chosen.
+    pub fn networks(&self) -> NetworkChoice {
+        NetworkChoice {
+            default: self.network,
+            links: self.links.clone(),
         }
     }
 }
@@ -338,6 +418,9 @@ pub struct AgentArgs {
     /// Seconds without a Hello before a neighbour is declared down.
     #[arg(long)]
     pub dead_interval: Option<u16>,
+    /// OSPF network type of mesh links without a `[[ospf.link]]` entry.
+    #[arg(long, value_enum)]
+    pub network: Option<NetworkType>,
     /// Run without the XDP fast path (routes go to the kernel only).
     #[arg(long)]
     pub no_xdp: bool,
@@ -462,6 +545,7 @@ impl Config {
         set(&mut self.ospf.auth.boot_count_file, &a.auth_boot_count_file);
         set(&mut self.ospf.auth.cpid, &a.auth_cpid);
         set(&mut self.ospf.dead_interval, &a.dead_interval);
+        set(&mut self.ospf.network, &a.network);
         set(&mut self.xdp_mode, &a.xdp_mode);
         set(&mut self.netfilter, &a.netfilter);
         set(&mut self.log_format, &a.log_format);
@@ -724,6 +808,40 @@ mod tests {
                 ..OspfConfig::default()
             }
         );
+    }
+
+    #[test]
+    fn network_type_per_link() {
+        let c = Config::from_toml(
+            r#"
+            [ospf]
+            network = "point-to-point"
+            [[ospf.link]]
+            name = "sw*"
+            network = "broadcast"
+            [[ospf.link]]
+            name = "*"
+            network = "auto"
+            "#,
+        )
+        .unwrap();
+        let n = c.ospf.networks();
+        assert_eq!(n.of("sw0"), NetworkType::Broadcast);
+        assert_eq!(n.of("eth1"), NetworkType::Auto);
+        assert_eq!(
+            Config::default().ospf.networks().of("eth1"),
+            NetworkType::Auto
+        );
+        let auto = NetworkType::Auto.apply(routing::InterfaceConfig::default());
+        assert!(auto.detect_broadcast);
+        assert_eq!(auto.kind, routing::InterfaceKind::PointToPoint);
+        let field = |toml: &str| Config::from_toml(toml).unwrap_err().field;
+        assert_eq!(field("[ospf]\nnetwork = \"nbma\""), "ospf.network");
+        assert_eq!(
+            field("[[ospf.link]]\nname = \"eth1\"\nnetwork = \"mesh\""),
+            "ospf.link[0].network"
+        );
+        assert_eq!(field("[[ospf.link]]\nnetwork = \"auto\""), "ospf.link[0]");
     }
 
     #[test]

@@ -334,7 +334,7 @@ impl Driver {
     fn sync_all_d_routers(&self) {
         for (ifindex, iface) in &self.ifaces {
             let want = self.instance.interfaces().get(ifindex).is_some_and(|i| {
-                i.config.kind == InterfaceKind::Broadcast
+                i.kind == InterfaceKind::Broadcast
                     && matches!(i.state, ism::State::Dr | ism::State::Backup)
             });
             if let Err(error) = iface.socket.set_all_d_routers(want) {

@@ -43,6 +43,7 @@ use self::{
     identity::{DupDetector, DupEvidence, Identity},
     links::{DownReason, Link, LinkEvent, LinkFilter, LinkTracker, MeshEvent, MeshLink},
 };
+use super::config::NetworkChoice;
 use crate::{api::AgentCounters, fib::RouteTable};
 
 /// Milliseconds on the agent's clock (since it started).
@@ -64,8 +65,10 @@ pub struct Settings {
     pub skip_dad: bool,
     /// Which links may join the mesh.
     pub filter: LinkFilter,
-    /// OSPF settings of every mesh interface.
+    /// OSPF settings of every mesh interface...
     pub interface: InterfaceConfig,
+    /// ...but the network type, chosen per link.
+    pub networks: NetworkChoice,
     /// Written to the state file for the CNI plugin.
     pub mtu: u32,
     pub bpffs: PathBuf,
@@ -412,7 +415,11 @@ impl Core {
     fn interface_spec(&self, link: &MeshLink) -> InterfaceSpec {
         InterfaceSpec {
             name: link.name.clone(),
-            config: self.settings.interface.clone(),
+            config: self
+                .settings
+                .networks
+                .of(&link.name)
+                .apply(self.settings.interface.clone()),
             link_local: Some(link.link_local),
             mtu: Some(u16::try_from(link.mtu).unwrap_or(u16::MAX)),
         }

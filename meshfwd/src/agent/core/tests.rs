@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::agent::config::NetworkType;
 use dataplane::netlink::{Address6, Mac};
 use routing::{
     Route,
@@ -32,6 +33,7 @@ fn settings() -> Settings {
             dead_interval: 3,
             ..InterfaceConfig::default()
         },
+        networks: Default::default(),
         mtu: 1500,
         bpffs: "/sys/fs/bpf/test".into(),
     }
@@ -159,7 +161,7 @@ fn start_sets_the_node_up_in_order() {
     assert_eq!(pod.prefix_len(), 64);
     let spec = |ifindex: u32, name: &str| InterfaceSpec {
         name: name.into(),
-        config: settings().interface,
+        config: NetworkType::Auto.apply(settings().interface),
         link_local: Some(ll(ifindex as u16)),
         mtu: Some(1500),
     };

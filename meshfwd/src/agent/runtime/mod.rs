@@ -611,6 +611,7 @@ fn settings(config: &Config) -> Settings {
             auth: config.keys.clone(),
             ..config.ospf.interface()
         },
+        networks: config.ospf.networks(),
         mtu: config.mtu,
         bpffs: config.bpffs.clone(),
     }
