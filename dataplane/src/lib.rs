@@ -26,6 +26,7 @@ pub mod node_state;
 pub mod object;
 pub mod stats;
 pub mod tc;
+pub mod trace;
 pub mod xdp;
 
 pub use error::{Error, Result};

@@ -24,7 +24,7 @@ use crate::{Error, Result};
 const NOT_ATTACHED: &str = "is the XDP program attached? see `meshfwd attach --help`";
 
 /// Open the map pinned at `dir/name`.
-fn open_pinned(dir: &Path, name: &str) -> Result<MapData> {
+pub(crate) fn open_pinned(dir: &Path, name: &str) -> Result<MapData> {
     let path = dir.join(name);
     MapData::from_pin(&path).map_err(|_| Error::NotPinned {
         path,

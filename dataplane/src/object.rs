@@ -35,6 +35,10 @@ pub const XDP_PROGRAM: &str = "meshfwd_xdp";
 pub const POD_PROGRAM: &str = "meshfwd_tc_pod";
 /// The TC program on mesh NICs (delivery into local pods).
 pub const MESH_PROGRAM: &str = "meshfwd_tc_mesh";
+/// The tracepoint program on `xdp:xdp_devmap_xmit` (frames a flush dropped).
+pub const DEVMAP_XMIT_PROGRAM: &str = "meshfwd_devmap_xmit";
+/// The tracepoint program on `xdp:xdp_redirect_err` (redirects refused).
+pub const REDIRECT_ERR_PROGRAM: &str = "meshfwd_redirect_err";
 
 /// Load the object into the kernel (programs not yet verified).
 ///
@@ -44,6 +48,23 @@ pub const MESH_PROGRAM: &str = "meshfwd_tc_mesh";
 /// [`Ebpf`] (tests).
 pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf> {
     load_linked(linked(), pin_dir)
+}
+
+/// Return the program `name` of a loaded object as a `P` (`Xdp`,
+/// `SchedClassifier`, `TracePoint`), not yet verified.
+pub fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program_error = |source| crate::Error::Program {
+        program: name,
+        source,
+    };
+    ebpf.program_mut(name)
+        .ok_or(aya::programs::ProgramError::UnexpectedProgramType)
+        .map_err(program_error)?
+        .try_into()
+        .map_err(program_error)
 }
 
 /// Load a linked object (as [`load`]).

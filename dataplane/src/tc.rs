@@ -86,13 +86,7 @@ fn ensure_programs(bpffs: &Path) -> Result<()> {
     let mut ebpf = object::load(Some(bpffs))?;
     for program in [POD_PROGRAM, MESH_PROGRAM] {
         let path = prog_pin(bpffs, program);
-        let program_error = |source| Error::Program { program, source };
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(program)
-            .ok_or(aya::programs::ProgramError::UnexpectedProgramType)
-            .map_err(program_error)?
-            .try_into()
-            .map_err(program_error)?;
+        let prog: &mut SchedClassifier = object::program(&mut ebpf, program)?;
         prog.load()
             .map_err(|source| Error::Verifier { program, source })?;
         // Another process may have pinned it meanwhile: theirs is as good.

@@ -95,16 +95,7 @@ pub fn attach(pin_dir: &Path, iface: &str, mode: AttachMode) -> Result<PathBuf> 
 
 fn load_and_attach(pin_dir: &Path, link_path: &Path, iface: &str, mode: AttachMode) -> Result<()> {
     let mut ebpf = object::load(Some(pin_dir))?;
-    let program_error = |source| Error::Program {
-        program: XDP_PROGRAM,
-        source,
-    };
-    let program: &mut Xdp = ebpf
-        .program_mut(XDP_PROGRAM)
-        .ok_or(aya::programs::ProgramError::UnexpectedProgramType)
-        .map_err(program_error)?
-        .try_into()
-        .map_err(program_error)?;
+    let program: &mut Xdp = object::program(&mut ebpf, XDP_PROGRAM)?;
     program.load().map_err(|source| Error::Verifier {
         program: XDP_PROGRAM,
         source,

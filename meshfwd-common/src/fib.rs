@@ -37,6 +37,10 @@ pub const NEXT_HOP_MAX_ENTRIES: u32 = 4_096;
 pub const GROUP_MAX_MEMBERS: usize = 16;
 /// Capacity of the egress device map.
 pub const EGRESS_DEV_MAX_ENTRIES: u32 = 1_024;
+/// Slots of the per-CPU pending-redirect flags, indexed by the egress
+/// ifindex modulo this. Two egress devices of one node 256 ifindexes apart
+/// share a slot, which only matters if both are flushed in one poll.
+pub const PENDING_SLOTS: u32 = 256;
 
 /// Capacity of the per-CPU destination cache (exact destination -> FIB
 /// entry), which spares most packets the LPM walk.
@@ -59,6 +63,9 @@ pub mod kind {
     pub const FORWARD: u32 = 1;
     /// An address of this node: hand the packet to the kernel.
     pub const LOCAL: u32 = 2;
+    /// A prefix on a shared segment (on-link, no next hop): hand the
+    /// packet to the kernel, which resolves each destination's neighbour.
+    pub const ON_LINK: u32 = 3;
 }
 
 /// Value of the FIB tries.

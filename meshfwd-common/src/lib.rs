@@ -42,9 +42,16 @@ pub mod pin {
     pub const FIB6_TABLE_HEAD: &str = "FIB6_TABLE_HEAD";
     /// Fast-path settings (array): see [`crate::conntrack::cfg`].
     pub const FASTPATH_CFG: &str = "FASTPATH_CFG";
+    /// Redirects queued and not yet flushed (per-CPU array of
+    /// [`crate::fib::PENDING_SLOTS`] flags, by egress ifindex): how the
+    /// tracepoints tell this node's flushes from other namespaces'.
+    pub const REDIRECT_PENDING: &str = "REDIRECT_PENDING";
+    /// Redirected frames the egress device did not take (per-CPU hash):
+    /// ifindex -> count.
+    pub const REDIRECT_FAILS: &str = "REDIRECT_FAILS";
     /// Every map of the object (the forwarding maps and the endpoints),
     /// pinned by every process that loads it.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         STATS,
         FIB_V6,
         FIB_V4,
@@ -57,6 +64,8 @@ pub mod pin {
         FIB6_TABLE_ROOT,
         FIB6_TABLE_HEAD,
         FASTPATH_CFG,
+        REDIRECT_PENDING,
+        REDIRECT_FAILS,
         crate::endpoint::PIN,
     ];
 }
@@ -68,7 +77,7 @@ pub mod stats {
     /// Indices 0-8 count XDP's classes and verdicts; 9-25 the reason
     /// behind each `XDP_PASS` (exactly one per passed frame) and the fast
     /// path's notable events; 26-31 what the TC programs did with pods'
-    /// traffic.
+    /// traffic; from 32 on, later additions.
     #[repr(u32)]
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Stat {
@@ -137,6 +146,13 @@ pub mod stats {
         TcNewFlow = 30,
         /// TC, left to the kernel: conntrack translates the flow.
         TcTranslated = 31,
+        /// Passed: the destination is on a shared segment (on-link); the
+        /// kernel resolves its neighbour.
+        OnLink = 32,
+        /// Redirected frames the egress device did not take (its driver
+        /// refused them or its queue was full); counted by the tracepoint
+        /// programs, also in [`crate::pin::REDIRECT_FAILS`] per device.
+        RedirectFailed = 33,
     }
 
     /// Number of slots in the statistics array (room to grow without a
@@ -145,7 +161,7 @@ pub mod stats {
 
     impl Stat {
         /// Every counter, in index order.
-        pub const ALL: [Stat; 32] = [
+        pub const ALL: [Stat; 34] = [
             Stat::Rx,
             Stat::Ipv6,
             Stat::NonIpv6,
@@ -178,6 +194,8 @@ pub mod stats {
             Stat::TcUntracked,
             Stat::TcNewFlow,
             Stat::TcTranslated,
+            Stat::OnLink,
+            Stat::RedirectFailed,
         ];
 
         /// Return the counter's stable name (used in JSON output).
@@ -215,6 +233,8 @@ pub mod stats {
                 Stat::TcUntracked => "tc_kernel_untracked",
                 Stat::TcNewFlow => "tc_kernel_new_flow",
                 Stat::TcTranslated => "tc_kernel_translated",
+                Stat::OnLink => "pass_on_link",
+                Stat::RedirectFailed => "redirect_failed",
             }
         }
     }

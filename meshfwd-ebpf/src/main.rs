@@ -1,6 +1,7 @@
 //! The kubermesh data plane, in eBPF: XDP on every mesh NIC forwards
 //! transit traffic hop by hop ([`xdp`]); TC programs move traffic between
-//! pods and the mesh ([`tc`]). Both read the maps the agent's map writer
+//! pods and the mesh ([`tc`]); two tracepoint programs count the redirects
+//! egress devices refuse ([`trace`]). Both read the maps the agent's map writer
 //! and the CNI plugin fill (layouts in `meshfwd_common`), classify packets
 //! with the rules `meshfwd_common::packet` shares with host tests, and hand
 //! everything they must not forward to the kernel. User space loads the
@@ -15,6 +16,8 @@
 mod ct;
 #[cfg(target_arch = "bpf")]
 mod tc;
+#[cfg(target_arch = "bpf")]
+mod trace;
 #[cfg(target_arch = "bpf")]
 mod xdp;
 

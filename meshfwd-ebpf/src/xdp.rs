@@ -172,6 +172,9 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     if entry.kind == fib::kind::LOCAL {
         return pass(Stat::Local);
     }
+    if entry.kind == fib::kind::ON_LINK {
+        return pass(Stat::OnLink);
+    }
     if entry.kind != fib::kind::FORWARD {
         return pass(Stat::NoRoute);
     }
@@ -215,6 +218,7 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     };
     match EGRESS_DEVS.redirect(nh.ifindex, xdp_action::XDP_PASS as u64) {
         Ok(action) => {
+            crate::trace::note_redirect(nh.ifindex);
             // SAFETY: `ptr_at` proved the byte lies inside the frame, and
             // XDP frames are writable.
             unsafe { *(hl as *mut u8) = ip.hop_limit - 1 };
@@ -338,10 +342,16 @@ fn slot(i: u32) -> usize {
 /// Bump one per-CPU counter.
 #[inline(always)]
 pub(crate) fn count(stat: Stat) {
+    count_n(stat, 1);
+}
+
+#[inline(always)]
+pub(crate) fn count_n(stat: Stat, n: u64) {
     if let Some(slot) = MESH_STATS.get_ptr_mut(stat as u32) {
-        // SAFETY: the map slot is this CPU's own copy and XDP programs do not
-        // nest on one CPU, so nothing else writes it concurrently.
-        unsafe { *slot += 1 };
+        // SAFETY: the map slot is this CPU's own copy, and the programs that
+        // count (XDP, TC, the tracepoints) do not nest on one CPU, so nothing
+        // else writes it concurrently.
+        unsafe { *slot += n };
     }
 }
 

@@ -199,6 +199,14 @@ pub struct InterfaceRow {
     /// Why the link is not in the mesh.
     pub reason: Option<String>,
     pub ospf_state: Option<ism::State>,
+    /// The network type in force (`auto` links turn broadcast on a switch).
+    #[serde(default)]
+    pub ospf_network: Option<routing::InterfaceKind>,
+    /// DR and BDR of a broadcast link.
+    #[serde(default)]
+    pub dr: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub bdr: Option<std::net::Ipv4Addr>,
     pub ospf_neighbors: Option<usize>,
     /// OSPF packets and LSAs dropped on the interface.
     #[serde(default)]
@@ -239,6 +247,10 @@ pub struct StatsReport {
     pub ospf: Option<OspfStats>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessStats>,
+    /// Redirected frames each egress device did not take, by interface
+    /// name (ifindex where the name is gone), from the pinned map.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub redirect_failed_by_iface: BTreeMap<String, u64>,
 }
 
 /// What the agent did, counted.
@@ -416,6 +428,7 @@ mod tests {
             writer: None,
             ospf: Some(OspfStats::default()),
             process: Some(ProcessStats::default()),
+            redirect_failed_by_iface: [("m-b".to_string(), 3)].into(),
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["counters"]["redirect"], 5);

@@ -9,7 +9,7 @@ mod agent_support;
 
 use std::time::Duration;
 
-use agent_support::{Answers as _, mesh, wait_until};
+use agent_support::{Answers as _, mesh, meshfwd_cli, wait_until};
 use lab::{Topology, Wire};
 use meshfwd_common::stats::Stat;
 
@@ -68,4 +68,79 @@ fn transit_toward_a_device_that_cannot_take_redirects_goes_through_the_kernel() 
         .tcp_echo(m.lab.node("c"), c, 256 * 1024, Duration::from_secs(15))
         .expect("TCP from a to c across b, fast again");
     assert!(m.xdp_counter("b", Stat::Redirect) > before + 100);
+}
+
+/// The same device, refusing while b's devmap still lists it: b's agent is
+/// gone (killed), so nothing takes the device out, and the pinned XDP keeps
+/// redirecting into it. The pinned tracepoint programs count every frame
+/// the device refused, on b only, however the namespaces' ifindexes repeat.
+#[test]
+fn redirects_the_egress_device_refuses_are_counted_without_an_agent() {
+    let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+    let mut m = mesh("xmitfail", &topo);
+    m.start("a", &["--netfilter", "ignore"]).unwrap();
+    // Pings are fast-pathed only where the netfilter check is off.
+    m.start("b", &["--netfilter", "ignore"]).unwrap();
+    m.start("c", &["--no-xdp"]).unwrap();
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    let link = m.lab.link("b", "c").clone();
+    let (b_if, c_if) = if link.a == "c" {
+        (link.b_if, link.a_if)
+    } else {
+        (link.a_if, link.b_if)
+    };
+    let stats = |node: &str| -> serde_json::Value {
+        let out = meshfwd_cli(m.lab.node(node), &["show", "stats", "--json"]);
+        serde_json::from_str(&out).expect("stats JSON")
+    };
+    let failed = |node: &str| {
+        stats(node)["counters"]["redirect_failed"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(failed("b"), 0, "nothing refused yet");
+
+    // SIGKILL: a SIGTERM'd agent says goodbye to its neighbours, and a
+    // would stop sending through b at once.
+    let pid = m.pid("b").expect("b's agent runs");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill b's agent");
+    m.lab
+        .node("c")
+        .run(&["ethtool", "-K", &c_if, "gro", "off"])
+        .expect("GRO off on c's end");
+    // 100 pings in 1 s, well inside a's 3 s dead interval for b: a keeps
+    // sending through b, b's XDP keeps redirecting into the b-c link.
+    let c = m.node_address("c");
+    let _ = m.lab.node("a").run_timeout(
+        &[
+            "ping",
+            "-6",
+            "-n",
+            "-q",
+            "-c",
+            "100",
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            &c.to_string(),
+        ],
+        Duration::from_secs(10),
+    );
+    let report = stats("b");
+    let total = report["counters"]["redirect_failed"].as_u64().unwrap_or(0);
+    let on_link = report["redirect_failed_by_iface"][&b_if]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(total >= 90, "b counted the refused redirects: {report:#}");
+    assert_eq!(on_link, total, "all of them on b's link to c: {report:#}");
+    assert_eq!(
+        failed("a"),
+        0,
+        "a redirected nothing into a refusing device"
+    );
 }

@@ -431,7 +431,7 @@ impl Instance {
             self.drops.drop(now, R::OptionsMismatch, ifindex, "E-bit");
             return;
         }
-        if iface.kind == InterfaceKind::PointToPoint && iface.config.detect_broadcast {
+        if iface.kind == InterfaceKind::PointToPoint {
             // A second router behind another link-local address (a router
             // renumbering keeps its address, so it is no second router),
             // or a neighbour that runs an election: the link is a segment.
@@ -441,7 +441,21 @@ impl Instance {
                 .find(|n| n.router_id != rid && n.addr != src && n.state > nsm::State::Down)
                 .map(|n| n.router_id);
             let names_dr = !hello.dr.is_unspecified() || !hello.bdr.is_unspecified();
-            if other.is_some() || names_dr {
+            let multi_access = other.is_some() || names_dr;
+            if multi_access && !iface.config.detect_broadcast {
+                // Configured point-to-point: say so once per new neighbour,
+                // as adjacencies on a segment run this way will flap.
+                if !iface.neighbors.contains_key(&rid) {
+                    tracing::warn!(
+                        ifindex,
+                        name = %iface.name,
+                        neighbor = %rid,
+                        other = ?other,
+                        "point-to-point link with more than one neighbour (a switch?): \
+                         configure it broadcast or auto"
+                    );
+                }
+            } else if multi_access {
                 tracing::warn!(
                     ifindex,
                     name = %iface.name,

@@ -292,10 +292,20 @@ fn show_stats(bpffs: Option<&Path>, socket: &Path, json: bool) -> Result<()> {
     } else {
         StatsReport::default()
     };
+    let dir = bpffs.map_or_else(|| PathBuf::from(pin::DEFAULT_DIR), Path::to_path_buf);
     if bpffs.is_some() || report.xdp.is_none() {
-        let dir = bpffs.map_or_else(|| PathBuf::from(pin::DEFAULT_DIR), Path::to_path_buf);
         report.xdp = Some(Stats::read(&dataplane::maps::open_stats(&dir)?)?);
     }
+    // Read here, in the node's namespace, where the ifindexes have names.
+    report.redirect_failed_by_iface = dataplane::trace::redirect_fails(&dir)?
+        .into_iter()
+        .map(|(ifindex, n)| {
+            let name = nix::net::if_::if_indextoname(ifindex)
+                .map(|c| c.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| format!("ifindex {ifindex}"));
+            (name, n)
+        })
+        .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -46,6 +46,9 @@ pub fn render(answer: &Answer) -> String {
                 "INDEX",
                 "MESH",
                 "OSPF",
+                "NETWORK",
+                "DR",
+                "BDR",
                 "NBRS",
                 "DROPS",
                 "CARRIER",
@@ -60,6 +63,12 @@ pub fn render(answer: &Answer) -> String {
                         i.link.ifindex.to_string(),
                         yes_no(i.mesh),
                         opt(i.ospf_state.map(|s| format!("{s:?}"))),
+                        opt(i.ospf_network.map(|k| match k {
+                            routing::InterfaceKind::PointToPoint => "ptp",
+                            routing::InterfaceKind::Broadcast => "broadcast",
+                        })),
+                        opt(i.dr),
+                        opt(i.bdr),
                         opt(i.ospf_neighbors),
                         opt(i.ospf_drops),
                         yes_no(i.link.carrier),
@@ -126,6 +135,7 @@ pub fn render(answer: &Answer) -> String {
                     let kind = match r.kind {
                         FibKind::Forward => "forward",
                         FibKind::Local => "local",
+                        FibKind::OnLink => "on-link",
                     };
                     vec![
                         r.prefix.to_string(),
@@ -235,6 +245,12 @@ pub fn stats(d: &StatsReport) -> String {
             out.push_str(&format!("{:<24} {n:>14}\n", format!("{reason:?}")));
         }
     }
+    if !d.redirect_failed_by_iface.is_empty() {
+        out.push_str(&format!("\n{:<24} {:>14}\n", "REDIRECT FAILED", "FRAMES"));
+        for (iface, n) in &d.redirect_failed_by_iface {
+            out.push_str(&format!("{iface:<24} {n:>14}\n"));
+        }
+    }
     if let Some(p) = &d.process {
         out.push_str(&format!(
             "\nprocess: rss {} kB (peak {} kB), cpu {} ms\n",
@@ -327,9 +343,15 @@ mod tests {
                 drops: [(routing::DropReason::LsaBadLinkType, 7)].into(),
             }),
             process: None,
+            redirect_failed_by_iface: [("m-c".to_string(), 12)].into(),
         };
         let t = stats(&report);
         assert!(t.contains("OSPF DROPPED"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("m-c") && l.ends_with(" 12")),
+            "{t}"
+        );
         assert!(
             t.lines()
                 .any(|l| l.starts_with("LsaBadLinkType") && l.ends_with(" 7")),

@@ -27,6 +27,8 @@ pub enum FibKind {
     Forward,
     /// An address of this node: the kernel takes it.
     Local,
+    /// On a shared segment: the kernel forwards it.
+    OnLink,
 }
 
 /// One member of a FIB entry's next-hop group.
@@ -68,10 +70,10 @@ pub fn rows(maps: &FibMaps, ifname: impl Fn(u32) -> Option<String>) -> Result<Ve
                 });
             }
         }
-        let kind = if entry.kind == kind::LOCAL {
-            FibKind::Local
-        } else {
-            FibKind::Forward
+        let kind = match entry.kind {
+            kind::LOCAL => FibKind::Local,
+            kind::ON_LINK => FibKind::OnLink,
+            _ => FibKind::Forward,
         };
         rows.push(FibRow {
             prefix,

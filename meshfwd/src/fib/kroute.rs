@@ -29,16 +29,20 @@ fn message(prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage>
         .table_id(u32::from(RouteHeader::RT_TABLE_MAIN));
     if hops.len() == 1 {
         let hop = hops.first().expect("one hop");
-        b = b.output_interface(hop.ifindex).gateway(hop.via);
+        b = b.output_interface(hop.ifindex);
+        if !hop.is_on_link() {
+            b = b.gateway(hop.via);
+        }
     } else {
         let mut nhs = Vec::with_capacity(hops.len());
         for hop in hops {
-            let nh = RouteNextHopBuilder::new_ipv6()
-                .interface(hop.ifindex)
-                .via(IpAddr::V6(hop.via))
-                .map_err(|e| FibError::Kernel(format!("bad next hop {hop}: {e:?}")))?
-                .build();
-            nhs.push(nh);
+            let mut nh = RouteNextHopBuilder::new_ipv6().interface(hop.ifindex);
+            if !hop.is_on_link() {
+                nh = nh
+                    .via(IpAddr::V6(hop.via))
+                    .map_err(|e| FibError::Kernel(format!("bad next hop {hop}: {e:?}")))?;
+            }
+            nhs.push(nh.build());
         }
         b = b.multipath(nhs);
     }

@@ -88,8 +88,17 @@ pub const RTPROT_KUBERMESH: u8 = 198;
 pub struct NextHopKey {
     /// Egress interface.
     pub ifindex: u32,
-    /// The neighbour's address on that link (usually `fe80::/10`).
+    /// The neighbour's address on that link (usually `fe80::/10`); `::`
+    /// for a prefix on the link itself (a shared segment's), which the
+    /// kernel forwards.
     pub via: Ipv6Addr,
+}
+
+impl NextHopKey {
+    /// Return whether this is the link itself rather than a neighbour.
+    pub fn is_on_link(&self) -> bool {
+        self.via.is_unspecified()
+    }
 }
 
 impl fmt::Display for NextHopKey {
@@ -102,7 +111,8 @@ impl fmt::Display for NextHopKey {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteTable {
     /// Prefix -> ECMP next hops (at most 16 are used; an empty set means no
-    /// route).
+    /// route). A prefix with an on-link hop goes to the kernel only: the
+    /// fast path hands its packets over (`ON_LINK`).
     pub routes: BTreeMap<Ipv6Net, BTreeSet<NextHopKey>>,
     /// This node's own addresses: always handed to the kernel.
     pub local: BTreeSet<Ipv6Addr>,

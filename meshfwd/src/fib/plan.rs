@@ -86,10 +86,16 @@ impl Planner {
         // Desired next-hop sets per prefix, widest ECMP capped at 16 (the
         // lowest keys win, so the choice is stable).
         let mut wanted_sets: BTreeMap<Ipv6Net, Vec<NextHopKey>> = BTreeMap::new();
+        // Prefixes of shared segments: the kernel resolves each address.
+        let mut on_link: BTreeSet<Ipv6Net> = BTreeSet::new();
         for (prefix, hops) in &desired.routes {
             if hops.is_empty()
                 || desired.local.contains(&prefix.addr()) && prefix.prefix_len() == 128
             {
+                continue;
+            }
+            if hops.iter().any(NextHopKey::is_on_link) {
+                on_link.insert(*prefix);
                 continue;
             }
             wanted_sets.insert(
@@ -155,6 +161,15 @@ impl Planner {
                 )
             })
             .collect();
+        for prefix in on_link {
+            wanted_routes.insert(
+                prefix,
+                FibEntry {
+                    kind: kind::ON_LINK,
+                    group: 0,
+                },
+            );
+        }
         for addr in &desired.local {
             wanted_routes.insert(
                 Ipv6Net::from(*addr),
@@ -468,6 +483,36 @@ mod tests {
                 group: 0
             }
         }));
+    }
+
+    #[test]
+    fn on_link_prefixes_go_to_the_kernel_without_next_hops() {
+        let mut pl = Planner::new();
+        let on_link = NextHopKey {
+            ifindex: 4,
+            via: Ipv6Addr::UNSPECIFIED,
+        };
+        let ops = pl
+            .plan(&table(&[("2001:db8:99::/64", &[on_link])]))
+            .unwrap();
+        assert_eq!(
+            ops,
+            vec![Op::SetRoute {
+                prefix: p("2001:db8:99::/64"),
+                entry: FibEntry {
+                    kind: kind::ON_LINK,
+                    group: 0
+                }
+            }]
+        );
+        assert!(pl.next_hops().is_empty());
+        // The segment's prefix leaves: the entry goes, nothing else.
+        assert_eq!(
+            pl.plan(&RouteTable::default()).unwrap(),
+            vec![Op::DelRoute {
+                prefix: p("2001:db8:99::/64")
+            }]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use super::bird::TestKey;
+use super::bird::{LinkType, TestKey};
 
 /// Where Debian installs the daemons.
 const FRR_DIR: &str = "/usr/lib/frr";
@@ -33,6 +33,19 @@ impl Frr {
         router_id: Ipv4Addr,
         stub: &str,
         key: Option<&TestKey>,
+    ) -> Self {
+        Self::start_on(lab, node, router_id, stub, key, LinkType::PointToPoint)
+    }
+
+    /// Start FRR with its interfaces of network type `network` (broadcast:
+    /// FRR's default, with its default priority 1).
+    pub fn start_on(
+        lab: &lab::Lab,
+        node: &str,
+        router_id: Ipv4Addr,
+        stub: &str,
+        key: Option<&TestKey>,
+        network: LinkType,
     ) -> Self {
         let n = lab.node(node);
         let name = n.netns().to_owned();
@@ -62,7 +75,9 @@ impl Frr {
         for iface in &ifaces {
             let _ = writeln!(ospf, "interface {iface}");
             let _ = writeln!(ospf, " ipv6 ospf6 area 0.0.0.0");
-            let _ = writeln!(ospf, " ipv6 ospf6 network point-to-point");
+            if network == LinkType::PointToPoint {
+                let _ = writeln!(ospf, " ipv6 ospf6 network point-to-point");
+            }
             let _ = writeln!(ospf, " ipv6 ospf6 hello-interval 1");
             let _ = writeln!(ospf, " ipv6 ospf6 dead-interval 3");
             let _ = writeln!(ospf, " ipv6 ospf6 retransmit-interval 2");

@@ -1,7 +1,7 @@
 //! The route table the agent hands to the map writer: the RIB, less what
 //! must not be written (next hops through links that just lost their
-//! carrier, on-link next hops, link-local prefixes, our own prefixes),
-//! plus the node's own addresses.
+//! carrier, link-local prefixes, our own prefixes), plus the node's own
+//! addresses.
 
 use std::{collections::BTreeSet, net::Ipv6Addr};
 
@@ -14,8 +14,9 @@ use crate::fib::{NextHopKey, RouteTable};
 ///
 /// Next hops through links that are not in the mesh right now (no
 /// carrier) are left out, so nothing is written pointing at a dead link
-/// while OSPF has not noticed yet; on-link (`::`) next hops are left out
-/// because the mesh has none. `own` are this node's prefixes: another
+/// while OSPF has not noticed yet. On-link (`::`) next hops, a shared
+/// segment's own prefix, stay: the kernel forwards those. `own` are this
+/// node's prefixes: another
 /// router advertising them (a clash being settled) must not pull our own
 /// traffic away.
 pub fn desired_table(
@@ -33,7 +34,7 @@ pub fn desired_table(
         let hops: BTreeSet<NextHopKey> = route
             .nexthops
             .iter()
-            .filter(|nh| !nh.addr.is_unspecified() && live(nh.ifindex))
+            .filter(|nh| live(nh.ifindex))
             .map(|nh| NextHopKey {
                 ifindex: nh.ifindex,
                 via: nh.addr,
@@ -60,7 +61,7 @@ mod tests {
     }
 
     #[test]
-    fn table_skips_dead_links_on_link_hops_and_own_prefixes() {
+    fn table_skips_dead_links_and_own_prefixes() {
         let r = rib(&[
             ("fd00:1::/64", &[(2, ll(1)), (3, ll(2))]),
             ("fd00:2::1/128", &[(3, ll(2))]),
@@ -74,7 +75,7 @@ mod tests {
         ];
         let t = desired_table(&r, |i| i != 3, &[me], &own);
         let keys: Vec<String> = t.routes.keys().map(|p| p.to_string()).collect();
-        assert_eq!(keys, vec!["fd00:1::/64"]);
+        assert_eq!(keys, vec!["fd00:1::/64", "fd00:3::/64"]);
         assert_eq!(
             t.routes.values().next().unwrap().len(),
             1,

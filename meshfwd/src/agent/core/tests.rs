@@ -326,7 +326,7 @@ fn a_link_plugged_in_later_joins_once_it_has_a_link_local() {
 }
 
 #[test]
-fn the_table_leaves_out_our_own_prefixes_and_on_link_hops() {
+fn the_table_leaves_out_our_own_prefixes_and_keeps_on_link_ones() {
     let (mut core, _) = started(7, settings());
     let own = core.prefixes().pod_prefix.to_string();
     let actions = core.handle(
@@ -343,7 +343,7 @@ fn the_table_leaves_out_our_own_prefixes_and_on_link_hops() {
     let t = tables(&actions);
     assert_eq!(t.len(), 1, "one table for a batch of RIB changes");
     let keys: Vec<String> = t[0].routes.keys().map(|p| p.to_string()).collect();
-    assert_eq!(keys, vec!["fd00:77:4::1/128"]);
+    assert_eq!(keys, vec!["fd00:77:3::/64", "fd00:77:4::1/128"]);
     assert!(t[0].local.contains(&core.prefixes().node_address));
     assert_eq!(core.counters().rib_changes, 2);
 }

@@ -114,6 +114,7 @@ impl Dataplane {
             index.clone(),
             down.clone(),
             status.clone(),
+            RedirectFails::new(bpffs),
         ));
         Ok(Dataplane::Xdp(Box::new(Xdp {
             bpffs: bpffs.to_path_buf(),
@@ -146,6 +147,11 @@ impl Dataplane {
             return Ok(());
         }
         dataplane::xdp::attach(&x.bpffs, ifname, x.mode)?;
+        // Redirect failures are counted by tracepoints, once per node; the
+        // fast path works without them, so a failure is only a warning.
+        if let Err(e) = dataplane::trace::ensure_attached(&x.bpffs) {
+            tracing::warn!(error = %e, "redirect failures will not be counted");
+        }
         Ok(())
     }
 
@@ -257,6 +263,41 @@ impl Dataplane {
     }
 }
 
+/// The redirect failures seen so far, to warn when they rise.
+struct RedirectFails {
+    bpffs: PathBuf,
+    seen: BTreeMap<u32, u64>,
+}
+
+impl RedirectFails {
+    fn new(bpffs: &Path) -> Self {
+        let seen = dataplane::trace::redirect_fails(bpffs).unwrap_or_default();
+        RedirectFails {
+            bpffs: bpffs.to_path_buf(),
+            seen,
+        }
+    }
+
+    /// Warn for every egress device that refused frames since last time.
+    fn check(&mut self) {
+        let Ok(now) = dataplane::trace::redirect_fails(&self.bpffs) else {
+            return;
+        };
+        for (ifindex, total) in &now {
+            let before = self.seen.get(ifindex).copied().unwrap_or(0);
+            if *total > before {
+                tracing::warn!(
+                    ifindex,
+                    frames = total - before,
+                    total,
+                    "egress device did not take redirected frames (driver refused them or its queue was full)"
+                );
+            }
+        }
+        self.seen = now;
+    }
+}
+
 /// How often the writer asks whether egress devices take redirects.
 const EGRESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -267,6 +308,7 @@ async fn writer_task(
     index: NextHopIndex,
     down: DownLinks,
     status: Arc<Mutex<WriterStatus>>,
+    mut fails: RedirectFails,
 ) {
     let mut events_open = true;
     loop {
@@ -296,6 +338,7 @@ async fn writer_task(
         let changed = match outcome {
             Ok(changed) => changed.is_ok(),
             Err(_) => {
+                fails.check();
                 for (ifindex, ok) in writer.refresh_egress() {
                     if ok {
                         tracing::info!(

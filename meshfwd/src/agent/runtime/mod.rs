@@ -525,6 +525,13 @@ impl Agent {
                             mesh: s.mesh,
                             reason: s.reason.map(str::to_owned),
                             ospf_state: o.map(|o| o.state),
+                            ospf_network: o.map(|o| o.kind),
+                            dr: o
+                                .filter(|o| o.kind == routing::InterfaceKind::Broadcast)
+                                .map(|o| o.dr),
+                            bdr: o
+                                .filter(|o| o.kind == routing::InterfaceKind::Broadcast)
+                                .map(|o| o.bdr),
                             ospf_neighbors: o.map(|o| o.neighbors),
                             ospf_drops: o.map(|o| o.drops),
                             cost: o.map(|o| o.cost),
@@ -576,6 +583,13 @@ impl Agent {
                         drops: snap.state.drops,
                     }),
                     process: ProcessStats::read(None),
+                    redirect_failed_by_iface: ::dataplane::trace::redirect_fails(
+                        &self.config.bpffs,
+                    )
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(i, n)| (self.ifname(i).unwrap_or_else(|| format!("ifindex {i}")), n))
+                    .collect(),
                 }))
             }
         })
