@@ -144,3 +144,56 @@ fn redirects_the_egress_device_refuses_are_counted_without_an_agent() {
         "a redirected nothing into a refusing device"
     );
 }
+
+/// A node without XDP on a veth mesh link whose GRO is off (as a veth
+/// comes): its agent turns GRO on when the link is up, so the neighbour's
+/// fast path can redirect into it from the start.
+#[test]
+fn an_agent_without_xdp_makes_its_veth_end_take_redirects() {
+    let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+    let mut m = mesh("veth-gro", &topo);
+    let link = m.lab.link("b", "c").clone();
+    let c_if = if link.a == "c" { link.a_if } else { link.b_if };
+    m.lab
+        .node("c")
+        .run(&["ethtool", "-K", &c_if, "gro", "off"])
+        .expect("GRO off on c's end");
+    m.start("a", &[]).unwrap();
+    m.start("b", &[]).unwrap();
+    m.start("c", &["--no-xdp"]).unwrap();
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    assert!(
+        m.log("c")
+            .contains("GRO on, so the neighbour's XDP can redirect"),
+        "c turned GRO on:\n{}",
+        m.log("c")
+    );
+    let gro = m
+        .lab
+        .node("c")
+        .run(&["ethtool", "-k", &c_if])
+        .expect("ethtool -k");
+    assert!(gro.contains("generic-receive-offload: on"), "{gro}");
+    let before = (
+        m.xdp_counter("b", Stat::Redirect),
+        m.xdp_counter("b", Stat::NoEgressDev),
+    );
+    let c = m.node_address("c");
+    m.lab
+        .node("a")
+        .tcp_echo(m.lab.node("c"), c, 256 * 1024, Duration::from_secs(15))
+        .expect("TCP from a to c across b");
+    assert!(
+        m.xdp_counter("b", Stat::Redirect) > before.0 + 100,
+        "b's fast path redirected the segments"
+    );
+    assert_eq!(
+        m.xdp_counter("b", Stat::NoEgressDev),
+        before.1,
+        "none toward c had to take the kernel path"
+    );
+    assert!(
+        !m.log("b").contains("no longer takes XDP redirects"),
+        "b never had to take the device out"
+    );
+}

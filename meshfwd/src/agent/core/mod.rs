@@ -98,8 +98,10 @@ pub enum Action {
     /// Turn off duplicate address detection on a link (`default` for links
     /// made later).
     SkipDad { ifname: String },
-    /// Make a veth mesh link finish checksums when it sends.
-    FinishChecksums { ifname: String },
+    /// Make a veth mesh link behave like a NIC on a wire: finish checksums
+    /// when it sends, and take the frames the neighbour's XDP redirects
+    /// into its peer (GRO on, which a veth without XDP needs for that).
+    PrepareVeth { ifname: String },
     /// Start OSPF (stopping a running instance first) under this router id,
     /// advertising these prefixes.
     StartOspf {
@@ -402,7 +404,7 @@ impl Core {
             alive: true,
         });
         if link.veth {
-            out.push(Action::FinishChecksums {
+            out.push(Action::PrepareVeth {
                 ifname: link.name.clone(),
             });
         }

@@ -171,7 +171,7 @@ fn start_sets_the_node_up_in_order() {
                 ifindex,
                 alive: true,
             },
-            Action::FinishChecksums {
+            Action::PrepareVeth {
                 ifname: name.into(),
             },
             Action::OspfAddInterface(spec(ifindex, name)),

@@ -110,8 +110,30 @@ pub async fn dump(handle: &Handle) -> Result<Vec<LinkEvent>> {
 /// connection through a transit node hangs. Turning the offload off is
 /// what `ethtool -K <if> tx off` does (it also turns off TSO, which needs
 /// it); a veth has no hardware, so the stack did the work anyway.
-#[expect(unsafe_code, reason = "the SIOCETHTOOL ioctl has no safe wrapper")]
 pub fn veth_finish_checksums(ifname: &str) -> Result<bool> {
+    const ETHTOOL_GTXCSUM: u32 = 0x16;
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    ethtool_set(ifname, ETHTOOL_GTXCSUM, ETHTOOL_STXCSUM, 0)
+}
+
+/// Turn GRO on for a veth mesh link; return whether it was off.
+///
+/// The neighbour's XDP redirects frames into this veth's peer end, and a
+/// veth delivers redirected frames only when its peer runs XDP or has
+/// GRO (NAPI) on; without XDP here (`--no-xdp`, or before it attaches)
+/// GRO is what keeps the neighbour's fast path from dropping them. The
+/// kernel ignores the setting on a link that is down, so this runs when
+/// the link comes up (as `ethtool -K <if> gro on` would).
+pub fn veth_take_redirects(ifname: &str) -> Result<bool> {
+    const ETHTOOL_GGRO: u32 = 0x2b;
+    const ETHTOOL_SGRO: u32 = 0x2c;
+    ethtool_set(ifname, ETHTOOL_GGRO, ETHTOOL_SGRO, 1)
+}
+
+/// Read an `ethtool_value` setting with `get` and, unless it is `want`
+/// already, write `want` with `set`; return whether it changed.
+#[expect(unsafe_code, reason = "the SIOCETHTOOL ioctl has no safe wrapper")]
+fn ethtool_set(ifname: &str, get: u32, set: u32, want: u32) -> Result<bool> {
     let ethtool_error = |cmd, source| KernelError::Ethtool {
         iface: ifname.to_owned(),
         cmd,
@@ -119,8 +141,6 @@ pub fn veth_finish_checksums(ifname: &str) -> Result<bool> {
     };
     use std::os::fd::AsRawFd as _;
     const SIOCETHTOOL: libc::c_ulong = 0x8946;
-    const ETHTOOL_GTXCSUM: u32 = 0x16;
-    const ETHTOOL_STXCSUM: u32 = 0x17;
     /// `struct ethtool_value`.
     #[repr(C)]
     struct EthtoolValue {
@@ -165,10 +185,10 @@ pub fn veth_finish_checksums(ifname: &str) -> Result<bool> {
         }
         Ok(value.data)
     };
-    if ethtool(ETHTOOL_GTXCSUM, 0)? == 0 {
+    if ethtool(get, 0)? == want {
         return Ok(false);
     }
-    ethtool(ETHTOOL_STXCSUM, 0)?;
+    ethtool(set, want)?;
     Ok(true)
 }
 

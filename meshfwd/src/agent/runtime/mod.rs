@@ -330,7 +330,7 @@ impl Agent {
                         tracing::debug!(iface = %ifname, error = %e, "could not turn DAD off");
                     }
                 }
-                Action::FinishChecksums { ifname } => {
+                Action::PrepareVeth { ifname } => {
                     match kernel::veth_finish_checksums(&ifname) {
                         Ok(true) => {
                             tracing::info!(iface = %ifname, "veth mesh link: checksums now finished on send (tx offload off), as XDP forwarding on the neighbour needs")
@@ -338,6 +338,15 @@ impl Agent {
                         Ok(false) => {}
                         Err(e) => {
                             tracing::warn!(iface = %ifname, error = %e, "veth mesh link keeps tx checksum offload: TCP through XDP on the neighbour will fail; run `ethtool -K <if> tx off`")
+                        }
+                    }
+                    match kernel::veth_take_redirects(&ifname) {
+                        Ok(true) => {
+                            tracing::info!(iface = %ifname, "veth mesh link: GRO on, so the neighbour's XDP can redirect into it")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(iface = %ifname, error = %e, "veth mesh link without GRO: without XDP here, the neighbour's fast path cannot redirect into it")
                         }
                     }
                 }
