@@ -23,11 +23,12 @@ use agent_support::{Answers as _, mesh, wait_until};
 use bird::{BirdConf, BirdFiles, LinkType};
 use frr::Frr;
 use ipnet::Ipv6Net;
-use lab::{Topology, agents::AgentMesh};
+use lab::{Topology, Wire, agents::AgentMesh};
 use meshfwd::{
     api::{InterfaceRow, Query},
     fib::dump::FibKind,
 };
+use meshfwd_common::stats::Stat;
 use routing::InterfaceKind;
 
 const CONVERGE: Duration = Duration::from_secs(40);
@@ -119,7 +120,10 @@ fn assert_no_identity_change(m: &AgentMesh, agents: &[&str], before: &[(Ipv4Addr
 fn three_agents_on_a_switch_elect_and_route() {
     let agents = ["a", "b", "c"];
     let mut m = agents_on_a_switch("sw3", &agents, None);
-    for n in agents {
+    // And d behind a, so traffic crosses the segment in a's fast path.
+    m.lab.add_node("d").unwrap();
+    m.lab.add_link("a", "d", Wire::Direct).unwrap();
+    for n in ["a", "b", "c", "d"] {
         m.start(n, &[]).unwrap();
     }
     let ids = identities(&m, &agents);
@@ -134,7 +138,7 @@ fn three_agents_on_a_switch_elect_and_route() {
             "{n} says why it turned broadcast"
         );
     }
-    m.wait_full_reachability(&agents, CONVERGE);
+    m.wait_full_reachability(&["a", "b", "c", "d"], CONVERGE);
     // Each next hop on the segment is its router's own address (and so
     // its own MAC in the fast path).
     let c = m.node_address("c");
@@ -147,6 +151,38 @@ fn three_agents_on_a_switch_elect_and_route() {
     assert!(
         route.next_hops.iter().any(|h| h.via == c_ll),
         "a reaches c through c's own address: {route:?}"
+    );
+    let c_mac = m
+        .lab
+        .node("c")
+        .run(&["ip", "-br", "link", "show", "dev", "m-sw"])
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .expect("c's MAC")
+        .to_owned();
+    let fib = m.fib("a");
+    let to_c = fib
+        .iter()
+        .find(|r| r.prefix.contains(&c) && r.prefix.prefix_len() == 128)
+        .expect("a's FIB entry for c");
+    wait_until("a resolves c's MAC on the segment", CONVERGE, || {
+        m.fib("a").iter().any(|r| {
+            r.prefix == to_c.prefix
+                && r.next_hops
+                    .iter()
+                    .any(|h| h.dst_mac.is_some_and(|mac| mac.to_string() == c_mac))
+        })
+    });
+    // d -> c: a's XDP forwards onto the segment, to c's MAC.
+    let before = m.xdp_counter("a", Stat::Redirect);
+    m.lab
+        .node("d")
+        .tcp_echo(m.lab.node("c"), c, 256 * 1024, Duration::from_secs(15))
+        .expect("TCP from d to c across a and the switch");
+    assert!(
+        m.xdp_counter("a", Stat::Redirect) > before + 100,
+        "a's fast path forwarded onto the segment"
     );
     assert_no_identity_change(&m, &agents, &ids);
 }
@@ -307,5 +343,9 @@ fn a_misconfigured_segment_flaps_for_two_minutes_without_an_identity_change() {
         );
     }
     assert_no_identity_change(&m, &agents, &ids);
+    for n in agents {
+        let restarts = m.log(n).matches("new=ExStart").count();
+        eprintln!("{n}: {restarts} exchanges started in 120 s");
+    }
     drop(frr);
 }
