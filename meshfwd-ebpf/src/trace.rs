@@ -73,11 +73,11 @@ fn ours(ifindex: u32, flushed: bool) -> bool {
 #[inline(always)]
 fn failed(ifindex: u32, n: u64) {
     count_n(Stat::RedirectFailed, n);
-    match REDIRECT_FAILS.get_ptr_mut(&ifindex) {
+    match REDIRECT_FAILS.get_ptr_mut(ifindex) {
         // SAFETY: the value is this CPU's own copy (see `note_redirect`).
         Some(v) => unsafe { *v += n },
         None => {
-            let _ = REDIRECT_FAILS.insert(&ifindex, &n, 0);
+            let _ = REDIRECT_FAILS.insert(ifindex, n, 0);
         }
     }
 }
