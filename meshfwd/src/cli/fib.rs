@@ -140,7 +140,13 @@ async fn apply(bpffs: &Path, routes: &Path, once: bool, kernel_routes: bool) -> 
     table
         .local
         .extend(neigh::local_addresses(writer.handle()).await?);
-    let report = writer.apply(&table).await?;
+    // The file is the whole table: whatever an earlier writer left and it
+    // does not list goes at once.
+    let mut report = writer.apply(&table).await?;
+    let pruned = writer.prune().await?;
+    report.map_ops += pruned.map_ops;
+    report.kernel_writes += pruned.kernel_writes;
+    report.kernel_errors.extend(pruned.kernel_errors);
     println!("{}", serde_json::to_string(&report)?);
     if once {
         return Ok(());

@@ -21,7 +21,7 @@ pub struct FibRow {
 
 /// What the fast path does with a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum FibKind {
     /// Forward through the entry's next-hop group.
     Forward,

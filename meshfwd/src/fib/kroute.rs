@@ -76,6 +76,19 @@ pub async fn remove(handle: &Handle, prefix: Ipv6Net) -> Result<()> {
     }
 }
 
+/// Remove our routes in the kernel that `keep` does not hold (an earlier
+/// run's); return how many.
+pub async fn prune(handle: &Handle, keep: &KernelRoutes) -> Result<usize> {
+    let mut removed = 0;
+    for prefix in dump_ours(handle).await? {
+        if !keep.contains_key(&prefix) {
+            remove(handle, prefix).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Return the prefixes of our routes now in the kernel (a restarted agent
 /// removes the ones it no longer wants).
 pub async fn dump_ours(handle: &Handle) -> Result<BTreeSet<Ipv6Net>> {

@@ -251,17 +251,48 @@ impl Planner {
     pub fn next_hop_id(&self, key: &NextHopKey) -> Option<u32> {
         self.next_hops.get(key).map(|s| s.id)
     }
+
+    /// Hand out none of these ids until [`Planner::release`]: an earlier
+    /// run's next hops and groups, still in the maps and in use.
+    pub fn reserve(
+        &mut self,
+        next_hops: impl IntoIterator<Item = u32>,
+        groups: impl IntoIterator<Item = u32>,
+    ) {
+        self.free_nh.reserved.extend(next_hops);
+        self.free_group.reserved.extend(groups);
+    }
+
+    /// Make reserved ids available again (their slots are cleared).
+    pub fn release(
+        &mut self,
+        next_hops: impl IntoIterator<Item = u32>,
+        groups: impl IntoIterator<Item = u32>,
+    ) {
+        for id in next_hops {
+            if self.free_nh.reserved.remove(&id) {
+                self.free_nh.free(id);
+            }
+        }
+        for id in groups {
+            if self.free_group.reserved.remove(&id) {
+                self.free_group.free(id);
+            }
+        }
+    }
 }
 
 /// Ids 1..max; 0 is never handed out (an unset slot reads as id 0). Freed
 /// ids are reused last-in-first-out only after the rest, so a just-freed
 /// slot is not rewritten while a packet that read the old route may still
 /// be looking at it.
+/// Reserved ids (see [`Planner::reserve`]) are skipped.
 #[derive(Debug)]
 struct IdPool {
     next: u32,
     max: u32,
     freed: std::collections::VecDeque<u32>,
+    reserved: BTreeSet<u32>,
 }
 
 impl IdPool {
@@ -270,13 +301,16 @@ impl IdPool {
             next: 1,
             max,
             freed: Default::default(),
+            reserved: BTreeSet::new(),
         }
     }
 
     fn alloc(&mut self) -> Option<u32> {
-        if self.next < self.max {
+        while self.next < self.max {
             self.next += 1;
-            return Some(self.next - 1);
+            if !self.reserved.contains(&(self.next - 1)) {
+                return Some(self.next - 1);
+            }
         }
         self.freed.pop_front()
     }
@@ -513,6 +547,24 @@ mod tests {
                 prefix: p("2001:db8:99::/64")
             }]
         );
+    }
+
+    #[test]
+    fn reserved_ids_are_skipped_until_released() {
+        let mut pl = Planner::new();
+        pl.reserve([1, 2], [1]);
+        pl.plan(&table(&[("2001:db8:1::/48", &[nh(2, 1)])]))
+            .unwrap();
+        assert_eq!(pl.next_hop_id(&nh(2, 1)), Some(3));
+        assert_eq!(pl.groups().values().next().unwrap().id, 2);
+        pl.release([1, 2], [1]);
+        // Fresh ids first, released ones after (as any freed id).
+        pl.plan(&table(&[
+            ("2001:db8:1::/48", &[nh(2, 1)]),
+            ("2001:db8:2::/48", &[nh(3, 1)]),
+        ]))
+        .unwrap();
+        assert_eq!(pl.next_hop_id(&nh(3, 1)), Some(4));
     }
 
     #[test]

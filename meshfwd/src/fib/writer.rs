@@ -3,6 +3,12 @@
 //! neighbour and link events, mirrors routes into the kernel FIB, and flips
 //! alive flags for fast reroute.
 //!
+//! A writer started over maps an earlier run filled adopts what it finds
+//! (see [`Adopted`]): those routes keep forwarding, in the maps and in the
+//! kernel, beside whatever the new run writes, until [`FibWriter::prune`]
+//! (the agent calls it once OSPF has resynchronised) removes what is no
+//! longer wanted. A restart never empties the tables first.
+//!
 //! Ownership of a next hop's fields: the writer owns the MACs, MTU and
 //! ifindex; the ALIVE bit is owned by whoever does fast reroute (this
 //! writer's [`FibWriter::set_alive`], or `meshfwd fib alive` from another
@@ -18,7 +24,7 @@ use super::xdp_features::NetdevQuery;
 use super::{Doing as _, Result};
 use aya::maps::lpm_trie::Key;
 use futures::{StreamExt as _, channel::mpsc::UnboundedReceiver};
-use meshfwd_common::fib::{GROUP_MAX_MEMBERS, NextHop, NextHopGroup, nh_flags};
+use meshfwd_common::fib::{FibEntry, GROUP_MAX_MEMBERS, NextHop, NextHopGroup, kind, nh_flags};
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::SocketAddr;
@@ -36,6 +42,44 @@ type Events = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr
 
 /// What one [`FibWriter::apply`] did (part of `meshfwd show stats`).
 pub use crate::api::ApplyReport;
+
+/// What an earlier run left in the maps, kept until [`FibWriter::prune`].
+#[derive(Debug, Default)]
+struct Adopted {
+    /// Its FIB entries the new run has not written over.
+    fib: BTreeMap<Ipv6Net, FibEntry>,
+    /// The groups they use, by id.
+    groups: BTreeSet<u32>,
+    /// Their groups' next hops: id -> egress ifindex.
+    next_hops: BTreeMap<u32, u32>,
+}
+
+impl Adopted {
+    /// Read what the maps hold.
+    fn read(maps: &FibMaps) -> Self {
+        let mut a = Adopted::default();
+        for (key, entry) in maps.fib_v6.iter().filter_map(|r| r.ok()) {
+            let Ok(prefix) = Ipv6Net::new(key.data().into(), key.prefix_len() as u8) else {
+                continue;
+            };
+            if entry.kind == kind::FORWARD {
+                a.groups.insert(entry.group);
+            }
+            a.fib.insert(prefix.trunc(), entry);
+        }
+        for g in &a.groups {
+            let Ok(group) = maps.groups.get(g, 0) else {
+                continue;
+            };
+            for id in group.members.iter().take(group.len as usize) {
+                if let Ok(nh) = maps.next_hops.get(id, 0) {
+                    a.next_hops.insert(*id, nh.ifindex);
+                }
+            }
+        }
+        a
+    }
+}
 
 /// The map writer of one node.
 pub struct FibWriter {
@@ -55,10 +99,9 @@ pub struct FibWriter {
     egress_blocked: BTreeSet<u32>,
     kernel: kroute::KernelRoutes,
     kernel_routes: bool,
-    /// FIB entries and kernel routes found from an earlier run, removed by
-    /// the first apply unless wanted again.
-    stale_fib: Option<BTreeSet<Ipv6Net>>,
-    stale_kernel: Option<BTreeSet<Ipv6Net>>,
+    /// What an earlier run left, until [`FibWriter::prune`]; its kernel
+    /// routes are found then.
+    adopted: Option<Adopted>,
     /// FIB entries changed since the generation was last bumped.
     routes_dirty: bool,
     /// Compiles the FIB into the lookup table and makes it live.
@@ -74,15 +117,23 @@ impl FibWriter {
         let handle = neigh::connect()?;
         let neighbours = neigh::dump_neighbours(&handle).await?;
         let table = Publisher::new(&maps);
-        let stale_fib = maps
-            .fib_v6
-            .keys()
-            .filter_map(|k| k.ok())
-            .map(|k| Ipv6Net::new_assert(k.data().into(), k.prefix_len() as u8).trunc())
-            .collect();
+        let adopted = Adopted::read(&maps);
+        let mut planner = Planner::new();
+        planner.reserve(
+            adopted.next_hops.keys().copied(),
+            adopted.groups.iter().copied(),
+        );
+        if !adopted.fib.is_empty() {
+            tracing::info!(
+                routes = adopted.fib.len(),
+                groups = adopted.groups.len(),
+                next_hops = adopted.next_hops.len(),
+                "adopting the fast path's routes of an earlier run until OSPF has resynchronised"
+            );
+        }
         Ok(FibWriter {
             maps,
-            planner: Planner::new(),
+            planner,
             handle,
             events: Some(events),
             neighbours,
@@ -96,8 +147,7 @@ impl FibWriter {
             egress_blocked: BTreeSet::new(),
             kernel: BTreeMap::new(),
             kernel_routes: true,
-            stale_fib: Some(stale_fib),
-            stale_kernel: None,
+            adopted: Some(adopted),
             routes_dirty: false,
             table,
         })
@@ -134,15 +184,10 @@ impl FibWriter {
         }
         report.map_ops = ops.len();
 
-        if let Some(stale) = self.stale_fib.take() {
-            for prefix in stale {
-                if !self.planner.routes().contains_key(&prefix) {
-                    let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
-                    let _ = self.maps.fib_v6.remove(&key);
-                    report.map_ops += 1;
-                    self.routes_dirty = true;
-                }
-            }
+        // The new run's entries replace adopted ones of the same prefix.
+        if let Some(a) = &mut self.adopted {
+            let mine = self.planner.routes();
+            a.fib.retain(|prefix, _| !mine.contains_key(prefix));
         }
         self.flush_routes().await?;
 
@@ -161,18 +206,6 @@ impl FibWriter {
         }
 
         if self.kernel_routes {
-            if self.stale_kernel.is_none() {
-                let ours = kroute::dump_ours(&self.handle).await?;
-                for prefix in &ours {
-                    if !table.routes.contains_key(prefix) {
-                        if let Err(err) = kroute::remove(&self.handle, *prefix).await {
-                            report.kernel_errors.push(format!("{err:#}"));
-                        }
-                        report.kernel_writes += 1;
-                    }
-                }
-                self.stale_kernel = Some(ours);
-            }
             let desired: kroute::KernelRoutes = table
                 .routes
                 .iter()
@@ -209,16 +242,82 @@ impl FibWriter {
         Ok(report)
     }
 
+    /// Remove what an earlier run left and the current table does not want:
+    /// its FIB entries, then (once no entry points at them) its groups and
+    /// next hops, and its kernel routes. Call once OSPF has resynchronised;
+    /// later calls do nothing.
+    pub async fn prune(&mut self) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        let Some(adopted) = self.adopted.take() else {
+            return Ok(report);
+        };
+        for prefix in adopted.fib.keys() {
+            let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
+            let _ = self.maps.fib_v6.remove(&key);
+            report.map_ops += 1;
+            self.routes_dirty = true;
+        }
+        // Publishing without them first: the lookup table and every CPU's
+        // cache stop pointing at the groups before they are cleared.
+        self.flush_routes().await?;
+        for id in &adopted.groups {
+            self.maps
+                .groups
+                .set(*id, NextHopGroup::default(), 0)
+                .doing(|| "clearing an earlier run's group".into())?;
+            report.map_ops += 1;
+        }
+        for id in adopted.next_hops.keys() {
+            self.maps
+                .next_hops
+                .set(*id, NextHop::default(), 0)
+                .doing(|| "clearing an earlier run's next hop".into())?;
+            report.map_ops += 1;
+        }
+        self.planner.release(
+            adopted.next_hops.keys().copied(),
+            adopted.groups.iter().copied(),
+        );
+        if self.kernel_routes {
+            match kroute::prune(&self.handle, &self.kernel).await {
+                Ok(n) => report.kernel_writes += n,
+                Err(err) => report.kernel_errors.push(format!("{err:#}")),
+            }
+        }
+        tracing::info!(
+            map_ops = report.map_ops,
+            kernel_routes = report.kernel_writes,
+            "an earlier run's routes that are no longer wanted removed"
+        );
+        Ok(report)
+    }
+
+    /// Return the earlier run's next hops still adopted: id -> ifindex.
+    pub fn adopted_next_hops(&self) -> BTreeMap<u32, u32> {
+        self.adopted
+            .as_ref()
+            .map(|a| a.next_hops.clone())
+            .unwrap_or_default()
+    }
+
     /// If FIB entries changed, make a new lookup table live and bump the
     /// FIB generation, so no CPU keeps using a cached entry: done before
     /// groups or next hops are released, so neither the table nor a cached
     /// entry ever points at a cleared or reused slot.
     async fn flush_routes(&mut self) -> Result<()> {
         if self.routes_dirty {
-            let published = self
-                .table
-                .publish(&mut self.maps, self.planner.routes())
-                .await?;
+            // Adopted entries stay in the lookup table until pruned.
+            let merged;
+            let routes = match &self.adopted {
+                Some(a) if !a.fib.is_empty() => {
+                    let mut all = a.fib.clone();
+                    all.extend(self.planner.routes().iter().map(|(p, e)| (*p, *e)));
+                    merged = all;
+                    &merged
+                }
+                _ => self.planner.routes(),
+            };
+            let published = self.table.publish(&mut self.maps, routes).await?;
             tracing::debug!(
                 writes = published.writes,
                 groups = published.groups,

@@ -9,6 +9,7 @@
 //!       Down: SetLinkAlive(false) first, then OSPF remove, then the table
 //!       Up:   SetLinkAlive(true), OSPF add, XDP attach, then the table
 //!   Event::Rib ──> RIB ──> ApplyTable (desired_table)
+//!   Event::OspfSample ──> resynchronised since start? ──> PruneStale (once)
 //!   Event::OspfSample ──> duplicate router id? ──> new id: StartOspf, ...
 //!                     └─> pod prefix taken?    ──> move: address, stubs, state file
 //!   pod veths the plugin finished ──> AttachPod / DetachPod
@@ -51,6 +52,9 @@ pub type Millis = u64;
 
 /// How long the LSDB must hold still before the pod prefix is re-checked.
 pub const QUIET_MS: Millis = 1500;
+/// The longest an earlier run's routes are kept after start when OSPF
+/// does not settle (a neighbour stuck in its exchange, say).
+pub const RESYNC_MAX_MS: Millis = 15_000;
 
 /// What the core needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -120,6 +124,10 @@ pub enum Action {
     ForgetXdp { ifname: String },
     /// Hand this table to the map writer (maps and kernel FIB).
     ApplyTable(RouteTable),
+    /// OSPF has resynchronised since start: remove what an earlier run
+    /// left in the maps and the kernel that the tables no longer want.
+    /// Until then those routes keep forwarding (a restart costs nothing).
+    PruneStale,
     /// Make the node's /128 the one address of the cluster prefix on the
     /// local device.
     SetNodeAddress(Ipv6Addr),
@@ -183,6 +191,9 @@ pub struct Core {
     /// The LSDB's change count and the RIB's size at the last sample, and
     /// since when they have held still.
     lsdb_shape: ((u64, usize), Millis),
+    /// Since when OSPF has been resynchronising after start; `None` once
+    /// an earlier run's routes were pruned.
+    resync_since: Option<Millis>,
     /// Pods' host veths whose fast path was attached, by ifindex.
     pods: BTreeMap<u32, String>,
     /// The state file as last written.
@@ -221,6 +232,7 @@ impl Core {
             last_prefix_check: None,
             clash_since: None,
             lsdb_shape: ((0, 0), 0),
+            resync_since: None,
             pods: BTreeMap::new(),
             published: None,
             counters: AgentCounters::default(),
@@ -259,7 +271,10 @@ impl Core {
     pub fn handle(&mut self, now: Millis, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
-            Event::Start => self.start(&mut out),
+            Event::Start => {
+                self.resync_since = Some(now);
+                self.start(&mut out);
+            }
             Event::Link(ev) => self.link_event(ev, &mut out),
             Event::Rib(diffs) => {
                 for diff in &diffs {
@@ -517,11 +532,29 @@ impl Core {
         if shape != self.lsdb_shape.0 {
             self.lsdb_shape = (shape, now);
         }
-        let synced = s.neighbors.iter().all(|n| n.state == nsm::State::Full);
-        if self.settings.pod_prefix.is_none()
-            && synced
-            && now.saturating_sub(self.lsdb_shape.1) >= QUIET_MS
-        {
+        // Full, or 2-Way between two routers of a segment that are neither
+        // DR nor BDR (on a point-to-point link 2-Way passes at once).
+        let synced = s
+            .neighbors
+            .iter()
+            .all(|n| matches!(n.state, nsm::State::Full | nsm::State::TwoWay));
+        let quiet = now.saturating_sub(self.lsdb_shape.1) >= QUIET_MS;
+        if let Some(since) = self.resync_since {
+            // Every neighbour had a dead interval to show up, and the
+            // exchanges are done: what OSPF computes now is the truth.
+            let waited = now.saturating_sub(since);
+            let dead_ms = u64::from(self.settings.interface.dead_interval) * 1_000;
+            if (synced && quiet && waited >= dead_ms) || waited >= RESYNC_MAX_MS {
+                tracing::info!(
+                    after_ms = waited,
+                    settled = synced && quiet,
+                    "OSPF resynchronised since start"
+                );
+                self.resync_since = None;
+                out.push(Action::PruneStale);
+            }
+        }
+        if self.settings.pod_prefix.is_none() && synced && quiet {
             self.check_pod_prefix(now, s, out);
         }
     }

@@ -500,8 +500,9 @@ fn a_higher_router_id_on_our_prefix_moves_us_once_the_lsdb_settles() {
     assert_eq!(states(&actions)[0].pod_prefix, new);
     assert_eq!(tables(&actions).len(), 1);
     assert_eq!(core.counters().pod_prefix_moves, 1);
-    // The same picture again changes nothing.
-    assert!(sample(&mut core, 5_000, &s, 1).is_empty());
+    // The same picture again changes nothing (OSPF has settled since
+    // start, so the earlier run's routes may go).
+    assert_eq!(sample(&mut core, 5_000, &s, 1), vec![Action::PruneStale]);
 }
 
 #[test]
@@ -707,4 +708,33 @@ fn identity_comes_from_configuration_then_machine_id_then_mac() {
         identity::IdSource::Mac("eth0".into()),
         "the loopback's MAC never counts"
     );
+}
+
+#[test]
+fn an_earlier_runs_routes_go_only_once_ospf_has_resynchronised() {
+    let (mut core, actions) = started(7, settings());
+    assert!(
+        !actions.contains(&Action::PruneStale),
+        "nothing pruned at start"
+    );
+    let prune = |a: &[Action]| a.iter().filter(|a| **a == Action::PruneStale).count();
+    // Every neighbour Full and the LSDB quiet, but within the first dead
+    // interval another neighbour may still show up.
+    let s = summary(rid(7), &[rid(2)], 5);
+    assert_eq!(prune(&sample(&mut core, 1_000, &s, 1)), 0);
+    assert_eq!(prune(&sample(&mut core, 2_000, &s, 1)), 0);
+    // A neighbour still exchanging holds it up.
+    let mut exchanging = s.clone();
+    exchanging.neighbors[0].state = nsm::State::Exchange;
+    assert_eq!(prune(&sample(&mut core, 4_000, &exchanging, 1)), 0);
+    // Settled: pruned once.
+    assert_eq!(prune(&sample(&mut core, 6_000, &s, 1)), 1);
+    assert_eq!(prune(&sample(&mut core, 7_000, &s, 1)), 0);
+
+    // OSPF that never settles: pruned at the latest after RESYNC_MAX_MS.
+    let (mut core, _) = started(7, settings());
+    for t in (1..15).map(|k| k * 1_000) {
+        assert_eq!(prune(&sample(&mut core, t, &exchanging, 1)), 0, "at {t} ms");
+    }
+    assert_eq!(prune(&sample(&mut core, RESYNC_MAX_MS, &exchanging, 1)), 1);
 }

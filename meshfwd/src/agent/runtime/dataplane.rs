@@ -79,7 +79,7 @@ pub struct Xdp {
     /// Links without carrier: their next hops stay dead whatever a table
     /// apply under way when the carrier went writes.
     down: DownLinks,
-    tables: watch::Sender<Option<RouteTable>>,
+    tables: watch::Sender<Desired>,
     status: Arc<Mutex<WriterStatus>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -107,7 +107,7 @@ impl Dataplane {
         let index = NextHopIndex::default();
         let down = DownLinks::default();
         let status = Arc::new(Mutex::new(WriterStatus::default()));
-        let (tables, rx) = watch::channel(None);
+        let (tables, rx) = watch::channel(Desired::default());
         let task = tokio::spawn(writer_task(
             writer,
             rx,
@@ -213,7 +213,7 @@ impl Dataplane {
     pub async fn apply(&mut self, table: RouteTable) -> Result<()> {
         match self {
             Dataplane::Xdp(x) => {
-                x.tables.send_replace(Some(table));
+                x.tables.send_modify(|d| d.table = Some(table));
                 Ok(())
             }
             Dataplane::KernelOnly {
@@ -224,6 +224,31 @@ impl Dataplane {
                 if *enabled {
                     let desired: kroute::KernelRoutes = table.routes.into_iter().collect();
                     kroute::sync(handle, installed, &desired).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Remove what an earlier run left and the tables no longer want
+    /// (OSPF has resynchronised); until then it keeps forwarding.
+    pub async fn prune(&mut self) -> Result<()> {
+        match self {
+            Dataplane::Xdp(x) => {
+                x.tables.send_modify(|d| d.settled = true);
+                Ok(())
+            }
+            Dataplane::KernelOnly {
+                handle,
+                installed,
+                enabled,
+            } => {
+                if *enabled {
+                    let n = kroute::prune(handle, installed).await?;
+                    tracing::info!(
+                        removed = n,
+                        "an earlier run's kernel routes that are no longer wanted removed"
+                    );
                 }
                 Ok(())
             }
@@ -298,13 +323,22 @@ impl RedirectFails {
     }
 }
 
+/// What the writer task is to make true.
+#[derive(Debug, Clone, Default)]
+struct Desired {
+    /// The latest table (`None` before the first).
+    table: Option<RouteTable>,
+    /// OSPF has resynchronised: what an earlier run left may go.
+    settled: bool,
+}
+
 /// How often the writer asks whether egress devices take redirects.
 const EGRESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Apply tables as they come, keep MACs fresh in between.
 async fn writer_task(
     mut writer: FibWriter,
-    mut tables: watch::Receiver<Option<RouteTable>>,
+    mut tables: watch::Receiver<Desired>,
     index: NextHopIndex,
     down: DownLinks,
     status: Arc<Mutex<WriterStatus>>,
@@ -358,10 +392,17 @@ async fn writer_task(
         if !changed {
             return;
         }
-        let Some(table) = tables.borrow_and_update().clone() else {
+        let desired = tables.borrow_and_update().clone();
+        let Some(table) = desired.table else {
             continue;
         };
-        let result = writer.apply(&table).await;
+        let mut result = writer.apply(&table).await;
+        if desired.settled
+            && result.is_ok()
+            && let Err(e) = writer.prune().await
+        {
+            result = Err(e);
+        }
         // A link may have lost its carrier while this table was written:
         // whatever it added through that link is dead on arrival.
         let down_now = down.lock().expect("down lock").clone();
@@ -379,6 +420,10 @@ async fn writer_task(
         let mut by_link: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for (key, shared) in writer.planner().next_hops() {
             by_link.entry(key.ifindex).or_default().push(shared.id);
+        }
+        // An earlier run's next hops forward until pruned: flip them too.
+        for (id, ifindex) in writer.adopted_next_hops() {
+            by_link.entry(ifindex).or_default().push(id);
         }
         *index.lock().expect("index lock") = by_link;
         let mut st = status.lock().expect("status lock");

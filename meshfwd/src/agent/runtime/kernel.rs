@@ -25,7 +25,7 @@ use netlink_packet_route::{
     link::LinkMessage,
     route::RouteMessage,
 };
-use rtnetlink::{Handle, LinkDummy, LinkUnspec, MulticastGroup, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkDummy, LinkUnspec, MulticastGroup};
 
 /// A kernel request that failed, and what it was for.
 #[derive(Debug, thiserror::Error)]
@@ -375,28 +375,6 @@ pub fn random_u64() -> u64 {
 fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     use std::io::Read as _;
     std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf))
-}
-
-/// Delete every IPv6 route with our protocol number (left by an earlier
-/// run); return how many.
-pub async fn remove_stale_routes(handle: &Handle) -> Result<usize> {
-    let routes: Vec<RouteMessage> = handle
-        .route()
-        .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl("listing IPv6 routes"))?;
-    let mut removed = 0;
-    for m in routes.into_iter().filter(is_ours) {
-        match handle.route().del(m).execute().await {
-            Ok(()) => removed += 1,
-            // Gone already (its device went away meanwhile).
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => {}
-            Err(e) => return Err(nl("removing a stale route")(e)),
-        }
-    }
-    Ok(removed)
 }
 
 #[cfg(test)]

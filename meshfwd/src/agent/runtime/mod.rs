@@ -183,13 +183,8 @@ impl Agent {
             .await
             .map_err(AgentError::Dataplane)?
         } else {
-            // Without the writer (which reconciles on its first apply),
-            // routes of an earlier run are removed here.
-            match kernel::remove_stale_routes(&netlink).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "stale routes of an earlier run removed"),
-                Err(e) => tracing::warn!(error = %e, "removing stale routes failed"),
-            }
+            // Routes of an earlier run stay until OSPF has resynchronised
+            // (`Action::PruneStale`).
             Dataplane::start_kernel_only(netlink.clone(), config.kernel_routes)
         };
         let core = Core::new(settings(&config), identity, links);
@@ -398,6 +393,11 @@ impl Agent {
                     }
                 }
                 Action::ForgetXdp { ifname } => self.dataplane.forget(&ifname),
+                Action::PruneStale => {
+                    if let Err(e) = self.dataplane.prune().await {
+                        tracing::warn!(error = %e, "removing an earlier run's routes failed");
+                    }
+                }
                 Action::ApplyTable(table) => {
                     if let Err(e) = self.dataplane.apply(table).await {
                         tracing::warn!(error = %e, "updating the routes failed");
