@@ -312,6 +312,17 @@ pub struct WriterStatus {
     pub map_ops: u64,
     pub kernel_writes: u64,
     pub kernel_errors: u64,
+    /// Applies that failed (`last_error` says how the last one did).
+    #[serde(default)]
+    pub errors: u64,
+    /// FIB entries, groups and next hops the writer keeps (an earlier
+    /// run's still adopted ones not counted).
+    #[serde(default)]
+    pub fib_entries: u64,
+    #[serde(default)]
+    pub groups: u64,
+    #[serde(default)]
+    pub next_hops: u64,
     pub last: Option<ApplyReport>,
     pub last_error: Option<String>,
 }

@@ -10,3 +10,4 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod fib;
+pub mod metrics;

@@ -22,6 +22,7 @@
 //! kernel_routes = true
 //! netfilter = "check"                     # check | ignore
 //! log_format = "text"                     # text | json
+//! metrics = "127.0.0.1:9470"              # Prometheus endpoint (/metrics), or "off"
 //!
 //! [interfaces]
 //! include = ["*"]
@@ -128,6 +129,53 @@ pub enum LogFormat {
     Text,
     /// One JSON object per event.
     Json,
+}
+
+/// Where the Prometheus endpoint listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Off,
+    On(std::net::SocketAddr),
+}
+
+/// The default endpoint: loopback only, so nothing leaves the node unless
+/// the operator says so.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9470";
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "off" {
+            return Ok(MetricsListen::Off);
+        }
+        s.parse()
+            .map(MetricsListen::On)
+            .map_err(|_| format!("{s:?} is neither an address:port nor \"off\""))
+    }
+}
+
+impl fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricsListen::Off => f.write_str("off"),
+            MetricsListen::On(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl Serialize for MetricsListen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// The `[interfaces]` section: which links join the mesh.
@@ -344,6 +392,8 @@ pub struct Config {
     /// nothing filters or translates forwarded traffic.
     pub netfilter: Netfilter,
     pub log_format: LogFormat,
+    /// The Prometheus endpoint (`GET /metrics`).
+    pub metrics: MetricsListen,
     pub interfaces: InterfacesConfig,
     pub ospf: OspfConfig,
     /// The key chain read from `ospf.auth.key_file` by [`Config::load`].
@@ -370,6 +420,9 @@ impl Default for Config {
             kernel_routes: true,
             netfilter: Netfilter::Check,
             log_format: LogFormat::Text,
+            metrics: DEFAULT_METRICS
+                .parse()
+                .expect("the default metrics address parses"),
             interfaces: InterfacesConfig::default(),
             ospf: OspfConfig::default(),
             keys: None,
@@ -437,6 +490,9 @@ pub struct AgentArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Prometheus endpoint, ADDRESS:PORT or `off` (default 127.0.0.1:9470).
+    #[arg(long, value_name = "ADDR|off")]
+    pub metrics: Option<MetricsListen>,
     /// OSPF key file (RFC 7166 authentication; see `meshfwd agent --help`
     /// and the README for its format).
     #[arg(long)]
@@ -549,6 +605,7 @@ impl Config {
         set(&mut self.xdp_mode, &a.xdp_mode);
         set(&mut self.netfilter, &a.netfilter);
         set(&mut self.log_format, &a.log_format);
+        set(&mut self.metrics, &a.metrics);
         if !a.exclude.is_empty() {
             self.interfaces.exclude = a.exclude.clone();
         }
@@ -842,6 +899,10 @@ mod tests {
             "ospf.link[0].network"
         );
         assert_eq!(field("[[ospf.link]]\nnetwork = \"auto\""), "ospf.link[0]");
+        assert_eq!(field("metrics = \"everywhere\""), "metrics");
+        let c = Config::from_toml("metrics = \"off\"").unwrap();
+        assert_eq!(c.metrics, MetricsListen::Off);
+        assert_eq!(Config::default().metrics.to_string(), DEFAULT_METRICS);
     }
 
     #[test]

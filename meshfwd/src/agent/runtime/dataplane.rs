@@ -428,6 +428,9 @@ async fn writer_task(
         *index.lock().expect("index lock") = by_link;
         let mut st = status.lock().expect("status lock");
         st.applies += 1;
+        st.fib_entries = writer.planner().routes().len() as u64;
+        st.groups = writer.planner().groups().len() as u64;
+        st.next_hops = writer.planner().next_hops().len() as u64;
         match result {
             Ok(report) => {
                 st.map_ops += report.map_ops as u64;
@@ -446,6 +449,7 @@ async fn writer_task(
             }
             Err(e) => {
                 tracing::error!(error = %e, "applying the route table failed");
+                st.errors += 1;
                 st.last_error = Some(e.to_string());
             }
         }

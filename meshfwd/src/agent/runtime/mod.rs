@@ -19,6 +19,7 @@
 pub mod control;
 pub mod dataplane;
 pub mod kernel;
+pub mod metrics;
 pub mod netfilter;
 pub mod ospf;
 
@@ -40,7 +41,7 @@ use self::{
     ospf::{Ospf, OspfDied},
 };
 use super::{
-    config::Config,
+    config::{Config, MetricsListen},
     core::{Action, Core, Event, Millis, Settings, links::LinkFilter},
 };
 use crate::api::{
@@ -214,6 +215,25 @@ impl Agent {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         let listener = self.listener.take().ok_or(AgentError::AlreadyRan)?;
         let (control_tx, mut control_rx) = mpsc::channel::<Pending>(16);
+        let metrics = match self.config.metrics {
+            MetricsListen::On(addr) => {
+                let start = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64() - self.started.elapsed().as_secs_f64())
+                    .unwrap_or(0.0);
+                match metrics::bind(addr, control_tx.clone(), start).await {
+                    Ok(task) => {
+                        tracing::info!(%addr, "metrics endpoint listening (GET /metrics)");
+                        Some(task)
+                    }
+                    Err(e) => {
+                        tracing::warn!(%addr, error = %e, "no metrics endpoint");
+                        None
+                    }
+                }
+            }
+            MetricsListen::Off => None,
+        };
         let server = tokio::spawn(control::serve(listener, control_tx));
         let p = self.core.prefixes();
         tracing::info!(
@@ -260,6 +280,9 @@ impl Agent {
             }
         };
         server.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         let _ = std::fs::remove_file(&self.config.socket);
         if let Some(ospf) = self.ospf.take() {
             ospf.stop().await;

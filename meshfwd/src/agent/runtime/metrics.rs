@@ -1,0 +1,82 @@
+//! The Prometheus endpoint: `GET /metrics` over HTTP, answered from the
+//! same queries as the control socket (they go through the agent's loop
+//! like any `meshfwd show`), rendered by [`crate::metrics`].
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use tokio::sync::{mpsc, oneshot};
+
+use super::control::Pending;
+use crate::{
+    api::{Answer, Query},
+    metrics::{CONTENT_TYPE, Snapshot, render},
+};
+
+/// How long a scrape waits for the agent's loop.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+struct Ctx {
+    tx: mpsc::Sender<Pending>,
+    start_time_unix: f64,
+}
+
+/// Bind `addr` and serve until the task is aborted.
+pub async fn bind(
+    addr: SocketAddr,
+    tx: mpsc::Sender<Pending>,
+    start_time_unix: f64,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(Ctx {
+            tx,
+            start_time_unix,
+        });
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "the metrics endpoint stopped");
+        }
+    }))
+}
+
+async fn ask(ctx: &Ctx, query: Query) -> Result<Answer, String> {
+    let (reply, rx) = oneshot::channel();
+    ctx.tx
+        .send(Pending { query, reply })
+        .await
+        .map_err(|_| "the agent is shutting down".to_owned())?;
+    tokio::time::timeout(ANSWER_TIMEOUT, rx)
+        .await
+        .map_err(|_| "the agent did not answer in time".to_owned())?
+        .map_err(|_| "the agent dropped the question".to_owned())?
+}
+
+async fn scrape(State(ctx): State<Ctx>) -> impl IntoResponse {
+    let answers = async {
+        let Answer::Node(node) = ask(&ctx, Query::Node).await? else {
+            return Err("unexpected answer to node".to_owned());
+        };
+        let Answer::Neighbors(neighbors) = ask(&ctx, Query::Neighbors).await? else {
+            return Err("unexpected answer to neighbors".to_owned());
+        };
+        let Answer::Stats(stats) = ask(&ctx, Query::Stats).await? else {
+            return Err("unexpected answer to stats".to_owned());
+        };
+        Ok((node, neighbors, stats))
+    };
+    match answers.await {
+        Ok((node, neighbors, stats)) => {
+            let text = render(&Snapshot {
+                node: &node,
+                neighbors: &neighbors,
+                stats: &stats,
+                start_time_unix: ctx.start_time_unix,
+            });
+            (StatusCode::OK, [("content-type", CONTENT_TYPE)], text).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+    }
+}
