@@ -372,16 +372,15 @@ fn restart_removes_stale_routes_and_keeps_forwarding_state() {
 /// while no agent runs): FIB entries that forward, and our kernel routes.
 fn forwarding_state(m: &AgentMesh, node: &str) -> (usize, usize) {
     let n = m.lab.node(node);
-    let fib = n
-        .cmd(MESHFWD)
-        .arg("--bpffs")
-        .arg(n.bpffs_dir())
-        .args(["fib", "show", "--json"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let forward = serde_json::from_str::<Vec<serde_json::Value>>(&fib)
-        .map(|rows| rows.iter().filter(|r| r["kind"] == "forward").count())
+    // Read in this process: a sample takes microseconds, not a CLI run.
+    let forward = dataplane::maps::FibMaps::open(&n.bpffs_dir())
+        .map(|maps| {
+            maps.fib_v6
+                .iter()
+                .filter_map(|r| r.ok())
+                .filter(|(_, e)| e.kind == meshfwd_common::fib::kind::FORWARD)
+                .count()
+        })
         .unwrap_or(0);
     let kernel = n
         .run(&["ip", "-6", "route", "show", "proto", "198"])
@@ -437,8 +436,9 @@ fn a_restart_keeps_every_route_until_ospf_has_resynchronised() {
         samples += 1;
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The old flush came with the first table, right after start.
     assert!(
-        samples >= 10,
+        samples >= 5,
         "the window before the first adjacency was watched ({samples} samples)"
     );
     assert!(new_log().contains("adopting the fast path's routes of an earlier run"));
