@@ -64,6 +64,14 @@ pub enum Input {
     Timer(TimerId),
     /// Replace the prefixes advertised without an interface.
     SetStubPrefixes(Vec<Ipv6Net>),
+    /// A planned restart follows (RFC 3623 §2.1): announce a Grace-LSA on
+    /// every interface now. The embedding then stops the instance without
+    /// taking its interfaces down ([`crate::driver`]'s graceful stop), and
+    /// starts the next one restarting ([`crate::gr::GracefulRestart`]).
+    PrepareRestart {
+        period: u32,
+        reason: crate::packet::lsa::grace::RestartReason,
+    },
     /// Give the router id up: flush every LSA we originated (premature
     /// aging, RFC 2328 §14.1) and originate none from now on, so the old
     /// identity leaves every LSDB at once instead of after an hour.
@@ -120,4 +128,8 @@ pub(crate) enum TimerKind {
     Aging,
     /// Look again at LSAs put aside under MinLSArrival.
     Deferred,
+    /// Stop helping a restarting neighbour: its grace period is over.
+    HelperGrace(u32, Ipv4Addr),
+    /// Our own graceful restart's grace period is over.
+    GraceEnd,
 }

@@ -13,7 +13,7 @@ use crate::interface::{InterfaceKind, ism};
 use crate::lsdb::LsaEntry;
 use crate::neighbor::nsm;
 use crate::packet::lsa::header::{
-    HEADER_LEN as LSA_HEADER_LEN, LsaHeader, LsaKey, LsaScope, MAX_AGE, MAX_SEQ,
+    HEADER_LEN as LSA_HEADER_LEN, LsaHeader, LsaKey, LsaScope, LsaType, MAX_AGE, MAX_SEQ,
 };
 use crate::packet::lsa::{Lsa, LsaBody};
 use crate::packet::lsack::LsAckPacket;
@@ -174,6 +174,19 @@ impl Instance {
                     .is_some_and(|i| i.state != ism::State::Backup || i.dr == rid)
             {
                 self.delayed_ack(ifindex, header);
+            }
+            if header.ls_type == LsaType::GRACE
+                && header.adv_router != self.config.router_id
+                && let Some(LsaBody::Other(body)) =
+                    self.lsdb.get(ifindex, &key).map(|e| e.lsa.body.clone())
+            {
+                self.gr_grace_lsa(ifindex, &header, &body);
+            }
+            // Restarting: our own LSAs handed back are the record of our
+            // adjacencies, kept as they are until the restart ends.
+            if header.adv_router == self.config.router_id && self.is_restarting() {
+                tracing::debug!(%key, seq = header.seq, "gr: own LSA handed back");
+                return LsaOutcome::Next;
             }
             // Step 5f: our own LSA came back newer (RFC 2328 §13.4).
             if header.adv_router == self.config.router_id {
@@ -376,6 +389,9 @@ impl Instance {
         };
         if changed {
             self.spf_needed = true;
+            if header.adv_router != self.config.router_id {
+                self.gr_topology_changed(header.ls_type);
+            }
             if is_link
                 && self
                     .interfaces

@@ -56,6 +56,9 @@ pub struct InstanceConfig {
     /// Who may advertise what (none: every prefix is believed).
     pub prefix_policy: Option<crate::ownership::PrefixPolicy>,
     pub lsdb_limits: LsdbLimits,
+    /// Graceful restart, both roles (see [`crate::gr`]).
+    #[serde(default)]
+    pub graceful_restart: crate::gr::GracefulRestart,
 }
 
 /// How many LSAs the database takes, from one router and in all.
@@ -110,6 +113,7 @@ impl Default for InstanceConfig {
             epoch_unix_ms: 0,
             prefix_policy: None,
             lsdb_limits: LsdbLimits::default(),
+            graceful_restart: crate::gr::GracefulRestart::default(),
         }
     }
 }
@@ -173,6 +177,12 @@ pub struct Instance {
     pub(crate) retired: bool,
     /// Own LSAs re-originated or flushed after a newer copy came back.
     pub(crate) self_originated_fought: BTreeSet<LsaKey>,
+    /// Restarting gracefully until then (see [`crate::gr`]).
+    pub(crate) restart_until: Option<Time>,
+    /// How the graceful restart ended.
+    pub(crate) gr_exit: Option<crate::gr::GrExit>,
+    /// A planned restart is prepared: Grace-LSAs with this body announced.
+    pub(crate) gr_prepared: Option<Vec<u8>>,
 }
 
 impl Instance {
@@ -208,7 +218,15 @@ impl Instance {
             refused: Vec::new(),
             deferred: BTreeMap::new(),
             self_originated_fought: BTreeSet::new(),
+            restart_until: None,
+            gr_exit: None,
+            gr_prepared: None,
         };
+        inst.restart_until = Instance::gr_start(&inst.config.graceful_restart, now);
+        if let Some(until) = inst.restart_until {
+            tracing::info!(router_id = %inst.config.router_id, "gr: restarting gracefully");
+            inst.arm(TimerKind::GraceEnd, until);
+        }
         inst.finish();
         let out = std::mem::take(&mut inst.out);
         (inst, out)
@@ -292,6 +310,15 @@ impl Instance {
                     self.originate_needed = true;
                 }
             }
+            Input::PrepareRestart { period, reason } => {
+                tracing::info!(
+                    period,
+                    ?reason,
+                    "gr: restart prepared: Grace-LSAs announced"
+                );
+                self.gr_prepared = Some(crate::packet::lsa::grace::Grace { period, reason }.emit());
+                self.originate_needed = true;
+            }
             Input::Retire => {
                 tracing::info!(router_id = %self.config.router_id, "retiring: flushing our LSAs");
                 self.retired = true;
@@ -309,6 +336,7 @@ impl Instance {
     /// Do the work deferred while handling an input.
     fn finish(&mut self) {
         self.progress_requests();
+        self.gr_restart_check();
         if std::mem::take(&mut self.originate_needed) {
             self.originate_all();
         }
@@ -372,6 +400,10 @@ impl Instance {
             TimerKind::Originate => self.originate_needed = true,
             TimerKind::Aging => self.age_lsdb(),
             TimerKind::Deferred => self.rx_deferred(),
+            TimerKind::HelperGrace(ifindex, rid) => {
+                self.gr_helper_exit(ifindex, rid, crate::gr::GrExit::Expired)
+            }
+            TimerKind::GraceEnd => self.gr_restart_exit(crate::gr::GrExit::Expired),
         }
     }
 

@@ -399,6 +399,24 @@ impl Instance {
                 .collect(),
         };
         let next = now.plus_secs(iface.config.hello_interval.max(1));
+        // Restarting: the Grace-LSA goes out before every Hello until an
+        // exchange is under way, as the neighbours that still hold us Full
+        // take it from us without one (RFC 3623 §5); flooding needs one.
+        let exchanging = iface
+            .neighbors
+            .values()
+            .any(|n| n.state >= nsm::State::Exchange);
+        if self.is_restarting() && !exchanging {
+            let key = crate::packet::lsa::header::LsaKey {
+                ls_type: crate::packet::lsa::header::LsaType::GRACE,
+                adv_router: self.config.router_id,
+                ls_id: ifindex,
+            };
+            if let Some(e) = self.lsdb.get(ifindex, &key) {
+                let copy = e.aged_copy(now);
+                self.send_ls_updates(ifindex, ALL_SPF_ROUTERS, vec![copy]);
+            }
+        }
         self.send_body(ifindex, ALL_SPF_ROUTERS, Body::Hello(hello));
         self.arm(TimerKind::Hello(ifindex), next);
     }

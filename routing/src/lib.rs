@@ -26,6 +26,7 @@
 pub mod error;
 pub mod events;
 pub mod flood;
+pub mod gr;
 pub mod instance;
 pub mod interface;
 pub mod lsdb;

@@ -84,6 +84,8 @@ pub struct Neighbor {
     /// The last authentication sequence number accepted, per packet type
     /// (index `type - 1`).
     pub(crate) auth_seq: [Option<u64>; 5],
+    /// We help it restart until then (see [`crate::gr`]).
+    pub(crate) helping: Option<crate::Time>,
 }
 
 impl Neighbor {
@@ -108,6 +110,7 @@ impl Neighbor {
             requests: BTreeMap::new(),
             requests_sent: Vec::new(),
             rxmt: BTreeSet::new(),
+            helping: None,
         }
     }
 
@@ -142,6 +145,13 @@ impl Instance {
             return;
         };
         let old = nbr.state;
+        // A neighbour we help restart stays adjacent whatever its Hellos
+        // say and however long they take (RFC 3623 §3).
+        let helping = nbr.helping.is_some();
+        if helping && matches!(event, E::OneWayReceived | E::InactivityTimer) {
+            tracing::debug!(ifindex, neighbor = %rid, ?event, "gr: helping, event ignored");
+            return;
+        }
         let new = match (old, event) {
             (_, E::KillNbr | E::InactivityTimer) => S::Down,
             (S::Down, E::HelloReceived) => S::Init,
@@ -226,7 +236,7 @@ impl Instance {
             self.originate_needed = true;
             self.spf_needed = true;
         }
-        if broadcast && (old >= S::TwoWay) != (new >= S::TwoWay) {
+        if broadcast && !helping && (old >= S::TwoWay) != (new >= S::TwoWay) {
             self.ism_event(ifindex, crate::interface::ism::Event::NeighborChange);
         }
     }

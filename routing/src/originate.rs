@@ -42,14 +42,28 @@ impl Instance {
         if self.retired {
             return out;
         }
+        // Restarting or about to: Grace-LSAs, and nothing else changes
+        // (RFC 3623 §2, §2.1).
+        if let Some(body) = self.gr_grace_body().or_else(|| self.gr_prepared.clone()) {
+            for iface in self.interfaces.values().filter(|i| i.is_active()) {
+                out.insert(
+                    (iface.ifindex, key(LsaType::GRACE, iface.ifindex)),
+                    LsaBody::Other(body.clone()),
+                );
+            }
+            if self.is_restarting() {
+                return out;
+            }
+        }
         let mut links = Vec::new();
         for iface in self.interfaces.values().filter(|i| i.is_active()) {
             let ifindex = iface.ifindex;
+            // A neighbour we help restart counts as Full (RFC 3623 §3).
             let full = || {
                 iface
                     .neighbors
                     .values()
-                    .filter(|n| n.state == nsm::State::Full)
+                    .filter(|n| n.state == nsm::State::Full || n.helping.is_some())
             };
             match iface.kind {
                 InterfaceKind::PointToPoint => {
@@ -70,7 +84,7 @@ impl Instance {
                         iface
                             .neighbors
                             .get(&iface.dr)
-                            .filter(|n| n.state == nsm::State::Full)
+                            .filter(|n| n.state == nsm::State::Full || n.helping.is_some())
                             .map(|n| n.interface_id)
                     };
                     if let Some(nbr_if) = dr_if_id {
@@ -244,8 +258,13 @@ impl Instance {
             self.last_originated.insert(*key, (now, next));
         }
         // Flush what we advertise but no longer should (including leftovers
-        // of an earlier life of this router learnt from neighbours).
+        // of an earlier life of this router learnt from neighbours); not
+        // while restarting, when those are the record of our adjacencies.
+        let keep_all = self.is_restarting();
         for (ifindex, key) in self.lsdb.keys_of(rid) {
+            if keep_all {
+                break;
+            }
             if desired.contains_key(&(ifindex, key)) {
                 continue;
             }

@@ -29,6 +29,8 @@ pub struct SimRouter {
     pub ports: BTreeMap<u32, (usize, Ipv6Addr)>,
     /// Count of outputs of each kind, for statistics.
     pub sent_packets: u64,
+    /// `RibChanged` outputs applied (a route flap shows as two).
+    pub rib_changes: u64,
 }
 
 /// A link: two ends (point-to-point) or more (broadcast segment).
@@ -125,6 +127,7 @@ impl Sim {
             rib: Rib::default(),
             ports: BTreeMap::new(),
             sent_packets: 0,
+            rib_changes: 0,
         });
         self.apply(n, out);
         n
@@ -164,25 +167,30 @@ impl Sim {
     fn interfaces_up(&mut self, l: usize) {
         let link = self.links[l].clone();
         for (r, ifindex) in link.ends {
-            // A router's own template keeps its network type (a router
-            // configured differently from its segment); the shared one
-            // takes the link's.
-            let config = match self.router_interface_config.get(&r) {
-                Some(own) => own.clone(),
-                None => InterfaceConfig {
-                    kind: link.kind,
-                    ..self.interface_config.clone()
-                },
-            };
-            let input = Input::InterfaceUp {
-                ifindex,
-                name: format!("mesh{ifindex}"),
-                link_local: link_local(r, ifindex),
-                mtu: self.mtu,
-                config,
-            };
-            self.input(r, input);
+            self.interface_up(r, ifindex, link.kind);
         }
+    }
+
+    /// Bring one port of router `r` up, on a link of network type `kind`.
+    fn interface_up(&mut self, r: usize, ifindex: u32, kind: InterfaceKind) {
+        // A router's own template keeps its network type (a router
+        // configured differently from its segment); the shared one
+        // takes the link's.
+        let config = match self.router_interface_config.get(&r) {
+            Some(own) => own.clone(),
+            None => InterfaceConfig {
+                kind,
+                ..self.interface_config.clone()
+            },
+        };
+        let input = Input::InterfaceUp {
+            ifindex,
+            name: format!("mesh{ifindex}"),
+            link_local: link_local(r, ifindex),
+            mtu: self.mtu,
+            config,
+        };
+        self.input(r, input);
     }
 
     /// Cut a link. With `carrier_loss` both ends see their interface go
@@ -205,6 +213,26 @@ impl Sim {
     /// Kill a router: it vanishes without a word.
     pub fn kill_router(&mut self, r: usize) {
         self.routers[r].instance = None;
+    }
+
+    /// Start router `r` again as a new instance of `config` (its earlier
+    /// one vanishes without a word, as a crashed process does) on the same
+    /// interfaces; its RIB, the forwarding state, stays.
+    pub fn restart_router(&mut self, r: usize, config: InstanceConfig) {
+        let (inst, out) = Instance::new(config.clone(), self.now);
+        self.routers[r].instance = Some(inst);
+        self.routers[r].config = config;
+        self.apply(r, out);
+        let ports: Vec<(u32, usize)> = self.routers[r]
+            .ports
+            .iter()
+            .map(|(ifindex, (l, _))| (*ifindex, *l))
+            .collect();
+        for (ifindex, l) in ports {
+            if self.links[l].up {
+                self.interface_up(r, ifindex, self.links[l].kind);
+            }
+        }
     }
 
     /// Return whether router `r` is alive.
@@ -281,7 +309,10 @@ impl Sim {
                 Output::CancelTimer(id) => {
                     self.timers.remove(&(r, id));
                 }
-                Output::RibChanged(diff) => self.routers[r].rib.apply(&diff),
+                Output::RibChanged(diff) => {
+                    self.routers[r].rib_changes += 1;
+                    self.routers[r].rib.apply(&diff);
+                }
             }
         }
     }

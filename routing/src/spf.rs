@@ -620,6 +620,11 @@ impl Instance {
         }
         self.spf.runs += 1;
         self.spf.last_run = Some(self.now);
+        // Restarting: the routes of our earlier life stay until the restart
+        // ends (RFC 3623 §2).
+        if self.is_restarting() {
+            return;
+        }
         let diff = self.rib.diff(&rib);
         if !diff.is_empty() {
             tracing::info!(

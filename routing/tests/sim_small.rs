@@ -1,6 +1,9 @@
 //! Small deterministic simulations: two routers, a line, a ring with ECMP,
-//! a broadcast segment with DR election, failures.
+//! a broadcast segment with DR election, failures, graceful restart.
 
+use routing::gr::{GrExit, GracefulRestart};
+use routing::packet::lsa::grace::RestartReason;
+use routing::packet::lsa::header::LsaType;
 use routing::sim::{Sim, link_local, router_id};
 use routing::{InstanceConfig, InterfaceKind, Ipv6Net, NextHop};
 
@@ -445,4 +448,142 @@ fn a_point_to_point_port_without_detection_stays_so() {
     s.add_segment(&[0, 1, 2], InterfaceKind::PointToPoint, 1);
     s.run_for(10_000);
     assert_eq!(interface_kinds(&s, 0), vec![InterfaceKind::PointToPoint]);
+}
+
+// Graceful restart between our own routers: a router that crashes and
+// comes back restarting keeps its neighbours' routes still, and a plain
+// restart (the control) does not.
+
+fn restarting(n: usize, period: u32) -> InstanceConfig {
+    InstanceConfig {
+        graceful_restart: GracefulRestart {
+            restarting: Some((period, RestartReason::Unknown)),
+            ..Default::default()
+        },
+        ..config(n)
+    }
+}
+
+/// A line 0 - 1 - 2, converged.
+fn line() -> Sim {
+    let mut s = Sim::new();
+    for i in 0..3 {
+        s.add_router(config(i));
+    }
+    s.add_link(0, 1, 1);
+    s.add_link(1, 2, 1);
+    s.run_for(20_000);
+    for (a, b) in [(0, 2), (2, 0)] {
+        assert!(s.routers[a].rib.routes.contains_key(&pod(b)), "{a} -> {b}");
+    }
+    s
+}
+
+fn live_grace_lsas(s: &Sim, r: usize) -> usize {
+    s.instance(r)
+        .state()
+        .lsdb
+        .iter()
+        .filter(|l| l.ls_type == LsaType::GRACE && l.age < 3600)
+        .count()
+}
+
+#[test]
+fn a_router_that_restarts_gracefully_moves_no_route_of_its_neighbours() {
+    let mut s = line();
+    let before = [s.routers[0].rib_changes, s.routers[2].rib_changes];
+    let routes = [s.routers[0].rib.clone(), s.routers[2].rib.clone()];
+    // Router 1 crashes and is back 1 s later (within the dead interval).
+    s.kill_router(1);
+    s.run_for(1_000);
+    s.restart_router(1, restarting(1, 60));
+    assert!(s.instance(1).is_restarting());
+    s.run_for(2_000);
+    // Both neighbours help it.
+    assert_eq!(s.instance(0).helping().len(), 1, "0 helps 1");
+    assert_eq!(s.instance(2).helping().len(), 1, "2 helps 1");
+    s.run_for(20_000);
+    assert_eq!(s.instance(1).gr_exit(), Some(GrExit::Completed));
+    assert!(
+        s.instance(0).helping().is_empty(),
+        "helping ended with the flush"
+    );
+    assert!(s.instance(2).helping().is_empty());
+    assert_eq!(live_grace_lsas(&s, 0), 0, "the Grace-LSAs were flushed");
+    assert_eq!(
+        [s.routers[0].rib_changes, s.routers[2].rib_changes],
+        before,
+        "the neighbours' routes never moved"
+    );
+    assert_eq!([s.routers[0].rib.clone(), s.routers[2].rib.clone()], routes);
+    // The restarted router computed and handed out its routes at the end.
+    for d in [0, 2] {
+        assert!(s.routers[1].rib.routes.contains_key(&pod(d)), "1 -> {d}");
+    }
+}
+
+#[test]
+fn a_plain_restart_moves_the_neighbours_routes() {
+    // The control: the same crash without graceful restart.
+    let mut s = line();
+    let before = s.routers[0].rib_changes;
+    s.kill_router(1);
+    s.run_for(1_000);
+    s.restart_router(1, config(1));
+    s.run_for(20_000);
+    assert!(
+        s.routers[0].rib_changes > before,
+        "without graceful restart 0 lost and relearnt its routes through 1"
+    );
+}
+
+#[test]
+fn a_neighbour_that_does_not_help_ends_the_restart_at_once() {
+    let mut s = line();
+    // 1 is back only after its neighbours declared it dead: they no longer
+    // list it, so it cannot restore its old adjacencies.
+    s.kill_router(1);
+    s.run_for(5_000);
+    s.restart_router(1, restarting(1, 60));
+    s.run_for(10_000);
+    assert_eq!(s.instance(1).gr_exit(), Some(GrExit::Inconsistent));
+    for d in [0, 2] {
+        assert!(s.routers[1].rib.routes.contains_key(&pod(d)), "1 -> {d}");
+    }
+}
+
+#[test]
+fn a_strict_helper_stops_on_a_topology_change() {
+    let mut s = line();
+    s.kill_router(1);
+    s.run_for(500);
+    s.restart_router(1, restarting(1, 10));
+    s.run_for(1_500);
+    assert_eq!(s.instance(2).helping().len(), 1);
+    // 0 advertises a new prefix: a topology change, strict helpers stop.
+    s.input(0, routing::Input::SetStubPrefixes(vec![pod(0), pod(7)]));
+    s.run_for(3_000);
+    assert!(s.instance(2).helping().is_empty(), "strict helper stopped");
+}
+
+#[test]
+fn helping_ends_with_the_grace_period() {
+    let mut s = line();
+    s.kill_router(1);
+    s.run_for(500);
+    s.restart_router(1, restarting(1, 5));
+    s.run_for(1_000);
+    assert_eq!(s.instance(0).helping().len(), 1);
+    // 1 dies again before it is done: 0 keeps it until the 5 s are over,
+    // then lets it go.
+    s.kill_router(1);
+    s.run_for(3_000);
+    assert_eq!(s.instance(0).helping().len(), 1, "still within the period");
+    assert!(
+        s.routers[0].rib.routes.contains_key(&pod(2)),
+        "still routing through 1"
+    );
+    s.run_for(5_000);
+    assert!(s.instance(0).helping().is_empty());
+    assert!(!s.routers[0].rib.routes.contains_key(&pod(2)), "1 is gone");
 }

@@ -93,6 +93,12 @@ pub enum Command {
     SetStubPrefixes(Vec<Ipv6Net>),
     /// Flush our LSAs and advertise nothing more ([`Input::Retire`]).
     Retire,
+    /// Announce a planned restart ([`Input::PrepareRestart`]); the stop
+    /// that follows leaves the neighbours adjacent.
+    PrepareRestart {
+        period: u32,
+        reason: crate::packet::lsa::grace::RestartReason,
+    },
     /// Reply with the current state.
     Snapshot(oneshot::Sender<Snapshot>),
     /// Reply with the small summary an agent samples.
@@ -152,6 +158,20 @@ impl Handle {
     /// (before it stops under a router id it gives up).
     pub async fn retire(&self) -> io::Result<()> {
         self.tx.send(Command::Retire).await.map_err(|_| gone())
+    }
+
+    /// Announce a planned restart with this grace period (seconds): a
+    /// Grace-LSA on every interface. The driver's next stop then leaves
+    /// every interface as it is, so the neighbours keep us adjacent.
+    pub async fn prepare_restart(
+        &self,
+        period: u32,
+        reason: crate::packet::lsa::grace::RestartReason,
+    ) -> io::Result<()> {
+        self.tx
+            .send(Command::PrepareRestart { period, reason })
+            .await
+            .map_err(|_| gone())
     }
 
     /// Return the summary an embedding agent samples (cheap, unlike
@@ -258,9 +278,12 @@ pub async fn run(
         }
     }
 
-    let ifindexes: Vec<u32> = driver.ifaces.keys().copied().collect();
-    for ifindex in ifindexes {
-        driver.remove_interface(ifindex).await;
+    // A planned restart leaves the neighbours adjacent: no goodbye.
+    if !driver.instance.restart_prepared() {
+        let ifindexes: Vec<u32> = driver.ifaces.keys().copied().collect();
+        for ifindex in ifindexes {
+            driver.remove_interface(ifindex).await;
+        }
     }
     Ok(driver.instance)
 }
@@ -364,6 +387,9 @@ impl Driver {
                 self.input(Input::SetStubPrefixes(prefixes)).await;
             }
             Command::Retire => self.input(Input::Retire).await,
+            Command::PrepareRestart { period, reason } => {
+                self.input(Input::PrepareRestart { period, reason }).await
+            }
             Command::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
                     time: self.clock.now(),

@@ -65,6 +65,8 @@ impl LsaType {
     pub const NSSA: LsaType = LsaType(0x2007);
     pub const LINK: LsaType = LsaType(0x0008);
     pub const INTRA_AREA_PREFIX: LsaType = LsaType(0x2009);
+    /// Grace-LSA (RFC 5187 §2.1): link-local scope, function code 11.
+    pub const GRACE: LsaType = LsaType(0x000b);
 
     /// Return the U-bit: handle an unknown type as if understood.
     pub fn u_bit(self) -> bool {

@@ -4,6 +4,7 @@
 //! type, known or not, is carried as raw bytes so it can be stored and
 //! flooded unchanged (RFC 5340 §4.5.1, the U-bit).
 
+pub mod grace;
 pub mod header;
 pub mod intra_area_prefix;
 pub mod link;
