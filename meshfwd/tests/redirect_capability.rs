@@ -9,7 +9,7 @@ mod agent_support;
 
 use std::time::Duration;
 
-use agent_support::{Answers as _, mesh, meshfwd_cli, wait_until};
+use agent_support::{Answers as _, crash, mesh, meshfwd_cli, wait_until};
 use lab::{Topology, Wire};
 use meshfwd_common::stats::Stat;
 
@@ -100,14 +100,9 @@ fn redirects_the_egress_device_refuses_are_counted_without_an_agent() {
     };
     assert_eq!(failed("b"), 0, "nothing refused yet");
 
-    // SIGKILL: a SIGTERM'd agent says goodbye to its neighbours, and a
-    // would stop sending through b at once.
-    let pid = m.pid("b").expect("b's agent runs");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill b's agent");
+    // A crash: no agent on b re-checks the device, and a keeps sending
+    // through b (within its dead interval).
+    crash(&m, "b");
     m.lab
         .node("c")
         .run(&["ethtool", "-K", &c_if, "gro", "off"])

@@ -124,6 +124,9 @@ pub struct Summary {
     pub foreign_links: Vec<ForeignLink>,
     /// Advertisements of reachable routers the prefix policy refused.
     pub refused: Vec<crate::ownership::Refused>,
+    /// We are restarting gracefully: our routes are not out yet.
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 /// A link to our router id that is not one of our adjacencies.
@@ -180,6 +183,7 @@ impl Instance {
             reachable: self.reachable.clone(),
             foreign_links: self.foreign_links(),
             refused: self.refused.clone(),
+            restarting: self.is_restarting(),
             advertisers: self
                 .lsdb
                 .iter()

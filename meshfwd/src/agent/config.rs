@@ -45,6 +45,8 @@
 //! max_lsas_per_router = 100   # and per advertising router
 //! gateways = []               # router ids allowed to advertise ::/0 and aggregates
 //! network = "auto"            # auto | point-to-point | broadcast
+//! graceful_restart = true     # RFC 3623: restart without moving the neighbours' routes
+//! grace_period = 60           # seconds a restart may take (1-1800)
 //!
 //! [[ospf.link]]               # per-link overrides, first match wins
 //! name = "eth2"               # a glob over interface names
@@ -302,6 +304,12 @@ pub struct OspfConfig {
     /// Routers (by router id) allowed to advertise a default route or an
     /// aggregate covering the cluster prefix (see `routing::ownership`).
     pub gateways: Vec<Ipv4Addr>,
+    /// Graceful restart (RFC 3623, RFC 5187): help restarting neighbours,
+    /// announce our own restarts (a stop on SIGTERM is a planned restart;
+    /// a start that finds an earlier run's routes an unplanned one).
+    pub graceful_restart: bool,
+    /// Seconds our restart may take before the neighbours give up on it.
+    pub grace_period: u32,
     /// The network type of every mesh link...
     pub network: NetworkType,
     /// ...but those a `[[ospf.link]]` entry names (the first match).
@@ -328,6 +336,8 @@ impl Default for OspfConfig {
             max_lsas: 20_000,
             max_lsas_per_router: 100,
             gateways: Vec::new(),
+            graceful_restart: true,
+            grace_period: 60,
             network: NetworkType::Auto,
             links: Vec::new(),
             auth: AuthConfig::default(),
@@ -714,6 +724,12 @@ impl Config {
         if o.cost == 0 {
             return Err(ConfigError::new("ospf.cost", "must be at least 1"));
         }
+        if !(1..=1800).contains(&o.grace_period) {
+            return Err(ConfigError::new(
+                "ospf.grace_period",
+                "must be 1 to 1800 seconds (RFC 3623: at most LSRefreshTime)",
+            ));
+        }
         if o.min_ls_arrival_ms > o.min_ls_interval_ms {
             return Err(ConfigError::new(
                 "ospf.min_ls_arrival_ms",
@@ -900,6 +916,10 @@ mod tests {
         );
         assert_eq!(field("[[ospf.link]]\nnetwork = \"auto\""), "ospf.link[0]");
         assert_eq!(field("metrics = \"everywhere\""), "metrics");
+        for bad in ["[ospf]\ngrace_period = 0", "[ospf]\ngrace_period = 3600"] {
+            let e = Config::from_toml(bad).unwrap().validate().unwrap_err();
+            assert_eq!(e.field, "ospf.grace_period");
+        }
         let c = Config::from_toml("metrics = \"off\"").unwrap();
         assert_eq!(c.metrics, MetricsListen::Off);
         assert_eq!(Config::default().metrics.to_string(), DEFAULT_METRICS);

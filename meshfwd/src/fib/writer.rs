@@ -292,6 +292,11 @@ impl FibWriter {
         Ok(report)
     }
 
+    /// Return how many FIB entries of an earlier run are still adopted.
+    pub fn adopted_routes(&self) -> usize {
+        self.adopted.as_ref().map_or(0, |a| a.fib.len())
+    }
+
     /// Return the earlier run's next hops still adopted: id -> ifindex.
     pub fn adopted_next_hops(&self) -> BTreeMap<u32, u32> {
         self.adopted

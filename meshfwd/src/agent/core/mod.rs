@@ -544,10 +544,12 @@ impl Core {
             // exchanges are done: what OSPF computes now is the truth.
             let waited = now.saturating_sub(since);
             let dead_ms = u64::from(self.settings.interface.dead_interval) * 1_000;
-            if (synced && quiet && waited >= dead_ms) || waited >= RESYNC_MAX_MS {
+            // A graceful restart hands its routes out when it ends.
+            let settled = synced && quiet && waited >= dead_ms && !s.restarting;
+            if settled || waited >= RESYNC_MAX_MS {
                 tracing::info!(
                     after_ms = waited,
-                    settled = synced && quiet,
+                    settled,
                     "OSPF resynchronised since start"
                 );
                 self.resync_since = None;

@@ -95,6 +95,7 @@ fn summary(me: Ipv4Addr, routers: &[Ipv4Addr], lsdb_changes: u64) -> Summary {
         reachable: routers.iter().copied().chain([me]).collect(),
         foreign_links: Vec::new(),
         refused: Vec::new(),
+        restarting: false,
     }
 }
 

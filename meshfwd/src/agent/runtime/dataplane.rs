@@ -80,6 +80,8 @@ pub struct Xdp {
     /// apply under way when the carrier went writes.
     down: DownLinks,
     tables: watch::Sender<Desired>,
+    /// FIB entries an earlier run left (adopted until pruned).
+    adopted: usize,
     status: Arc<Mutex<WriterStatus>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -103,6 +105,7 @@ impl Dataplane {
         let writer = FibWriter::new(FibMaps::open(bpffs)?)
             .await?
             .with_kernel_routes(kernel_routes);
+        let adopted = writer.adopted_routes();
         let maps = FibMaps::open(bpffs)?;
         let index = NextHopIndex::default();
         let down = DownLinks::default();
@@ -123,6 +126,7 @@ impl Dataplane {
             index,
             down,
             tables,
+            adopted,
             status,
             task,
         })))
@@ -251,6 +255,17 @@ impl Dataplane {
                     );
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// Return whether an earlier run of the agent left routes behind (in
+    /// the maps, or in the kernel without XDP): this start is a restart.
+    pub async fn earlier_run(&self) -> bool {
+        match self {
+            Dataplane::Xdp(x) => x.adopted > 0,
+            Dataplane::KernelOnly { handle, .. } => {
+                kroute::dump_ours(handle).await.is_ok_and(|r| !r.is_empty())
             }
         }
     }

@@ -121,6 +121,8 @@ pub struct Agent {
     /// Counters of what the runtime carried out (the core counts its
     /// decisions).
     alive_flips: u64,
+    /// An earlier run left routes: the first OSPF start is a restart.
+    earlier_run: bool,
     control_requests: u64,
 }
 
@@ -188,6 +190,10 @@ impl Agent {
             // (`Action::PruneStale`).
             Dataplane::start_kernel_only(netlink.clone(), config.kernel_routes)
         };
+        let earlier_run = dataplane.earlier_run().await;
+        if earlier_run {
+            tracing::info!("an earlier run's routes are in place: restarting gracefully");
+        }
         let core = Core::new(settings(&config), identity, links);
         let mut agent = Agent {
             config,
@@ -202,6 +208,7 @@ impl Agent {
             boot_count: (boot_count, 0),
             listener: Some(listener),
             alive_flips: 0,
+            earlier_run,
             control_requests: 0,
         };
         let actions = agent.core.handle(0, Event::Start);
@@ -285,7 +292,14 @@ impl Agent {
         }
         let _ = std::fs::remove_file(&self.config.socket);
         if let Some(ospf) = self.ospf.take() {
-            ospf.stop().await;
+            // A stop is a restart unless graceful restart is off: the
+            // pinned fast path keeps forwarding, and the neighbours keep
+            // routing through it for the grace period.
+            if self.config.ospf.graceful_restart {
+                ospf.stop_for_restart(self.config.ospf.grace_period).await;
+            } else {
+                ospf.stop().await;
+            }
         }
         self.dataplane.stop();
         tracing::info!("agent stopped");
@@ -378,12 +392,16 @@ impl Agent {
                         old.stop().await;
                     }
                     let boot = self.next_boot_count();
+                    // Only the first start of a process can be a restart;
+                    // one under a new router id is a new router.
+                    let restarting = std::mem::take(&mut self.earlier_run);
                     self.ospf = Some(Ospf::start(
                         &self.config.ospf,
                         self.config.cluster_prefix,
                         router_id,
                         stubs,
                         boot,
+                        restarting,
                     ));
                 }
                 Action::OspfAddInterface(spec) => {

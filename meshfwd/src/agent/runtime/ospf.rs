@@ -8,8 +8,10 @@ use ipnet::Ipv6Net;
 use routing::{
     InstanceConfig, RibDiff, SpfBackoffConfig,
     driver::{self, Handle},
+    gr::GracefulRestart,
     instance::LsdbLimits,
     ownership::PrefixPolicy,
+    packet::lsa::grace::RestartReason,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,6 +19,9 @@ use crate::agent::config::OspfConfig;
 
 /// How long a stopping OSPF driver may take to send its last packets.
 const STOP_WAIT: Duration = Duration::from_secs(2);
+/// How long the Grace-LSAs of a planned restart get to reach the
+/// neighbours (they are sent at once; this covers the send queue).
+const GRACE_ANNOUNCE_WAIT: Duration = Duration::from_millis(200);
 
 /// A running OSPF driver.
 pub struct Ospf {
@@ -48,6 +53,7 @@ impl Ospf {
         router_id: Ipv4Addr,
         stubs: Vec<Ipv6Net>,
         boot_count: u32,
+        restarting: bool,
     ) -> Ospf {
         let (handle, commands) = driver::channel();
         let (rib_tx, ribs) = mpsc::unbounded_channel();
@@ -73,6 +79,12 @@ impl Ospf {
                 time_to_learn_ms: config.spf_time_to_learn_ms,
                 holddown_ms: config.spf_holddown_ms,
             },
+            graceful_restart: GracefulRestart {
+                helper: config.graceful_restart,
+                restarting: (config.graceful_restart && restarting)
+                    .then_some((config.grace_period, RestartReason::Unknown)),
+                ..GracefulRestart::default()
+            },
             ..InstanceConfig::default()
         };
         let task = tokio::spawn(driver::run(
@@ -90,6 +102,21 @@ impl Ospf {
             stop,
             task,
         }
+    }
+
+    /// Stop for a restart (RFC 3623 §2.1): announce it with Grace-LSAs,
+    /// give them a moment to go out, and stop without a goodbye, so the
+    /// neighbours keep routing through us for `period` seconds.
+    pub async fn stop_for_restart(self, period: u32) {
+        if let Err(e) = self
+            .handle
+            .prepare_restart(period, RestartReason::SoftwareRestart)
+            .await
+        {
+            tracing::warn!(error = %e, "announcing the restart failed");
+        }
+        tokio::time::sleep(GRACE_ANNOUNCE_WAIT).await;
+        self.stop().await;
     }
 
     /// Stop the driver, giving it a moment to send its last packets.

@@ -1,0 +1,120 @@
+//! Restarting the agent, crashed or stopped, with graceful restart (RFC
+//! 3623): the neighbours keep routing through the node, so none of their
+//! routes moves, and the restarted agent hands out its own routes only
+//! once its adjacencies are back.
+
+mod agent_support;
+
+use std::time::{Duration, Instant};
+
+use agent_support::{Answers as _, crash, latest_log, mesh, wait_until};
+use lab::{Topology, Wire, agents::AgentMesh};
+use meshfwd::api::StatsReport;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+fn rib_changes(m: &AgentMesh, node: &str) -> u64 {
+    m.show::<StatsReport>(node, meshfwd::api::Query::Stats)
+        .and_then(|s| s.agent)
+        .map(|a| a.rib_changes)
+        .unwrap_or_else(|| panic!("{node}'s agent answers"))
+}
+
+/// Restart b of a line a - b - c with `restart` and check that a and c
+/// noticed nothing: no route change, a's kernel route to c always there.
+fn restart_b(tag: &str, restart: impl FnOnce(&AgentMesh)) {
+    let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+    let mut m = mesh(tag, &topo);
+    m.start_all().unwrap();
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    // Settled: no more route changes from the start.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = (rib_changes(&m, "a"), rib_changes(&m, "c"));
+    let c = m.node_address("c").to_string();
+    // 100 pings a second from a to c across b, for 6 s around the restart.
+    let ping = m
+        .lab
+        .node("a")
+        .cmd("ping")
+        .args(["-6", "-n", "-q", "-i", "0.01", "-c", "600", "-W", "1", &c])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping from a");
+    std::thread::sleep(Duration::from_millis(500));
+    restart(&m);
+    // Until b is done restarting, a's route to c must stay.
+    let new_log = || latest_log(&m, "b");
+    let start = Instant::now();
+    let mut samples = 0;
+    while !new_log().contains("gr: restart ends") {
+        assert!(
+            start.elapsed() < CONVERGE,
+            "b did not finish restarting:\n{}",
+            new_log()
+        );
+        let route = m
+            .lab
+            .node("a")
+            .run(&["ip", "-6", "route", "show", &c])
+            .unwrap_or_default();
+        assert!(
+            route.contains("via"),
+            "a lost its route to c (sample {samples}):\n{}",
+            m.log("a")
+        );
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Bounded: 600 pings at 10 ms and a 1 s wait for the last.
+    let out = ping.wait_with_output().expect("ping finishes");
+    let pinged = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{pinged}");
+    assert!(
+        pinged.contains(" 0% packet loss"),
+        "a lost pings to c while b restarted:\n{pinged}"
+    );
+    let log = new_log();
+    assert!(log.contains("restarting gracefully"), "{log}");
+    assert!(
+        log.contains("why=Completed"),
+        "b's adjacencies all came back:\n{log}"
+    );
+    for n in ["a", "c"] {
+        assert!(
+            m.log(n).contains("gr: helping a restarting neighbour"),
+            "{n} helped"
+        );
+        assert!(
+            !m.log(n).contains("uses our router id"),
+            "{n} kept its identity"
+        );
+    }
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    wait_until("the helpers stop helping", CONVERGE, || {
+        ["a", "c"]
+            .iter()
+            .all(|n| m.log(n).contains("gr: helping ends"))
+    });
+    assert_eq!(
+        (rib_changes(&m, "a"), rib_changes(&m, "c")),
+        before,
+        "no route of a or c moved while b restarted"
+    );
+}
+
+#[test]
+fn a_crashed_agent_back_within_the_dead_interval_moves_no_route_of_its_neighbours() {
+    restart_b("gr-kill", |m| {
+        crash(m, "b");
+        std::thread::sleep(Duration::from_secs(1));
+        m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
+    });
+}
+
+#[test]
+fn a_stopped_and_restarted_agent_moves_no_route_of_its_neighbours() {
+    // SIGTERM: a planned restart, announced before the agent goes.
+    restart_b("gr-term", |m| {
+        m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
+    });
+}
