@@ -1,11 +1,13 @@
 //! kubermesh benchmarks: the harnesses under `src/bin` (forwarding,
-//! recovery, pods, agent_idle, and the lab demo), the criterion benchmark
+//! recovery, restart, pods, agent_idle, and the lab demo), the criterion benchmark
 //! under `benches`, and what they share: [`agents`] (meshes of real agents)
 //! and the forwarding benchmark's XDP helpers (`ebpf/`).
 
 pub mod agents;
 /// PNG plots of the forwarding benchmark's per-round rates.
 pub mod plot;
+/// UDP probe flows and the holes in them.
+pub mod probe;
 
 /// The forwarding benchmark's XDP helpers (`bench/ebpf`, built by
 /// `build.rs`): the reflector (generator and sink in one), pass-all, the

@@ -118,3 +118,133 @@ fn a_stopped_and_restarted_agent_moves_no_route_of_its_neighbours() {
         m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
     });
 }
+
+// Interop: BIRD 2 as the helper of our restart, and as the restarting
+// router we help.
+
+#[allow(dead_code, reason = "this file uses a subset")]
+#[path = "../../routing/tests/common/bird.rs"]
+mod bird;
+
+use bird::{BirdConf, BirdFiles};
+
+const BIRD_ID: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 0, 0, 99);
+const BIRD_STUB: &str = "2001:db8:99::/64";
+
+/// Start BIRD in `node` (point-to-point on its mesh links, the agents'
+/// timers), restarting from an earlier run with `-R` if `recover`.
+fn start_bird(
+    m: &AgentMesh,
+    node: &str,
+    graceful: bool,
+    recover: bool,
+) -> (BirdFiles, lab::ProcId) {
+    let n = m.lab.node(node);
+    let files = BirdFiles::new(m.lab.work_dir(), node);
+    let ifaces = n.ifaces();
+    let ifaces: Vec<&str> = ifaces.iter().map(String::as_str).collect();
+    let mut text = BirdConf::ptp(BIRD_ID, &ifaces, &[BIRD_STUB]).render(&files.log);
+    if graceful {
+        // BIRD restarts gracefully only when told to; helping it does by
+        // default (`aware`).
+        text = text.replace(
+            "protocol ospf v3 ospf1 {",
+            "protocol ospf v3 ospf1 {\n  graceful restart yes;\n  graceful restart time 60;",
+        );
+    }
+    std::fs::write(&files.conf, text).expect("BIRD configuration");
+    let mut args = files.bird_args();
+    if recover {
+        args.push("-R".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let proc = n
+        .spawn(if recover { "bird-r" } else { "bird" }, &args)
+        .expect("start BIRD");
+    (files, proc)
+}
+
+fn birdc(m: &AgentMesh, node: &str, files: &BirdFiles, command: &str) -> String {
+    let args = files.birdc_args(command);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    m.lab.node(node).run(&args).unwrap_or_default()
+}
+
+#[test]
+fn our_restart_moves_no_route_of_a_bird_helper() {
+    let topo = Topology::new().line(&["a", "b", "r"], Wire::Direct);
+    let mut m = mesh("gr-bird-helps", &topo);
+    let (files, _bird) = start_bird(&m, "r", false, false);
+    m.start("a", &[]).unwrap();
+    m.start("b", &[]).unwrap();
+    m.wait_full_reachability(&["a", "b"], CONVERGE);
+    let a = m.node_address("a");
+    wait_until("BIRD routes to a through b", CONVERGE, || {
+        birdc(&m, "r", &files, "show route protocol ospf1").contains(&format!("{a}/128"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // BIRD prints each route with the time it was learnt: a route that
+    // flapped, even for a moment, prints differently.
+    let before = birdc(&m, "r", &files, "show route protocol ospf1");
+    crash(&m, "b");
+    std::thread::sleep(Duration::from_secs(1));
+    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
+    let start = Instant::now();
+    while !latest_log(&m, "b").contains("gr: restart ends") {
+        assert!(
+            start.elapsed() < CONVERGE,
+            "b did not finish restarting:\n{}",
+            latest_log(&m, "b")
+        );
+        assert_eq!(
+            birdc(&m, "r", &files, "show route protocol ospf1"),
+            before,
+            "BIRD's routes moved while b restarted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        latest_log(&m, "b").contains("why=Completed"),
+        "{}",
+        latest_log(&m, "b")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(birdc(&m, "r", &files, "show route protocol ospf1"), before);
+}
+
+#[test]
+fn we_help_bird_restart_and_keep_our_routes() {
+    let topo = Topology::new().line(&["b", "r"], Wire::Direct);
+    let mut m = mesh("gr-bird-restarts", &topo);
+    let (files, bird) = start_bird(&m, "r", true, false);
+    m.start("b", &[]).unwrap();
+    let stub: ipnet::Ipv6Net = BIRD_STUB.parse().unwrap();
+    wait_until("b routes to BIRD's stub", CONVERGE, || {
+        m.routes("b").iter().any(|r| r.prefix == stub)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let before = rib_changes(&m, "b");
+    // BIRD's planned restart: Grace-LSAs, then it exits; back with -R.
+    birdc(&m, "r", &files, "graceful restart");
+    wait_until("BIRD exits for its restart", CONVERGE, || {
+        !m.lab.node("r").is_running(bird)
+    });
+    let (_files, _bird) = start_bird(&m, "r", true, true);
+    wait_until(
+        "b helps BIRD and stops when BIRD is done",
+        Duration::from_secs(70),
+        || m.log("b").contains("gr: helping ends"),
+    );
+    let log = m.log("b");
+    assert!(log.contains("gr: helping a restarting neighbour"), "{log}");
+    assert!(
+        log.contains("why=Completed"),
+        "BIRD flushed its Grace-LSA:\n{log}"
+    );
+    assert_eq!(
+        rib_changes(&m, "b"),
+        before,
+        "no route of b moved while BIRD restarted"
+    );
+    assert!(m.routes("b").iter().any(|r| r.prefix == stub));
+}

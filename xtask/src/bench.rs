@@ -24,6 +24,11 @@ const BENCHES: &[(&str, Harness, &str)] = &[
         "probe loss on loud and silent cuts; join time",
     ),
     (
+        "restart",
+        Harness::Bin,
+        "loss and broken TCP across agent restarts (SIGTERM, kill -9)",
+    ),
+    (
         "pods",
         Harness::Bin,
         "pod to pod over 3 hops: fast path vs ptp baseline",

@@ -31,18 +31,15 @@
 
 use std::{
     collections::BTreeSet,
-    net::{Ipv6Addr, SocketAddrV6, UdpSocket},
+    net::{Ipv6Addr, SocketAddrV6},
     os::fd::{AsRawFd as _, OwnedFd},
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Result, bail};
 use bench::agents::{Answers as _, CONVERGE, DEAD, HELLO, Mesh, meshfwd_bin, wait_until};
+use bench::probe::Flow;
 use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire, netns};
 use serde::Serialize;
@@ -111,44 +108,6 @@ fn progress(what: &str) {
     eprintln!("recovery: {what}");
 }
 
-/// Receive probe packets until `stop`; return (seq, arrival) pairs.
-fn receive(sock: UdpSocket, stop: Arc<AtomicBool>) -> Vec<(u64, Instant)> {
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
-    let mut got = Vec::with_capacity(200_000);
-    let mut buf = [0u8; 64];
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok(n) = sock.recv(&mut buf)
-            && n >= 8
-        {
-            got.push((
-                u64::from_be_bytes(buf[..8].try_into().expect("8 bytes")),
-                Instant::now(),
-            ));
-        }
-    }
-    got
-}
-
-/// Send `pps` sequence-numbered packets per second until `stop`, in bursts
-/// of one millisecond's worth; return how many were sent.
-fn send(sock: UdpSocket, pps: u32, stop: Arc<AtomicBool>) -> u64 {
-    let per_ms = f64::from(pps) / 1000.0;
-    let start = Instant::now();
-    let mut seq = 0u64;
-    let mut buf = [0u8; 32];
-    while !stop.load(Ordering::Relaxed) {
-        let due = (start.elapsed().as_secs_f64() * 1000.0 * per_ms) as u64;
-        while seq < due {
-            buf[..8].copy_from_slice(&seq.to_be_bytes());
-            // A send error (no route for a moment) is a lost packet too.
-            let _ = sock.send(&buf);
-            seq += 1;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    seq
-}
-
 /// One cut run: steady flow, find the member, cut, measure, restore.
 fn cut_run(
     m: &Mesh,
@@ -157,24 +116,13 @@ fn cut_run(
     c_addr: Ipv6Addr,
     c_pod: &Ipv6Net,
 ) -> Result<CutResult> {
-    let g_ns = m.lab.node("g").netns().to_string();
-    let c_ns = m.lab.node("c").netns().to_string();
-    let rx = netns::enter(&c_ns, || Ok(UdpSocket::bind("[::]:47999")?))?;
-    let tx = netns::enter(&g_ns, || {
-        let s = UdpSocket::bind("[::]:0")?;
-        s.connect(SocketAddrV6::new(c_addr, PORT, 0, 0))?;
-        Ok(s)
-    })?;
-    let stop_rx = Arc::new(AtomicBool::new(false));
-    let stop_tx = Arc::new(AtomicBool::new(false));
-    let receiver = {
-        let stop = stop_rx.clone();
-        std::thread::spawn(move || receive(rx, stop))
-    };
-    let sender = {
-        let stop = stop_tx.clone();
-        std::thread::spawn(move || send(tx, pps, stop))
-    };
+    let flow = Flow::start(
+        m.lab.node("g").netns(),
+        m.lab.node("c").netns(),
+        c_addr,
+        PORT,
+        pps,
+    )?;
     std::thread::sleep(Duration::from_secs(1));
     // Which of a's two next hops does the flow take? The one whose XDP
     // forwards it on to c.
@@ -197,11 +145,7 @@ fn cut_run(
         u64::from(DEAD) + 4
     });
     std::thread::sleep(after);
-    stop_tx.store(true, Ordering::Relaxed);
-    let sent = sender.join().expect("sender thread");
-    std::thread::sleep(Duration::from_millis(300));
-    stop_rx.store(true, Ordering::Relaxed);
-    let got = receiver.join().expect("receiver thread");
+    let r = flow.stop();
 
     m.lab.restore("a", via)?;
     let both: BTreeSet<String> = ["m-b".to_string(), "m-d".to_string()].into();
@@ -209,22 +153,6 @@ fn cut_run(
         m.route_ifaces("a", c_pod) == both
     })?;
 
-    progress(&format!(
-        "{kind}: {} arrivals, seq {:?}..{:?}",
-        got.len(),
-        got.iter().map(|g| g.0).min(),
-        got.iter().map(|g| g.0).max()
-    ));
-    let (largest_hole, window) = largest_hole(&got, sent);
-    let interval_ms = 1000.0 / f64::from(pps);
-    let by_count = largest_hole as f64 * interval_ms;
-    // A hole that never closed has no arrival after it: count packets.
-    let loss_window_ms = if window == Duration::MAX {
-        by_count
-    } else {
-        (window.as_secs_f64() * 1000.0 - interval_ms).max(by_count)
-    };
-    let received = got.iter().map(|(s, _)| *s).collect::<BTreeSet<u64>>().len() as u64;
     let goal_ms = if kind == "loud" {
         10.0
     } else {
@@ -234,43 +162,14 @@ fn cut_run(
         kind,
         cut_link: format!("a-{via}"),
         pps,
-        sent,
-        received,
-        lost: sent.saturating_sub(received),
-        largest_hole,
-        loss_window_ms,
+        sent: r.sent,
+        received: r.received,
+        lost: r.lost,
+        largest_hole: r.largest_hole,
+        loss_window_ms: r.loss_window_ms,
         goal_ms,
-        met_goal: loss_window_ms <= goal_ms,
+        met_goal: r.loss_window_ms <= goal_ms,
     })
-}
-
-/// The largest run of missing sequence numbers, and the arrival gap
-/// around it.
-fn largest_hole(got: &[(u64, Instant)], sent: u64) -> (u64, Duration) {
-    let mut seen: Vec<(u64, Instant)> = got.to_vec();
-    seen.sort_by_key(|(s, _)| *s);
-    seen.dedup_by_key(|(s, _)| *s);
-    let mut best = (0u64, Duration::ZERO);
-    let mut prev: Option<(u64, Instant)> = None;
-    for &(s, t) in &seen {
-        // Losses before the first arrival are the flow starting up, not
-        // the cut.
-        let (gap, dt) = match prev {
-            Some((ps, pt)) => (s - ps - 1, t.saturating_duration_since(pt)),
-            None => (0, Duration::ZERO),
-        };
-        if gap > best.0 {
-            best = (gap, dt);
-        }
-        prev = Some((s, t));
-    }
-    if let Some((ps, _)) = prev
-        && sent > ps + 1
-        && sent - ps - 1 > best.0
-    {
-        best = (sent - ps - 1, Duration::MAX);
-    }
-    best
 }
 
 /// An ICMPv6 echo socket inside the current netns.
