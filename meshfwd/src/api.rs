@@ -158,6 +158,12 @@ pub struct NodeInfo {
     /// OSPF authentication (RFC 7166); `None`: off.
     #[serde(default)]
     pub ospf_auth: Option<AuthInfo>,
+    /// OSPF graceful restart: this agent is restarting, and how many
+    /// neighbours it helps restart.
+    #[serde(default)]
+    pub gr_restarting: bool,
+    #[serde(default)]
+    pub gr_helping: usize,
     pub state_file: PathBuf,
     pub bpffs: PathBuf,
     pub uptime_s: u64,

@@ -121,6 +121,18 @@ pub fn render(s: &Snapshot<'_>) -> String {
         s.node.routes as i64,
     );
     counter(&mut r, "ospf_spf_runs", "SPF runs", s.node.spf_runs);
+    gauge(
+        &mut r,
+        "ospf_graceful_restart_restarting",
+        "1 while this router restarts gracefully (RFC 3623)",
+        i64::from(s.node.gr_restarting),
+    );
+    gauge(
+        &mut r,
+        "ospf_graceful_restart_helping",
+        "Neighbours this router helps restart",
+        s.node.gr_helping as i64,
+    );
     if let Some(o) = &s.stats.ospf {
         let drops: Family<Labels, Counter> = Family::default();
         for (reason, n) in &o.drops {

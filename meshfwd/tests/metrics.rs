@@ -71,6 +71,8 @@ fn the_agent_serves_its_figures_to_prometheus() {
     );
     assert_eq!(get("kubermesh_ospf_mesh_links", None), 1.0);
     assert!(get("kubermesh_ospf_spf_runs_total", None) >= 1.0);
+    assert_eq!(get("kubermesh_ospf_graceful_restart_restarting", None), 0.0);
+    assert_eq!(get("kubermesh_ospf_graceful_restart_helping", None), 0.0);
     assert!(get("kubermesh_ospf_lsdb_lsas", None) >= 4.0);
     // b's /64 and /128 at least.
     assert!(get("kubermesh_fib_entries", None) >= 2.0);

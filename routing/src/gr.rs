@@ -137,6 +137,9 @@ impl Instance {
             Some("the neighbour is not Full")
         } else if age >= grace.period {
             Some("the grace period is over")
+        } else if nbr.helping.is_none() && nbr.rxmt.iter().any(|k| is_topology(k.ls_type)) {
+            // Its database differs from ours already (§3.1 check 2).
+            Some("a topology change is still on its retransmission list")
         } else {
             None
         };
@@ -163,6 +166,7 @@ impl Instance {
         }
         let full = nbr.state == nsm::State::Full;
         tracing::info!(ifindex, neighbor = %rid, ?why, full, "gr: helping ends");
+        self.gr_helper_exit = Some(why);
         self.cancel(TimerKind::HelperGrace(ifindex, rid));
         // Our LSAs and routes now follow the adjacency as it is (§3.2).
         self.originate_needed = true;
@@ -298,6 +302,11 @@ impl Instance {
     /// Return whether a planned restart was announced ([`crate::Input::PrepareRestart`]).
     pub fn restart_prepared(&self) -> bool {
         self.gr_prepared.is_some()
+    }
+
+    /// How helping a restarting neighbour last ended, if it did.
+    pub fn helper_exit(&self) -> Option<GrExit> {
+        self.gr_helper_exit
     }
 
     /// How the last graceful restart of this instance ended, if it did.

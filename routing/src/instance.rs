@@ -181,6 +181,8 @@ pub struct Instance {
     pub(crate) restart_until: Option<Time>,
     /// How the graceful restart ended.
     pub(crate) gr_exit: Option<crate::gr::GrExit>,
+    /// How helping a neighbour last ended.
+    pub(crate) gr_helper_exit: Option<crate::gr::GrExit>,
     /// A planned restart is prepared: Grace-LSAs with this body announced.
     pub(crate) gr_prepared: Option<Vec<u8>>,
 }
@@ -220,6 +222,7 @@ impl Instance {
             self_originated_fought: BTreeSet::new(),
             restart_until: None,
             gr_exit: None,
+            gr_helper_exit: None,
             gr_prepared: None,
         };
         inst.restart_until = Instance::gr_start(&inst.config.graceful_restart, now);

@@ -35,6 +35,12 @@ pub struct InstanceState {
     /// another router with our id.
     #[serde(default)]
     pub self_originated_repeat: u64,
+    /// Graceful restart: whether we are restarting, and the neighbours
+    /// (ifindex, router id) we help restart.
+    #[serde(default)]
+    pub gr_restarting: bool,
+    #[serde(default)]
+    pub gr_helping: Vec<(u32, Ipv4Addr)>,
 }
 
 /// One interface.
@@ -319,6 +325,8 @@ impl Instance {
             spf_backoff: self.spf.state,
             self_originated_newer: self.self_originated_newer,
             self_originated_repeat: self.self_originated_repeat,
+            gr_restarting: self.is_restarting(),
+            gr_helping: self.helping(),
         }
     }
 }

@@ -47,6 +47,7 @@
 //! network = "auto"            # auto | point-to-point | broadcast
 //! graceful_restart = true     # RFC 3623: restart without moving the neighbours' routes
 //! grace_period = 60           # seconds a restart may take (1-1800)
+//! graceful_restart_strict = true  # as helper, stop on a topology change
 //!
 //! [[ospf.link]]               # per-link overrides, first match wins
 //! name = "eth2"               # a glob over interface names
@@ -310,6 +311,9 @@ pub struct OspfConfig {
     pub graceful_restart: bool,
     /// Seconds our restart may take before the neighbours give up on it.
     pub grace_period: u32,
+    /// As a helper, stop helping when the topology changes (RFC 3623
+    /// §3.2 strict LSA checking).
+    pub graceful_restart_strict: bool,
     /// The network type of every mesh link...
     pub network: NetworkType,
     /// ...but those a `[[ospf.link]]` entry names (the first match).
@@ -338,6 +342,7 @@ impl Default for OspfConfig {
             gateways: Vec::new(),
             graceful_restart: true,
             grace_period: 60,
+            graceful_restart_strict: true,
             network: NetworkType::Auto,
             links: Vec::new(),
             auth: AuthConfig::default(),

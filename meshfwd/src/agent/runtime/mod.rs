@@ -539,6 +539,8 @@ impl Agent {
                     spf_runs: snap.state.spf_runs,
                     xdp: self.config.xdp,
                     netfilter: self.netfilter.clone(),
+                    gr_restarting: snap.state.gr_restarting,
+                    gr_helping: snap.state.gr_helping.len(),
                     ospf_auth: self.config.keys.as_ref().map(|chain| {
                         let now = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)

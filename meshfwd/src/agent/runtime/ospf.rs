@@ -81,6 +81,7 @@ impl Ospf {
             },
             graceful_restart: GracefulRestart {
                 helper: config.graceful_restart,
+                strict: config.graceful_restart_strict,
                 restarting: (config.graceful_restart && restarting)
                     .then_some((config.grace_period, RestartReason::Unknown)),
                 ..GracefulRestart::default()
