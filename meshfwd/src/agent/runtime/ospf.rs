@@ -84,7 +84,6 @@ impl Ospf {
                 strict: config.graceful_restart_strict,
                 restarting: (config.graceful_restart && restarting)
                     .then_some((config.grace_period, RestartReason::Unknown)),
-                ..GracefulRestart::default()
             },
             ..InstanceConfig::default()
         };
