@@ -248,3 +248,79 @@ fn we_help_bird_restart_and_keep_our_routes() {
     );
     assert!(m.routes("b").iter().any(|r| r.prefix == stub));
 }
+
+#[allow(dead_code, reason = "this file uses a subset")]
+#[path = "../../routing/tests/common/frr.rs"]
+mod frr;
+
+#[test]
+fn our_restart_moves_no_route_of_an_frr_helper() {
+    let topo = Topology::new().line(&["a", "b", "f"], Wire::Direct);
+    let mut m = mesh("gr-frr-helps", &topo);
+    // FRR 8.4 helps only when told to.
+    let frr = frr::Frr::start_on(
+        &m.lab,
+        "f",
+        BIRD_ID,
+        BIRD_STUB,
+        None,
+        bird::LinkType::PointToPoint,
+        &["graceful-restart helper enable"],
+    );
+    m.start("a", &[]).unwrap();
+    m.start("b", &[]).unwrap();
+    m.wait_full_reachability(&["a", "b"], CONVERGE);
+    let a = format!("{}/128", m.node_address("a"));
+    wait_until("FRR routes to a through b", CONVERGE, || {
+        frr.has_route(&m.lab, &a)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // zebra prints each route's age: a route that flapped prints younger.
+    let uptime = |out: &str| -> Option<u64> {
+        // "... ospf6 ... 00:00:12" style: the last hh:mm:ss on the line.
+        out.lines().find(|l| l.contains("ospf6"))?;
+        let t = out
+            .split_whitespace()
+            .rev()
+            .find(|w| w.matches(':').count() == 2)?;
+        let mut secs = 0;
+        for p in t.trim_end_matches(',').split(':') {
+            secs = secs * 60 + p.parse::<u64>().ok()?;
+        }
+        Some(secs)
+    };
+    let show = || {
+        frr.vtysh(&m.lab, &format!("show ipv6 route {a}"))
+            .unwrap_or_default()
+    };
+    let before = uptime(&show()).unwrap_or_else(|| panic!("a route age in:\n{}", show()));
+    crash(&m, "b");
+    std::thread::sleep(Duration::from_secs(1));
+    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
+    let start = Instant::now();
+    while !latest_log(&m, "b").contains("gr: restart ends") {
+        assert!(
+            start.elapsed() < CONVERGE,
+            "b did not finish restarting:\n{}",
+            latest_log(&m, "b")
+        );
+        let now = show();
+        let age = uptime(&now)
+            .unwrap_or_else(|| panic!("FRR lost its route to a:\n{now}\n{}", frr.describe(&m.lab)));
+        assert!(
+            age >= before,
+            "FRR's route to a was replaced ({before} s old, now {age} s):\n{now}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        latest_log(&m, "b").contains("why=Completed"),
+        "{}",
+        latest_log(&m, "b")
+    );
+    let age = uptime(&show()).expect("the route");
+    assert!(
+        age >= before + 1,
+        "the same route, older: {before} s then {age} s"
+    );
+}

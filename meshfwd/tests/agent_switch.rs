@@ -191,7 +191,15 @@ fn three_agents_on_a_switch_elect_and_route() {
 fn two_agents_and_frr_in_its_default_broadcast_mode() {
     let agents = ["a", "b"];
     let mut m = agents_on_a_switch("swfrr", &agents, Some("f"));
-    let frr = Frr::start_on(&m.lab, "f", PEER_ID, PEER_STUB, None, LinkType::Broadcast);
+    let frr = Frr::start_on(
+        &m.lab,
+        "f",
+        PEER_ID,
+        PEER_STUB,
+        None,
+        LinkType::Broadcast,
+        &[],
+    );
     for n in agents {
         m.start(n, &[]).unwrap();
     }
@@ -314,7 +322,15 @@ fn two_agents_and_bird_on_a_switch() {
 fn a_misconfigured_segment_flaps_for_two_minutes_without_an_identity_change() {
     let agents = ["a", "b"];
     let mut m = agents_on_a_switch("swflap", &agents, Some("f"));
-    let frr = Frr::start_on(&m.lab, "f", PEER_ID, PEER_STUB, None, LinkType::Broadcast);
+    let frr = Frr::start_on(
+        &m.lab,
+        "f",
+        PEER_ID,
+        PEER_STUB,
+        None,
+        LinkType::Broadcast,
+        &[],
+    );
     for n in agents {
         m.start(n, &["--network", "point-to-point"]).unwrap();
     }

@@ -34,11 +34,12 @@ impl Frr {
         stub: &str,
         key: Option<&TestKey>,
     ) -> Self {
-        Self::start_on(lab, node, router_id, stub, key, LinkType::PointToPoint)
+        Self::start_on(lab, node, router_id, stub, key, LinkType::PointToPoint, &[])
     }
 
     /// Start FRR with its interfaces of network type `network` (broadcast:
-    /// FRR's default, with its default priority 1).
+    /// FRR's default, with its default priority 1) and `router` lines
+    /// added under `router ospf6`.
     pub fn start_on(
         lab: &lab::Lab,
         node: &str,
@@ -46,6 +47,7 @@ impl Frr {
         stub: &str,
         key: Option<&TestKey>,
         network: LinkType,
+        router: &[&str],
     ) -> Self {
         let n = lab.node(node);
         let name = n.netns().to_owned();
@@ -91,6 +93,9 @@ impl Frr {
         }
         let _ = writeln!(ospf, "router ospf6");
         let _ = writeln!(ospf, " ospf6 router-id {router_id}");
+        for line in router {
+            let _ = writeln!(ospf, " {line}");
+        }
         let conf = |daemon: &str, text: &str| -> PathBuf {
             let p = dir.join(format!("{daemon}.conf"));
             std::fs::write(&p, text).expect("FRR conf");
