@@ -320,7 +320,7 @@ fn our_restart_moves_no_route_of_an_frr_helper() {
     );
     let age = uptime(&show()).expect("the route");
     assert!(
-        age >= before + 1,
+        age > before,
         "the same route, older: {before} s then {age} s"
     );
 }
