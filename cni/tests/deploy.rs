@@ -196,6 +196,51 @@ fn daemon_set_runs_the_agent_on_the_host_network() {
 }
 
 #[test]
+fn upgrades_are_graceful_restarts_one_node_at_a_time() {
+    let o = load();
+    let ds = &o.daemon_set;
+    let strategy = ds
+        .spec
+        .as_ref()
+        .unwrap()
+        .update_strategy
+        .clone()
+        .expect("an update strategy");
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    let rolling = strategy.rolling_update.expect("rolling update settings");
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    // One node at a time: its neighbours help it restart.
+    assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
+    // Never a second agent on a node (one bpffs, one socket, one router id).
+    assert!(
+        matches!(rolling.max_surge, None | Some(IntOrString::Int(0))),
+        "{:?}",
+        rolling.max_surge
+    );
+    let spec = pod_spec(ds);
+    let agent = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "agent")
+        .expect("the agent container");
+    // SIGTERM goes to the agent itself (it is the command, no shell), and
+    // there is time for its planned-restart stop.
+    assert_eq!(
+        agent.command.as_deref(),
+        Some(&["meshfwd".to_string(), "agent".to_string()][..])
+    );
+    assert!(
+        agent
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .is_none(),
+        "SIGTERM is the signal; a preStop hook would only delay it"
+    );
+    assert!(spec.termination_grace_period_seconds.unwrap_or(30) >= 5);
+}
+
+#[test]
 fn init_container_installs_plugin_and_conflist() {
     let o = load();
     let spec = pod_spec(&o.daemon_set);
