@@ -181,6 +181,8 @@ pub struct Instance {
     pub(crate) restart_until: Option<Time>,
     /// How the graceful restart ended.
     pub(crate) gr_exit: Option<crate::gr::GrExit>,
+    /// When this instance started restarting gracefully.
+    pub(crate) gr_started: Time,
     /// How helping a neighbour last ended.
     pub(crate) gr_helper_exit: Option<crate::gr::GrExit>,
     /// A planned restart is prepared: Grace-LSAs with this body announced.
@@ -223,6 +225,7 @@ impl Instance {
             restart_until: None,
             gr_exit: None,
             gr_helper_exit: None,
+            gr_started: now,
             gr_prepared: None,
         };
         inst.restart_until = Instance::gr_start(&inst.config.graceful_restart, now);

@@ -406,6 +406,14 @@ impl Instance {
             .neighbors
             .values()
             .any(|n| n.state >= nsm::State::Exchange);
+        // Restarting, and no neighbour heard here yet: hold our Hello back
+        // (two Hello intervals at most). A Hello that does not list a
+        // helper takes BIRD 2.0.12's adjacency down to Init, and BIRD then
+        // finds no next hop through us, helping or not; once we have heard
+        // the neighbour, our first Hello lists it (see `rx_hello`).
+        let hold_hello = self.is_restarting()
+            && iface.neighbors.is_empty()
+            && now.since(self.gr_started) < 2 * 1000 * u64::from(iface.config.hello_interval);
         if self.is_restarting() && !exchanging {
             let key = crate::packet::lsa::header::LsaKey {
                 ls_type: crate::packet::lsa::header::LsaType::GRACE,
@@ -417,7 +425,9 @@ impl Instance {
                 self.send_ls_updates(ifindex, ALL_SPF_ROUTERS, vec![copy]);
             }
         }
-        self.send_body(ifindex, ALL_SPF_ROUTERS, Body::Hello(hello));
+        if !hold_hello {
+            self.send_body(ifindex, ALL_SPF_ROUTERS, Body::Hello(hello));
+        }
         self.arm(TimerKind::Hello(ifindex), next);
     }
 
@@ -498,6 +508,9 @@ impl Instance {
             tracing::info!(ifindex, neighbor = %rid, %src, "nsm: new neighbour");
             Neighbor::new(rid, src)
         });
+        // Restarting: answer a neighbour's first Hello at once, with a
+        // Hello that lists it (see `send_hello`).
+        let answer_now = nbr.state == nsm::State::Down && self.restart_until.is_some();
         let (old_prio, old_dr, old_bdr) = (nbr.priority, nbr.dr, nbr.bdr);
         let first = nbr.state == nsm::State::Down;
         nbr.addr = src;
@@ -507,6 +520,9 @@ impl Instance {
         nbr.dr = hello.dr;
         nbr.bdr = hello.bdr;
         self.nsm_event(ifindex, rid, nsm::Event::HelloReceived);
+        if answer_now {
+            self.arm(TimerKind::Hello(ifindex), now);
+        }
         if hello.neighbors.contains(&router_id) {
             self.nsm_event(ifindex, rid, nsm::Event::TwoWayReceived);
         } else {

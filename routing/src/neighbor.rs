@@ -86,6 +86,9 @@ pub struct Neighbor {
     pub(crate) auth_seq: [Option<u64>; 5],
     /// We help it restart until then (see [`crate::gr`]).
     pub(crate) helping: Option<crate::Time>,
+    /// In this ExStart, our first DD was sent again when the slave's own
+    /// first DD came (once: see `rx_dd`).
+    pub(crate) dd_prompted: bool,
 }
 
 impl Neighbor {
@@ -111,6 +114,7 @@ impl Neighbor {
             requests_sent: Vec::new(),
             rxmt: BTreeSet::new(),
             helping: None,
+            dd_prompted: false,
         }
     }
 
@@ -150,6 +154,11 @@ impl Instance {
         let helping = nbr.helping.is_some();
         if helping && matches!(event, E::OneWayReceived | E::InactivityTimer) {
             tracing::debug!(ifindex, neighbor = %rid, ?event, "gr: helping, event ignored");
+            // Keep counting: once helping ends, a neighbour that stays
+            // silent is declared dead a dead interval later as usual.
+            if event == E::InactivityTimer {
+                self.arm(TimerKind::Inactivity(ifindex, rid), now.plus_secs(dead));
+            }
             return;
         }
         let new = match (old, event) {
@@ -214,6 +223,7 @@ impl Instance {
                     nbr.clear_lists();
                     nbr.dd_seq = seq;
                     nbr.master = true;
+                    nbr.dd_prompted = false;
                 }
                 self.send_dd(ifindex, rid);
             }
@@ -391,6 +401,16 @@ impl Instance {
                     nbr.options = dd.options;
                     self.nsm_event(ifindex, rid, nsm::Event::NegotiationDone);
                     self.accept_dd(ifindex, rid, &dd);
+                } else if flags.0 & all == all && rid < router_id && !nbr.dd_prompted {
+                    // The slave's own first DD: it is in ExStart now and
+                    // waits for ours. It may have thrown our last one away
+                    // (a neighbour still Full, as a graceful-restart helper
+                    // is, discards it and only then starts over), so send
+                    // it again now rather than a RxmtInterval later; once.
+                    if let Some(nbr) = self.neighbor_mut(ifindex, rid) {
+                        nbr.dd_prompted = true;
+                    }
+                    self.resend_last_dd(ifindex, rid);
                 }
             }
             S::Exchange => {

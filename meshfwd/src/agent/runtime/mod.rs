@@ -22,6 +22,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod netfilter;
 pub mod ospf;
+pub mod restart;
 
 use std::{
     collections::BTreeMap,
@@ -121,8 +122,8 @@ pub struct Agent {
     /// Counters of what the runtime carried out (the core counts its
     /// decisions).
     alive_flips: u64,
-    /// An earlier run left routes: the first OSPF start is a restart.
-    earlier_run: bool,
+    /// How the first OSPF start restarts (see [`restart::take`]).
+    restart: restart::Start,
     control_requests: u64,
 }
 
@@ -191,8 +192,20 @@ impl Agent {
             Dataplane::start_kernel_only(netlink.clone(), config.kernel_routes)
         };
         let earlier_run = dataplane.earlier_run().await;
-        if earlier_run {
-            tracing::info!("an earlier run's routes are in place: restarting gracefully");
+        let restart = restart::take(
+            &restart::record_path(&config.state_file),
+            earlier_run && config.ospf.graceful_restart,
+            config.ospf.grace_period,
+        );
+        match restart {
+            restart::Start::Graceful(period) => tracing::info!(
+                period,
+                "an earlier run's routes are in place: restarting gracefully"
+            ),
+            restart::Start::Late => tracing::warn!(
+                "the planned restart's grace period ran out before this start: restarting afresh"
+            ),
+            restart::Start::Fresh => {}
         }
         let core = Core::new(settings(&config), identity, links);
         let mut agent = Agent {
@@ -208,7 +221,7 @@ impl Agent {
             boot_count: (boot_count, 0),
             listener: Some(listener),
             alive_flips: 0,
-            earlier_run,
+            restart,
             control_requests: 0,
         };
         let actions = agent.core.handle(0, Event::Start);
@@ -296,7 +309,13 @@ impl Agent {
             // pinned fast path keeps forwarding, and the neighbours keep
             // routing through it for the grace period.
             if self.config.ospf.graceful_restart {
-                ospf.stop_for_restart(self.config.ospf.grace_period).await;
+                let period = self.config.ospf.grace_period;
+                if let Err(e) =
+                    restart::write(&restart::record_path(&self.config.state_file), period)
+                {
+                    tracing::warn!(error = %e, "recording the restart failed: the next start counts it as unplanned");
+                }
+                ospf.stop_for_restart(period).await;
             } else {
                 ospf.stop().await;
             }
@@ -394,7 +413,11 @@ impl Agent {
                     let boot = self.next_boot_count();
                     // Only the first start of a process can be a restart;
                     // one under a new router id is a new router.
-                    let restarting = std::mem::take(&mut self.earlier_run);
+                    let restarting =
+                        match std::mem::replace(&mut self.restart, restart::Start::Fresh) {
+                            restart::Start::Graceful(period) => Some(period),
+                            restart::Start::Fresh | restart::Start::Late => None,
+                        };
                     self.ospf = Some(Ospf::start(
                         &self.config.ospf,
                         self.config.cluster_prefix,

@@ -53,7 +53,7 @@ impl Ospf {
         router_id: Ipv4Addr,
         stubs: Vec<Ipv6Net>,
         boot_count: u32,
-        restarting: bool,
+        restarting: Option<u32>,
     ) -> Ospf {
         let (handle, commands) = driver::channel();
         let (rib_tx, ribs) = mpsc::unbounded_channel();
@@ -82,8 +82,9 @@ impl Ospf {
             graceful_restart: GracefulRestart {
                 helper: config.graceful_restart,
                 strict: config.graceful_restart_strict,
-                restarting: (config.graceful_restart && restarting)
-                    .then_some((config.grace_period, RestartReason::Unknown)),
+                restarting: restarting
+                    .filter(|_| config.graceful_restart)
+                    .map(|period| (period, RestartReason::Unknown)),
             },
             ..InstanceConfig::default()
         };
