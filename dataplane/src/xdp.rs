@@ -9,6 +9,7 @@ use std::{
 use aya::programs::{
     Xdp, XdpMode,
     links::{FdLink, PinnedLink},
+    xdp::XdpLink,
 };
 
 use crate::{
@@ -118,7 +119,7 @@ fn load_and_attach(pin_dir: &Path, link_path: &Path, iface: &str, mode: AttachMo
         path: link_path.to_owned(),
         source,
     })?;
-    Ok(())
+    pin_program(pin_dir, iface, program)
 }
 
 /// Detach the program from `iface` by removing its pinned link.
@@ -134,6 +135,7 @@ pub fn detach(pin_dir: &Path, iface: &str) -> Result<()> {
         path,
         source,
     })?;
+    let _ = fs::remove_file(program_pin(pin_dir, iface));
     Ok(())
 }
 
@@ -141,4 +143,79 @@ pub fn detach(pin_dir: &Path, iface: &str) -> Result<()> {
 /// the program with the device); missing is fine.
 pub fn forget(pin_dir: &Path, iface: &str) {
     let _ = fs::remove_file(link_pin(pin_dir, iface));
+    let _ = fs::remove_file(program_pin(pin_dir, iface));
+}
+
+/// Return the pin of the program attached to `iface` by this build: its
+/// name carries the object's [`object::tag`] after a `:`, which no
+/// interface name contains, so a pin of another build has another name.
+fn program_pin(pin_dir: &Path, iface: &str) -> PathBuf {
+    pin_dir
+        .join("progs")
+        .join(format!("xdp-{iface}:{}", object::tag()))
+}
+
+/// Pin `program` as the one attached to `iface`, removing the pins of
+/// other builds' programs there.
+fn pin_program(pin_dir: &Path, iface: &str, program: &mut Xdp) -> Result<()> {
+    let prefix = format!("xdp-{iface}:");
+    if let Ok(rd) = fs::read_dir(pin_dir.join("progs")) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let path = program_pin(pin_dir, iface);
+    program.pin(&path).map_err(|source| Error::Pin {
+        what: format!("the XDP program of {iface}"),
+        path,
+        source,
+    })
+}
+
+/// What [`attach_or_upgrade`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// Attached now.
+    New,
+    /// Attached already, by this build.
+    Current,
+    /// Attached by another build: its program was swapped for ours in
+    /// place (one `bpf_link_update`, so no frame meets no program).
+    Upgraded,
+}
+
+/// Attach the program to `iface`, or, if an earlier run attached it, keep
+/// it when it is this build's and swap it atomically for this build's
+/// when it is not (an upgrade). The maps stay as pinned: a build whose maps
+/// differ fails to load against them, with the error saying which.
+pub fn attach_or_upgrade(pin_dir: &Path, iface: &str, mode: AttachMode) -> Result<Attached> {
+    let link_path = link_pin(pin_dir, iface);
+    if !link_path.exists() {
+        attach(pin_dir, iface, mode)?;
+        return Ok(Attached::New);
+    }
+    if program_pin(pin_dir, iface).exists() {
+        return Ok(Attached::Current);
+    }
+    let mut ebpf = object::load(Some(pin_dir))?;
+    let program: &mut Xdp = object::program(&mut ebpf, XDP_PROGRAM)?;
+    program.load().map_err(|source| Error::Verifier {
+        program: XDP_PROGRAM,
+        source,
+    })?;
+    let attach_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Attach {
+        program: XDP_PROGRAM,
+        iface: iface.to_owned(),
+        source,
+    };
+    let pinned = PinnedLink::from_pin(&link_path).map_err(|e| attach_error(e.into()))?;
+    let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| attach_error(e.into()))?;
+    // The pin keeps the link (now running our program) once `ebpf` goes.
+    program
+        .attach_to_link(link)
+        .map_err(|e| attach_error(e.into()))?;
+    pin_program(pin_dir, iface, program)?;
+    Ok(Attached::Upgraded)
 }

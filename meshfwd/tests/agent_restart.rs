@@ -324,3 +324,86 @@ fn our_restart_moves_no_route_of_an_frr_helper() {
         "the same route, older: {before} s then {age} s"
     );
 }
+
+/// The id of the XDP program on `iface` of `node`.
+fn xdp_prog_id(m: &AgentMesh, node: &str, iface: &str) -> Option<u64> {
+    let out = m
+        .lab
+        .node(node)
+        .run(&["ip", "-j", "link", "show", "dev", iface])
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v[0]["xdp"]["prog"]["id"].as_u64()
+}
+
+/// An upgrade: the restarted agent finds XDP attached by another build
+/// and swaps the program in place (one `bpf_link_update`), while traffic
+/// crosses the node.
+#[test]
+fn an_upgrade_swaps_the_xdp_program_in_place_without_loss() {
+    let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
+    let mut m = mesh("gr-upgrade", &topo);
+    m.start_all().unwrap();
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    let b_ifaces = m.lab.node("b").ifaces();
+    let before: Vec<Option<u64>> = b_ifaces.iter().map(|i| xdp_prog_id(&m, "b", i)).collect();
+    assert!(before.iter().all(Option::is_some), "{before:?}");
+    // What an earlier build leaves: its program pinned under another
+    // build's name (`progs/xdp-<iface>:<object tag>`).
+    let progs = m.lab.node("b").bpffs_dir().join("progs");
+    let pins = |i: &str| -> Vec<String> {
+        std::fs::read_dir(&progs)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("xdp-{i}:")))
+            .collect()
+    };
+    for i in &b_ifaces {
+        let current = pins(i);
+        assert_eq!(current.len(), 1, "{current:?}");
+        std::fs::rename(
+            progs.join(&current[0]),
+            progs.join(format!("xdp-{i}:an-earlier-build")),
+        )
+        .unwrap();
+    }
+    let c = m.node_address("c").to_string();
+    let ping = m
+        .lab
+        .node("a")
+        .cmd("ping")
+        .args(["-6", "-n", "-q", "-i", "0.01", "-c", "400", "-W", "1", &c])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping from a");
+    std::thread::sleep(Duration::from_millis(500));
+    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
+    wait_until("b replaces its XDP programs", CONVERGE, || {
+        latest_log(&m, "b").matches("replaced in place").count() == b_ifaces.len()
+    });
+    let out = ping.wait_with_output().expect("ping finishes");
+    let pinged = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(pinged.contains(" 0% packet loss"), "{pinged}");
+    for (i, old) in b_ifaces.iter().zip(&before) {
+        let now = xdp_prog_id(&m, "b", i);
+        assert!(
+            now.is_some() && now != *old,
+            "{i}: program {old:?} -> {now:?}"
+        );
+        let now_pinned = pins(i);
+        assert!(
+            now_pinned.len() == 1 && !now_pinned[0].ends_with("an-earlier-build"),
+            "{now_pinned:?}"
+        );
+    }
+    // A restart of the same build keeps the programs.
+    let ids: Vec<Option<u64>> = b_ifaces.iter().map(|i| xdp_prog_id(&m, "b", i)).collect();
+    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
+    wait_until("b is back", CONVERGE, || {
+        latest_log(&m, "b").contains("gr: restart ends")
+    });
+    let again: Vec<Option<u64>> = b_ifaces.iter().map(|i| xdp_prog_id(&m, "b", i)).collect();
+    assert_eq!(again, ids);
+    assert!(!latest_log(&m, "b").contains("replaced in place"));
+}

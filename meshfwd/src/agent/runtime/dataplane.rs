@@ -147,10 +147,13 @@ impl Dataplane {
         let Dataplane::Xdp(x) = self else {
             return Ok(());
         };
-        if dataplane::xdp::link_pin(&x.bpffs, ifname).exists() {
-            return Ok(());
+        match dataplane::xdp::attach_or_upgrade(&x.bpffs, ifname, x.mode)? {
+            dataplane::xdp::Attached::Current => return Ok(()),
+            dataplane::xdp::Attached::Upgraded => {
+                tracing::info!(iface = %ifname, "XDP program of an earlier build replaced in place")
+            }
+            dataplane::xdp::Attached::New => {}
         }
-        dataplane::xdp::attach(&x.bpffs, ifname, x.mode)?;
         // Redirect failures are counted by tracepoints, once per node; the
         // fast path works without them, so a failure is only a warning.
         if let Err(e) = dataplane::trace::ensure_attached(&x.bpffs) {
