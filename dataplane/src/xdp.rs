@@ -94,18 +94,29 @@ pub fn attach(pin_dir: &Path, iface: &str, mode: AttachMode) -> Result<PathBuf> 
     result.map(|()| link_path)
 }
 
-fn load_and_attach(pin_dir: &Path, link_path: &Path, iface: &str, mode: AttachMode) -> Result<()> {
-    let mut ebpf = object::load(Some(pin_dir))?;
-    let program: &mut Xdp = object::program(&mut ebpf, XDP_PROGRAM)?;
+/// Return the object's XDP program, verified.
+fn load_program(ebpf: &mut aya::Ebpf) -> Result<&mut Xdp> {
+    let program: &mut Xdp = object::program(ebpf, XDP_PROGRAM)?;
     program.load().map_err(|source| Error::Verifier {
         program: XDP_PROGRAM,
         source,
     })?;
-    let attach_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Attach {
+    Ok(program)
+}
+
+/// Return the error for a failure to attach to `iface`.
+fn attach_error(iface: &str) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> Error + '_ {
+    move |source| Error::Attach {
         program: XDP_PROGRAM,
         iface: iface.to_owned(),
         source,
-    };
+    }
+}
+
+fn load_and_attach(pin_dir: &Path, link_path: &Path, iface: &str, mode: AttachMode) -> Result<()> {
+    let mut ebpf = object::load(Some(pin_dir))?;
+    let program = load_program(&mut ebpf)?;
+    let attach_error = attach_error(iface);
     let link_id = program
         .attach(iface, mode.xdp_mode())
         .map_err(|e| attach_error(e.into()))?;
@@ -200,16 +211,8 @@ pub fn attach_or_upgrade(pin_dir: &Path, iface: &str, mode: AttachMode) -> Resul
         return Ok(Attached::Current);
     }
     let mut ebpf = object::load(Some(pin_dir))?;
-    let program: &mut Xdp = object::program(&mut ebpf, XDP_PROGRAM)?;
-    program.load().map_err(|source| Error::Verifier {
-        program: XDP_PROGRAM,
-        source,
-    })?;
-    let attach_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Attach {
-        program: XDP_PROGRAM,
-        iface: iface.to_owned(),
-        source,
-    };
+    let program = load_program(&mut ebpf)?;
+    let attach_error = attach_error(iface);
     let pinned = PinnedLink::from_pin(&link_path).map_err(|e| attach_error(e.into()))?;
     let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| attach_error(e.into()))?;
     // The pin keeps the link (now running our program) once `ebpf` goes.

@@ -13,6 +13,31 @@ use meshfwd::api::StatsReport;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
+/// `count` pings at 10 ms from `from` to `dst`, running in the background.
+struct Pings(std::process::Child);
+
+impl Pings {
+    fn start(m: &AgentMesh, from: &str, dst: &str, count: u32) -> Pings {
+        let count = count.to_string();
+        let child = m
+            .lab
+            .node(from)
+            .cmd("ping")
+            .args(["-6", "-n", "-q", "-i", "0.01", "-c", &count, "-W", "1", dst])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ping");
+        Pings(child)
+    }
+
+    /// Wait for the last (bounded: the count at 10 ms, then 1 s) and
+    /// return ping's summary.
+    fn summary(self) -> String {
+        let out = self.0.wait_with_output().expect("ping finishes");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
 fn rib_changes(m: &AgentMesh, node: &str) -> u64 {
     m.show::<StatsReport>(node, meshfwd::api::Query::Stats)
         .and_then(|s| s.agent)
@@ -32,14 +57,7 @@ fn restart_b(tag: &str, restart: impl FnOnce(&AgentMesh)) {
     let before = (rib_changes(&m, "a"), rib_changes(&m, "c"));
     let c = m.node_address("c").to_string();
     // 100 pings a second from a to c across b, for 6 s around the restart.
-    let ping = m
-        .lab
-        .node("a")
-        .cmd("ping")
-        .args(["-6", "-n", "-q", "-i", "0.01", "-c", "600", "-W", "1", &c])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("ping from a");
+    let ping = Pings::start(&m, "a", &c, 600);
     std::thread::sleep(Duration::from_millis(500));
     restart(&m);
     // Until b is done restarting, a's route to c must stay.
@@ -65,9 +83,7 @@ fn restart_b(tag: &str, restart: impl FnOnce(&AgentMesh)) {
         samples += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Bounded: 600 pings at 10 ms and a 1 s wait for the last.
-    let out = ping.wait_with_output().expect("ping finishes");
-    let pinged = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pinged = ping.summary();
     eprintln!("{pinged}");
     assert!(
         pinged.contains(" 0% packet loss"),
@@ -369,21 +385,13 @@ fn an_upgrade_swaps_the_xdp_program_in_place_without_loss() {
         .unwrap();
     }
     let c = m.node_address("c").to_string();
-    let ping = m
-        .lab
-        .node("a")
-        .cmd("ping")
-        .args(["-6", "-n", "-q", "-i", "0.01", "-c", "400", "-W", "1", &c])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("ping from a");
+    let ping = Pings::start(&m, "a", &c, 400);
     std::thread::sleep(Duration::from_millis(500));
     m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
     wait_until("b replaces its XDP programs", CONVERGE, || {
         latest_log(&m, "b").matches("replaced in place").count() == b_ifaces.len()
     });
-    let out = ping.wait_with_output().expect("ping finishes");
-    let pinged = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pinged = ping.summary();
     assert!(pinged.contains(" 0% packet loss"), "{pinged}");
     for (i, old) in b_ifaces.iter().zip(&before) {
         let now = xdp_prog_id(&m, "b", i);
