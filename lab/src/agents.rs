@@ -140,6 +140,27 @@ impl AgentMesh {
             .unwrap_or_default()
     }
 
+    /// Return `node`'s agent log since its latest start.
+    pub fn latest_log(&self, node: &str) -> String {
+        let log = self.log(node);
+        let at = log.rfind(crate::process::START_MARKER).unwrap_or(0);
+        log[at..].to_owned()
+    }
+
+    /// Kill `node`'s agent with SIGKILL, as a crash does: no goodbye to
+    /// its neighbours, no Grace-LSA, nothing cleaned up.
+    pub fn crash(&self, node: &str) -> Result<()> {
+        let pid = self
+            .pid(node)
+            .with_context(|| format!("{node}'s agent is not running"))?;
+        let pid = i32::try_from(pid).context("a pid beyond i32")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .with_context(|| format!("killing {node}'s agent"))
+    }
+
     /// Ask `node`'s agent (`meshfwd show <what> --json`); `None` when it
     /// does not answer or the answer is not a `T`.
     pub fn show<T: DeserializeOwned>(&self, node: &str, what: impl Display) -> Option<T> {

@@ -22,6 +22,10 @@ use nix::unistd::Pid;
 
 use crate::{exec, netns};
 
+/// What a process's log says at each start (the line goes on with the
+/// command), so a reader can find the latest run.
+pub const START_MARKER: &str = "=== kmlab: starting";
+
 /// How long a process gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -85,11 +89,7 @@ impl Proc {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("open log {}", self.log.display()))?;
-        writeln!(
-            log,
-            "=== kmlab: starting `{line}` in node {} ===",
-            self.node
-        )?;
+        writeln!(log, "{START_MARKER} `{line}` in node {} ===", self.node)?;
         let mut cmd = netns::command(&self.netns, &resolved.to_string_lossy());
         cmd.args(rest)
             .stdin(Stdio::null())

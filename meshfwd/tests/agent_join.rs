@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_support::{Answers as _, MESHFWD, crash, latest_log, mesh, wait_until};
+use agent_support::{Answers as _, MESHFWD, mesh, wait_until};
 use dataplane::node_state::PodAttach;
 use ipnet::Ipv6Net;
 use lab::agents::AgentMesh;
@@ -404,10 +404,10 @@ fn a_restart_keeps_every_route_until_ospf_has_resynchronised() {
     let before = forwarding_state(&m, "b");
     // a's and c's /64 and /128 at least, in the maps and in the kernel.
     assert!(before.0 >= 4 && before.1 >= 4, "{before:?}");
-    crash(&m, "b");
+    m.crash("b").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
-    let new_log = || latest_log(&m, "b");
+    let new_log = || m.latest_log("b");
     let start = Instant::now();
     let mut samples = 0;
     while !new_log().contains("new=Full") {

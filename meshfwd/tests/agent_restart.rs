@@ -7,7 +7,7 @@ mod agent_support;
 
 use std::time::{Duration, Instant};
 
-use agent_support::{Answers as _, crash, latest_log, mesh, wait_until};
+use agent_support::{Answers as _, mesh, wait_until};
 use lab::{Topology, Wire, agents::AgentMesh};
 use meshfwd::api::StatsReport;
 
@@ -61,7 +61,7 @@ fn restart_b(tag: &str, restart: impl FnOnce(&AgentMesh)) {
     std::thread::sleep(Duration::from_millis(500));
     restart(&m);
     // Until b is done restarting, a's route to c must stay.
-    let new_log = || latest_log(&m, "b");
+    let new_log = || m.latest_log("b");
     let start = Instant::now();
     let mut samples = 0;
     while !new_log().contains("gr: restart ends") {
@@ -121,7 +121,7 @@ fn restart_b(tag: &str, restart: impl FnOnce(&AgentMesh)) {
 #[test]
 fn a_crashed_agent_back_within_the_dead_interval_moves_no_route_of_its_neighbours() {
     restart_b("gr-kill", |m| {
-        crash(m, "b");
+        m.crash("b").unwrap();
         std::thread::sleep(Duration::from_secs(1));
         m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
     });
@@ -186,6 +186,29 @@ fn birdc(m: &AgentMesh, node: &str, files: &BirdFiles, command: &str) -> String 
     m.lab.node(node).run(&args).unwrap_or_default()
 }
 
+/// Crash b's agent, start it again 1 s later, and run `check` every
+/// `every` until b's graceful restart is over; it must complete.
+fn crash_and_watch(m: &AgentMesh, every: Duration, mut check: impl FnMut()) {
+    m.crash("b").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
+    let start = Instant::now();
+    while !m.latest_log("b").contains("gr: restart ends") {
+        assert!(
+            start.elapsed() < CONVERGE,
+            "b did not finish restarting:\n{}",
+            m.latest_log("b")
+        );
+        check();
+        std::thread::sleep(every);
+    }
+    assert!(
+        m.latest_log("b").contains("why=Completed"),
+        "{}",
+        m.latest_log("b")
+    );
+}
+
 #[test]
 fn our_restart_moves_no_route_of_a_bird_helper() {
     let topo = Topology::new().line(&["a", "b", "r"], Wire::Direct);
@@ -202,28 +225,13 @@ fn our_restart_moves_no_route_of_a_bird_helper() {
     // BIRD prints each route with the time it was learnt: a route that
     // flapped, even for a moment, prints differently.
     let before = birdc(&m, "r", &files, "show route protocol ospf1");
-    crash(&m, "b");
-    std::thread::sleep(Duration::from_secs(1));
-    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
-    let start = Instant::now();
-    while !latest_log(&m, "b").contains("gr: restart ends") {
-        assert!(
-            start.elapsed() < CONVERGE,
-            "b did not finish restarting:\n{}",
-            latest_log(&m, "b")
-        );
+    crash_and_watch(&m, Duration::from_millis(100), || {
         assert_eq!(
             birdc(&m, "r", &files, "show route protocol ospf1"),
             before,
             "BIRD's routes moved while b restarted"
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(
-        latest_log(&m, "b").contains("why=Completed"),
-        "{}",
-        latest_log(&m, "b")
-    );
+    });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(birdc(&m, "r", &files, "show route protocol ospf1"), before);
 }
@@ -310,16 +318,7 @@ fn our_restart_moves_no_route_of_an_frr_helper() {
             .unwrap_or_default()
     };
     let before = uptime(&show()).unwrap_or_else(|| panic!("a route age in:\n{}", show()));
-    crash(&m, "b");
-    std::thread::sleep(Duration::from_secs(1));
-    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
-    let start = Instant::now();
-    while !latest_log(&m, "b").contains("gr: restart ends") {
-        assert!(
-            start.elapsed() < CONVERGE,
-            "b did not finish restarting:\n{}",
-            latest_log(&m, "b")
-        );
+    crash_and_watch(&m, Duration::from_millis(200), || {
         let now = show();
         let age = uptime(&now)
             .unwrap_or_else(|| panic!("FRR lost its route to a:\n{now}\n{}", frr.describe(&m.lab)));
@@ -327,13 +326,7 @@ fn our_restart_moves_no_route_of_an_frr_helper() {
             age >= before,
             "FRR's route to a was replaced ({before} s old, now {age} s):\n{now}"
         );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(
-        latest_log(&m, "b").contains("why=Completed"),
-        "{}",
-        latest_log(&m, "b")
-    );
+    });
     let age = uptime(&show()).expect("the route");
     assert!(
         age > before,
@@ -389,7 +382,7 @@ fn an_upgrade_swaps_the_xdp_program_in_place_without_loss() {
     std::thread::sleep(Duration::from_millis(500));
     m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
     wait_until("b replaces its XDP programs", CONVERGE, || {
-        latest_log(&m, "b").matches("replaced in place").count() == b_ifaces.len()
+        m.latest_log("b").matches("replaced in place").count() == b_ifaces.len()
     });
     let pinged = ping.summary();
     assert!(pinged.contains(" 0% packet loss"), "{pinged}");
@@ -409,9 +402,9 @@ fn an_upgrade_swaps_the_xdp_program_in_place_without_loss() {
     let ids: Vec<Option<u64>> = b_ifaces.iter().map(|i| xdp_prog_id(&m, "b", i)).collect();
     m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
     wait_until("b is back", CONVERGE, || {
-        latest_log(&m, "b").contains("gr: restart ends")
+        m.latest_log("b").contains("gr: restart ends")
     });
     let again: Vec<Option<u64>> = b_ifaces.iter().map(|i| xdp_prog_id(&m, "b", i)).collect();
     assert_eq!(again, ids);
-    assert!(!latest_log(&m, "b").contains("replaced in place"));
+    assert!(!m.latest_log("b").contains("replaced in place"));
 }

@@ -9,7 +9,7 @@ mod agent_support;
 
 use std::time::Duration;
 
-use agent_support::{Answers as _, crash, mesh, meshfwd_cli, wait_until};
+use agent_support::{Answers as _, mesh, meshfwd_cli, wait_until};
 use lab::{Topology, Wire};
 use meshfwd_common::stats::Stat;
 
@@ -102,7 +102,7 @@ fn redirects_the_egress_device_refuses_are_counted_without_an_agent() {
 
     // A crash: no agent on b re-checks the device, and a keeps sending
     // through b (within its dead interval).
-    crash(&m, "b");
+    m.crash("b").unwrap();
     m.lab
         .node("c")
         .run(&["ethtool", "-K", &c_if, "gro", "off"])

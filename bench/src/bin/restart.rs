@@ -160,22 +160,6 @@ impl Tcp {
     }
 }
 
-/// b's log since its latest start.
-fn latest_log(m: &Mesh, node: &str) -> String {
-    let log = m.log(node);
-    let at = log.rfind("=== kmlab: starting").unwrap_or(0);
-    log[at..].to_owned()
-}
-
-fn crash(m: &Mesh, node: &str) -> Result<()> {
-    let pid = m.pid(node).context("the agent runs")?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )?;
-    Ok(())
-}
-
 fn case(
     m: &Mesh,
     name: &'static str,
@@ -195,14 +179,14 @@ fn case(
     match name {
         "sigterm" => m.lab.node("b").restart(id)?,
         _ => {
-            crash(m, "b")?;
+            m.crash("b")?;
             let pause = if name == "kill9_1s" { 1 } else { 10 };
             std::thread::sleep(Duration::from_secs(pause));
             m.lab.node("b").restart(id)?;
         }
     }
     wait_until("b's restart ends", CONVERGE, || {
-        latest_log(m, "b").contains("gr: restart ends")
+        m.latest_log("b").contains("gr: restart ends")
     })?;
     let c_pod = Ipv6Net::from(c_addr);
     wait_until("a routes to c through b again", CONVERGE, || {
@@ -212,7 +196,7 @@ fn case(
     let a_to_c = ac.stop();
     let c_to_a = ca.stop();
     let (tcp_messages, tcp_broken) = tcp.stop();
-    let log = latest_log(m, "b");
+    let log = m.latest_log("b");
     let graceful_restart = log
         .lines()
         .find(|l| l.contains("gr: restart ends"))

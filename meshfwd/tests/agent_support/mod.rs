@@ -187,21 +187,3 @@ impl Answers for AgentMesh {
             .map_or(0, |x| x.get(stat))
     }
 }
-
-/// Kill `node`'s agent with SIGKILL, as a crash does: no goodbye to its
-/// neighbours, no Grace-LSA, nothing cleaned up.
-pub fn crash(m: &AgentMesh, node: &str) {
-    let pid = m.pid(node).unwrap_or_else(|| panic!("{node}'s agent runs"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap_or_else(|e| panic!("killing {node}'s agent: {e}"));
-}
-
-/// The log of `node`'s agent since its latest start.
-pub fn latest_log(m: &AgentMesh, node: &str) -> String {
-    let log = m.log(node);
-    let at = log.rfind("=== kmlab: starting").unwrap_or(0);
-    log[at..].to_owned()
-}
