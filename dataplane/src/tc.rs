@@ -17,8 +17,9 @@ use std::{
 };
 
 use aya::programs::{
+    ProgramInfo,
     links::{FdLink, LinkOrder, PinnedLink},
-    tc::{SchedClassifier, TcAttachOptions, TcAttachType},
+    tc::{SchedClassifier, SchedClassifierLink, TcAttachOptions, TcAttachType},
 };
 use nix::fcntl::{Flock, FlockArg};
 
@@ -154,6 +155,88 @@ pub fn attach(bpffs: &Path, host_veth: &str) -> Result<()> {
 /// missing is fine (the veth's deletion already detached it).
 pub fn detach(bpffs: &Path, host_veth: &str) {
     let _ = std::fs::remove_file(link_pin(bpffs, host_veth));
+}
+
+/// Swap this build's programs into every pinned TCX link that runs
+/// another build's (an upgrade), each with one `bpf_link_update`, so no
+/// packet meets no program; then drop the other builds' program pins so
+/// the kernel frees their programs. Return how many links were swapped.
+/// Links of pods whose veth is gone are left for their DEL to remove.
+pub fn upgrade(bpffs: &Path) -> Result<usize> {
+    let links: Vec<(String, PathBuf)> = std::fs::read_dir(bpffs::links_dir(bpffs))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_str()?.strip_prefix("tc-")?.to_owned();
+                    Some((name, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if links.is_empty() {
+        return Ok(0);
+    }
+    ensure_programs(bpffs)?;
+    let mut swapped = 0;
+    for (name, link_path) in links {
+        let (program, iface) = match name.strip_prefix("mesh-") {
+            Some(nic) => (MESH_PROGRAM, nic.to_owned()),
+            None => (POD_PROGRAM, name),
+        };
+        let attach_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Attach {
+            program,
+            iface: iface.clone(),
+            source,
+        };
+        let ours = ProgramInfo::from_pin(prog_pin(bpffs, program))
+            .map_err(|e| attach_error(e.into()))?
+            .id();
+        let link =
+            FdLink::from(PinnedLink::from_pin(&link_path).map_err(|e| attach_error(e.into()))?);
+        let running = link
+            .info()
+            .map_err(|e| attach_error(e.into()))?
+            .program_id();
+        if running == ours {
+            continue;
+        }
+        let link = SchedClassifierLink::try_from(link).map_err(|e| attach_error(e.into()))?;
+        let mut prog = SchedClassifier::from_pin(prog_pin(bpffs, program))
+            .map_err(|e| attach_error(e.into()))?;
+        // The pin keeps the link, now running our program, once `prog` goes.
+        prog.attach_to_link(link)
+            .map_err(|e| attach_error(e.into()))?;
+        swapped += 1;
+    }
+    let ours: Vec<PathBuf> = [POD_PROGRAM, MESH_PROGRAM]
+        .iter()
+        .map(|p| prog_pin(bpffs, p))
+        .collect();
+    if let Ok(rd) = std::fs::read_dir(bpffs.join("progs")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let tc = [POD_PROGRAM, MESH_PROGRAM]
+                .iter()
+                .any(|p| name.starts_with(&format!("{p}-")));
+            if tc && !ours.contains(&e.path()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(swapped)
+}
+
+/// Return the ids of the programs on `iface`'s TCX ingress (in the calling
+/// thread's network namespace).
+pub fn ingress_program_ids(iface: &str) -> Result<Vec<u32>> {
+    let (_, programs) =
+        SchedClassifier::query_tcx(iface, TcAttachType::Ingress).map_err(|source| {
+            Error::Program {
+                program: "TCX ingress query",
+                source,
+            }
+        })?;
+    Ok(programs.iter().map(ProgramInfo::id).collect())
 }
 
 /// Return the names of the programs on `iface`'s TCX ingress, as the

@@ -345,66 +345,114 @@ fn xdp_prog_id(m: &AgentMesh, node: &str, iface: &str) -> Option<u64> {
     v[0]["xdp"]["prog"]["id"].as_u64()
 }
 
-/// An upgrade: the restarted agent finds XDP attached by another build
-/// and swaps the program in place (one `bpf_link_update`), while traffic
-/// crosses the node.
+/// The ids of the programs on `iface`'s TCX ingress in `node`.
+fn tc_prog_ids(m: &AgentMesh, node: &str, iface: &str) -> Vec<u32> {
+    lab::netns::enter(m.lab.node(node).netns(), || {
+        Ok(dataplane::tc::ingress_program_ids(iface)?)
+    })
+    .unwrap_or_else(|e| panic!("querying {iface}'s TCX ingress: {e:#}"))
+}
+
+/// An upgrade: the restarted agent finds XDP, and TC on a pod and on the
+/// mesh links, attached by another build, and swaps every program in
+/// place (one `bpf_link_update` each), while traffic crosses the node and
+/// reaches the pod.
 #[test]
-fn an_upgrade_swaps_the_xdp_program_in_place_without_loss() {
+fn an_upgrade_swaps_the_programs_in_place_without_loss() {
     let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
     let mut m = mesh("gr-upgrade", &topo);
     m.start_all().unwrap();
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    let cni = lab::pods::built_bin(None, "MESHFWD_CNI_BIN", "cni", "meshfwd-cni").unwrap();
+    let pod = m.add_pod("b", "pb", &cni, &serde_json::json!({})).unwrap();
     let b_ifaces = m.lab.node("b").ifaces();
+    // The TC links: the pod's veth, and every mesh link once a pod exists.
+    let tc_links: Vec<String> = std::iter::once(pod.host_veth.clone())
+        .chain(b_ifaces.iter().cloned())
+        .collect();
+    wait_until("the fast path on the pod", CONVERGE, || {
+        tc_links.iter().all(|l| tc_prog_ids(&m, "b", l).len() == 1)
+    });
+    let tc_before: Vec<Vec<u32>> = tc_links.iter().map(|l| tc_prog_ids(&m, "b", l)).collect();
     let before: Vec<Option<u64>> = b_ifaces.iter().map(|i| xdp_prog_id(&m, "b", i)).collect();
     assert!(before.iter().all(Option::is_some), "{before:?}");
-    // What an earlier build leaves: its program pinned under another
-    // build's name (`progs/xdp-<iface>:<object tag>`).
+    // What an earlier build leaves: its programs pinned under another
+    // build's name (`progs/xdp-<iface>:<object tag>`, `progs/<program>-<tag>`).
     let progs = m.lab.node("b").bpffs_dir().join("progs");
-    let pins = |i: &str| -> Vec<String> {
+    let pins = |prefix: &str| -> Vec<String> {
         std::fs::read_dir(&progs)
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&format!("xdp-{i}:")))
+            .filter(|n| n.starts_with(prefix))
             .collect()
     };
-    for i in &b_ifaces {
-        let current = pins(i);
+    let earlier = |prefix: &str, to: String| {
+        let current = pins(prefix);
         assert_eq!(current.len(), 1, "{current:?}");
-        std::fs::rename(
-            progs.join(&current[0]),
-            progs.join(format!("xdp-{i}:an-earlier-build")),
-        )
-        .unwrap();
+        std::fs::rename(progs.join(&current[0]), progs.join(to)).unwrap();
+    };
+    for i in &b_ifaces {
+        earlier(&format!("xdp-{i}:"), format!("xdp-{i}:an-earlier-build"));
+    }
+    for p in [
+        dataplane::object::POD_PROGRAM,
+        dataplane::object::MESH_PROGRAM,
+    ] {
+        earlier(&format!("{p}-"), format!("{p}-earlier"));
     }
     let c = m.node_address("c").to_string();
-    let ping = Pings::start(&m, "a", &c, 400);
+    let through = Pings::start(&m, "a", &c, 400);
+    let to_pod = Pings::start(&m, "a", &pod.addr.to_string(), 400);
     std::thread::sleep(Duration::from_millis(500));
     m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
-    wait_until("b replaces its XDP programs", CONVERGE, || {
-        m.latest_log("b").matches("replaced in place").count() == b_ifaces.len()
+    wait_until("b replaces its programs", CONVERGE, || {
+        let log = m.latest_log("b");
+        log.matches("XDP program of an earlier build replaced")
+            .count()
+            == b_ifaces.len()
+            && log.contains("TC programs of an earlier build replaced in place")
     });
-    let pinged = ping.summary();
-    assert!(pinged.contains(" 0% packet loss"), "{pinged}");
+    for (what, pings) in [("through b", through), ("to b's pod", to_pod)] {
+        let pinged = pings.summary();
+        assert!(pinged.contains(" 0% packet loss"), "{what}: {pinged}");
+    }
     for (i, old) in b_ifaces.iter().zip(&before) {
         let now = xdp_prog_id(&m, "b", i);
         assert!(
             now.is_some() && now != *old,
             "{i}: program {old:?} -> {now:?}"
         );
-        let now_pinned = pins(i);
+        let now_pinned = pins(&format!("xdp-{i}:"));
         assert!(
             now_pinned.len() == 1 && !now_pinned[0].ends_with("an-earlier-build"),
             "{now_pinned:?}"
         );
     }
+    for (l, old) in tc_links.iter().zip(&tc_before) {
+        let now = tc_prog_ids(&m, "b", l);
+        assert!(
+            now.len() == 1 && now != *old,
+            "{l}: programs {old:?} -> {now:?}"
+        );
+    }
+    for p in [
+        dataplane::object::POD_PROGRAM,
+        dataplane::object::MESH_PROGRAM,
+    ] {
+        let left = pins(&format!("{p}-"));
+        assert!(left.len() == 1 && !left[0].ends_with("earlier"), "{left:?}");
+    }
     // A restart of the same build keeps the programs.
     let ids: Vec<Option<u64>> = b_ifaces.iter().map(|i| xdp_prog_id(&m, "b", i)).collect();
+    let tc_ids: Vec<Vec<u32>> = tc_links.iter().map(|l| tc_prog_ids(&m, "b", l)).collect();
     m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
     wait_until("b is back", CONVERGE, || {
         m.latest_log("b").contains("gr: restart ends")
     });
     let again: Vec<Option<u64>> = b_ifaces.iter().map(|i| xdp_prog_id(&m, "b", i)).collect();
     assert_eq!(again, ids);
+    let tc_again: Vec<Vec<u32>> = tc_links.iter().map(|l| tc_prog_ids(&m, "b", l)).collect();
+    assert_eq!(tc_again, tc_ids);
     assert!(!m.latest_log("b").contains("replaced in place"));
 }

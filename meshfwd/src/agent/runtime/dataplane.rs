@@ -102,6 +102,17 @@ impl Dataplane {
         // Before any program is attached: the setting is the node's, and
         // pods' TC programs read it as well.
         FibMaps::open(bpffs)?.set_netfilter(netfilter)?;
+        // An upgrade: pods' and mesh links' TC programs of the earlier
+        // build are swapped for this build's in place. A failure leaves
+        // the earlier programs forwarding, which is worth a warning only.
+        match dataplane::tc::upgrade(bpffs) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                links = n,
+                "TC programs of an earlier build replaced in place"
+            ),
+            Err(e) => tracing::warn!(error = %e, "TC programs of an earlier build left in place"),
+        }
         let writer = FibWriter::new(FibMaps::open(bpffs)?)
             .await?
             .with_kernel_routes(kernel_routes);
