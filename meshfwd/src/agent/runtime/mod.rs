@@ -198,7 +198,7 @@ impl Agent {
             config.ospf.grace_period,
         );
         match restart {
-            restart::Start::Graceful(period) => tracing::info!(
+            restart::Start::Graceful(period, _) => tracing::info!(
                 period,
                 "an earlier run's routes are in place: restarting gracefully"
             ),
@@ -415,7 +415,7 @@ impl Agent {
                     // one under a new router id is a new router.
                     let restarting =
                         match std::mem::replace(&mut self.restart, restart::Start::Fresh) {
-                            restart::Start::Graceful(period) => Some(period),
+                            restart::Start::Graceful(period, reason) => Some((period, reason)),
                             restart::Start::Fresh | restart::Start::Late => None,
                         };
                     self.ospf = Some(Ospf::start(
@@ -655,6 +655,7 @@ impl Agent {
                     writer: self.dataplane.writer_status(),
                     ospf: Some(OspfStats {
                         spf_runs: snap.state.spf_runs,
+                        spf_time: snap.spf_time,
                         drops: snap.state.drops,
                     }),
                     process: ProcessStats::read(None),

@@ -53,7 +53,7 @@ impl Ospf {
         router_id: Ipv4Addr,
         stubs: Vec<Ipv6Net>,
         boot_count: u32,
-        restarting: Option<u32>,
+        restarting: Option<(u32, RestartReason)>,
     ) -> Ospf {
         let (handle, commands) = driver::channel();
         let (rib_tx, ribs) = mpsc::unbounded_channel();
@@ -82,9 +82,7 @@ impl Ospf {
             graceful_restart: GracefulRestart {
                 helper: config.graceful_restart,
                 strict: config.graceful_restart_strict,
-                restarting: restarting
-                    .filter(|_| config.graceful_restart)
-                    .map(|period| (period, RestartReason::Unknown)),
+                restarting: restarting.filter(|_| config.graceful_restart),
             },
             ..InstanceConfig::default()
         };

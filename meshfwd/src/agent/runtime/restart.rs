@@ -10,6 +10,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use routing::packet::lsa::grace::RestartReason;
 use serde::{Deserialize, Serialize};
 
 /// The record of a planned restart.
@@ -45,8 +46,10 @@ pub fn write(path: &Path, period: u32) -> std::io::Result<()> {
 pub enum Start {
     /// A fresh start: nothing to restore.
     Fresh,
-    /// A restart with this many seconds of grace.
-    Graceful(u32),
+    /// A restart with this many seconds of grace, and the reason the
+    /// Grace-LSAs give: a software restart when the earlier run stopped on
+    /// purpose (it left a record), unknown after a crash.
+    Graceful(u32, RestartReason),
     /// A planned restart whose grace period ran out while we were gone:
     /// the neighbours have routed around us already.
     Late,
@@ -68,7 +71,7 @@ fn decide(record: Option<GraceRecord>, earlier_run: bool, period: u32, now_ms: u
         return Start::Fresh;
     }
     match record {
-        None => Start::Graceful(period),
+        None => Start::Graceful(period, RestartReason::Unknown),
         Some(r) if r.deadline_unix_ms <= now_ms => Start::Late,
         Some(r) => {
             let left = Duration::from_millis(r.deadline_unix_ms - now_ms);
@@ -76,6 +79,7 @@ fn decide(record: Option<GraceRecord>, earlier_run: bool, period: u32, now_ms: u
                 u32::try_from(left.as_secs().max(1))
                     .unwrap_or(period)
                     .min(period),
+                RestartReason::SoftwareRestart,
             )
         }
     }
@@ -94,10 +98,17 @@ mod tests {
         };
         assert_eq!(decide(None, false, 60, 0), Start::Fresh);
         assert_eq!(decide(rec(10_000), false, 60, 0), Start::Fresh);
-        assert_eq!(decide(None, true, 60, 5_000), Start::Graceful(60));
-        assert_eq!(decide(rec(50_000), true, 60, 5_000), Start::Graceful(45));
+        let (crash, planned) = (RestartReason::Unknown, RestartReason::SoftwareRestart);
+        assert_eq!(decide(None, true, 60, 5_000), Start::Graceful(60, crash));
+        assert_eq!(
+            decide(rec(50_000), true, 60, 5_000),
+            Start::Graceful(45, planned)
+        );
         assert_eq!(decide(rec(5_000), true, 60, 5_000), Start::Late);
-        assert_eq!(decide(rec(5_500), true, 60, 5_000), Start::Graceful(1));
+        assert_eq!(
+            decide(rec(5_500), true, 60, 5_000),
+            Start::Graceful(1, planned)
+        );
     }
 
     #[test]
@@ -106,17 +117,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = record_path(&dir.join("node.json"));
         write(&path, 30).unwrap();
-        assert!(matches!(take(&path, true, 60), Start::Graceful(29..=30)));
+        assert!(matches!(
+            take(&path, true, 60),
+            Start::Graceful(29..=30, RestartReason::SoftwareRestart)
+        ));
         assert!(!path.exists());
         assert_eq!(
             take(&path, true, 60),
-            Start::Graceful(60),
+            Start::Graceful(60, RestartReason::Unknown),
             "no record: unplanned"
         );
         std::fs::write(&path, b"{garbage").unwrap();
         assert_eq!(
             take(&path, true, 60),
-            Start::Graceful(60),
+            Start::Graceful(60, RestartReason::Unknown),
             "a bad record counts as none"
         );
         std::fs::remove_dir_all(&dir).unwrap();
