@@ -350,6 +350,9 @@ pub struct ApplyReport {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OspfStats {
     pub spf_runs: u64,
+    /// Time SPF took, as the OSPF driver measured it.
+    #[serde(default)]
+    pub spf_time: routing::driver::SpfTime,
     /// Packets dropped, by reason.
     pub drops: BTreeMap<DropReason, u64>,
 }

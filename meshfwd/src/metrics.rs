@@ -134,6 +134,30 @@ pub fn render(s: &Snapshot<'_>) -> String {
         s.node.gr_helping as i64,
     );
     if let Some(o) = &s.stats.ospf {
+        let seconds = |us: u64| us as f64 / 1e6;
+        let total: Counter<f64, std::sync::atomic::AtomicU64> = Counter::default();
+        total.inc_by(seconds(o.spf_time.total_us));
+        r.register(
+            "ospf_spf_duration_seconds",
+            "Time SPF took, summed over every run (divide by the runs for the mean)",
+            total,
+        );
+        for (name, help, us) in [
+            (
+                "ospf_spf_last_duration_seconds",
+                "Time the last SPF run took",
+                o.spf_time.last_us,
+            ),
+            (
+                "ospf_spf_max_duration_seconds",
+                "Time the longest SPF run took",
+                o.spf_time.max_us,
+            ),
+        ] {
+            let g: Gauge<f64, std::sync::atomic::AtomicU64> = Gauge::default();
+            g.set(seconds(us));
+            r.register(name, help, g);
+        }
         let drops: Family<Labels, Counter> = Family::default();
         for (reason, n) in &o.drops {
             drops

@@ -71,6 +71,16 @@ fn the_agent_serves_its_figures_to_prometheus() {
     );
     assert_eq!(get("kubermesh_ospf_mesh_links", None), 1.0);
     assert!(get("kubermesh_ospf_spf_runs_total", None) >= 1.0);
+    // SPF takes time, and the longest run is at least the last one.
+    let (spf_total, spf_last, spf_max) = (
+        get("kubermesh_ospf_spf_duration_seconds_total", None),
+        get("kubermesh_ospf_spf_last_duration_seconds", None),
+        get("kubermesh_ospf_spf_max_duration_seconds", None),
+    );
+    assert!(
+        spf_total > 0.0 && spf_max >= spf_last && spf_total >= spf_max,
+        "SPF time: total {spf_total}, last {spf_last}, max {spf_max}"
+    );
     assert_eq!(get("kubermesh_ospf_graceful_restart_restarting", None), 0.0);
     assert_eq!(get("kubermesh_ospf_graceful_restart_helping", None), 0.0);
     assert!(get("kubermesh_ospf_lsdb_lsas", None) >= 4.0);

@@ -237,6 +237,10 @@ pub fn stats(d: &StatsReport) -> String {
         }
     }
     if let Some(o) = &d.ospf {
+        out.push_str(&format!(
+            "\nSPF: {} runs, {} us in all, last {} us, longest {} us\n",
+            o.spf_runs, o.spf_time.total_us, o.spf_time.last_us, o.spf_time.max_us
+        ));
         out.push_str(&format!("\n{:<24} {:>14}\n", "OSPF DROPPED", "COUNT"));
         if o.drops.is_empty() {
             out.push_str("(none)\n");
@@ -340,6 +344,11 @@ mod tests {
             writer: None,
             ospf: Some(crate::api::OspfStats {
                 spf_runs: 3,
+                spf_time: routing::driver::SpfTime {
+                    total_us: 900,
+                    last_us: 250,
+                    max_us: 400,
+                },
                 drops: [(routing::DropReason::LsaBadLinkType, 7)].into(),
             }),
             process: None,
@@ -347,6 +356,10 @@ mod tests {
         };
         let t = stats(&report);
         assert!(t.contains("OSPF DROPPED"), "{t}");
+        assert!(
+            t.contains("SPF: 3 runs, 900 us in all, last 250 us, longest 400 us"),
+            "{t}"
+        );
         assert!(
             t.lines()
                 .any(|l| l.starts_with("m-c") && l.ends_with(" 12")),

@@ -74,6 +74,30 @@ pub struct Snapshot {
     pub time: Time,
     pub state: InstanceState,
     pub rib: Rib,
+    #[serde(default)]
+    pub spf_time: SpfTime,
+}
+
+/// Wall-clock time the core spent on the inputs that ran SPF. The core
+/// has no clock of its own (its time is what the driver hands it), so the
+/// driver measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpfTime {
+    /// Summed over every run, in microseconds.
+    pub total_us: u64,
+    /// The last run.
+    pub last_us: u64,
+    /// The longest run.
+    pub max_us: u64,
+}
+
+impl SpfTime {
+    fn record(&mut self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.total_us = self.total_us.saturating_add(us);
+        self.last_us = us;
+        self.max_us = self.max_us.max(us);
+    }
 }
 
 /// A request to the running driver.
@@ -250,6 +274,7 @@ pub async fn run(
         ifaces: BTreeMap::new(),
         packet_tx,
         rib_tx,
+        spf_time: SpfTime::default(),
     };
     driver.execute(outputs).await;
     for spec in interfaces {
@@ -304,12 +329,18 @@ struct Driver {
     ifaces: BTreeMap<u32, Iface>,
     packet_tx: mpsc::Sender<Incoming>,
     rib_tx: mpsc::UnboundedSender<RibDiff>,
+    spf_time: SpfTime,
 }
 
 impl Driver {
     /// Hand one input to the core and carry out what it says.
     async fn input(&mut self, input: Input) {
+        let runs = self.instance.spf_runs();
+        let started = std::time::Instant::now();
         let outputs = self.instance.handle(self.clock.now(), input);
+        if self.instance.spf_runs() != runs {
+            self.spf_time.record(started.elapsed());
+        }
         self.execute(outputs).await;
     }
 
@@ -395,6 +426,7 @@ impl Driver {
                     time: self.clock.now(),
                     state: self.instance.state(),
                     rib: self.instance.rib().clone(),
+                    spf_time: self.spf_time,
                 });
             }
             Command::Summary(reply) => {
