@@ -21,6 +21,23 @@ pub enum Error {
     /// The kernel refused the object (map creation, relocation, BTF).
     #[error("loading the kubermesh eBPF object: {0}")]
     Load(#[source] aya::EbpfError),
+    /// A map pinned by an earlier build has another layout than this
+    /// build's: reusing it would misread it, and replacing it would empty
+    /// the tables under live traffic.
+    #[error(
+        "the pinned map {map} at {} has another layout than this build's ({pinned}; this build needs {wanted}): it was made by a build whose maps differ and is left as it is. Drain the node, remove {} and start again",
+        path.display(),
+        path.parent().map_or_else(|| path.display().to_string(), |d| d.display().to_string())
+    )]
+    MapLayout {
+        map: &'static str,
+        path: std::path::PathBuf,
+        pinned: String,
+        wanted: String,
+    },
+    /// The embedded object does not parse (a build problem).
+    #[error("the embedded eBPF object does not parse: {0}")]
+    Object(String),
     /// A program is missing from the object or is of another type.
     #[error("the eBPF object has no usable program {program}: {source}")]
     Program {

@@ -74,10 +74,77 @@ pub fn load_linked(linked: &Linked, pin_dir: Option<&Path>) -> Result<Ebpf> {
     let paths: Vec<_> = pin_dir
         .map(|dir| pin::ALL.iter().map(|n| (*n, dir.join(n))).collect())
         .unwrap_or_default();
+    check_pinned_layouts(linked.bytes(), &paths)?;
     for (name, path) in &paths {
         loader.map_pin_path(name, path.as_path());
     }
     loader.load(linked.bytes()).map_err(Error::Load)
+}
+
+/// `BPF_F_RDONLY_PROG` (`include/uapi/linux/bpf.h`).
+const BPF_F_RDONLY_PROG: u32 = 1 << 7;
+
+/// A map's layout as the kernel keeps it.
+#[derive(Debug, PartialEq, Eq)]
+struct Layout {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "type {}, key {} bytes, value {} bytes, {} entries, flags {:#x}",
+            self.map_type, self.key_size, self.value_size, self.max_entries, self.flags
+        )
+    }
+}
+
+/// Refuse maps pinned by a build whose layout differs: aya reuses a
+/// pinned map by name without comparing, and a program would then read
+/// entries of another shape (or fail the verifier far from the cause).
+fn check_pinned_layouts(bytes: &[u8], paths: &[(&'static str, std::path::PathBuf)]) -> Result<()> {
+    if paths.iter().all(|(_, p)| !p.exists()) {
+        return Ok(());
+    }
+    let obj = aya_obj::Object::parse(bytes).map_err(|e| Error::Object(e.to_string()))?;
+    for (name, path) in paths {
+        let (Some(map), Ok(info)) = (obj.maps.get(*name), aya::maps::MapInfo::from_pin(path))
+        else {
+            // Not pinned yet (or not a map of this build): the loader
+            // creates it.
+            continue;
+        };
+        let wanted = Layout {
+            map_type: map.map_type(),
+            key_size: map.key_size(),
+            value_size: map.value_size(),
+            max_entries: map.max_entries(),
+            flags: map.map_flags(),
+        };
+        let pinned = Layout {
+            map_type: info.map_type().map_or(u32::MAX, |t| t as u32),
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: info.max_entries(),
+            // aya makes maps programs only read (devmaps) read-only for
+            // programs, a flag the object does not carry.
+            flags: info.map_flags() & !BPF_F_RDONLY_PROG,
+        };
+        if pinned != wanted {
+            return Err(Error::MapLayout {
+                map: name,
+                path: path.clone(),
+                pinned: pinned.to_string(),
+                wanted: wanted.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether the programs can ask conntrack, as the loader found the

@@ -456,3 +456,58 @@ fn an_upgrade_swaps_the_programs_in_place_without_loss() {
     assert_eq!(tc_again, tc_ids);
     assert!(!m.latest_log("b").contains("replaced in place"));
 }
+
+/// A build whose maps differ from the pinned ones: the agent refuses to
+/// start, naming the map, and leaves the pinned tables (and the fast path
+/// that reads them) as they are.
+#[test]
+fn a_changed_map_layout_is_refused_and_left_alone() {
+    let topo = Topology::new().line(&["a", "b"], Wire::Direct);
+    let mut m = mesh("gr-layout", &topo);
+    m.start_all().unwrap();
+    m.wait_full_reachability(&["a", "b"], CONVERGE);
+    let maps = m.lab.node("b").bpffs_dir();
+    let id = |name: &str| {
+        aya::maps::MapInfo::from_pin(maps.join(name))
+            .map(|i| i.id())
+            .unwrap_or_else(|e| panic!("{name} pinned: {e}"))
+    };
+    let iface = &m.lab.node("b").ifaces()[0];
+    assert!(xdp_prog_id(&m, "b", iface).is_some(), "XDP on {iface}");
+    m.crash("b").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        xdp_prog_id(&m, "b", iface).is_some(),
+        "XDP on {iface} after the crash"
+    );
+    // What a build with another NH_GROUPS finds: a map of another shape
+    // pinned under the name (here FIB_GEN's, an array of one u32).
+    let groups = maps.join(meshfwd_common::pin::NH_GROUPS);
+    std::fs::remove_file(&groups).unwrap();
+    std::fs::rename(maps.join(meshfwd_common::pin::FIB_GEN), &groups).unwrap();
+    let pinned = id(meshfwd_common::pin::NH_GROUPS);
+    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
+    wait_until("b's agent refuses the pinned map", CONVERGE, || {
+        let log = m.latest_log("b");
+        log.contains("the pinned map NH_GROUPS") && log.contains("another layout")
+    });
+    let pid = m.pid("b").expect("b's agent was started");
+    wait_until("b's agent exits", CONVERGE, || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_or(true, |s| s.contains("State:\tZ"))
+    });
+    assert_eq!(
+        id(meshfwd_common::pin::NH_GROUPS),
+        pinned,
+        "the pin is left"
+    );
+    // Nothing was torn down: XDP still runs on b's link.
+    assert!(
+        xdp_prog_id(&m, "b", iface).is_some(),
+        "XDP left on {iface}: {:?}\n{}",
+        m.lab
+            .node("b")
+            .run(&["ip", "-d", "link", "show", "dev", iface]),
+        m.latest_log("b")
+    );
+}

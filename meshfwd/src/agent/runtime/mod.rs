@@ -76,17 +76,18 @@ impl Agent {
 /// Where the sysctls live.
 const PROC_SYS: &str = "/proc/sys";
 
-/// Why the agent could not start or had to stop.
+/// Why the agent could not start or had to stop. Causes are part of the
+/// message, not sources: `{:#}` would print them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("the control socket: {0}")]
-    Control(#[source] anyhow::Error),
+    Control(anyhow::Error),
     #[error("opening rtnetlink: {0}")]
-    Netlink(#[source] std::io::Error),
+    Netlink(std::io::Error),
     #[error(transparent)]
     Kernel(#[from] KernelError),
     #[error("starting the XDP fast path (run with --no-xdp to go without): {0}")]
-    Dataplane(#[source] DataplaneError),
+    Dataplane(DataplaneError),
     #[error("writing the node state: {0}")]
     State(#[from] ::dataplane::node_state::StateError),
     #[error("the rtnetlink notification socket closed")]
@@ -98,7 +99,7 @@ pub enum AgentError {
     #[error("the agent runs once")]
     AlreadyRan,
     #[error("the OSPF authentication boot count: {0}")]
-    BootCount(#[source] std::io::Error),
+    BootCount(std::io::Error),
 }
 
 /// The agent process: the core and what it needs to act.
