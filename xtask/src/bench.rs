@@ -26,7 +26,7 @@ const BENCHES: &[(&str, Harness, &str)] = &[
     (
         "restart",
         Harness::Bin,
-        "loss and broken TCP across agent restarts (SIGTERM, kill -9)",
+        "loss and broken TCP through a node and to and from its pod across agent restarts (SIGTERM, kill -9, upgrade)",
     ),
     (
         "pods",

@@ -7,17 +7,26 @@
 //!     d ----- e          the detour (cost 30)
 //! ```
 //!
-//! Two UDP probe flows, a to c's /128 and c to a's /128 (10,000 packets
-//! per second each by default, sequence numbered), and one long-lived TCP
-//! connection from a to c that writes and reads back a message every 5 ms,
-//! cross b while its agent is restarted:
+//! b's agent is restarted while sequence-numbered UDP probe flows (10,000
+//! packets per second each by default) run on three paths, each both ways:
+//! - **through b** (transit): a to c's /128 and c to a's /128;
+//! - **to a pod on b**: a to pod pb;
+//! - **from a pod on b**: pb to a's /128;
+//!
+//! and two long-lived TCP connections, a to c and a to pb, each writing
+//! and reading back a message every 5 ms. The cases:
 //! - **sigterm**: stopped and started again (a planned restart);
 //! - **kill9_1s**: killed (SIGKILL) and started 1 s later;
 //! - **kill9_10s**: killed and started 10 s later (past the dead interval,
-//!   so the neighbours route around b and come back).
+//!   so the neighbours route around b and come back);
+//! - **upgrade**: stopped and started as if by another build: the pins
+//!   naming b's XDP and TC programs are renamed to another object tag
+//!   first, so the agent takes the running programs for an earlier
+//!   build's and swaps its own in (the same code path as a real upgrade;
+//!   the programs' bytes are the same).
 //!
 //! Each case reports, per flow, packets sent and lost and the largest gap,
-//! and whether the TCP connection broke. Goal: nothing lost, nothing
+//! and per connection whether it broke. Goal: nothing lost, nothing
 //! broken.
 //!
 //! Usage: `restart [--json] [--pps N] [--meshfwd PATH]`; progress on
@@ -25,6 +34,7 @@
 //! `bench/results/restart.json`.
 
 use std::{
+    collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{Ipv6Addr, TcpListener, TcpStream},
     path::PathBuf,
@@ -36,23 +46,48 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use bench::agents::{Answers as _, CONVERGE, Mesh, meshfwd_bin, wait_until};
+use bench::agents::{Answers as _, CONVERGE, Mesh, cni_bin, meshfwd_bin, wait_until};
 use bench::probe::{Flow, FlowResult};
 use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire, netns};
 use serde::Serialize;
 
-const PORT_AC: u16 = 47_997;
-const PORT_CA: u16 = 47_998;
-const PORT_TCP: u16 = 47_996;
+/// The probe flows: name, from, to (whose address is the destination),
+/// UDP port.
+const FLOWS: [(&str, &str, &str, u16); 4] = [
+    ("a_to_c", "a", "c", 47_997),
+    ("c_to_a", "c", "a", 47_998),
+    ("a_to_pod", "a", "pb", 47_999),
+    ("pod_to_a", "pb", "a", 48_000),
+];
+
+/// The long-lived TCP connections: name, client, server, port.
+const CONNECTIONS: [(&str, &str, &str, u16); 2] = [
+    ("tcp_a_to_c", "a", "c", 47_996),
+    ("tcp_a_to_pod", "a", "pb", 47_995),
+];
+
+const CASES: [&str; 4] = ["sigterm", "kill9_1s", "kill9_10s", "upgrade"];
+
+#[derive(Debug, Serialize)]
+struct NamedFlow {
+    flow: &'static str,
+    #[serde(flatten)]
+    result: FlowResult,
+}
+
+#[derive(Debug, Serialize)]
+struct Connection {
+    connection: &'static str,
+    messages: u64,
+    broken: Option<String>,
+}
 
 #[derive(Debug, Serialize)]
 struct CaseResult {
     case: &'static str,
-    a_to_c: FlowResult,
-    c_to_a: FlowResult,
-    tcp_messages: u64,
-    tcp_broken: Option<String>,
+    flows: Vec<NamedFlow>,
+    connections: Vec<Connection>,
     /// How b's graceful restart ended, from its log.
     graceful_restart: String,
 }
@@ -77,6 +112,10 @@ struct Args {
     /// The agent binary (default: $MESHFWD_BIN, next to this one, or built).
     #[arg(long)]
     meshfwd: Option<PathBuf>,
+    /// The CNI plugin binary (default: $MESHFWD_CNI_BIN, next to this one,
+    /// or built).
+    #[arg(long)]
+    cni: Option<PathBuf>,
 }
 
 fn main() {
@@ -90,7 +129,7 @@ fn progress(what: &str) {
     eprintln!("restart: {what}");
 }
 
-/// A long-lived TCP connection a -> c: a message every 5 ms, echoed.
+/// A long-lived TCP connection: a message every 5 ms, echoed.
 struct Tcp {
     stop: Arc<AtomicBool>,
     client: std::thread::JoinHandle<(u64, Option<String>)>,
@@ -98,9 +137,9 @@ struct Tcp {
 }
 
 impl Tcp {
-    fn start(m: &Mesh, c_addr: Ipv6Addr) -> Result<Tcp> {
-        let listener = netns::enter(m.lab.node("c").netns(), || {
-            Ok(TcpListener::bind((c_addr, PORT_TCP))?)
+    fn start(m: &Mesh, client: &str, server: &str, addr: Ipv6Addr, port: u16) -> Result<Tcp> {
+        let listener = netns::enter(m.lab.node(server).netns(), || {
+            Ok(TcpListener::bind((addr, port))?)
         })?;
         let server = std::thread::spawn(move || {
             if let Ok((mut s, _)) = listener.accept() {
@@ -113,9 +152,9 @@ impl Tcp {
                 }
             }
         });
-        let stream = netns::enter(m.lab.node("a").netns(), || {
+        let stream = netns::enter(m.lab.node(client).netns(), || {
             Ok(TcpStream::connect_timeout(
-                &(c_addr, PORT_TCP).into(),
+                &(addr, port).into(),
                 Duration::from_secs(5),
             )?)
         })?;
@@ -160,24 +199,56 @@ impl Tcp {
     }
 }
 
+/// Rename the pins that name b's programs as this build's, so the next
+/// start takes them for another build's: what an upgrade finds.
+fn pose_as_earlier_build(m: &Mesh) -> Result<()> {
+    let progs = m.lab.node("b").bpffs_dir().join("progs");
+    for e in std::fs::read_dir(&progs)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let tc = [
+            dataplane::object::POD_PROGRAM,
+            dataplane::object::MESH_PROGRAM,
+        ]
+        .into_iter()
+        .find(|p| name.starts_with(&format!("{p}-")));
+        let earlier = match (name.split_once(':'), tc) {
+            // progs/xdp-<iface>:<tag>
+            (Some((program, _)), _) if program.starts_with("xdp-") => {
+                format!("{program}:earlier-build")
+            }
+            // progs/<tc program>-<tag>
+            (None, Some(program)) => format!("{program}-earlier"),
+            _ => continue,
+        };
+        std::fs::rename(e.path(), progs.join(earlier))?;
+    }
+    Ok(())
+}
+
 fn case(
     m: &Mesh,
     name: &'static str,
     pps: u32,
-    (a_addr, c_addr): (Ipv6Addr, Ipv6Addr),
+    addrs: &BTreeMap<&str, Ipv6Addr>,
 ) -> Result<CaseResult> {
-    let (a_ns, c_ns) = (
-        m.lab.node("a").netns().to_string(),
-        m.lab.node("c").netns().to_string(),
-    );
-    let ac = Flow::start(&a_ns, &c_ns, c_addr, PORT_AC, pps)?;
-    let ca = Flow::start(&c_ns, &a_ns, a_addr, PORT_CA, pps)?;
-    let tcp = Tcp::start(m, c_addr)?;
+    let ns = |n: &str| m.lab.node(n).netns().to_string();
+    let mut flows = Vec::new();
+    for (flow, from, to, port) in FLOWS {
+        flows.push((flow, Flow::start(&ns(from), &ns(to), addrs[to], port, pps)?));
+    }
+    let mut connections = Vec::new();
+    for (conn, client, server, port) in CONNECTIONS {
+        connections.push((conn, Tcp::start(m, client, server, addrs[server], port)?));
+    }
     std::thread::sleep(Duration::from_secs(2));
     let id = m.agent("b").context("b's agent")?;
     progress(&format!("{name}: restarting b's agent"));
     match name {
         "sigterm" => m.lab.node("b").restart(id)?,
+        "upgrade" => {
+            pose_as_earlier_build(m)?;
+            m.lab.node("b").restart(id)?;
+        }
         _ => {
             m.crash("b")?;
             let pause = if name == "kill9_1s" { 1 } else { 10 };
@@ -188,14 +259,32 @@ fn case(
     wait_until("b's restart ends", CONVERGE, || {
         m.latest_log("b").contains("gr: restart ends")
     })?;
-    let c_pod = Ipv6Net::from(c_addr);
+    let c_node = Ipv6Net::from(addrs["c"]);
     wait_until("a routes to c through b again", CONVERGE, || {
-        m.route_ifaces("a", &c_pod).contains("m-b")
+        m.route_ifaces("a", &c_node).contains("m-b")
     })?;
+    if name == "upgrade" && !m.latest_log("b").contains("replaced in place") {
+        bail!("upgrade: b's agent replaced no program");
+    }
     std::thread::sleep(Duration::from_secs(2));
-    let a_to_c = ac.stop();
-    let c_to_a = ca.stop();
-    let (tcp_messages, tcp_broken) = tcp.stop();
+    let flows: Vec<NamedFlow> = flows
+        .into_iter()
+        .map(|(flow, f)| NamedFlow {
+            flow,
+            result: f.stop(),
+        })
+        .collect();
+    let connections: Vec<Connection> = connections
+        .into_iter()
+        .map(|(connection, t)| {
+            let (messages, broken) = t.stop();
+            Connection {
+                connection,
+                messages,
+                broken,
+            }
+        })
+        .collect();
     let log = m.latest_log("b");
     let graceful_restart = log
         .lines()
@@ -204,24 +293,29 @@ fn case(
         .unwrap_or("?")
         .trim()
         .to_owned();
+    let lost: Vec<String> = flows
+        .iter()
+        .map(|f| format!("{} {}", f.result.lost, f.flow))
+        .collect();
+    let broken: Vec<String> = connections
+        .iter()
+        .filter_map(|c| Some(format!("{} broke: {}", c.connection, c.broken.as_ref()?)))
+        .collect();
     progress(&format!(
-        "{name}: lost {} a->c, {} c->a; TCP {} messages{}; restart {graceful_restart}",
-        a_to_c.lost,
-        c_to_a.lost,
-        tcp_messages,
-        tcp_broken
-            .as_ref()
-            .map(|e| format!(", broken: {e}"))
-            .unwrap_or_default()
+        "{name}: lost {}; {}; restart {graceful_restart}",
+        lost.join(", "),
+        if broken.is_empty() {
+            "no connection broke".to_owned()
+        } else {
+            broken.join(", ")
+        }
     ));
     // Let the helpers finish and the SPF back-off calm down.
     std::thread::sleep(Duration::from_secs(5));
     Ok(CaseResult {
         case: name,
-        a_to_c,
-        c_to_a,
-        tcp_messages,
-        tcp_broken,
+        flows,
+        connections,
         graceful_restart,
     })
 }
@@ -233,6 +327,7 @@ fn run() -> Result<()> {
         .line(&["a", "b", "c"], Wire::Direct)
         .line(&["a", "d", "e", "c"], Wire::Direct);
     progress("building the lab (a - b - c, detour a - d - e - c)");
+    let cni = cni_bin(args.cni.clone())?;
     let lab = Lab::build("restart", &topo)?;
     let mut m = Mesh::new(lab, bin);
     for n in ["a", "b", "c", "d", "e"] {
@@ -240,6 +335,9 @@ fn run() -> Result<()> {
     }
     let a_addr = m.node_address("a")?;
     let c_addr = m.node_address("c")?;
+    progress("wiring pod pb on b");
+    let pod = m.add_pod("b", "pb", &cni, &serde_json::json!({}))?;
+    let addrs = BTreeMap::from([("a", a_addr), ("c", c_addr), ("pb", pod.addr)]);
     wait_until("a routes to c through b", CONVERGE, || {
         m.route_ifaces("a", &Ipv6Net::from(c_addr)).contains("m-b")
     })?;
@@ -249,11 +347,16 @@ fn run() -> Result<()> {
     // Neighbour entries along the path, so the first probes are not lost
     // to address resolution.
     let _ = m.lab.node("a").wait_ping6(c_addr, None, CONVERGE);
+    m.lab
+        .node("a")
+        .wait_ping6(pod.addr, None, CONVERGE)
+        .context("a reaches the pod on b")?;
+    let _ = m.lab.node("pb").wait_ping6(a_addr, None, CONVERGE);
     std::thread::sleep(Duration::from_secs(3));
 
     let mut cases = Vec::new();
-    for name in ["sigterm", "kill9_1s", "kill9_10s"] {
-        cases.push(case(&m, name, args.pps, (a_addr, c_addr))?);
+    for name in CASES {
+        cases.push(case(&m, name, args.pps, &addrs)?);
     }
     let report = Report {
         cases,
@@ -270,30 +373,36 @@ fn run() -> Result<()> {
     if args.json {
         println!("{json}");
     } else {
-        println!("{:<10} {:^28} {:^28}", "", "a -> c", "c -> a");
-        println!(
-            "case          sent     lost     gap ms     sent     lost     gap ms    tcp restart"
-        );
+        print!("{:<10}", "case");
+        for (flow, ..) in FLOWS {
+            print!(" {:>9} {:>6} {:>8}", flow, "lost", "gap ms");
+        }
+        println!(" {:>8} restart", "tcp");
         for c in &report.cases {
+            print!("{:<10}", c.case);
+            for f in &c.flows {
+                print!(
+                    " {:>9} {:>6} {:>8.1}",
+                    f.result.sent, f.result.lost, f.result.loss_window_ms
+                );
+            }
+            let broken = c.connections.iter().filter(|t| t.broken.is_some()).count();
             println!(
-                "{:<10} {:>8} {:>8} {:>10.1} {:>8} {:>8} {:>10.1} {:>6} {}",
-                c.case,
-                c.a_to_c.sent,
-                c.a_to_c.lost,
-                c.a_to_c.loss_window_ms,
-                c.c_to_a.sent,
-                c.c_to_a.lost,
-                c.c_to_a.loss_window_ms,
-                if c.tcp_broken.is_some() {
-                    "broke"
+                " {:>8} {}",
+                if broken == 0 {
+                    "ok".to_owned()
                 } else {
-                    "ok"
+                    format!("{broken} broke")
                 },
                 c.graceful_restart
             );
         }
     }
-    if report.cases.iter().any(|c| c.tcp_messages == 0) {
+    if report
+        .cases
+        .iter()
+        .any(|c| c.connections.iter().any(|t| t.messages == 0))
+    {
         bail!("a TCP connection never carried a message");
     }
     Ok(())
