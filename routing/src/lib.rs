@@ -23,6 +23,7 @@
 // `driver::socket` that no safe wrapper exposes.
 #![deny(unsafe_code)]
 
+pub mod bfd;
 pub mod error;
 pub mod events;
 pub mod flood;
