@@ -39,11 +39,12 @@ pub enum Query {
     Routes,
     Fib,
     Stats,
+    Bfd,
 }
 
 impl Query {
     /// Every question.
-    pub const ALL: [Query; 7] = [
+    pub const ALL: [Query; 8] = [
         Query::Node,
         Query::Neighbors,
         Query::Interfaces,
@@ -51,6 +52,7 @@ impl Query {
         Query::Routes,
         Query::Fib,
         Query::Stats,
+        Query::Bfd,
     ];
 
     /// Return the name `meshfwd show` takes (`node`, `neighbors`, ...).
@@ -63,6 +65,7 @@ impl Query {
             Query::Routes => "routes",
             Query::Fib => "fib",
             Query::Stats => "stats",
+            Query::Bfd => "bfd",
         }
     }
 }
@@ -99,6 +102,7 @@ pub enum Answer {
     Routes(Vec<RouteRow>),
     Fib(Vec<FibRow>),
     Stats(Box<StatsReport>),
+    Bfd(BfdReport),
 }
 
 impl Answer {
@@ -112,6 +116,7 @@ impl Answer {
             Answer::Routes(v) => serde_json::to_value(v),
             Answer::Fib(v) => serde_json::to_value(v),
             Answer::Stats(v) => serde_json::to_value(v),
+            Answer::Bfd(v) => serde_json::to_value(v),
         }
     }
 
@@ -128,8 +133,17 @@ impl Answer {
             Query::Routes => Answer::Routes(typed(v)?),
             Query::Fib => Answer::Fib(typed(v)?),
             Query::Stats => Answer::Stats(typed(v)?),
+            Query::Bfd => Answer::Bfd(typed(v)?),
         })
     }
+}
+
+/// `meshfwd show bfd`: every session, and the packets none took.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdReport {
+    pub sessions: Vec<routing::bfd::SessionInfo>,
+    /// Packets discarded, by reason (RFC 5880 §6.8.6, RFC 5881 §5).
+    pub discards: BTreeMap<routing::bfd::Discard, u64>,
 }
 
 /// `meshfwd show node`.

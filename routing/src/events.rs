@@ -72,6 +72,10 @@ pub enum Input {
         period: u32,
         reason: crate::packet::lsa::grace::RestartReason,
     },
+    /// A neighbour's forwarding path failed, as BFD saw it (RFC 5882
+    /// §4.1.1): take the adjacency down at once (KillNbr) rather than wait
+    /// for the dead interval.
+    NeighborDown { ifindex: u32, router_id: Ipv4Addr },
     /// Give the router id up: flush every LSA we originated (premature
     /// aging, RFC 2328 §14.1) and originate none from now on, so the old
     /// identity leaves every LSDB at once instead of after an hour.

@@ -325,6 +325,10 @@ impl Instance {
                 self.gr_prepared = Some(crate::packet::lsa::grace::Grace { period, reason }.emit());
                 self.originate_needed = true;
             }
+            Input::NeighborDown { ifindex, router_id } => {
+                tracing::info!(ifindex, neighbor = %router_id, "neighbour down by BFD: adjacency killed");
+                self.nsm_event(ifindex, router_id, crate::neighbor::nsm::Event::KillNbr);
+            }
             Input::Retire => {
                 tracing::info!(router_id = %self.config.router_id, "retiring: flushing our LSAs");
                 self.retired = true;

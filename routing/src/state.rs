@@ -151,7 +151,14 @@ pub struct NeighborSummary {
     pub ifindex: u32,
     pub interface: String,
     pub router_id: Ipv4Addr,
+    /// Its link-local address (BFD sessions go to it).
+    #[serde(default = "unspecified")]
+    pub addr: Ipv6Addr,
     pub state: nsm::State,
+}
+
+fn unspecified() -> Ipv6Addr {
+    Ipv6Addr::UNSPECIFIED
 }
 
 impl Instance {
@@ -173,6 +180,7 @@ impl Instance {
                         ifindex: i.ifindex,
                         interface: i.name.clone(),
                         router_id: n.router_id,
+                        addr: n.addr,
                         state: n.state,
                     })
                 })

@@ -49,6 +49,11 @@
 //! grace_period = 60           # seconds a restart may take (1-1800)
 //! graceful_restart_strict = true  # as helper, stop on a topology change
 //!
+//! [bfd]                       # RFC 5880/5881/5882: fast failure detection
+//! enabled = false             # a session with every OSPF neighbour
+//! interval_ms = 10            # desired TX and required RX once Up (1-10000)
+//! multiplier = 3              # packets missed before Down (1-255)
+//!
 //! [[ospf.link]]               # per-link overrides, first match wins
 //! name = "eth2"               # a glob over interface names
 //! network = "broadcast"
@@ -372,6 +377,42 @@ impl OspfConfig {
     }
 }
 
+/// The `[bfd]` section: a BFD session with every OSPF neighbour, whose
+/// Down takes the adjacency down at once (RFC 5882).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BfdConfig {
+    /// Off by default: a session that fails while the agent is gone (a
+    /// crash) takes the node's adjacencies down, which graceful restart
+    /// would otherwise have kept.
+    pub enabled: bool,
+    /// Desired TX and required RX interval once Up, in milliseconds.
+    pub interval_ms: u32,
+    /// Detect multiplier.
+    pub multiplier: u8,
+}
+
+impl Default for BfdConfig {
+    fn default() -> Self {
+        BfdConfig {
+            enabled: false,
+            interval_ms: 10,
+            multiplier: 3,
+        }
+    }
+}
+
+impl BfdConfig {
+    /// The session timers, when BFD runs.
+    pub fn timers(&self) -> Option<routing::bfd::Timers> {
+        self.enabled.then(|| routing::bfd::Timers {
+            desired_min_tx_us: self.interval_ms * 1000,
+            required_min_rx_us: self.interval_ms * 1000,
+            detect_mult: self.multiplier,
+        })
+    }
+}
+
 /// The agent's complete configuration: the TOML file's schema, every key
 /// optional.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -411,6 +452,7 @@ pub struct Config {
     pub metrics: MetricsListen,
     pub interfaces: InterfacesConfig,
     pub ospf: OspfConfig,
+    pub bfd: BfdConfig,
     /// The key chain read from `ospf.auth.key_file` by [`Config::load`].
     #[serde(skip)]
     pub keys: Option<routing::packet::auth::KeyChain>,
@@ -440,6 +482,7 @@ impl Default for Config {
                 .expect("the default metrics address parses"),
             interfaces: InterfacesConfig::default(),
             ospf: OspfConfig::default(),
+            bfd: BfdConfig::default(),
             keys: None,
         }
     }
@@ -489,6 +532,15 @@ pub struct AgentArgs {
     /// OSPF network type of mesh links without a `[[ospf.link]]` entry.
     #[arg(long, value_enum)]
     pub network: Option<NetworkType>,
+    /// Run BFD with every OSPF neighbour.
+    #[arg(long)]
+    pub bfd: bool,
+    /// BFD interval once Up, in milliseconds (TX and RX).
+    #[arg(long, value_name = "MS")]
+    pub bfd_interval_ms: Option<u32>,
+    /// BFD detect multiplier.
+    #[arg(long)]
+    pub bfd_multiplier: Option<u8>,
     /// Run without the XDP fast path (routes go to the kernel only).
     #[arg(long)]
     pub no_xdp: bool,
@@ -621,6 +673,11 @@ impl Config {
         set(&mut self.netfilter, &a.netfilter);
         set(&mut self.log_format, &a.log_format);
         set(&mut self.metrics, &a.metrics);
+        if a.bfd {
+            self.bfd.enabled = true;
+        }
+        set(&mut self.bfd.interval_ms, &a.bfd_interval_ms);
+        set(&mut self.bfd.multiplier, &a.bfd_multiplier);
         if !a.exclude.is_empty() {
             self.interfaces.exclude = a.exclude.clone();
         }
@@ -728,6 +785,18 @@ impl Config {
         }
         if o.cost == 0 {
             return Err(ConfigError::new("ospf.cost", "must be at least 1"));
+        }
+        if !(1..=10_000).contains(&self.bfd.interval_ms) {
+            return Err(ConfigError::new(
+                "bfd.interval_ms",
+                format!("{} is outside 1..=10000 milliseconds", self.bfd.interval_ms),
+            ));
+        }
+        if self.bfd.multiplier == 0 {
+            return Err(ConfigError::new(
+                "bfd.multiplier",
+                "must be at least 1 (RFC 5880: a multiplier of 0 is discarded)",
+            ));
         }
         if !(1..=1800).contains(&o.grace_period) {
             return Err(ConfigError::new(
@@ -1086,5 +1155,32 @@ mod tests {
                 "ospf.dead_interval"
             );
         }
+    }
+
+    #[test]
+    fn bfd_settings_are_checked_naming_the_field() {
+        assert_eq!(Config::default().bfd.timers(), None, "off by default");
+        let c =
+            Config::from_toml("[bfd]\nenabled = true\ninterval_ms = 50\nmultiplier = 5").unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            c.bfd.timers(),
+            Some(routing::bfd::Timers {
+                desired_min_tx_us: 50_000,
+                required_min_rx_us: 50_000,
+                detect_mult: 5
+            })
+        );
+        let invalid = |toml: &str| {
+            Config::from_toml(toml)
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(invalid("[bfd]\ninterval_ms = 0"), "bfd.interval_ms");
+        assert_eq!(invalid("[bfd]\ninterval_ms = 10001"), "bfd.interval_ms");
+        assert_eq!(invalid("[bfd]\nmultiplier = 0"), "bfd.multiplier");
+        assert_eq!(invalid("[bfd]\nmultiplier = 256"), "bfd.multiplier");
+        assert_eq!(invalid("[bfd]\nintervals = 5"), "bfd.intervals");
     }
 }

@@ -121,6 +121,12 @@ enum Show {
         #[arg(long)]
         json: bool,
     },
+    /// BFD sessions: state, timers, detection time, diagnostic, counts.
+    Bfd {
+        /// Print as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
     /// OSPF neighbours and their states.
     Neighbors {
         /// Print as JSON (for scripts).
@@ -233,6 +239,7 @@ fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) 
         }
         Show::Node { json } => (Query::Node, json),
         Show::Neighbors { json } => (Query::Neighbors, json),
+        Show::Bfd { json } => (Query::Bfd, json),
         Show::Interfaces { json } => (Query::Interfaces, json),
         Show::Lsdb { json } => (Query::Lsdb, json),
         Show::Routes { json } => (Query::Routes, json),

@@ -7,14 +7,63 @@ use dataplane::{maps::Netfilter, object::Conntrack};
 
 use crate::{
     agent::core::identity::IdSource,
-    api::{Answer, NetfilterInfo, NodeInfo, StatsReport},
+    api::{Answer, BfdReport, NetfilterInfo, NodeInfo, StatsReport},
     fib::dump::FibKind,
 };
+
+fn bfd(r: &BfdReport) -> String {
+    let ms = |us: u64| format!("{:.1}", us as f64 / 1000.0);
+    let mut out = table(
+        &[
+            "IFINDEX",
+            "PEER",
+            "STATE",
+            "REMOTE",
+            "DIAG",
+            "TX MS",
+            "RX MS",
+            "MULT",
+            "NEG TX MS",
+            "DETECT MS",
+            "FLAPS",
+            "RX",
+            "TX",
+        ],
+        r.sessions
+            .iter()
+            .map(|s| {
+                vec![
+                    s.key.ifindex.to_string(),
+                    s.key.peer.to_string(),
+                    format!("{:?}", s.state),
+                    format!("{:?}", s.remote_state),
+                    format!("{:?}", s.diag),
+                    ms(u64::from(s.timers.desired_min_tx_us)),
+                    ms(u64::from(s.timers.required_min_rx_us)),
+                    s.timers.detect_mult.to_string(),
+                    ms(u64::from(s.tx_interval_us)),
+                    ms(s.detect_time_us),
+                    s.counters.flaps.to_string(),
+                    s.counters.rx.to_string(),
+                    s.counters.tx.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    if !r.discards.is_empty() {
+        out.push_str(&format!("\n{:<24} {:>10}\n", "DISCARDED", "PACKETS"));
+        for (reason, n) in &r.discards {
+            out.push_str(&format!("{:<24} {n:>10}\n", format!("{reason:?}")));
+        }
+    }
+    out
+}
 
 /// Render an answer as text.
 pub fn render(answer: &Answer) -> String {
     match answer {
         Answer::Node(n) => node(n),
+        Answer::Bfd(r) => bfd(r),
         Answer::Neighbors(rows) => table(
             &[
                 "NEIGHBOR",

@@ -18,7 +18,7 @@ mod timers;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,6 +123,8 @@ pub enum Command {
         period: u32,
         reason: crate::packet::lsa::grace::RestartReason,
     },
+    /// Take an adjacency down ([`Input::NeighborDown`]).
+    NeighborDown { ifindex: u32, router_id: Ipv4Addr },
     /// Reply with the current state.
     Snapshot(oneshot::Sender<Snapshot>),
     /// Reply with the small summary an agent samples.
@@ -182,6 +184,15 @@ impl Handle {
     /// (before it stops under a router id it gives up).
     pub async fn retire(&self) -> io::Result<()> {
         self.tx.send(Command::Retire).await.map_err(|_| gone())
+    }
+
+    /// Take the adjacency with `router_id` on `ifindex` down at once (BFD
+    /// saw its path fail).
+    pub async fn neighbor_down(&self, ifindex: u32, router_id: Ipv4Addr) -> io::Result<()> {
+        self.tx
+            .send(Command::NeighborDown { ifindex, router_id })
+            .await
+            .map_err(|_| gone())
     }
 
     /// Announce a planned restart with this grace period (seconds): a
@@ -418,6 +429,9 @@ impl Driver {
                 self.input(Input::SetStubPrefixes(prefixes)).await;
             }
             Command::Retire => self.input(Input::Retire).await,
+            Command::NeighborDown { ifindex, router_id } => {
+                self.input(Input::NeighborDown { ifindex, router_id }).await
+            }
             Command::PrepareRestart { period, reason } => {
                 self.input(Input::PrepareRestart { period, reason }).await
             }

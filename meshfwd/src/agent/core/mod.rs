@@ -13,13 +13,17 @@
 //!   Event::OspfSample ──> duplicate router id? ──> new id: StartOspf, ...
 //!                     └─> pod prefix taken?    ──> move: address, stubs, state file
 //!   pod veths the plugin finished ──> AttachPod / DetachPod
+//!   Event::OspfSample ──> BFD sessions for 2-Way neighbours: BfdAdd / BfdRemove
+//!   Event::Bfd Down ──> SetLinkAlive(false), then OspfNeighborDown
 //! ```
 //!
 //! - [`links`]: which links run OSPF;
 //! - [`identity`]: the router id and duplicate detection;
 //! - [`prefixes`]: the pod prefix rule;
-//! - [`table`]: the route table handed to the map writer.
+//! - [`table`]: the route table handed to the map writer;
+//! - [`bfd`]: BFD sessions for OSPF's neighbours and what their changes do.
 
+pub mod bfd;
 pub mod identity;
 pub mod links;
 pub mod prefixes;
@@ -76,6 +80,8 @@ pub struct Settings {
     /// Written to the state file for the CNI plugin.
     pub mtu: u32,
     pub bpffs: PathBuf,
+    /// BFD for every OSPF neighbour at these timers; `None`: off.
+    pub bfd: Option<routing::bfd::Timers>,
 }
 
 /// Something that happened, as the runtime reports it.
@@ -91,6 +97,8 @@ pub enum Event {
     /// The periodic sample of OSPF, with 64 fresh random bits (a new router
     /// id after a collision is drawn from them).
     OspfSample { summary: Summary, salt: u64 },
+    /// A BFD session changed state.
+    Bfd(routing::bfd::SessionChange),
 }
 
 /// Something the runtime must do.
@@ -137,6 +145,15 @@ pub enum Action {
     AttachPod { ifindex: u32, ifname: String },
     /// Forget the TC pin of a pod's host veth that went away.
     DetachPod { ifname: String },
+    /// Run a BFD session with an OSPF neighbour.
+    BfdAdd {
+        key: routing::bfd::Key,
+        timers: routing::bfd::Timers,
+    },
+    /// Stop a BFD session (its neighbour is gone).
+    BfdRemove(routing::bfd::Key),
+    /// Take an adjacency down at once (BFD saw its path fail).
+    OspfNeighborDown { ifindex: u32, router_id: Ipv4Addr },
 }
 
 /// The node's prefixes.
@@ -199,6 +216,7 @@ pub struct Core {
     /// The state file as last written.
     published: Option<NodeState>,
     counters: AgentCounters,
+    bfd: Option<bfd::BfdClient>,
 }
 
 impl Core {
@@ -220,6 +238,7 @@ impl Core {
         };
         let dead_ms = u64::from(settings.interface.dead_interval) * 1_000;
         Core {
+            bfd: settings.bfd.map(bfd::BfdClient::new),
             settings,
             identity,
             links: tracker,
@@ -283,7 +302,17 @@ impl Core {
                 }
                 self.send_table(&mut out);
             }
-            Event::OspfSample { summary, salt } => self.sample(now, &summary, salt, &mut out),
+            Event::OspfSample { summary, salt } => {
+                if let Some(b) = &mut self.bfd {
+                    b.sample(&summary, &mut out);
+                }
+                self.sample(now, &summary, salt, &mut out)
+            }
+            Event::Bfd(change) => {
+                if let Some(b) = &mut self.bfd {
+                    b.change(change, &mut out);
+                }
+            }
         }
         out
     }
@@ -390,6 +419,9 @@ impl Core {
                     alive: false,
                 });
                 self.counters.mesh_link_downs += 1;
+                if let Some(b) = &mut self.bfd {
+                    b.forget_link(ifindex);
+                }
                 if reason == DownReason::CarrierLost {
                     self.counters.carrier_losses += 1;
                 }

@@ -36,6 +36,7 @@ fn settings() -> Settings {
         networks: Default::default(),
         mtu: 1500,
         bpffs: "/sys/fs/bpf/test".into(),
+        bfd: None,
     }
 }
 
@@ -85,6 +86,7 @@ fn summary(me: Ipv4Addr, routers: &[Ipv4Addr], lsdb_changes: u64) -> Summary {
             ifindex: 3,
             interface: "m-b".into(),
             router_id: rid(2),
+            addr: "fe80::2".parse().unwrap(),
             state: nsm::State::Full,
         }],
         advertisers: routers.iter().copied().chain([me]).collect(),
@@ -675,6 +677,7 @@ fn two_neighbours_with_one_router_id_are_reported_once() {
         ifindex: 4,
         interface: "m-c".into(),
         router_id: rid(2),
+        addr: "fe80::2".parse().unwrap(),
         state: nsm::State::Full,
     });
     for t in 0..3 {

@@ -16,6 +16,7 @@
 //! - [`netfilter`]: what conntrack needs for the fast path's check;
 //! - [`control`]: the socket `meshfwd show ...` talks to.
 
+pub mod bfd;
 pub mod control;
 pub mod dataplane;
 pub mod kernel;
@@ -46,7 +47,7 @@ use super::{
     core::{Action, Core, Event, Millis, Settings, links::LinkFilter},
 };
 use crate::api::{
-    AgentCounters, Answer, AuthInfo, InterfaceRow, NetfilterInfo, NodeInfo, OspfStats,
+    AgentCounters, Answer, AuthInfo, BfdReport, InterfaceRow, NetfilterInfo, NodeInfo, OspfStats,
     ProcessStats, Query, RouteHop, RouteRow, StatsReport,
 };
 
@@ -98,6 +99,8 @@ pub enum AgentError {
     NoOspf,
     #[error("the agent runs once")]
     AlreadyRan,
+    #[error("starting BFD (UDP {port}): {0}", port = routing::bfd::CONTROL_PORT)]
+    Bfd(std::io::Error),
     #[error("the OSPF authentication boot count: {0}")]
     BootCount(std::io::Error),
 }
@@ -126,6 +129,11 @@ pub struct Agent {
     /// How the first OSPF start restarts (see [`restart::take`]).
     restart: restart::Start,
     control_requests: u64,
+    /// BFD's thread and the session changes it reports.
+    bfd: Option<(
+        bfd::BfdRuntime,
+        tokio::sync::mpsc::UnboundedReceiver<routing::bfd::SessionChange>,
+    )>,
 }
 
 impl Agent {
@@ -209,6 +217,19 @@ impl Agent {
             restart::Start::Fresh => {}
         }
         let core = Core::new(settings(&config), identity, links);
+        let bfd = match config.bfd.enabled {
+            true => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let runtime = bfd::BfdRuntime::start(tx).map_err(AgentError::Bfd)?;
+                tracing::info!(
+                    interval_ms = config.bfd.interval_ms,
+                    multiplier = config.bfd.multiplier,
+                    "BFD on: a session with every OSPF neighbour"
+                );
+                Some((runtime, rx))
+            }
+            false => None,
+        };
         let mut agent = Agent {
             config,
             started,
@@ -224,6 +245,7 @@ impl Agent {
             alive_flips: 0,
             restart,
             control_requests: 0,
+            bfd,
         };
         let actions = agent.core.handle(0, Event::Start);
         // At start a node that cannot publish its address or state is not
@@ -292,6 +314,10 @@ impl Agent {
                         None => AgentError::NoOspf,
                     }),
                 },
+                Some(change) = next_bfd(&mut self.bfd) => {
+                    let actions = self.core.handle(self.now(), Event::Bfd(change));
+                    self.execute_logged(actions).await;
+                }
                 Some(p) = control_rx.recv() => {
                     self.control_requests += 1;
                     let answer = self.answer(p.query).await;
@@ -305,6 +331,12 @@ impl Agent {
             m.abort();
         }
         let _ = std::fs::remove_file(&self.config.socket);
+        if let Some((bfd, _)) = self.bfd.take() {
+            // AdminDown: the peers' clients take nothing down for it. The
+            // thread takes the command within its idle wait (20 ms): a
+            // short block of this runtime, once, on the way out.
+            bfd.stop();
+        }
         if let Some(ospf) = self.ospf.take() {
             // A stop is a restart unless graceful restart is off: the
             // pinned fast path keeps forwarding, and the neighbours keep
@@ -496,6 +528,23 @@ impl Agent {
                 Action::DetachPod { ifname } => {
                     ::dataplane::tc::detach(&self.config.bpffs, &ifname);
                 }
+                Action::BfdAdd { key, timers } => {
+                    if let Some((b, _)) = &self.bfd {
+                        b.send(bfd::Command::Add { key, timers });
+                    }
+                }
+                Action::BfdRemove(key) => {
+                    if let Some((b, _)) = &self.bfd {
+                        b.send(bfd::Command::Remove(key));
+                    }
+                }
+                Action::OspfNeighborDown { ifindex, router_id } => {
+                    if let Some(o) = &self.ospf
+                        && let Err(e) = o.handle.neighbor_down(ifindex, router_id).await
+                    {
+                        tracing::warn!(error = %e, "taking the adjacency down failed");
+                    }
+                }
             }
         }
         Ok(())
@@ -581,6 +630,10 @@ impl Agent {
                 }))
             }
             Query::Neighbors => Answer::Neighbors(snapshot().await?.state.neighbors),
+            Query::Bfd => Answer::Bfd(match &self.bfd {
+                Some((b, _)) => b.report().await.ok_or("the BFD thread is gone")?,
+                None => BfdReport::default(),
+            }),
             Query::Interfaces => {
                 let snap = snapshot().await?;
                 let ospf: BTreeMap<u32, &routing::state::InterfaceState> = snap
@@ -675,6 +728,18 @@ impl Agent {
 
 /// The next batch of route changes (everything queued), or `None` once
 /// the driver is gone; pending forever while no driver runs.
+async fn next_bfd(
+    bfd: &mut Option<(
+        bfd::BfdRuntime,
+        tokio::sync::mpsc::UnboundedReceiver<routing::bfd::SessionChange>,
+    )>,
+) -> Option<routing::bfd::SessionChange> {
+    match bfd {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_ribs(ospf: &mut Option<Ospf>) -> Option<Vec<routing::RibDiff>> {
     let Some(o) = ospf else {
         return std::future::pending().await;
@@ -705,5 +770,6 @@ fn settings(config: &Config) -> Settings {
         networks: config.ospf.networks(),
         mtu: config.mtu,
         bpffs: config.bpffs.clone(),
+        bfd: config.bfd.timers(),
     }
 }
