@@ -742,3 +742,141 @@ fn an_earlier_runs_routes_go_only_once_ospf_has_resynchronised() {
     }
     assert_eq!(prune(&sample(&mut core, RESYNC_MAX_MS, &exchanging, 1)), 1);
 }
+
+fn bfd_actions(actions: &[Action]) -> Vec<Action> {
+    actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::BfdAdd { .. }
+                    | Action::BfdRemove(_)
+                    | Action::OspfNeighborDown { .. }
+                    | Action::SetLinkAlive { .. }
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn bfd_follows_the_neighbours_and_a_down_clears_alive_flags_before_the_adjacency() {
+    let timers = routing::bfd::Timers::default();
+    let (mut core, _) = started(
+        7,
+        Settings {
+            bfd: Some(timers),
+            ..settings()
+        },
+    );
+    let key = routing::bfd::Key {
+        ifindex: 3,
+        peer: "fe80::2".parse().unwrap(),
+    };
+    let s = summary(rid(7), &[rid(2)], 10);
+    assert_eq!(
+        bfd_actions(&sample(&mut core, 0, &s, 1)),
+        [Action::BfdAdd { key, timers }]
+    );
+    assert_eq!(
+        bfd_actions(&sample(&mut core, 1_000, &s, 1)),
+        [],
+        "added once"
+    );
+    let down = |peer_admin| {
+        Event::Bfd(routing::bfd::SessionChange {
+            key,
+            change: routing::bfd::Change::Down {
+                diag: routing::bfd::Diag::ControlDetectionTimeExpired,
+                peer_admin,
+            },
+        })
+    };
+    // AdminDown from the peer takes nothing down (RFC 5882 §3.2).
+    assert_eq!(bfd_actions(&core.handle(1_100, down(true))), []);
+    // A failure: the fast path first, then OSPF.
+    assert_eq!(
+        bfd_actions(&core.handle(1_200, down(false))),
+        [
+            Action::SetLinkAlive {
+                ifindex: 3,
+                alive: false
+            },
+            Action::OspfNeighborDown {
+                ifindex: 3,
+                router_id: rid(2)
+            }
+        ]
+    );
+    // Up again: the flags come back.
+    let up = Event::Bfd(routing::bfd::SessionChange {
+        key,
+        change: routing::bfd::Change::Up,
+    });
+    assert_eq!(
+        bfd_actions(&core.handle(1_300, up.clone())),
+        [Action::SetLinkAlive {
+            ifindex: 3,
+            alive: true
+        }]
+    );
+    assert_eq!(bfd_actions(&core.handle(1_400, up)), [], "once");
+    // Down again, and the neighbour goes away: the session goes, and the
+    // link is not left dead for a neighbour that may never run BFD again.
+    core.handle(1_500, down(false));
+    let mut gone = s.clone();
+    gone.neighbors.clear();
+    assert_eq!(
+        bfd_actions(&sample(&mut core, 2_000, &gone, 1)),
+        [
+            Action::BfdRemove(key),
+            Action::SetLinkAlive {
+                ifindex: 3,
+                alive: true
+            }
+        ]
+    );
+    // A change for a session the core does not know is ignored.
+    assert_eq!(bfd_actions(&core.handle(2_100, down(false))), []);
+}
+
+#[test]
+fn bfd_on_a_shared_segment_takes_down_the_adjacency_only() {
+    let (mut core, _) = started(
+        7,
+        Settings {
+            bfd: Some(routing::bfd::Timers::default()),
+            ..settings()
+        },
+    );
+    let mut s = summary(rid(7), &[rid(2), rid(5)], 10);
+    s.neighbors.push(NeighborSummary {
+        ifindex: 3,
+        interface: "m-b".into(),
+        router_id: rid(5),
+        addr: "fe80::5".parse().unwrap(),
+        state: nsm::State::TwoWay,
+    });
+    assert_eq!(bfd_actions(&sample(&mut core, 0, &s, 1)).len(), 2);
+    let key = routing::bfd::Key {
+        ifindex: 3,
+        peer: "fe80::5".parse().unwrap(),
+    };
+    // The other router on the segment is still there: no alive flip.
+    assert_eq!(
+        bfd_actions(&core.handle(
+            100,
+            Event::Bfd(routing::bfd::SessionChange {
+                key,
+                change: routing::bfd::Change::Down {
+                    diag: routing::bfd::Diag::ControlDetectionTimeExpired,
+                    peer_admin: false
+                },
+            })
+        )),
+        [Action::OspfNeighborDown {
+            ifindex: 3,
+            router_id: rid(5)
+        }]
+    );
+}

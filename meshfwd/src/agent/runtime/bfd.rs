@@ -17,10 +17,15 @@ use std::{
     io,
     mem::MaybeUninit,
     net::{Ipv6Addr, SocketAddrV6, UdpSocket},
+    os::fd::AsFd as _,
     sync::mpsc,
     time::{Duration, Instant},
 };
 
+use nix::{
+    poll::{PollFd, PollFlags, ppoll},
+    sys::time::TimeSpec,
+};
 use routing::bfd::{Bfd, CONTROL_PORT, HOP_LIMIT, Key, SessionChange, Timers};
 use socket2::{Domain, MaybeUninitSlice, MsgHdrMut, Protocol, SockAddr, Socket, Type};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
@@ -126,8 +131,14 @@ impl Sockets {
         buf: &mut [u8],
         wait: Duration,
     ) -> io::Result<Option<(SocketAddrV6, u8, usize)>> {
-        self.rx
-            .set_read_timeout(Some(wait.max(Duration::from_micros(1))))?;
+        // ppoll sleeps on a high-resolution timer; a socket timeout would
+        // round up to the next jiffy and stretch the 10 ms intervals.
+        let mut fds = [PollFd::new(self.rx.as_fd(), PollFlags::POLLIN)];
+        match ppoll(&mut fds, Some(TimeSpec::from_duration(wait)), None) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
         let mut data = [MaybeUninit::new(0u8); 512];
         let mut control = [MaybeUninit::new(0u8); 64];
         let mut addr = SockAddr::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0));
@@ -137,7 +148,7 @@ impl Sockets {
                 .with_addr(&mut addr)
                 .with_buffers(&mut bufs)
                 .with_control(&mut control);
-            match self.rx.recvmsg(&mut msg, 0) {
+            match self.rx.recvmsg(&mut msg, libc::MSG_DONTWAIT) {
                 Ok(n) => (n, msg.control_len()),
                 Err(e)
                     if matches!(
@@ -218,6 +229,8 @@ fn run(
         ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
     ) {
         tracing::warn!(error = ?e, "BFD thread without real-time priority: its timers may slip under load");
+    } else {
+        tracing::info!("BFD thread running at real-time priority (SCHED_FIFO 50)");
     }
     let start = Instant::now();
     let now = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
