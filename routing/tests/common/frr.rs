@@ -1,4 +1,5 @@
-//! FRR (zebra + ospf6d, Debian's 8.4) as a router of a `lab` node.
+//! FRR (zebra + ospf6d, and bfdd when asked; Debian's 8.4) as a router of
+//! a `lab` node.
 //!
 //! Each node gets its own FRR path space (`-N <netns>`, sockets under
 //! `/var/run/frr/<netns>/`), configuration files in the lab's work dir,
@@ -13,6 +14,15 @@ use super::bird::{LinkType, TestKey};
 
 /// Where Debian installs the daemons.
 const FRR_DIR: &str = "/usr/lib/frr";
+
+/// What [`Frr::start_with`] adds to the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Lines under every mesh interface (`ipv6 ospf6 bfd`, ...).
+    pub interface: Vec<String>,
+    /// bfdd's configuration (its `bfd` node); `None`: no bfdd.
+    pub bfdd: Option<String>,
+}
 
 /// One FRR instance.
 pub struct Frr {
@@ -48,6 +58,54 @@ impl Frr {
         key: Option<&TestKey>,
         network: LinkType,
         router: &[&str],
+    ) -> Self {
+        Self::launch(
+            lab,
+            node,
+            router_id,
+            stub,
+            key,
+            network,
+            router,
+            &Extra::default(),
+        )
+    }
+
+    /// Start FRR point-to-point with `extra` configuration: lines under
+    /// every interface, and bfdd with its configuration.
+    #[allow(dead_code, reason = "each test binary uses part of the helper")]
+    pub fn start_with(
+        lab: &lab::Lab,
+        node: &str,
+        router_id: Ipv4Addr,
+        stub: &str,
+        extra: &Extra,
+    ) -> Self {
+        Self::launch(
+            lab,
+            node,
+            router_id,
+            stub,
+            None,
+            LinkType::PointToPoint,
+            &[],
+            extra,
+        )
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one private constructor behind two"
+    )]
+    fn launch(
+        lab: &lab::Lab,
+        node: &str,
+        router_id: Ipv4Addr,
+        stub: &str,
+        key: Option<&TestKey>,
+        network: LinkType,
+        router: &[&str],
+        extra: &Extra,
     ) -> Self {
         let n = lab.node(node);
         let name = n.netns().to_owned();
@@ -90,6 +148,9 @@ impl Frr {
                     k.id, k.secret
                 );
             }
+            for line in &extra.interface {
+                let _ = writeln!(ospf, " {line}");
+            }
         }
         let _ = writeln!(ospf, "router ospf6");
         let _ = writeln!(ospf, " ospf6 router-id {router_id}");
@@ -103,7 +164,16 @@ impl Frr {
         };
         let zebra_conf = conf("zebra", &format!("hostname {node}\n"));
         let ospf_conf = conf("ospf6d", &ospf);
-        for (daemon, file) in [("zebra", &zebra_conf), ("ospf6d", &ospf_conf)] {
+        let mut daemons = vec![("zebra", zebra_conf)];
+        if let Some(bfd) = &extra.bfdd {
+            let text = format!(
+                "frr defaults traditional\nhostname {node}\nlog file {}\nlog timestamp precision 6\n{bfd}",
+                run.join("bfdd.log").display()
+            );
+            daemons.push(("bfdd", conf("bfdd", &text)));
+        }
+        daemons.push(("ospf6d", ospf_conf));
+        for (daemon, file) in &daemons {
             let bin = format!("{FRR_DIR}/{daemon}");
             let pid = run.join(format!("{daemon}.pid"));
             let args = [
@@ -120,8 +190,8 @@ impl Frr {
                 &pid.to_string_lossy(),
             ];
             n.spawn(daemon, &args).expect("start an FRR daemon");
-            if daemon == "zebra" {
-                // ospf6d connects to zebra's socket at start.
+            if *daemon == "zebra" {
+                // ospf6d and bfdd connect to zebra's socket at start.
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
         }
