@@ -14,7 +14,7 @@ use prometheus_client::{
 };
 use routing::{neighbor::nsm, state::NeighborState};
 
-use crate::api::{NodeInfo, StatsReport};
+use crate::api::{BfdReport, NodeInfo, StatsReport};
 
 /// The content type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -26,6 +26,8 @@ pub struct Snapshot<'a> {
     pub node: &'a NodeInfo,
     pub neighbors: &'a [NeighborState],
     pub stats: &'a StatsReport,
+    /// BFD's sessions (none while BFD is off).
+    pub bfd: &'a BfdReport,
     /// When this agent process started (Unix seconds): restarts show as
     /// changes of it.
     pub start_time_unix: f64,
@@ -170,6 +172,42 @@ pub fn render(s: &Snapshot<'_>) -> String {
             drops,
         );
     }
+
+    // BFD.
+    let sessions: Family<Labels, Gauge> = Family::default();
+    for st in [
+        routing::bfd::State::AdminDown,
+        routing::bfd::State::Down,
+        routing::bfd::State::Init,
+        routing::bfd::State::Up,
+    ] {
+        let n = s.bfd.sessions.iter().filter(|x| x.state == st).count();
+        let name = match st {
+            routing::bfd::State::AdminDown => "admin_down",
+            routing::bfd::State::Down => "down",
+            routing::bfd::State::Init => "init",
+            routing::bfd::State::Up => "up",
+        };
+        sessions.get_or_create(&label("state", name)).set(n as i64);
+    }
+    r.register("bfd_sessions", "BFD sessions by state", sessions);
+    counter(
+        &mut r,
+        "bfd_session_flaps",
+        "Times a BFD session of a current neighbour left Up",
+        s.bfd.sessions.iter().map(|x| x.counters.flaps).sum(),
+    );
+    let discards: Family<Labels, Counter> = Family::default();
+    for (reason, n) in &s.bfd.discards {
+        discards
+            .get_or_create(&label("reason", format!("{reason:?}")))
+            .inc_by(*n);
+    }
+    r.register(
+        "bfd_packets_discarded",
+        "BFD packets discarded, by reason (RFC 5880 6.8.6, RFC 5881 5)",
+        discards,
+    );
 
     // The map writer and the FIB.
     if let Some(w) = &s.stats.writer {

@@ -47,9 +47,14 @@ fn value(scrape: &Scrape, name: &str, label: Option<(&str, &str)>) -> Option<f64
 fn the_agent_serves_its_figures_to_prometheus() {
     let topo = Topology::new().line(&["a", "b"], Wire::Direct);
     let mut m = mesh("metrics", &topo);
-    m.start("a", &[]).unwrap();
-    m.start("b", &["--metrics", "off"]).unwrap();
+    m.start("a", &["--bfd"]).unwrap();
+    m.start("b", &["--metrics", "off", "--bfd"]).unwrap();
     m.wait_full_reachability(&["a", "b"], CONVERGE);
+    // The BFD session comes Up at 1 s packets, after OSPF's 2-Way.
+    agent_support::wait_until("a's BFD session Up in the scrape", CONVERGE, || {
+        scrape(&m, "a")
+            .is_ok_and(|(_, body)| body.contains("kubermesh_bfd_sessions{state=\"up\"} 1"))
+    });
     let (head, body) = scrape(&m, "a").expect("scrape a");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
@@ -71,6 +76,9 @@ fn the_agent_serves_its_figures_to_prometheus() {
     );
     assert_eq!(get("kubermesh_ospf_mesh_links", None), 1.0);
     assert!(get("kubermesh_ospf_spf_runs_total", None) >= 1.0);
+    assert_eq!(get("kubermesh_bfd_sessions", Some(("state", "up"))), 1.0);
+    assert_eq!(get("kubermesh_bfd_sessions", Some(("state", "down"))), 0.0);
+    assert_eq!(get("kubermesh_bfd_session_flaps_total", None), 0.0);
     // SPF takes time, and the longest run is at least the last one.
     let (spf_total, spf_last, spf_max) = (
         get("kubermesh_ospf_spf_duration_seconds_total", None),

@@ -65,14 +65,18 @@ async fn scrape(State(ctx): State<Ctx>) -> impl IntoResponse {
         let Answer::Stats(stats) = ask(&ctx, Query::Stats).await? else {
             return Err("unexpected answer to stats".to_owned());
         };
-        Ok((node, neighbors, stats))
+        let Answer::Bfd(bfd) = ask(&ctx, Query::Bfd).await? else {
+            return Err("unexpected answer to bfd".to_owned());
+        };
+        Ok((node, neighbors, stats, bfd))
     };
     match answers.await {
-        Ok((node, neighbors, stats)) => {
+        Ok((node, neighbors, stats, bfd)) => {
             let text = render(&Snapshot {
                 node: &node,
                 neighbors: &neighbors,
                 stats: &stats,
+                bfd: &bfd,
                 start_time_unix: ctx.start_time_unix,
             });
             (StatusCode::OK, [("content-type", CONTENT_TYPE)], text).into_response()
