@@ -9,7 +9,11 @@
 //!   reconverges around it.
 //! - Down because the peer said AdminDown takes nothing down (§3.2): the
 //!   peer is restarting or being reconfigured, not failing.
-//! - Up again (or the session gone) gives the link its alive flags back.
+//! - Up again gives the link its alive flags back, and so does the
+//!   neighbour coming back to 2-Way (its new session may never come Up if
+//!   it stopped running BFD). Not the session going away with the killed
+//!   adjacency: OSPF may still route over the link until its SPF runs,
+//!   which its back-off can hold for a second.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -75,7 +79,6 @@ impl BfdClient {
         for key in gone {
             self.sessions.remove(&key);
             out.push(Action::BfdRemove(key));
-            self.revive(key.ifindex, out);
         }
         for (key, rid) in wanted {
             if self.sessions.insert(key, rid).is_none() {
@@ -83,6 +86,7 @@ impl BfdClient {
                     key,
                     timers: self.timers,
                 });
+                self.revive(key.ifindex, out);
             }
         }
     }

@@ -821,21 +821,39 @@ fn bfd_follows_the_neighbours_and_a_down_clears_alive_flags_before_the_adjacency
         }]
     );
     assert_eq!(bfd_actions(&core.handle(1_400, up)), [], "once");
-    // Down again, and the neighbour goes away: the session goes, and the
-    // link is not left dead for a neighbour that may never run BFD again.
+    // Down again, and the killed neighbour goes away: the session goes,
+    // and the link stays dead (OSPF may still route over it until its SPF
+    // runs)...
     core.handle(1_500, down(false));
     let mut gone = s.clone();
     gone.neighbors.clear();
     assert_eq!(
         bfd_actions(&sample(&mut core, 2_000, &gone, 1)),
+        [Action::BfdRemove(key)]
+    );
+    // ...until the neighbour is back at 2-Way, which it may be without
+    // ever running BFD again.
+    assert_eq!(
+        bfd_actions(&sample(&mut core, 3_000, &s, 1)),
         [
-            Action::BfdRemove(key),
+            Action::BfdAdd { key, timers },
             Action::SetLinkAlive {
                 ifindex: 3,
                 alive: true
             }
         ]
     );
+    core.handle(
+        3_100,
+        Event::Bfd(routing::bfd::SessionChange {
+            key,
+            change: routing::bfd::Change::Down {
+                diag: routing::bfd::Diag::ControlDetectionTimeExpired,
+                peer_admin: false,
+            },
+        }),
+    );
+    sample(&mut core, 4_000, &gone, 1);
     // A change for a session the core does not know is ignored.
     assert_eq!(bfd_actions(&core.handle(2_100, down(false))), []);
 }
