@@ -138,6 +138,17 @@ impl Instance {
             return LsaOutcome::Next;
         }
 
+        // An instance we asked for in a database exchange. MinLSArrival
+        // (RFC 2328 §13 (5a)) limits how fast an originator's changes are
+        // taken "via flooding"; a copy fetched by our own request is not
+        // one of them, so the next instance, typically the originator's
+        // new Router-LSA as the adjacency turns Full, is taken at once
+        // rather than MinLSArrival later.
+        let requested = self
+            .interfaces
+            .get(&ifindex)
+            .and_then(|i| i.neighbors.get(&rid))
+            .is_some_and(|n| n.requests.contains_key(&key));
         let cmp = db.map(|(h, _, _)| header.compare(&h));
         if cmp.is_none() || cmp == Some(Ordering::Greater) {
             // Step 5a: MinLSArrival. The RFC discards the LSA unacknowledged
@@ -165,7 +176,7 @@ impl Instance {
             // flood, install.
             self.remove_from_rxmt_lists(ifindex, scope, &key);
             let flooded_back = self.flood(ifindex, Some(rid), scope, &header, &raw);
-            self.install(ifindex, LsaEntry::new(lsa, raw, now, true));
+            self.install(ifindex, LsaEntry::new(lsa, raw, now, !requested));
             // Step 5e: acknowledge (RFC 2328 §13.5, table 19).
             if !flooded_back
                 && self

@@ -508,9 +508,13 @@ impl Instance {
             tracing::info!(ifindex, neighbor = %rid, %src, "nsm: new neighbour");
             Neighbor::new(rid, src)
         });
-        // Restarting: answer a neighbour's first Hello at once, with a
-        // Hello that lists it (see `send_hello`).
-        let answer_now = nbr.state == nsm::State::Down && self.restart_until.is_some();
+        // Answer a neighbour's first Hello at once, with a Hello that lists
+        // it, rather than at our next Hello: it goes 2-Way now instead of up
+        // to a HelloInterval later, which is most of the time a new cable
+        // takes to carry traffic. Restarting, this is also what keeps a
+        // helper's adjacency up (see `send_hello`). One Hello per new
+        // neighbour, so a flood of forged neighbours gets one each at most.
+        let answer_now = nbr.state == nsm::State::Down;
         let (old_prio, old_dr, old_bdr) = (nbr.priority, nbr.dr, nbr.bdr);
         let first = nbr.state == nsm::State::Down;
         nbr.addr = src;

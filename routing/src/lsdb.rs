@@ -24,8 +24,9 @@ pub struct LsaEntry {
     /// The encoded LSA (age field as at installation).
     pub raw: Arc<[u8]>,
     pub installed_at: Time,
-    /// Whether the instance came from a neighbour (for MinLSArrival) rather
-    /// than from our own origination.
+    /// Whether the instance came by flooding (MinLSArrival counts from
+    /// it), not from our own origination nor in answer to our Link State
+    /// Request during a database exchange.
     pub received: bool,
 }
 

@@ -627,3 +627,48 @@ fn helping_ends_with_the_grace_period() {
     assert_eq!(s.instance(0).helper_exit(), Some(GrExit::Expired));
     assert!(!s.routers[0].rib.routes.contains_key(&pod(2)), "1 is gone");
 }
+
+/// A cable plugged into a settled mesh: the first Hello of a new
+/// neighbour is answered at once, so the adjacency is Full within
+/// milliseconds rather than up to a HelloInterval; and the LSAs fetched in
+/// the database exchange do not hold back the neighbour's new Router-LSA
+/// that follows them under MinLSArrival, so the new router routes through
+/// it at once. (Routers further away still take the new router's second
+/// Router-LSA MinLSArrival after its first: RFC 2328 §13 (5a).)
+#[test]
+fn a_new_link_is_full_and_routes_within_a_fraction_of_a_hello_interval() {
+    let mut s = sim(3);
+    s.add_link(0, 1, 1);
+    s.run_for(60_000);
+    assert!(!nexthops(&s, 0, 1).is_empty());
+    let hello_ms = 1000 * u64::from(routing::InterfaceConfig::default().hello_interval);
+    let arrival_ms = InstanceConfig::default().min_ls_arrival_ms;
+    s.add_link(1, 2, 1);
+    let (mut full, mut routed) = (None, None);
+    for step in 1..=2_000u64 {
+        s.run_for(5);
+        let t = step * 5;
+        let st = s.instance(2).state();
+        if full.is_none()
+            && st
+                .neighbors
+                .iter()
+                .any(|n| format!("{:?}", n.state) == "Full")
+        {
+            full = Some(t);
+        }
+        if !nexthops(&s, 2, 0).is_empty() {
+            routed = Some(t);
+            break;
+        }
+    }
+    let (full, routed) = (full.expect("Full"), routed.expect("2 routes to 0"));
+    assert!(
+        full < hello_ms / 10,
+        "Full after {full} ms (HelloInterval {hello_ms} ms)"
+    );
+    assert!(
+        routed < arrival_ms / 4,
+        "2 routes to 0 after {routed} ms (MinLSArrival {arrival_ms} ms)"
+    );
+}
