@@ -13,8 +13,8 @@
 //!    (iperf3) that a transit node forwards over one of two equal-cost
 //!    paths, and the loss measured; XDP forwards the flow once conntrack
 //!    has accepted its first packet (the `redirect` counters);
-//! 4. the same with a silent cut (frames dropped, carrier up), caught by the
-//!    OSPF dead interval;
+//! 4. the same with a silent cut (frames dropped, carrier up), caught by
+//!    BFD (10 ms x 3, every agent runs it with every neighbour);
 //! 5. a new node plugged into one neighbour, timed to full reachability;
 //! 6. a third of the nodes powered off, the survivors still reaching each
 //!    other.
@@ -32,7 +32,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use bench::agents::{Answers as _, CONVERGE, DEAD, Mesh, meshfwd_bin, wait_for};
+use bench::agents::{Answers as _, CONVERGE, Mesh, meshfwd_bin, wait_for};
 use ipnet::Ipv6Net;
 use lab::{Lab, Topology, Wire};
 use meshfwd::api::{NodeInfo, Query, RouteRow};
@@ -74,6 +74,9 @@ struct Summary {
     third: Option<(Vec<String>, usize, f64)>,
 }
 
+/// Every agent runs BFD with its neighbours at 10 ms x 3.
+const BFD_ARGS: &[&str] = &["--bfd", "--bfd-interval-ms", "10", "--bfd-multiplier", "3"];
+
 fn main() {
     let opts = <Options as clap::Parser>::parse();
     if let Err(err) = run(&opts) {
@@ -108,7 +111,7 @@ fn run(opts: &Options) -> Result<()> {
         "starting one `meshfwd agent` per node (no per-node configuration)",
     );
     for n in &topo.nodes {
-        d.mesh.start(n, &[])?;
+        d.mesh.start(n, BFD_ARGS)?;
     }
     let names: Vec<String> = topo.nodes.clone();
     for n in &names {
@@ -175,6 +178,8 @@ fn run(opts: &Options) -> Result<()> {
                     flow.members.join(" and ")
                 ),
             );
+            wait(CONVERGE, || d.bfd_up(&flow.transit))
+                .context("the transit node's BFD sessions did not come Up")?;
             let before = d.xdp_redirects(&names);
             sum.loud = Some(d.cut_run(&flow, false)?);
             sum.xdp_forwarded = d.xdp_redirects(&names) - before;
@@ -189,7 +194,7 @@ fn run(opts: &Options) -> Result<()> {
             sum.silent = Some(d.cut_run(&flow, true)?);
             let (link, lost, ms) = sum.silent.clone().expect("just set");
             println!(
-                "    silent cut of {link}: {lost} packets lost = {ms:.0} ms (dead interval {DEAD} s)"
+                "    silent cut of {link}: {lost} packets lost = {ms:.0} ms (BFD at 10 ms x 3 took the path down)"
             );
         }
         None => println!("    (no transit node with equal-cost paths found; cuts skipped)"),
@@ -201,7 +206,7 @@ fn run(opts: &Options) -> Result<()> {
         "plugging a new node n8 into n3 (its agent was already running)",
     );
     d.mesh.lab.add_node("n8")?;
-    d.mesh.start("n8", &[])?;
+    d.mesh.start("n8", BFD_ARGS)?;
     d.wait_answering("n8")?;
     std::thread::sleep(Duration::from_secs(3));
     let targets: Vec<(String, Ipv6Addr)> = names
@@ -325,6 +330,18 @@ struct Flow {
 }
 
 impl Demo {
+    /// Whether every BFD session of `node` is Up at the fast timers.
+    fn bfd_up(&self, node: &str) -> bool {
+        self.mesh
+            .show::<meshfwd::api::BfdReport>(node, Query::Bfd)
+            .is_some_and(|r| {
+                !r.sessions.is_empty()
+                    && r.sessions.iter().all(|s| {
+                        s.state == routing::bfd::State::Up && s.tx_interval_us == 10_000
+                    })
+            })
+    }
+
     fn wait_answering(&self, node: &str) -> Result<()> {
         wait_for(CONVERGE, || self.mesh.show::<NodeInfo>(node, Query::Node)).with_context(
             || {
@@ -551,6 +568,8 @@ impl Demo {
                 .is_some_and(|r| self.route_peers(&r, &prefix).len() >= 2)
         })
         .context("the equal-cost paths did not come back")?;
+        wait(CONVERGE, || self.bfd_up(&flow.transit))
+            .context("the BFD sessions did not come back")?;
         Ok((link, lost, lost as f64 * 1000.0 / PROBE_PPS as f64))
     }
 }
