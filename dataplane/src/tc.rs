@@ -226,30 +226,26 @@ pub fn upgrade(bpffs: &Path) -> Result<usize> {
     Ok(swapped)
 }
 
-/// Return the ids of the programs on `iface`'s TCX ingress (in the calling
+/// The programs on `iface`'s TCX ingress, in order (in the calling
 /// thread's network namespace).
+fn ingress(iface: &str) -> Result<Vec<ProgramInfo>> {
+    SchedClassifier::query_tcx(iface, TcAttachType::Ingress)
+        .map(|(_, programs)| programs)
+        .map_err(|source| Error::Program {
+            program: "TCX ingress query",
+            source,
+        })
+}
+
+/// Return the ids of the programs on `iface`'s TCX ingress.
 pub fn ingress_program_ids(iface: &str) -> Result<Vec<u32>> {
-    let (_, programs) =
-        SchedClassifier::query_tcx(iface, TcAttachType::Ingress).map_err(|source| {
-            Error::Program {
-                program: "TCX ingress query",
-                source,
-            }
-        })?;
-    Ok(programs.iter().map(ProgramInfo::id).collect())
+    Ok(ingress(iface)?.iter().map(ProgramInfo::id).collect())
 }
 
 /// Return the names of the programs on `iface`'s TCX ingress, as the
-/// kernel lists them (in the calling thread's network namespace).
+/// kernel lists them.
 pub fn ingress_programs(iface: &str) -> Result<Vec<String>> {
-    let (_, programs) =
-        SchedClassifier::query_tcx(iface, TcAttachType::Ingress).map_err(|source| {
-            Error::Program {
-                program: "TCX ingress query",
-                source,
-            }
-        })?;
-    Ok(programs
+    Ok(ingress(iface)?
         .iter()
         .map(|p| p.name_as_str().unwrap_or("?").to_owned())
         .collect())

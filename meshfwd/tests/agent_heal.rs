@@ -8,7 +8,7 @@ mod agent_support;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use agent_support::{Answers as _, mesh, wait_until};
+use agent_support::{Answers as _, mesh, route_ifaces, wait_until};
 use ipnet::Ipv6Net;
 use lab::agents::AgentMesh;
 use lab::{Topology, Wire};
@@ -17,15 +17,6 @@ const CONVERGE: Duration = Duration::from_secs(30);
 
 fn ring4(wire: Wire) -> Topology {
     Topology::new().ring(&["a", "b", "c", "d"], wire)
-}
-
-/// The interfaces of `node`'s route to `prefix`.
-fn route_ifaces(m: &AgentMesh, node: &str, prefix: &Ipv6Net) -> BTreeSet<String> {
-    m.routes(node)
-        .into_iter()
-        .find(|r| r.prefix == *prefix)
-        .map(|r| r.next_hops.into_iter().filter_map(|h| h.iface).collect())
-        .unwrap_or_default()
 }
 
 /// Whether any FIB entry of `node` still has a live next hop through `iface`.

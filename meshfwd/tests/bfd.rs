@@ -10,7 +10,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use agent_support::{Answers as _, mesh, wait_until};
+use agent_support::{Answers as _, mesh, route_ifaces, wait_until};
 use ipnet::Ipv6Net;
 use lab::{Topology, Wire, agents::AgentMesh};
 use meshfwd::api::{BfdReport, Query};
@@ -52,15 +52,6 @@ fn wait_sessions_up(m: &AgentMesh, node: &str, n: usize, interval_ms: u32) {
                     .all(|s| s.state == State::Up && s.tx_interval_us == interval_ms * 1000)
         },
     );
-}
-
-/// The interfaces of `node`'s route to `prefix`.
-fn route_ifaces(m: &AgentMesh, node: &str, prefix: &Ipv6Net) -> BTreeSet<String> {
-    m.routes(node)
-        .into_iter()
-        .find(|r| r.prefix == *prefix)
-        .map(|r| r.next_hops.into_iter().filter_map(|h| h.iface).collect())
-        .unwrap_or_default()
 }
 
 /// When the first line of `log` containing `what` was written (the

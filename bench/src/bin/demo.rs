@@ -336,9 +336,9 @@ impl Demo {
             .show::<meshfwd::api::BfdReport>(node, Query::Bfd)
             .is_some_and(|r| {
                 !r.sessions.is_empty()
-                    && r.sessions.iter().all(|s| {
-                        s.state == routing::bfd::State::Up && s.tx_interval_us == 10_000
-                    })
+                    && r.sessions
+                        .iter()
+                        .all(|s| s.state == routing::bfd::State::Up && s.tx_interval_us == 10_000)
             })
     }
 

@@ -68,6 +68,19 @@ pub fn auth_args(m: &AgentMesh, node: &str, keys: &std::path::Path) -> Vec<Strin
     ]
 }
 
+/// The interfaces of `node`'s route to `prefix` (none when it has none).
+pub fn route_ifaces(
+    m: &AgentMesh,
+    node: &str,
+    prefix: &ipnet::Ipv6Net,
+) -> std::collections::BTreeSet<String> {
+    m.routes(node)
+        .into_iter()
+        .find(|r| r.prefix == *prefix)
+        .map(|r| r.next_hops.into_iter().filter_map(|h| h.iface).collect())
+        .unwrap_or_default()
+}
+
 /// Build `topo` for agents (none started yet).
 pub fn mesh(tag: &str, topo: &Topology) -> AgentMesh {
     let lab = Lab::build(tag, topo).unwrap_or_else(|e| panic!("building the lab: {e:#}"));

@@ -87,6 +87,24 @@ impl Pair {
     }
 }
 
+/// A packet of peer 9 to our session 1, in Init, at 10 ms x 3.
+fn from_peer() -> ControlRepr {
+    ControlRepr {
+        diag: Diag::None,
+        state: State::Init,
+        poll: false,
+        final_: false,
+        control_plane_independent: false,
+        demand: false,
+        detect_mult: 3,
+        my_disc: 9,
+        your_disc: 1,
+        desired_min_tx_us: 10_000,
+        required_min_rx_us: 10_000,
+        required_min_echo_rx_us: 0,
+    }
+}
+
 fn ms(n: u64) -> u64 {
     n * 1000
 }
@@ -234,20 +252,7 @@ fn admin_down_from_the_peer_is_marked_so_clients_ignore_it() {
 #[test]
 fn the_peer_going_down_takes_an_up_session_down() {
     let mut s = Session::new(1, Timers::default(), 0);
-    let mut pkt = ControlRepr {
-        diag: Diag::None,
-        state: State::Init,
-        poll: false,
-        final_: false,
-        control_plane_independent: false,
-        demand: false,
-        detect_mult: 3,
-        my_disc: 9,
-        your_disc: 1,
-        desired_min_tx_us: 10_000,
-        required_min_rx_us: 10_000,
-        required_min_echo_rx_us: 0,
-    };
+    let mut pkt = from_peer();
     // Down ignores Up; Down + Init -> Up.
     pkt.state = State::Up;
     assert_eq!(s.receive(0, &pkt), Ok(None));
@@ -286,20 +291,7 @@ fn the_peer_going_down_takes_an_up_session_down() {
 #[test]
 fn a_poll_is_answered_with_a_final_at_once_and_an_increase_waits_for_its_final() {
     let mut s = Session::new(1, Timers::default(), 0);
-    let up = ControlRepr {
-        diag: Diag::None,
-        state: State::Init,
-        poll: false,
-        final_: false,
-        control_plane_independent: false,
-        demand: false,
-        detect_mult: 3,
-        my_disc: 9,
-        your_disc: 1,
-        desired_min_tx_us: 10_000,
-        required_min_rx_us: 10_000,
-        required_min_echo_rx_us: 0,
-    };
+    let up = from_peer();
     assert_eq!(s.receive(0, &up), Ok(Some(Change::Up)));
     // Up: 10 ms is used at once (a decrease) and polled.
     assert_eq!(s.tx_interval_us(), 10_000);
@@ -372,20 +364,7 @@ fn a_poll_is_answered_with_a_final_at_once_and_an_increase_waits_for_its_final()
 #[test]
 fn demand_mode_from_the_peer_stops_periodic_packets_once_both_are_up() {
     let mut s = Session::new(1, Timers::default(), 0);
-    let up = ControlRepr {
-        diag: Diag::None,
-        state: State::Init,
-        poll: false,
-        final_: false,
-        control_plane_independent: false,
-        demand: false,
-        detect_mult: 3,
-        my_disc: 9,
-        your_disc: 1,
-        desired_min_tx_us: 10_000,
-        required_min_rx_us: 10_000,
-        required_min_echo_rx_us: 0,
-    };
+    let up = from_peer();
     s.receive(0, &up).unwrap();
     s.receive(
         1,
