@@ -21,6 +21,12 @@ fn main() {
     // first.
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")
         .expect("cargo sets CARGO_MANIFEST_DIR for build scripts");
+    // The programs are built from meshfwd-common too (map layouts, packet
+    // classification, the BFD answer): a change there must rebuild them.
+    println!(
+        "cargo:rerun-if-changed={}",
+        Path::new(&manifest_dir).join("../meshfwd-common").display()
+    );
     let root = Path::new(&manifest_dir).join("../meshfwd-ebpf");
     let root = root.to_str().expect("workspace path is UTF-8");
 

@@ -269,3 +269,50 @@ impl Endpoints {
             .collect()
     }
 }
+
+/// The pinned BFD maps the XDP program answers from while the agent is
+/// away (`meshfwd_common::bfd`): the sessions and the heartbeat.
+pub struct BfdMaps {
+    sessions: HashMap<MapData, u32, meshfwd_common::bfd::ReflectSession>,
+    heartbeat: Array<MapData, u64>,
+}
+
+impl BfdMaps {
+    /// Open the pinned maps (the XDP object loaded with pins creates them).
+    pub fn open(pin_dir: &Path) -> Result<Self> {
+        let sessions = HashMap::try_from(Map::HashMap(open_pinned(pin_dir, pin::BFD_SESSIONS)?))
+            .map_err(Error::map("map BFD_SESSIONS"))?;
+        let heartbeat = Array::try_from(Map::Array(open_pinned(pin_dir, pin::BFD_HEARTBEAT)?))
+            .map_err(Error::map("map BFD_HEARTBEAT"))?;
+        Ok(BfdMaps {
+            sessions,
+            heartbeat,
+        })
+    }
+
+    /// Beat: the BFD thread is alive at `now_ns` (CLOCK_MONOTONIC, the
+    /// clock of `bpf_ktime_get_ns`).
+    pub fn beat(&mut self, now_ns: u64) -> Result<()> {
+        self.heartbeat
+            .set(0, now_ns, 0)
+            .map_err(Error::map("map BFD_HEARTBEAT"))
+    }
+
+    /// Keep Up session `local_disc` for the program to answer.
+    pub fn put(&mut self, local_disc: u32, s: &meshfwd_common::bfd::ReflectSession) -> Result<()> {
+        self.sessions
+            .insert(local_disc, s, 0)
+            .map_err(Error::map("map BFD_SESSIONS"))
+    }
+
+    /// Forget session `local_disc` (missing is fine).
+    pub fn remove(&mut self, local_disc: u32) {
+        let _ = self.sessions.remove(&local_disc);
+    }
+
+    /// Every session kept, by local discriminator: what an earlier run
+    /// left for this one to adopt.
+    pub fn sessions(&self) -> Vec<(u32, meshfwd_common::bfd::ReflectSession)> {
+        self.sessions.iter().flatten().collect()
+    }
+}

@@ -7,6 +7,7 @@
 //! kernel, the verifier and both sides of the map agree byte for byte.
 #![cfg_attr(not(test), no_std)]
 
+pub mod bfd;
 pub mod conntrack;
 pub mod endpoint;
 pub mod fib;
@@ -49,9 +50,14 @@ pub mod pin {
     /// Redirected frames the egress device did not take (per-CPU hash):
     /// ifindex -> count.
     pub const REDIRECT_FAILS: &str = "REDIRECT_FAILS";
+    /// BFD sessions the XDP program answers while the agent is away (hash):
+    /// local discriminator -> [`crate::bfd::ReflectSession`].
+    pub const BFD_SESSIONS: &str = "BFD_SESSIONS";
+    /// The BFD thread's heartbeat (array of one u64, CLOCK_MONOTONIC ns).
+    pub const BFD_HEARTBEAT: &str = "BFD_HEARTBEAT";
     /// Every map of the object (the forwarding maps and the endpoints),
     /// pinned by every process that loads it.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         STATS,
         FIB_V6,
         FIB_V4,
@@ -66,6 +72,8 @@ pub mod pin {
         FASTPATH_CFG,
         REDIRECT_PENDING,
         REDIRECT_FAILS,
+        BFD_SESSIONS,
+        BFD_HEARTBEAT,
         crate::endpoint::PIN,
     ];
 }
@@ -153,6 +161,9 @@ pub mod stats {
         /// refused them or its queue was full); counted by the tracepoint
         /// programs, also in [`crate::pin::REDIRECT_FAILS`] per device.
         RedirectFailed = 33,
+        /// XDP_TX: a BFD packet answered for the agent while it is away
+        /// (see [`crate::bfd`]).
+        BfdAnswered = 34,
     }
 
     /// Number of slots in the statistics array (room to grow without a
@@ -161,7 +172,7 @@ pub mod stats {
 
     impl Stat {
         /// Every counter, in index order.
-        pub const ALL: [Stat; 34] = [
+        pub const ALL: [Stat; 35] = [
             Stat::Rx,
             Stat::Ipv6,
             Stat::NonIpv6,
@@ -196,6 +207,7 @@ pub mod stats {
             Stat::TcTranslated,
             Stat::OnLink,
             Stat::RedirectFailed,
+            Stat::BfdAnswered,
         ];
 
         /// Return the counter's stable name (used in JSON output).
@@ -235,6 +247,7 @@ pub mod stats {
                 Stat::TcTranslated => "tc_kernel_translated",
                 Stat::OnLink => "pass_on_link",
                 Stat::RedirectFailed => "redirect_failed",
+                Stat::BfdAnswered => "bfd_answered",
             }
         }
     }
@@ -243,6 +256,7 @@ pub mod stats {
 /// `aya::Pod` for the map values, so user space can read and write them.
 #[cfg(feature = "user")]
 mod pod {
+    use crate::bfd::ReflectSession;
     use crate::fib::{CachedRoute, FibEntry, NextHop, NextHopGroup, table::Head};
 
     #[expect(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
@@ -256,6 +270,7 @@ mod pod {
         unsafe impl aya::Pod for NextHop {}
         unsafe impl aya::Pod for CachedRoute {}
         unsafe impl aya::Pod for Head {}
+        unsafe impl aya::Pod for ReflectSession {}
     }
 
     const _: () = assert!(size_of::<FibEntry>() == 8);

@@ -9,11 +9,13 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::{Array, DevMapHash, LpmTrie, LruPerCpuHashMap, PerCpuArray, lpm_trie::Key},
+    btf_maps::{Array, DevMapHash, HashMap, LpmTrie, LruPerCpuHashMap, PerCpuArray, lpm_trie::Key},
+    helpers::generated::bpf_ktime_get_ns,
     macros::{btf_map, xdp},
     programs::XdpContext,
 };
 use meshfwd_common::{
+    bfd::{self, ReflectSession},
     conntrack::TCP_FLAGS_OFFSET,
     fib::{
         self, CachedRoute, DST_CACHE_MAX_ENTRIES, EGRESS_DEV_MAX_ENTRIES, FIB_V4_MAX_ENTRIES,
@@ -74,6 +76,20 @@ static FIB6_TABLE_ROOT: Array<u32, 1> = Array::new();
 #[btf_map]
 static DST_CACHE: LruPerCpuHashMap<Addr, CachedRoute, { DST_CACHE_MAX_ENTRIES as usize }> =
     LruPerCpuHashMap::new();
+
+/// BFD sessions answered while the agent is away, by local discriminator
+/// (`meshfwd_common::bfd`).
+#[btf_map]
+static BFD_SESSIONS: HashMap<u32, ReflectSession, { bfd::SESSIONS_MAX_ENTRIES as usize }> =
+    HashMap::new();
+
+/// The agent's BFD thread's last heartbeat (CLOCK_MONOTONIC ns).
+#[btf_map]
+static BFD_HEARTBEAT: Array<u64, 1> = Array::new();
+
+/// Room to build a BFD answer in, per CPU: the stack has none to spare.
+#[btf_map]
+static BFD_SCRATCH: PerCpuArray<[u8; bfd::UDP_BFD_LEN], 1> = PerCpuArray::new();
 
 /// The fixed IPv6 header (RFC 8200 3), as it lies in the frame.
 ///
@@ -154,6 +170,15 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
         return pass(reason);
     }
     count(Stat::Ipv6);
+    // BFD to one of our link-local addresses: answered here only while
+    // the agent is away; otherwise the kernel hands it to the agent.
+    if ip.next_header == proto::UDP
+        && ip.hop_limit == 255
+        && ip.payload_len as usize == bfd::UDP_BFD_LEN
+        && answer_bfd(ctx).is_some()
+    {
+        return (xdp_action::XDP_TX, Stat::BfdAnswered);
+    }
     if let Err(reason) = packet::classify(&ip, || read_u8(ctx, L4_OFFSET)) {
         return pass(reason);
     }
@@ -353,6 +378,60 @@ pub(crate) fn count_n(stat: Stat, n: u64) {
         // else writes it concurrently.
         unsafe { *slot += n };
     }
+}
+
+/// Answer a BFD Control packet in place for a session of [`BFD_SESSIONS`]
+/// when the agent's heartbeat is stale (see `meshfwd_common::bfd`): swap
+/// the addresses, write the session's packet, and send it back. Nothing is
+/// copied to the stack (the forwarding path leaves it little room): the
+/// packet and the session are read where they lie, the answer is built in
+/// a per-CPU scratch slot.
+#[inline(always)]
+fn answer_bfd(ctx: &XdpContext) -> Option<()> {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let beat = *BFD_HEARTBEAT.get(0)?;
+    if beat == 0 || now.saturating_sub(beat) < bfd::HEARTBEAT_STALE_NS {
+        return None;
+    }
+    let frame = ptr_at(ctx, 0, L4_OFFSET + bfd::UDP_BFD_LEN)? as *mut u8;
+    let (src_at, dst_at) = (ETH_HDR_LEN + 8, ETH_HDR_LEN + 24);
+    // SAFETY: `ptr_at` proved the 32 UDP and BFD bytes lie in the frame;
+    // byte arrays ask for no alignment.
+    let req = unsafe { &*(frame.add(L4_OFFSET) as *const [u8; bfd::UDP_BFD_LEN]) };
+    let your_disc = u32::from_be_bytes([req[16], req[17], req[18], req[19]]);
+    // SAFETY: the session is only read; the agent writes a session whole,
+    // and a torn read would only make an answer the peer discards.
+    let s = unsafe { BFD_SESSIONS.get(your_disc)? };
+    if s.ifindex as usize != ctx.ingress_ifindex() {
+        return None;
+    }
+    // SAFETY: as for `req`: the addresses lie inside the proven range.
+    let src = unsafe { &*(frame.add(src_at) as *const [u8; 16]) };
+    // SAFETY: as above.
+    let dst = unsafe { &*(frame.add(dst_at) as *const [u8; 16]) };
+    let out = BFD_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's own scratch slot; XDP does not nest on a CPU.
+    if !bfd::answer(req, s, src, dst, unsafe { &mut *out }) {
+        return None;
+    }
+    // Swap the MACs and the addresses a word at a time, then lay the
+    // answer over the request.
+    for (a, b, n) in [(0usize, 6usize, 6usize), (src_at, dst_at, 16)] {
+        let mut i = 0;
+        while i < n {
+            // SAFETY: both bytes lie inside the proven range.
+            unsafe { core::ptr::swap(frame.add(a + i), frame.add(b + i)) };
+            i += 1;
+        }
+    }
+    // SAFETY: the hop limit and the 32 bytes lie inside the proven range;
+    // `out` is this CPU's scratch slot, apart from the frame.
+    unsafe {
+        *frame.add(ETH_HDR_LEN + HOP_LIMIT_OFFSET) = 255;
+        core::ptr::copy_nonoverlapping(out as *const u8, frame.add(L4_OFFSET), bfd::UDP_BFD_LEN);
+    }
+    Some(())
 }
 
 /// Return a pointer to `len` bytes at `offset`, or `None` if the frame is

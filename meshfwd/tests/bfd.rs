@@ -116,66 +116,107 @@ fn a_silent_cut_is_taken_down_within_the_detection_time() {
     });
 }
 
-#[test]
-fn admin_down_on_a_planned_restart_takes_nothing_down() {
-    let mut m = mesh(
-        "bfd-admin",
-        &Topology::new().line(&["a", "b", "c"], Wire::Direct),
-    );
+/// Restart b of a line a - b - c (`crash`: SIGKILL, back after 1 s; else
+/// SIGTERM) with BFD at 10 ms: XDP answers b's sessions while its agent is
+/// away and the new agent adopts them, so no session of a or c leaves Up,
+/// nothing is taken down and no route moves.
+fn restart_keeps_sessions_up(tag: &str, crash: bool) {
+    let mut m = mesh(tag, &Topology::new().line(&["a", "b", "c"], Wire::Direct));
     start_with_bfd(&mut m, &["a", "b", "c"], 10, 3);
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
     wait_sessions_up(&m, "b", 2, 10);
+    wait_sessions_up(&m, "a", 1, 10);
+    wait_sessions_up(&m, "c", 1, 10);
+    std::thread::sleep(Duration::from_secs(2));
     let changes = |node: &str| m.stats(node).and_then(|s| s.agent).map(|a| a.rib_changes);
     let before = (changes("a"), changes("c"));
-    let old_disc: BTreeSet<u32> = bfd(&m, "b").sessions.iter().map(|s| s.local_disc).collect();
-
-    // SIGTERM: b says AdminDown on both sessions, then restarts
-    // gracefully; a and c take nothing down.
-    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
-    wait_until("a heard AdminDown", CONVERGE, || {
-        m.log("a").contains("the peer went AdminDown")
+    let discs =
+        |n: &str| -> BTreeSet<u32> { bfd(&m, n).sessions.iter().map(|s| s.local_disc).collect() };
+    let b_before = discs("b");
+    let answered = m.xdp_counter("b", meshfwd_common::stats::Stat::BfdAnswered);
+    let id = m.agent("b").unwrap();
+    if crash {
+        m.crash("b").unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    m.lab.node("b").restart(id).unwrap();
+    wait_until("b's agent answers again", CONVERGE, || {
+        m.node("b").is_some()
     });
     wait_sessions_up(&m, "b", 2, 10);
-    wait_sessions_up(&m, "a", 1, 10);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        m.latest_log("b")
+            .contains("BFD sessions of an earlier run adopted"),
+        "{}",
+        m.latest_log("b")
+    );
+    assert_eq!(discs("b"), b_before, "the same sessions, adopted");
+    assert!(
+        m.xdp_counter("b", meshfwd_common::stats::Stat::BfdAnswered) > answered,
+        "XDP answered while the agent was away"
+    );
     for n in ["a", "c"] {
+        let r = bfd(&m, n);
         assert!(
-            !m.latest_log(n).contains("path to the neighbour failed"),
-            "{n} took b down:\n{}",
-            m.latest_log(n)
+            r.sessions
+                .iter()
+                .all(|s| s.state == State::Up && s.counters.flaps == 0),
+            "{n}: {r:?}"
         );
+        let log = m.log(n);
+        assert!(!log.contains("path to the neighbour failed"), "{n}:\n{log}");
+        assert!(!log.contains("AdminDown"), "{n}:\n{log}");
     }
     assert_eq!(
         (changes("a"), changes("c")),
         before,
         "no route of a or c moved"
     );
-    // The new run's sessions have new discriminators.
-    let new_disc: BTreeSet<u32> = bfd(&m, "b").sessions.iter().map(|s| s.local_disc).collect();
-    assert!(old_disc.is_disjoint(&new_disc), "{old_disc:?} {new_disc:?}");
 }
 
 #[test]
-fn a_crash_is_a_failure_to_the_neighbours_sessions() {
-    // What a crash costs with BFD on (see the README): b's sessions fall
-    // silent, a's times out within its detection time and takes the
-    // adjacency down; once b is back, sessions and routes return.
+fn a_planned_restart_keeps_every_session_up() {
+    restart_keeps_sessions_up("bfd-restart", false);
+}
+
+#[test]
+fn a_crash_keeps_every_session_up_while_xdp_answers() {
+    restart_keeps_sessions_up("bfd-crash", true);
+}
+
+#[test]
+fn a_stop_for_good_says_admin_down_and_takes_nothing_down() {
+    // Graceful restart off: a stop is not a restart, so b says AdminDown
+    // and stops answering in XDP; a takes nothing down for AdminDown and
+    // its dead interval ends the adjacency.
     let mut m = mesh(
-        "bfd-crash",
+        "bfd-admin",
         &Topology::new().line(&["a", "b"], Wire::Direct),
     );
-    start_with_bfd(&mut m, &["a", "b"], 10, 3);
+    let conf = m.lab.work_dir().join("b.toml");
+    std::fs::write(&conf, "[ospf]\ngraceful_restart = false\n").unwrap();
+    m.start("a", &["--bfd"]).unwrap();
+    let conf = conf.to_string_lossy().into_owned();
+    m.start("b", &["--bfd", "--config", &conf]).unwrap();
     m.wait_full_reachability(&["a", "b"], CONVERGE);
     wait_sessions_up(&m, "a", 1, 10);
-    m.crash("b").unwrap();
-    let crashed = SystemTime::now();
-    wait_until("a takes b down", Duration::from_secs(2), || {
-        m.latest_log("a").contains("path to the neighbour failed")
+    m.lab.node("b").kill(m.agent("b").unwrap()).unwrap();
+    wait_until("a hears AdminDown", CONVERGE, || {
+        m.log("a").contains("the peer went AdminDown")
     });
-    let at = logged_at(&m.latest_log("a"), "path to the neighbour failed").unwrap();
-    assert!(at.duration_since(crashed).unwrap_or_default() <= Duration::from_millis(50));
-    m.lab.node("b").restart(m.agent("b").unwrap()).unwrap();
-    wait_sessions_up(&m, "a", 1, 10);
-    m.wait_full_reachability(&["a", "b"], CONVERGE);
+    let r = bfd(&m, "a");
+    assert!(
+        r.sessions
+            .iter()
+            .all(|s| s.remote_state == State::AdminDown || s.state == State::Down),
+        "{r:?}"
+    );
+    assert!(
+        !m.log("a").contains("path to the neighbour failed"),
+        "{}",
+        m.log("a")
+    );
 }
 
 #[test]

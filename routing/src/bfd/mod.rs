@@ -98,6 +98,29 @@ impl Bfd {
         self.by_disc.insert(disc, key);
     }
 
+    /// Take over a session an earlier run left Up (see
+    /// [`Session::adopted`]); a no-op if the key or discriminator is taken.
+    pub fn adopt(
+        &mut self,
+        key: Key,
+        local_disc: u32,
+        remote_disc: u32,
+        timers: Timers,
+        now_us: u64,
+    ) {
+        if local_disc == 0
+            || self.sessions.contains_key(&key)
+            || self.by_disc.contains_key(&local_disc)
+        {
+            return;
+        }
+        self.sessions.insert(
+            key,
+            Session::adopted(local_disc, remote_disc, timers, now_us),
+        );
+        self.by_disc.insert(local_disc, key);
+    }
+
     /// Remove a session (its neighbour is gone); return whether it was
     /// there.
     pub fn remove(&mut self, key: &Key) -> bool {

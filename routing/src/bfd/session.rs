@@ -122,6 +122,24 @@ impl Session {
         }
     }
 
+    /// Take over a session an earlier run of this node left Up (its
+    /// discriminators and timers, kept where the next run finds them): it
+    /// is Up from the start, as the peer still believes, and goes Down if
+    /// nothing arrives within a second or its detection time.
+    pub fn adopted(local_disc: u32, remote_disc: u32, timers: Timers, now_us: u64) -> Session {
+        let mut s = Session::new(local_disc, timers, now_us);
+        s.state = State::Up;
+        s.remote_state = State::Up;
+        s.remote_disc = remote_disc;
+        s.advertised_tx_us = timers.desired_min_tx_us;
+        s.tx_in_use_us = timers.desired_min_tx_us;
+        s.remote_min_rx_us = timers.required_min_rx_us;
+        s.remote_desired_min_tx_us = timers.desired_min_tx_us;
+        s.remote_detect_mult = timers.detect_mult;
+        s.detect_deadline_us = Some(now_us + s.detect_time_us().max(1_000_000));
+        s
+    }
+
     pub fn state(&self) -> State {
         self.state
     }

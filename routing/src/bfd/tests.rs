@@ -513,3 +513,39 @@ fn sessions_get_distinct_discriminators_and_go_away() {
     }));
     assert_eq!(bfd.sessions().len(), 4);
 }
+
+#[test]
+fn an_adopted_session_is_up_and_carries_on_with_its_peer() {
+    let mut p = Pair::new(Timers::default());
+    p.run(ms(3_000));
+    let (a_disc, b_disc) = (
+        p.a.session(&AK).unwrap().local_disc(),
+        p.b.session(&BK).unwrap().local_disc(),
+    );
+    // a's process restarts: a new core adopts the session it left.
+    let mut a = Bfd::new(5_000);
+    a.adopt(AK, a_disc, b_disc, Timers::default(), p.now);
+    assert_eq!(a.session(&AK).unwrap().state(), State::Up);
+    p.a = a;
+    let flaps_before = p.changes.len();
+    p.run(p.now + ms(3_000));
+    assert_eq!(
+        p.changes.len(),
+        flaps_before,
+        "no change either side: {:?}",
+        p.changes
+    );
+    assert_eq!((p.state('a'), p.state('b')), (State::Up, State::Up));
+    // A new session after adoption never takes an adopted discriminator.
+    p.a.add(
+        Key {
+            ifindex: 9,
+            peer: B_LL,
+        },
+        Timers::default(),
+        p.now,
+    );
+    let discs: std::collections::BTreeSet<u32> =
+        p.a.sessions().iter().map(|s| s.local_disc).collect();
+    assert_eq!(discs.len(), 2);
+}

@@ -9,9 +9,14 @@
 //! link-local source; they leave from one fixed source port with hop limit
 //! 255.
 //!
-//! On a planned stop every session says AdminDown (its peer's clients take
-//! nothing down: RFC 5882 §3.2) before the thread ends. A crash sends
-//! nothing: the peers' sessions time out.
+//! With XDP, the thread keeps every Up session and a heartbeat in pinned
+//! maps (`meshfwd_common::bfd`). When the agent is gone (a crash, a
+//! restart) the heartbeat goes stale and the XDP program answers the
+//! peers' packets in its place, so their sessions stay Up for as long as
+//! the node forwards; the next agent adopts the sessions from the map and
+//! carries on with the same discriminators. A stop that is not a restart
+//! (graceful restart off) says AdminDown on every session (its peer's
+//! clients take nothing down: RFC 5882 §3.2) and empties the map.
 
 use std::{
     io,
@@ -30,15 +35,19 @@ use routing::bfd::{Bfd, CONTROL_PORT, HOP_LIMIT, Key, SessionChange, Timers};
 use socket2::{Domain, MaybeUninitSlice, MsgHdrMut, Protocol, SockAddr, Socket, Type};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
+use dataplane::maps::BfdMaps;
+use meshfwd_common::bfd::ReflectSession;
+
 use crate::api::BfdReport;
 
 /// The source port of every session (RFC 5881 §4: 49152-65535, the same
-/// for all packets of a session).
-pub const SOURCE_PORT: u16 = 49_152;
+/// for all packets of a session), the one XDP answers from too.
+use meshfwd_common::bfd::SOURCE_PORT;
 
 /// Longest the thread sleeps when nothing is due: how soon a command is
-/// taken up.
-const IDLE: Duration = Duration::from_millis(20);
+/// taken up, and the longest gap between heartbeats (well inside
+/// `meshfwd_common::bfd::HEARTBEAT_STALE_NS`, after which XDP answers).
+const IDLE: Duration = Duration::from_millis(5);
 
 /// `IPV6_HOPLIMIT` (`<linux/in6.h>`): the control message of
 /// IPV6_RECVHOPLIMIT.
@@ -53,8 +62,11 @@ pub enum Command {
     },
     Remove(Key),
     Report(oneshot::Sender<BfdReport>),
-    /// Say AdminDown on every session and end (a planned stop).
-    Stop,
+    /// End the thread: for good (say AdminDown on every session and stop
+    /// answering in XDP), or for a restart (leave the sessions to XDP).
+    Stop {
+        for_good: bool,
+    },
 }
 
 /// The running thread.
@@ -65,12 +77,17 @@ pub struct BfdRuntime {
 
 impl BfdRuntime {
     /// Open the sockets and start the thread; changes go to `changes`.
-    pub fn start(changes: UnboundedSender<SessionChange>) -> io::Result<BfdRuntime> {
+    /// With `maps` (XDP runs), sessions an earlier run left are adopted
+    /// and the thread keeps the maps XDP answers from while it is gone.
+    pub fn start(
+        changes: UnboundedSender<SessionChange>,
+        maps: Option<BfdMaps>,
+    ) -> io::Result<BfdRuntime> {
         let sockets = Sockets::open()?;
         let (commands, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("bfd".into())
-            .spawn(move || run(sockets, rx, changes))?;
+            .spawn(move || run(sockets, rx, changes, maps))?;
         Ok(BfdRuntime {
             commands,
             thread: Some(thread),
@@ -89,9 +106,9 @@ impl BfdRuntime {
         rx.await.ok()
     }
 
-    /// Say AdminDown on every session and wait for the thread.
-    pub fn stop(mut self) {
-        self.send(Command::Stop);
+    /// End the thread (see [`Command::Stop`]) and wait for it.
+    pub fn stop(mut self, for_good: bool) {
+        self.send(Command::Stop { for_good });
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -211,11 +228,47 @@ fn hop_limit(control: &[u8]) -> Option<u8> {
     None
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`, which
+/// the XDP program compares the heartbeat with.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0)
+    })
+}
+
+/// Keep the XDP program's copy of the sessions in step with a change:
+/// an Up session is answered for while the agent is away, no other.
+fn mirror(maps: &mut Option<BfdMaps>, bfd: &Bfd, c: &SessionChange) {
+    let (Some(maps), Some(s)) = (maps.as_mut(), bfd.session(&c.key)) else {
+        return;
+    };
+    match c.change {
+        routing::bfd::Change::Up => {
+            let t = s.timers();
+            let kept = ReflectSession {
+                peer: c.key.peer.octets(),
+                ifindex: c.key.ifindex,
+                remote_disc: s.remote_disc(),
+                desired_min_tx_us: t.desired_min_tx_us,
+                required_min_rx_us: t.required_min_rx_us,
+                detect_mult: t.detect_mult,
+                _pad: [0; 3],
+            };
+            if let Err(e) = maps.put(s.local_disc(), &kept) {
+                tracing::warn!(error = %e, "BFD session not kept for XDP: it will flap if the agent restarts");
+            }
+        }
+        routing::bfd::Change::Down { .. } => maps.remove(s.local_disc()),
+    }
+}
+
 /// The thread's loop.
 fn run(
     sockets: Sockets,
     commands: mpsc::Receiver<Command>,
     changes: UnboundedSender<SessionChange>,
+    mut maps: Option<BfdMaps>,
 ) {
     use thread_priority::{
         RealtimeThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
@@ -235,13 +288,40 @@ fn run(
     let start = Instant::now();
     let now = || u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
     // Another range of discriminators per process start, so a peer's
-    // packets for the last run's sessions name none of this run's.
+    // packets for the last run's sessions name none of this run's (the
+    // adopted ones aside).
     let first = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| (d.as_millis() as u32) << 8);
     let mut bfd = Bfd::new(first);
+    if let Some(m) = &maps {
+        let left = m.sessions();
+        for (disc, s) in &left {
+            let key = Key {
+                ifindex: s.ifindex,
+                peer: Ipv6Addr::from(s.peer),
+            };
+            let timers = Timers {
+                desired_min_tx_us: s.desired_min_tx_us,
+                required_min_rx_us: s.required_min_rx_us,
+                detect_mult: s.detect_mult,
+            };
+            bfd.adopt(key, *disc, s.remote_disc, timers, now());
+        }
+        if !left.is_empty() {
+            tracing::info!(
+                sessions = left.len(),
+                "BFD sessions of an earlier run adopted (XDP answered for them meanwhile)"
+            );
+        }
+    }
     let mut buf = [0u8; 512];
     loop {
+        if let Some(m) = maps.as_mut()
+            && let Err(e) = m.beat(monotonic_ns())
+        {
+            tracing::warn!(error = %e, "BFD heartbeat not written: XDP may answer for us");
+        }
         loop {
             match commands.try_recv() {
                 Ok(Command::Add { key, timers }) => {
@@ -249,6 +329,9 @@ fn run(
                     bfd.add(key, timers, now());
                 }
                 Ok(Command::Remove(key)) => {
+                    if let (Some(m), Some(s)) = (maps.as_mut(), bfd.session(&key)) {
+                        m.remove(s.local_disc());
+                    }
                     bfd.remove(&key);
                 }
                 Ok(Command::Report(reply)) => {
@@ -257,7 +340,13 @@ fn run(
                         discards: bfd.discards().clone(),
                     });
                 }
-                Ok(Command::Stop) | Err(mpsc::TryRecvError::Disconnected) => {
+                Ok(Command::Stop { for_good: false }) => return,
+                Ok(Command::Stop { for_good: true }) | Err(mpsc::TryRecvError::Disconnected) => {
+                    if let Some(m) = maps.as_mut() {
+                        for s in bfd.sessions() {
+                            m.remove(s.local_disc);
+                        }
+                    }
                     bfd.shutdown_all(now());
                     let (_, out) = bfd.poll(now());
                     for t in out {
@@ -276,6 +365,7 @@ fn run(
             }
         }
         for c in due {
+            mirror(&mut maps, &bfd, &c);
             let _ = changes.send(c);
         }
         let next = bfd.next_deadline_us();
@@ -284,6 +374,7 @@ fn run(
             Ok(Some((src, hops, len))) => {
                 match bfd.receive(now(), src.scope_id(), *src.ip(), hops, &buf[..len]) {
                     Ok(Some(c)) => {
+                        mirror(&mut maps, &bfd, &c);
                         let _ = changes.send(c);
                     }
                     Ok(None) => {}

@@ -220,7 +220,19 @@ impl Agent {
         let bfd = match config.bfd.enabled {
             true => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let runtime = bfd::BfdRuntime::start(tx).map_err(AgentError::Bfd)?;
+                // With XDP, sessions are kept where XDP answers for them
+                // while the agent is away, and the next agent adopts them.
+                let maps = match config.xdp {
+                    true => match ::dataplane::maps::BfdMaps::open(&config.bpffs) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "BFD sessions will not outlive the agent");
+                            None
+                        }
+                    },
+                    false => None,
+                };
+                let runtime = bfd::BfdRuntime::start(tx, maps).map_err(AgentError::Bfd)?;
                 tracing::info!(
                     interval_ms = config.bfd.interval_ms,
                     multiplier = config.bfd.multiplier,
@@ -332,10 +344,12 @@ impl Agent {
         }
         let _ = std::fs::remove_file(&self.config.socket);
         if let Some((bfd, _)) = self.bfd.take() {
-            // AdminDown: the peers' clients take nothing down for it. The
-            // thread takes the command within its idle wait (20 ms): a
-            // short block of this runtime, once, on the way out.
-            bfd.stop();
+            // A restart leaves the sessions to XDP (the next agent adopts
+            // them); a stop for good says AdminDown, which the peers'
+            // clients take nothing down for. The thread takes the command
+            // within its idle wait (5 ms): a short block of this runtime,
+            // once, on the way out.
+            bfd.stop(!self.config.ospf.graceful_restart);
         }
         if let Some(ospf) = self.ospf.take() {
             // A stop is a restart unless graceful restart is off: the
