@@ -103,6 +103,15 @@ impl AgentMesh {
     /// Start the agent on `node` with `extra` flags after the usual ones.
     pub fn start(&mut self, node: &str, extra: &[&str]) -> Result<ProcId> {
         let mut args = self.agent_args(node)?;
+        // A timer flag in `extra` replaces the harness's (each flag is
+        // taken once).
+        for flag in ["--hello-interval", "--dead-interval"] {
+            if extra.contains(&flag)
+                && let Some(i) = args.iter().position(|a| a == flag)
+            {
+                args.drain(i..i + 2);
+            }
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let id = self

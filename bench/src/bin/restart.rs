@@ -29,9 +29,10 @@
 //! and per connection whether it broke. Goal: nothing lost, nothing
 //! broken.
 //!
-//! Usage: `restart [--json] [--pps N] [--meshfwd PATH]`; progress on
-//! stderr, the table (or JSON) on stdout, JSON also under
-//! `bench/results/restart.json`.
+//! Usage: `restart [--json] [--pps N] [--bfd] [--dead-interval S]
+//! [--meshfwd PATH]`; progress on stderr, the table (or JSON) on stdout,
+//! JSON also under `bench/results/restart.json` (`restart-bfd.json` with
+//! `--bfd`).
 
 use std::{
     collections::BTreeMap,
@@ -116,6 +117,14 @@ struct Args {
     /// or built).
     #[arg(long)]
     cni: Option<PathBuf>,
+    /// Run BFD (10 ms x 3) on every agent; the result goes to
+    /// `restart-bfd.json`.
+    #[arg(long)]
+    bfd: bool,
+    /// The OSPF dead interval of every agent, in seconds: with BFD
+    /// catching failures it can outlast a restart's back-off.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..=600))]
+    dead_interval: u16,
 }
 
 fn main() {
@@ -329,9 +338,14 @@ fn run() -> Result<()> {
     progress("building the lab (a - b - c, detour a - d - e - c)");
     let cni = cni_bin(args.cni.clone())?;
     let lab = Lab::build("restart", &topo)?;
+    let dead = args.dead_interval.to_string();
+    let mut agent_args = vec!["--dead-interval", dead.as_str()];
+    if args.bfd {
+        agent_args.extend(["--bfd", "--bfd-interval-ms", "10", "--bfd-multiplier", "3"]);
+    }
     let mut m = Mesh::new(lab, bin);
     for n in ["a", "b", "c", "d", "e"] {
-        m.start(n, &[])?;
+        m.start(n, &agent_args)?;
     }
     let a_addr = m.node_address("a")?;
     let c_addr = m.node_address("c")?;
@@ -364,12 +378,22 @@ fn run() -> Result<()> {
         unix_time: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        command: format!("cargo xtask bench restart -- --pps {}", args.pps),
+        command: format!(
+            "cargo xtask bench restart -- --pps {} --dead-interval {}{}",
+            args.pps,
+            args.dead_interval,
+            if args.bfd { " --bfd" } else { "" }
+        ),
     };
     let json = serde_json::to_string_pretty(&report)?;
     let dir = bench::results_dir();
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("restart.json"), format!("{json}\n"))?;
+    let file = if args.bfd {
+        "restart-bfd.json"
+    } else {
+        "restart.json"
+    };
+    std::fs::write(dir.join(file), format!("{json}\n"))?;
     if args.json {
         println!("{json}");
     } else {
