@@ -170,16 +170,18 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
         return pass(reason);
     }
     count(Stat::Ipv6);
-    // BFD to one of our link-local addresses: answered here only while
-    // the agent is away; otherwise the kernel hands it to the agent.
-    if ip.next_header == proto::UDP
-        && ip.hop_limit == 255
-        && ip.payload_len as usize == bfd::UDP_BFD_LEN
-        && answer_bfd(ctx).is_some()
-    {
-        return (xdp_action::XDP_TX, Stat::BfdAnswered);
-    }
     if let Err(reason) = packet::classify(&ip, || read_u8(ctx, L4_OFFSET)) {
+        // BFD runs between link-local addresses (the OSPF neighbours'):
+        // answered here only while the agent is away; otherwise the kernel
+        // hands it to the agent. Tested only here, off the forwarding path.
+        if reason == Stat::LinkLocal
+            && ip.next_header == proto::UDP
+            && ip.hop_limit == 255
+            && ip.payload_len as usize == bfd::UDP_BFD_LEN
+            && answer_bfd(ctx).is_some()
+        {
+            return (xdp_action::XDP_TX, Stat::BfdAnswered);
+        }
         return pass(reason);
     }
     let mut ports = 0u32;

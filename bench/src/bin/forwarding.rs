@@ -31,6 +31,11 @@
 //!   the ceiling's work per frame (rewrite and redirect), so in ceiling mode
 //!   both cores are busy and (c) is a floor of the ceiling: b/c is then an
 //!   upper bound.
+//! - Each mode also reports each core's busy time per forwarded frame and
+//!   what the reflector could offer with its core fully busy at that cost
+//!   (`generator_capacity_pps`). The router's time per frame does not
+//!   depend on the loop's pace, so c's over b's (`b_over_c_router_time`) is
+//!   the ratio of the two programs' costs on the router.
 //! - After each measurement the reflector is told to stop and drops what
 //!   still arrives; frames primed but not drained were lost in the loop.
 //!
@@ -139,6 +144,14 @@ struct Rate {
     /// failed transmits, both directions), and their share of `forwarded`.
     dropped: u64,
     loss: f64,
+    /// Busy time of each core per forwarded frame, in ns: the router's is
+    /// what one forwarding costs it, whatever the loop's pace.
+    router_ns_per_frame: f64,
+    reflector_ns_per_frame: f64,
+    /// What the reflector could offer at its cost per frame with its core
+    /// fully busy (`pps / reflector_cpu`): above `pps`, the generator had
+    /// room and the router set the rate.
+    generator_capacity_pps: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -151,6 +164,10 @@ struct ScaleReport {
     ceiling: Rate,
     b_over_a: f64,
     b_over_c: f64,
+    /// The same ratio from the router core's busy time per frame (c's over
+    /// b's): what b/c would be if the loop kept the router's core busy in
+    /// both modes.
+    b_over_c_router_time: f64,
     /// b/c of each round (b and c measured back to back).
     b_over_c_per_round: Vec<f64>,
     /// Every measurement: rounds x [kernel, fast path, ceiling].
@@ -669,8 +686,24 @@ impl Bench {
             } else {
                 dropped as f64 / forwarded as f64
             },
+            router_ns_per_frame: per_frame_ns(load(0), forwarded, secs),
+            reflector_ns_per_frame: per_frame_ns(load(1), forwarded, secs),
+            generator_capacity_pps: if load(1) > 0.0 {
+                forwarded as f64 / secs / load(1)
+            } else {
+                0.0
+            },
         })
     }
+}
+
+/// Core busy time per frame, in ns, from the core's busy share over
+/// `secs` seconds that forwarded `frames`.
+fn per_frame_ns(busy: f64, frames: u64, secs: f64) -> f64 {
+    if frames == 0 {
+        return 0.0;
+    }
+    busy * secs * 1e9 / frames as f64
 }
 
 fn median(v: &[Rate]) -> Rate {
@@ -687,14 +720,16 @@ fn run_scale(args: &Args, scale: Scale) -> Result<ScaleReport> {
         for (mi, mode) in Mode::ALL.iter().enumerate() {
             r[mi] = bench.measure(*mode, args.seconds, args.in_flight)?;
             eprintln!(
-                "forwarding: {}x{} round {} {:?}: {:.3} Mpps, router core {:.0}%, reflector core {:.0}%, dropped {}, circulating {} of {}",
+                "forwarding: {}x{} round {} {:?}: {:.3} Mpps, router core {:.0}% ({:.1} ns a frame), reflector core {:.0}% (could offer {:.2} Mpps), dropped {}, circulating {} of {}",
                 scale.prefixes,
                 scale.ecmp,
                 round + 1,
                 mode,
                 r[mi].pps / 1e6,
                 r[mi].router_cpu * 100.0,
+                r[mi].router_ns_per_frame,
                 r[mi].reflector_cpu * 100.0,
+                r[mi].generator_capacity_pps / 1e6,
                 r[mi].dropped,
                 r[mi].drained,
                 r[mi].primed
@@ -711,6 +746,11 @@ fn run_scale(args: &Args, scale: Scale) -> Result<ScaleReport> {
     );
     let b_over_a = b.pps / a.pps.max(1.0);
     let b_over_c = b.pps / c.pps.max(1.0);
+    let b_over_c_router_time = if b.router_ns_per_frame > 0.0 {
+        c.router_ns_per_frame / b.router_ns_per_frame
+    } else {
+        0.0
+    };
     let no_loss = rounds.iter().flatten().all(|r| r.dropped == 0);
     Ok(ScaleReport {
         prefixes: scale.prefixes,
@@ -720,6 +760,7 @@ fn run_scale(args: &Args, scale: Scale) -> Result<ScaleReport> {
         ceiling: c,
         b_over_a,
         b_over_c,
+        b_over_c_router_time,
         b_over_c_per_round: rounds
             .iter()
             .map(|r| r[1].pps / r[2].pps.max(1.0))
@@ -800,8 +841,8 @@ fn run() -> Result<()> {
     for s in &report.scales {
         println!("{} prefixes x {}-way ECMP", s.prefixes, s.ecmp);
         println!(
-            "  {:<28} {:>10} {:>12} {:>14} {:>8}",
-            "MODE", "Mpps", "ROUTER CORE", "REFLECTOR CORE", "DROPPED"
+            "  {:<28} {:>8} {:>12} {:>15} {:>12} {:>8}",
+            "MODE", "Mpps", "ROUTER CORE", "ROUTER NS/FRAME", "GEN. CAN DO", "DROPPED"
         );
         for (name, r) in [
             ("(a) kernel forwarding", s.kernel),
@@ -809,14 +850,19 @@ fn run() -> Result<()> {
             ("(c) ceiling (MAC+redirect)", s.ceiling),
         ] {
             println!(
-                "  {:<28} {:>10.3} {:>11.0}% {:>13.0}% {:>8}",
+                "  {:<28} {:>8.3} {:>11.0}% {:>15.1} {:>7.2} Mpps {:>8}",
                 name,
                 r.pps / 1e6,
                 r.router_cpu * 100.0,
-                r.reflector_cpu * 100.0,
+                r.router_ns_per_frame,
+                r.generator_capacity_pps / 1e6,
                 r.dropped
             );
         }
+        println!(
+            "  b/c by router core time per frame = {:.1}%",
+            s.b_over_c_router_time * 100.0
+        );
         println!(
             "  b/a = {:.2}x   b/c = {:.1}%   goal (b >= 5x a, >= 95% c, no loss): {}",
             s.b_over_a,
