@@ -273,6 +273,7 @@ fn two_agents_and_bird_on_a_switch() {
         stubnets: vec![PEER_STUB.into()],
         externals: Vec::new(),
         keys: Vec::new(),
+        ipv4: false,
     });
     let args = files.bird_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

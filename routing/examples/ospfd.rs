@@ -19,7 +19,11 @@
 //!   [,accept_from=T][,accept_until=T]` (repeatable; times in Unix
 //!   seconds) authenticates every interface (RFC 7166), `--auth-cpid
 //!   legacy` signs the way FRR before 9.1 does, `--auth-boot-count N` sets
-//!   the high word of the sequence numbers.
+//!   the high word of the sequence numbers;
+//! - `--ipv4 A.B.C.D` runs the IPv4 unicast family instead (RFC 5838,
+//!   Instance ID 64) with A.B.C.D as our address in the Link-LSAs;
+//!   `--stub` then takes IPv4 prefixes, and the RIB and the state file hold
+//!   them in their LSA encoding (`routing::af::wire_to_ipv4` reads them).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -30,7 +34,7 @@ use std::time::Duration;
 use nix::net::if_::InterfaceFlags;
 use routing::driver::{self, Handle, InterfaceSpec, Snapshot};
 use routing::packet::auth::{Algorithm, CpidOrder, Key, KeyChain};
-use routing::{InstanceConfig, InterfaceConfig, InterfaceKind, Ipv6Net};
+use routing::{AddressFamily, InstanceConfig, InterfaceConfig, InterfaceKind, Ipv6Net, af};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -42,6 +46,7 @@ struct Args {
     router_id: Ipv4Addr,
     ifaces: Vec<(String, InterfaceKind)>,
     stubs: Vec<Ipv6Net>,
+    af: AddressFamily,
     state_file: Option<PathBuf>,
     state_interval: Duration,
     cost: u16,
@@ -55,7 +60,7 @@ struct Args {
 const USAGE: &str = "usage: ospfd --router-id A.B.C.D [--iface NAME[:broadcast]]... \
 [--stub PREFIX]... [--state-file PATH] [--state-interval-ms N] [--cost N] [--no-carrier-watch] \
 [--auth id=N,alg=ALG,secret=S[,send_from=T][,send_until=T][,accept_from=T][,accept_until=T]]... \
-[--auth-cpid rfc|legacy] [--auth-boot-count N] [--agent-timers]";
+[--auth-cpid rfc|legacy] [--auth-boot-count N] [--agent-timers] [--ipv4 A.B.C.D]";
 
 /// Parse one `--auth` key.
 fn parse_key(v: &str) -> Result<Key, String> {
@@ -98,6 +103,7 @@ fn parse_args() -> Result<Args, String> {
         router_id: Ipv4Addr::UNSPECIFIED,
         ifaces: Vec::new(),
         stubs: Vec::new(),
+        af: AddressFamily::Ipv6,
         state_file: None,
         state_interval: Duration::from_millis(500),
         cost: 10,
@@ -106,6 +112,7 @@ fn parse_args() -> Result<Args, String> {
         boot_count: 0,
         agent_timers: false,
     };
+    let mut stubs: Vec<String> = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -123,9 +130,12 @@ fn parse_args() -> Result<Args, String> {
                 };
                 args.ifaces.push((name.to_owned(), kind));
             }
-            "--stub" => args
-                .stubs
-                .push(value()?.parse().map_err(|e| format!("--stub: {e:?}"))?),
+            "--stub" => stubs.push(value()?),
+            "--ipv4" => {
+                args.af = AddressFamily::Ipv4 {
+                    interface_address: Some(value()?.parse().map_err(|e| format!("--ipv4: {e}"))?),
+                };
+            }
             "--state-file" => args.state_file = Some(PathBuf::from(value()?)),
             "--state-interval-ms" => {
                 let ms: u64 = value()?
@@ -160,6 +170,15 @@ fn parse_args() -> Result<Args, String> {
     }
     if args.router_id.is_unspecified() {
         return Err(format!("--router-id is required\n{USAGE}"));
+    }
+    for s in stubs {
+        args.stubs.push(match args.af {
+            AddressFamily::Ipv6 => s.parse().map_err(|e| format!("--stub {s}: {e}"))?,
+            AddressFamily::Ipv4 { .. } => af::ipv4_to_wire(
+                s.parse()
+                    .map_err(|e| format!("--stub {s}: {e} (an IPv4 prefix with --ipv4)"))?,
+            ),
+        });
     }
     Ok(args)
 }
@@ -201,6 +220,7 @@ fn main() -> std::process::ExitCode {
 async fn serve(args: Args) -> std::io::Result<()> {
     let mut config = InstanceConfig {
         router_id: args.router_id,
+        af: args.af,
         stub_prefixes: args.stubs.clone(),
         auth_boot_count: args.boot_count,
         ..InstanceConfig::default()
@@ -224,6 +244,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
             let config = InterfaceConfig {
                 kind: *kind,
                 cost: args.cost,
+                instance_id: args.af.default_instance_id(),
                 auth: args.auth.clone(),
                 ..InterfaceConfig::default()
             };

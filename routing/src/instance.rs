@@ -29,7 +29,13 @@ use ipnet::Ipv6Net;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstanceConfig {
     pub router_id: Ipv4Addr,
-    /// Prefixes advertised without an interface (the node's /128, its pod prefix).
+    /// What the instance routes (RFC 5838); its interfaces' Instance IDs
+    /// should lie in the family's range.
+    #[serde(default)]
+    pub af: crate::af::AddressFamily,
+    /// Prefixes advertised without an interface (the node's /128, its pod
+    /// prefix). An IPv4 instance takes them as [`crate::af::ipv4_to_wire`]
+    /// gives them.
     pub stub_prefixes: Vec<Ipv6Net>,
     /// Largest ECMP set kept per prefix.
     pub max_paths: usize,
@@ -103,6 +109,7 @@ impl Default for InstanceConfig {
     fn default() -> Self {
         InstanceConfig {
             router_id: Ipv4Addr::UNSPECIFIED,
+            af: crate::af::AddressFamily::Ipv6,
             stub_prefixes: Vec::new(),
             max_paths: 16,
             spf: SpfBackoffConfig::default(),
@@ -173,6 +180,8 @@ pub struct Instance {
     pub(crate) deferred: BTreeMap<(u32, LsaKey), (Ipv4Addr, Vec<u8>)>,
     /// What the prefix policy refused in the last SPF run.
     pub(crate) refused: Vec<crate::ownership::Refused>,
+    /// Prefixes the last SPF run left out as not of the family.
+    pub(crate) misfits: std::collections::BTreeSet<(Ipv6Net, Ipv4Addr)>,
     /// Set by [`Input::Retire`]: we advertise nothing any more.
     pub(crate) retired: bool,
     /// Own LSAs re-originated or flushed after a newer copy came back.
@@ -220,6 +229,7 @@ impl Instance {
             reachable: BTreeSet::new(),
             retired: false,
             refused: Vec::new(),
+            misfits: Default::default(),
             deferred: BTreeMap::new(),
             self_originated_fought: BTreeSet::new(),
             restart_until: None,
@@ -288,7 +298,7 @@ impl Instance {
                 tracing::info!(ifindex, %name, %link_local, mtu, "interface up");
                 self.interfaces.insert(
                     ifindex,
-                    Interface::new(ifindex, name, link_local, mtu, config),
+                    Interface::new(ifindex, name, link_local, mtu, config, self.config.af),
                 );
                 self.ism_event(ifindex, ism::Event::InterfaceUp);
             }

@@ -9,6 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::af::AddressFamily;
 use crate::events::{Time, TimerKind};
 use crate::instance::Instance;
 use crate::neighbor::{Neighbor, nsm};
@@ -107,6 +108,8 @@ pub struct Interface {
     pub link_local: Ipv6Addr,
     pub mtu: u16,
     pub config: InterfaceConfig,
+    /// The instance's address family.
+    pub af: AddressFamily,
     /// The network type in force: `config.kind`, or broadcast once
     /// `config.detect_broadcast` saw a multi-access link.
     pub kind: InterfaceKind,
@@ -127,12 +130,14 @@ impl Interface {
         link_local: Ipv6Addr,
         mtu: u16,
         config: InterfaceConfig,
+        af: AddressFamily,
     ) -> Self {
         Interface {
             ifindex,
             name,
             link_local,
             mtu,
+            af,
             kind: config.kind,
             config,
             state: ism::State::Down,
@@ -163,12 +168,13 @@ impl Interface {
             .max(256)
     }
 
-    /// The options our Hellos and DD packets carry here: the AT-bit when
-    /// the interface authenticates (RFC 7166 §2.1).
+    /// The options our Hellos and DD packets carry here: the family's, and
+    /// the AT-bit when the interface authenticates (RFC 7166 §2.1).
     pub fn options(&self) -> Options {
+        let base = self.af.options();
         match self.config.auth {
-            Some(_) => Options(Options::DEFAULT.0 | Options::AT),
-            None => Options::DEFAULT,
+            Some(_) => Options(base.0 | Options::AT),
+            None => base,
         }
     }
 
@@ -457,6 +463,10 @@ impl Instance {
         }
         if hello.options.contains(Options::E) != Options::DEFAULT.contains(Options::E) {
             self.drops.drop(now, R::OptionsMismatch, ifindex, "E-bit");
+            return;
+        }
+        if !iface.af.accepts_hello(hello.options) {
+            self.drops.drop(now, R::OptionsMismatch, ifindex, "AF-bit");
             return;
         }
         if iface.kind == InterfaceKind::PointToPoint {

@@ -23,6 +23,7 @@
 // `driver::socket` that no safe wrapper exposes.
 #![deny(unsafe_code)]
 
+pub mod af;
 pub mod bfd;
 pub mod error;
 pub mod events;
@@ -40,6 +41,7 @@ pub mod sim;
 pub mod spf;
 pub mod state;
 
+pub use af::AddressFamily;
 pub use error::{DropReason, ParseError};
 pub use events::{Input, Output, Time, TimerId};
 pub use instance::{Instance, InstanceConfig};

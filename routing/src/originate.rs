@@ -17,7 +17,6 @@ use crate::instance::Instance;
 use crate::interface::{InterfaceKind, ism};
 use crate::lsdb::LsaEntry;
 use crate::neighbor::nsm;
-use crate::packet::Options;
 use crate::packet::lsa::header::{
     INITIAL_SEQ, LS_REFRESH_TIME, LsaHeader, LsaKey, LsaType, MAX_SEQ,
 };
@@ -103,7 +102,7 @@ impl Instance {
                         out.insert(
                             (0, key(LsaType::NETWORK, ifindex)),
                             LsaBody::Network(NetworkLsa {
-                                options: Options::DEFAULT,
+                                options: self.config.af.options(),
                                 attached: attached.clone(),
                             }),
                         );
@@ -145,8 +144,8 @@ impl Instance {
                 (ifindex, key(LsaType::LINK, ifindex)),
                 LsaBody::Link(LinkLsa {
                     priority: iface.config.priority,
-                    options: Options::DEFAULT,
-                    link_local: iface.link_local,
+                    options: self.config.af.options(),
+                    link_local: self.config.af.link_lsa_address(iface.link_local),
                     prefixes: Vec::new(),
                 }),
             );
@@ -155,7 +154,7 @@ impl Instance {
             (0, key(LsaType::ROUTER, 0)),
             LsaBody::Router(RouterLsa {
                 flags: RouterFlags(0),
-                options: Options::DEFAULT,
+                options: self.config.af.options(),
                 links,
             }),
         );
@@ -166,7 +165,7 @@ impl Instance {
                 .iter()
                 .map(|p| LsaPrefix {
                     prefix: *p,
-                    options: PrefixOptions(if p.prefix_len() == 128 {
+                    options: PrefixOptions(if p.prefix_len() == self.config.af.max_prefix_len() {
                         PrefixOptions::LA
                     } else {
                         0

@@ -14,11 +14,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::af::AddressFamily;
 use crate::events::{Time, TimerKind};
 use crate::instance::Instance;
 use crate::lsdb::{LsaMap, Lsdb};
 use crate::ownership::{PrefixPolicy, Refused};
-use crate::packet::Options;
 use crate::packet::lsa::LsaBody;
 use crate::packet::lsa::header::{LsaKey, LsaType, MAX_AGE};
 use crate::packet::lsa::network::NetworkLsa;
@@ -156,7 +156,8 @@ struct Edge {
 /// The SPF graph in compressed sparse row form: routers first, then networks.
 struct Graph {
     rids: Vec<Ipv4Addr>,
-    /// Whether a router may carry transit traffic (V6 and R bits, RFC 5340 §4.8.1).
+    /// Whether a router may carry transit traffic of the family (V6 and R
+    /// bits for IPv6, RFC 5340 §4.8.1; R for IPv4, RFC 5838 §2.8).
     transit: Vec<bool>,
     rindex: IdMap<u32>,
     nindex: IdMap<(u32, u32)>,
@@ -165,7 +166,7 @@ struct Graph {
 }
 
 impl Graph {
-    fn build(area: &LsaMap) -> Self {
+    fn build(area: &LsaMap, af: AddressFamily) -> Self {
         let mut routers: Vec<(Ipv4Addr, Vec<&RouterLsa>)> = Vec::new();
         for e in type_range(area, LsaType::ROUTER) {
             if e.lsa.header.age >= MAX_AGE {
@@ -204,10 +205,7 @@ impl Graph {
         let mut transit = Vec::with_capacity(nr);
         for (rid, lsas) in &routers {
             start.push(edges.len() as u32);
-            transit.push(
-                lsas.iter()
-                    .all(|l| l.options.contains(Options::V6) && l.options.contains(Options::R)),
-            );
+            transit.push(lsas.iter().all(|l| af.is_transit(l.options)));
             for l in lsas.iter().flat_map(|l| l.links.iter()) {
                 let (to, kind) = match l.link_type {
                     RouterLinkType::PointToPoint => {
@@ -287,7 +285,7 @@ pub fn compute(
     max_paths: usize,
     fallback: &dyn Fn(u32, Ipv4Addr) -> Option<Ipv6Addr>,
 ) -> Rib {
-    compute_full(lsdb, root, max_paths, fallback, None).rib
+    compute_full(lsdb, root, max_paths, fallback, None, AddressFamily::Ipv6).rib
 }
 
 /// What one SPF run yields.
@@ -300,19 +298,29 @@ pub struct SpfResult {
     pub reachable: BTreeSet<Ipv4Addr>,
     /// Advertisements the prefix policy refused (not in `rib`).
     pub refused: Vec<Refused>,
+    /// Prefixes of reachable routers that do not belong to the family (an
+    /// IPv4 instance's longer than 32 bits), left out of `rib` (RFC 5838
+    /// §2.3), with their advertiser.
+    pub misfits: BTreeSet<(Ipv6Net, Ipv4Addr)>,
 }
 
-/// [`compute`], with the routers it reached, and the prefixes of
-/// reachable routers judged by `policy` (see [`crate::ownership`]).
+/// [`compute`] for family `af`, with the routers it reached, and the
+/// prefixes of reachable routers judged by `policy` (see
+/// [`crate::ownership`]).
+///
+/// An IPv4 instance's next hops are the neighbours' IPv6 link-local
+/// addresses from `fallback` (see [`crate::af`]): its Link-LSAs carry IPv4
+/// addresses.
 pub fn compute_full(
     lsdb: &Lsdb,
     root: Ipv4Addr,
     max_paths: usize,
     fallback: &dyn Fn(u32, Ipv4Addr) -> Option<Ipv6Addr>,
     policy: Option<&PrefixPolicy>,
+    af: AddressFamily,
 ) -> SpfResult {
     let area = lsdb.area();
-    let g = Graph::build(area);
+    let g = Graph::build(area, af);
     let Some(&root_ix) = g.rindex.get(&u32::from(root)) else {
         return SpfResult::default();
     };
@@ -337,8 +345,9 @@ pub fn compute_full(
             first_hops.len() - 1
         })
     };
-    let addr_of = |ifindex: u32, rid: Ipv4Addr| {
-        link_local_of(lsdb, ifindex, rid).or_else(|| fallback(ifindex, rid))
+    let addr_of = |ifindex: u32, rid: Ipv4Addr| match af {
+        AddressFamily::Ipv6 => link_local_of(lsdb, ifindex, rid).or_else(|| fallback(ifindex, rid)),
+        AddressFamily::Ipv4 { .. } => fallback(ifindex, rid),
     };
 
     let mut dist = vec![u32::MAX; n];
@@ -433,6 +442,7 @@ pub fn compute_full(
     // Prefixes (RFC 5340 §4.8.3).
     let mut own: BTreeSet<Ipv6Net> = BTreeSet::new();
     let mut cands: Vec<(Ipv6Net, u32, usize, Ipv4Addr)> = Vec::new();
+    let mut misfits: BTreeSet<(Ipv6Net, Ipv4Addr)> = BTreeSet::new();
     for e in type_range(area, LsaType::INTRA_AREA_PREFIX) {
         if e.lsa.header.age >= MAX_AGE {
             continue;
@@ -459,7 +469,13 @@ pub fn compute_full(
             continue;
         }
         for p in &iap.prefixes {
-            if p.options.contains(PrefixOptions::NU) || is_link_local(&p.prefix) {
+            if p.prefix.prefix_len() > af.max_prefix_len() {
+                misfits.insert((p.prefix, adv));
+                continue;
+            }
+            if p.options.contains(PrefixOptions::NU)
+                || (af == AddressFamily::Ipv6 && is_link_local(&p.prefix))
+            {
                 continue;
             }
             cands.push((
@@ -533,6 +549,7 @@ pub fn compute_full(
         },
         reachable,
         refused,
+        misfits,
     }
 }
 
@@ -604,13 +621,19 @@ impl Instance {
             rib,
             reachable,
             refused,
+            misfits,
         } = compute_full(
             &self.lsdb,
             self.config.router_id,
             self.config.max_paths,
             &fallback,
             self.config.prefix_policy.as_ref(),
+            self.config.af,
         );
+        for (prefix, advertiser) in misfits.difference(&self.misfits) {
+            tracing::warn!(%prefix, %advertiser, "prefix longer than the family's addresses: not routed");
+        }
+        self.misfits = misfits;
         self.reachable = reachable;
         if refused != self.refused {
             for r in refused.iter().filter(|r| !self.refused.contains(r)) {

@@ -41,6 +41,11 @@ pub struct InstanceState {
     pub gr_restarting: bool,
     #[serde(default)]
     pub gr_helping: Vec<(u32, Ipv4Addr)>,
+    /// Prefixes of reachable routers that are not of the instance's family
+    /// (an IPv4 instance's longer than 32 bits), with their advertiser:
+    /// flooded, never routed.
+    #[serde(default)]
+    pub misfits: BTreeSet<(Ipv6Net, Ipv4Addr)>,
 }
 
 /// One interface.
@@ -335,6 +340,7 @@ impl Instance {
             self_originated_repeat: self.self_originated_repeat,
             gr_restarting: self.is_restarting(),
             gr_helping: self.helping(),
+            misfits: self.misfits.clone(),
         }
     }
 }

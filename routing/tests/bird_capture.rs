@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Two BIRDs (router ids 10.0.0.1 and 10.0.0.2) talk over a veth between two
-//! namespaces the program makes, once as a point-to-point link and once as
-//! a broadcast link (which adds a DR, a BDR and a Network-LSA). tcpdump on
+//! namespaces the program makes, once as a point-to-point link, once as a
+//! broadcast link (which adds a DR, a BDR and a Network-LSA), and once as a
+//! point-to-point link in the IPv4 address family (RFC 5838, Instance ID 64). tcpdump on
 //! one end records both directions; the OSPF payloads (without the IPv6
 //! header) of a fixed selection of packets are written to
 //! `tests/fixtures/bird/<kind>-<n>.bin`, with a `manifest.tsv` and a README
@@ -125,8 +126,14 @@ impl Drop for WorkDir {
 fn capture_bird_fixtures() {
     let work = WorkDir(std::env::temp_dir().join(format!("kmcap-{}", std::process::id())));
     std::fs::create_dir_all(&work.0).expect("create work dir");
-    let mut packets = capture_run("ptp", LinkType::PointToPoint, &work.0);
-    packets.extend(capture_run("broadcast", LinkType::Broadcast, &work.0));
+    let mut packets = capture_run("ptp", LinkType::PointToPoint, false, &work.0);
+    packets.extend(capture_run(
+        "broadcast",
+        LinkType::Broadcast,
+        false,
+        &work.0,
+    ));
+    packets.extend(capture_run("ipv4", LinkType::PointToPoint, true, &work.0));
     let selected = select(&packets);
     let kinds: BTreeSet<&str> = selected.iter().map(|(k, _)| k.as_str()).collect();
     for required in REQUIRED {
@@ -138,12 +145,27 @@ fn capture_bird_fixtures() {
     write_fixtures(&selected);
 }
 
-/// Run two BIRDs over one veth with `link` type and return every OSPF packet.
-fn capture_run(run: &'static str, link: LinkType, work: &Path) -> Vec<Captured> {
+/// Run two BIRDs over one veth with `link` type, in the IPv4 address
+/// family if `ipv4`, and return every OSPF packet.
+fn capture_run(run: &'static str, link: LinkType, ipv4: bool, work: &Path) -> Vec<Captured> {
     let pid = std::process::id();
     let a = Netns::new(&format!("kmcap-{pid}-{run}-a"));
     let b = Netns::new(&format!("kmcap-{pid}-{run}-b"));
     veth(&a, "02:00:00:00:00:0a", &b, "02:00:00:00:00:0b", "eth0");
+    if ipv4 {
+        // BIRD's IPv4 instance puts its interface's IPv4 address into its
+        // Link-LSAs (and takes next hops from the peer's).
+        for (ns, id) in [(&a, 1), (&b, 2)] {
+            ns.run(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("198.19.255.{id}/24"),
+                "dev",
+                "eth0",
+            ]);
+        }
+    }
     let mut procs = Procs::default();
 
     let pcap = work.join(format!("{run}.pcap"));
@@ -163,13 +185,18 @@ fn capture_run(run: &'static str, link: LinkType, work: &Path) -> Vec<Captured> 
     let mut birds = Vec::new();
     for (ns, name, id) in [(&a, "a", 1), (&b, "b", 2)] {
         let files = BirdFiles::new(work, &format!("{run}-{name}"));
-        let mut conf = BirdConf::ptp(
-            Ipv4Addr::new(10, 0, 0, id),
-            &["eth0"],
-            &[&format!("2001:db8:{id}::/64")],
-        );
+        let (stub, external) = if ipv4 {
+            (format!("198.18.{id}.0/24"), format!("198.18.{id}0.0/23"))
+        } else {
+            (
+                format!("2001:db8:{id}::/64"),
+                format!("2001:db8:ee0{id}::/48"),
+            )
+        };
+        let mut conf = BirdConf::ptp(Ipv4Addr::new(10, 0, 0, id), &["eth0"], &[&stub]);
         conf.interfaces[0].1 = link;
-        conf.externals = vec![format!("2001:db8:ee0{id}::/48")];
+        conf.externals = vec![external];
+        conf.ipv4 = ipv4;
         files.write_conf(&conf);
         let args = files.bird_args();
         let mut cmd = ns.cmd(&args[0]);
@@ -197,7 +224,14 @@ fn capture_run(run: &'static str, link: LinkType, work: &Path) -> Vec<Captured> 
 
     // A new stub network on b alone: an LS Update with one LSA and its ack.
     let (ns, files, conf) = &mut birds[1];
-    conf.stubnets.push("2001:db8:2:1::/64".to_owned());
+    conf.stubnets.push(
+        if ipv4 {
+            "198.18.2.128/25"
+        } else {
+            "2001:db8:2:1::/64"
+        }
+        .to_owned(),
+    );
     files.write_conf(conf);
     ns.run(
         &files
@@ -294,8 +328,8 @@ fn select(packets: &[Captured]) -> Vec<(String, Captured)> {
         }
     }
     groups.sort();
-    // Runs in capture order (ptp first), routers by id.
-    groups.sort_by_key(|(run, _)| usize::from(*run != "ptp"));
+    // Runs in capture order, routers by id.
+    groups.sort_by_key(|(run, _)| ["ptp", "broadcast", "ipv4"].iter().position(|r| r == run));
     for (run, rid) in groups {
         let mine: Vec<&Captured> = packets
             .iter()
@@ -415,13 +449,18 @@ addresses are always `fe80::ff:fe00:a` (router id 10.0.0.1) and
 `fe80::ff:fe00:b` (router id 10.0.0.2). Each runs BIRD with
 
 - `protocol ospf v3` in area 0 on `eth0` (hello 1, dead 3, cost 10),
-  once with `type ptp` (run `ptp`) and once with `type broadcast` (run
-  `broadcast`, where 10.0.0.2 becomes DR and originates the Network-LSA);
-- `stubnet 2001:db8:<id>::/64` (announced in the Intra-Area-Prefix LSA);
-- a blackhole static `2001:db8:ee0<id>::/48` exported as AS-external;
+  once with `type ptp` (run `ptp`), once with `type broadcast` (run
+  `broadcast`, where 10.0.0.2 becomes DR and originates the Network-LSA),
+  and once with `type ptp` and an `ipv4` channel (run `ipv4`: RFC 5838,
+  Instance ID 64, the AF-bit; `eth0` holds `198.19.255.<id>/24`, which
+  BIRD puts into its Link-LSA);
+- `stubnet 2001:db8:<id>::/64` (`198.18.<id>.0/24` in run `ipv4`),
+  announced in the Intra-Area-Prefix LSA;
+- a blackhole static `2001:db8:ee0<id>::/48` (`198.18.<id>0.0/23`)
+  exported as AS-external;
 - after both reach Full, 10.0.0.2 is reconfigured with an extra
-  `stubnet 2001:db8:2:1::/64`, which floods a new Intra-Area-Prefix LSA
-  (and Router-LSA) on its own.
+  `stubnet 2001:db8:2:1::/64` (`198.18.2.128/25`), which floods a new
+  Intra-Area-Prefix LSA (and Router-LSA) on its own.
 
 tcpdump on 10.0.0.1's end records both directions (`ip6 proto 89`). From
 each run and sender the program keeps the first and last Hello, the first
@@ -429,8 +468,8 @@ DD without (`dd-empty`) and with (`dd`) LSA headers, the first LS Request
 and LS Ack, and for each LSA type the smallest LS Update carrying one
 (`lsu-<type>`, which may carry other LSAs too). Identical payloads are kept
 once per kind, so one LS Update can be stored under two kinds; `n` counts
-the files of one kind in that order (ptp before broadcast, 10.0.0.1 before
-10.0.0.2). The file names are normally the same on every capture; the
+the files of one kind in that order (ptp, broadcast, ipv4; 10.0.0.1
+before 10.0.0.2). The file names are normally the same on every capture; the
 contents vary a little with timing (ages, and whether BIRD packs LSAs into
 one update), so tests should read `manifest.tsv` rather than expect
 particular bytes.
@@ -440,8 +479,8 @@ particular bytes.
 The OSPFv3 checksum (offset 12) covers an IPv6 pseudo-header (RFC 5340
 A.3.1, RFC 8200 8.1): source, destination, upper-layer length and next
 header 89. The `src` and `dst` of each packet are in the table below and in
-`manifest.tsv`, so a test can verify it; Instance ID is 0, no
-authentication trailer. Ages, sequence numbers and LSA checksums are
+`manifest.tsv`, so a test can verify it; Instance ID is 0 (64 in run
+`ipv4`), no authentication trailer. Ages, sequence numbers and LSA checksums are
 whatever BIRD had at capture time.
 
 | file | run | sender | src | dst | bytes | LSA types (LSU: LSAs; DD/Ack: headers) |

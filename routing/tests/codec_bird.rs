@@ -93,8 +93,16 @@ fn bird_hellos_make_neighbours() {
         let Body::Hello(h) = &repr.body else {
             panic!("{}: not a hello", f.file)
         };
+        let af = if f.run == "ipv4" {
+            routing::AddressFamily::Ipv4 {
+                interface_address: None,
+            }
+        } else {
+            routing::AddressFamily::Ipv6
+        };
         let cfg = InstanceConfig {
             router_id: "10.0.0.3".parse().unwrap(),
+            af,
             ..Default::default()
         };
         let (mut inst, _) = Instance::new(cfg, Time(0));
@@ -114,6 +122,7 @@ fn bird_hellos_make_neighbours() {
                 mtu: 1500,
                 config: InterfaceConfig {
                     kind,
+                    instance_id: af.default_instance_id(),
                     ..Default::default()
                 },
             },
@@ -133,4 +142,58 @@ fn bird_hellos_make_neighbours() {
         assert_eq!(st.neighbors[0].router_id, repr.router_id);
         assert_eq!(st.neighbors[0].addr, f.src);
     }
+}
+
+/// What BIRD's IPv4 instance sends (RFC 5838): Instance ID 64, the AF-bit
+/// in Hellos, DD packets and LSAs, IPv4 addresses in Link-LSAs and IPv4
+/// prefixes (at most 32 bits) in Intra-Area-Prefix-LSAs, all read by our
+/// codec as the address family module describes.
+#[test]
+fn bird_ipv4_packets_read_as_the_ipv4_family() {
+    use routing::af;
+    use routing::packet::Options;
+    let ipv4: Vec<Fixture> = fixtures().into_iter().filter(|f| f.run == "ipv4").collect();
+    if ipv4.is_empty() {
+        return;
+    }
+    let (mut link_lsas, mut prefixes) = (0, Vec::new());
+    for f in &ipv4 {
+        let repr = PacketRepr::parse_bytes(&f.data).unwrap();
+        assert_eq!(repr.instance_id, 64, "{}", f.file);
+        match &repr.body {
+            Body::Hello(h) => assert!(h.options.contains(Options::AF), "{}", f.file),
+            Body::DbDesc(d) => assert!(d.options.contains(Options::AF), "{}", f.file),
+            Body::LsUpdate(u) => {
+                for lsa in &u.lsas {
+                    match &lsa.body {
+                        LsaBody::Link(l) => {
+                            link_lsas += 1;
+                            let id = u32::from(lsa.header.adv_router) & 0xff;
+                            assert_eq!(
+                                af::ipv4_of_link_lsa(l.link_local),
+                                Some(format!("198.19.255.{id}").parse().unwrap()),
+                                "{}",
+                                f.file
+                            );
+                            assert!(l.options.contains(Options::AF), "{}", f.file);
+                        }
+                        LsaBody::IntraAreaPrefix(p) => prefixes.extend(
+                            p.prefixes
+                                .iter()
+                                .map(|x| af::wire_to_ipv4(x.prefix).expect("at most 32 bits")),
+                        ),
+                        LsaBody::Router(r) => {
+                            assert!(r.options.contains(Options::AF), "{}", f.file);
+                            assert!(!r.options.contains(Options::V6), "{}", f.file);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(link_lsas > 0);
+    let want: ipnet::Ipv4Net = "198.18.1.0/24".parse().unwrap();
+    assert!(prefixes.contains(&want), "{prefixes:?}");
 }

@@ -22,7 +22,7 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use common::bird::LinkType;
-use common::routers::{Bird, Hops, Ours, Routes};
+use common::routers::{Bird, Hops, Ours, Routes, wait_identical_lsdbs};
 use common::{rid, stub, wait_until};
 use routing::packet::lsa::header::LsaType;
 
@@ -63,23 +63,7 @@ fn pair() {
         describe,
     );
 
-    // The same LSAs at the same sequence numbers. Compared until equal,
-    // since an LSA may be on its way while the two are read.
-    wait_until(
-        "identical LSDBs",
-        CONVERGE,
-        || {
-            let (o, b) = (ours.lsdb()?, bird.lsdb(&lab)?);
-            (o == b && !o.is_empty()).then_some(())
-        },
-        || {
-            format!(
-                "ours {:#?}\nBIRD {:#?}",
-                ours.lsdb().unwrap_or_default(),
-                bird.lsdb(&lab).unwrap_or_default()
-            )
-        },
-    );
+    wait_identical_lsdbs(&ours, &bird, &lab, CONVERGE);
 
     // Each routes to the other's stub prefix via the other's link-local.
     let want_ours: Hops = [(link.a_if.clone(), bird_ll)].into();

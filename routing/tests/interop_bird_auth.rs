@@ -16,7 +16,7 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::bird::{LinkType, TestKey};
-use common::routers::{Bird, Ours};
+use common::routers::{Bird, Ours, wait_identical_lsdbs};
 use common::{rid, stub, wait_until};
 use routing::DropReason;
 
@@ -74,15 +74,7 @@ fn one_key_on_both_sides_forms_the_adjacency_and_routes() {
         },
         describe,
     );
-    wait_until(
-        "identical LSDBs",
-        CONVERGE,
-        || {
-            let (o, b) = (ours.lsdb()?, bird.lsdb(&lab)?);
-            (o == b && !o.is_empty()).then_some(())
-        },
-        describe,
-    );
+    wait_identical_lsdbs(&ours, &bird, &lab, CONVERGE);
     for reason in [
         DropReason::AuthBadDigest,
         DropReason::AuthReplay,

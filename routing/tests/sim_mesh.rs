@@ -6,6 +6,8 @@
 //! - every connected component's LSDBs hold the same LSA instances;
 //! - every router's RIB equals shortest paths computed independently here
 //!   by BFS on the generated graph (all costs equal), ECMP sets included;
+//!   once with IPv6 and once with an IPv4 instance (RFC 5838), whose
+//!   next hops are the same IPv6 link-local addresses;
 //! - the RIB rebuilt from `RibChanged` diffs equals the instance's RIB.
 //!
 //! `SIM_TRACE='[router{n=10}]=trace'` logs one router's view of the heal.
@@ -17,19 +19,31 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use routing::neighbor::nsm;
 use routing::sim::{Sim, link_local, router_id};
-use routing::{InstanceConfig, Ipv6Net, NextHop};
+use routing::{AddressFamily, InstanceConfig, Ipv6Net, NextHop, af};
 
 const ROUTERS: usize = 200;
 const COST: u32 = 10;
 
-fn pod(n: usize) -> Ipv6Net {
-    format!("fd00:{:x}::/64", n + 1).parse().expect("prefix")
+/// Router `n`'s pod prefix, as the instance of family `af` carries it.
+fn pod(af: AddressFamily, n: usize) -> Ipv6Net {
+    match af {
+        AddressFamily::Ipv6 => format!("fd00:{:x}::/64", n + 1).parse().expect("prefix"),
+        AddressFamily::Ipv4 { .. } => {
+            af::ipv4_to_wire(format!("198.18.{n}.0/24").parse().expect("prefix"))
+        }
+    }
 }
 
-fn host(n: usize) -> Ipv6Net {
-    format!("fd00:ffff::{:x}/128", n + 1)
-        .parse()
-        .expect("prefix")
+/// Router `n`'s host prefix, as the instance of family `af` carries it.
+fn host(af: AddressFamily, n: usize) -> Ipv6Net {
+    match af {
+        AddressFamily::Ipv6 => format!("fd00:ffff::{:x}/128", n + 1)
+            .parse()
+            .expect("prefix"),
+        AddressFamily::Ipv4 { .. } => {
+            af::ipv4_to_wire(format!("198.19.255.{}/32", n + 1).parse().expect("prefix"))
+        }
+    }
 }
 
 /// Generate a connected partial mesh: a ring over a random order, plus
@@ -95,7 +109,7 @@ fn bfs(adj: &[Vec<(u32, usize, u32)>], from: usize) -> Vec<u32> {
 }
 
 /// Check the whole simulation against the reference; describe the first problems.
-fn check(sim: &Sim) -> Result<(), String> {
+fn check(sim: &Sim, af: AddressFamily) -> Result<(), String> {
     let adj = live_graph(sim);
     let alive: Vec<usize> = (0..sim.routers.len()).filter(|&r| sim.alive(r)).collect();
     // dist_to[d][x] = hops from x to d.
@@ -122,8 +136,8 @@ fn check(sim: &Sim) -> Result<(), String> {
                     addr: link_local(n, nif),
                 })
                 .collect();
-            expected.insert(pod(d), (dd[r] * COST, hops.clone()));
-            expected.insert(host(d), (dd[r] * COST, hops));
+            expected.insert(pod(af, d), (dd[r] * COST, hops.clone()));
+            expected.insert(host(af, d), (dd[r] * COST, hops));
         }
         let got: BTreeMap<Ipv6Net, (u32, BTreeSet<NextHop>)> = inst
             .rib()
@@ -212,22 +226,22 @@ fn check(sim: &Sim) -> Result<(), String> {
 
 /// Run until `check` passes (polled every second) or `limit_ms` passes;
 /// return the time it took.
-fn converge(sim: &mut Sim, what: &str, limit_ms: u64) -> u64 {
+fn converge(sim: &mut Sim, af: AddressFamily, what: &str, limit_ms: u64) -> u64 {
     let start = sim.now;
     loop {
         sim.run_for(1000);
-        if check(sim).is_ok() {
+        if check(sim, af).is_ok() {
             // Stay converged: run a little longer and check again.
             let took = sim.now.since(start);
             sim.run_for(5_000);
-            check(sim).unwrap_or_else(|e| panic!("{what}: unstable after converging: {e}"));
+            check(sim, af).unwrap_or_else(|e| panic!("{what}: unstable after converging: {e}"));
             eprintln!("{what}: converged in {took} ms (simulated)");
             return took;
         }
         if sim.now.since(start) > limit_ms {
             panic!(
                 "{what}: no convergence in {limit_ms} ms: {}",
-                check(sim).unwrap_err()
+                check(sim, af).unwrap_err()
             );
         }
     }
@@ -235,14 +249,27 @@ fn converge(sim: &mut Sim, what: &str, limit_ms: u64) -> u64 {
 
 #[test]
 fn mesh_of_200_converges_and_heals() {
+    mesh_of_200(AddressFamily::Ipv6);
+}
+
+#[test]
+fn ipv4_mesh_of_200_converges_and_heals() {
+    mesh_of_200(AddressFamily::Ipv4 {
+        interface_address: None,
+    });
+}
+
+fn mesh_of_200(af: AddressFamily) {
     let wall = std::time::Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(0x6b75_6265);
     let edges = generate(&mut rng, ROUTERS);
     let mut sim = Sim::new();
+    sim.interface_config.instance_id = af.default_instance_id();
     for n in 0..ROUTERS {
         sim.add_router(InstanceConfig {
             router_id: router_id(n),
-            stub_prefixes: vec![pod(n), host(n)],
+            af,
+            stub_prefixes: vec![pod(af, n), host(af, n)],
             ..Default::default()
         });
     }
@@ -258,7 +285,7 @@ fn mesh_of_200_converges_and_heals() {
     );
     eprintln!("{} routers, {} links", ROUTERS, edges.len());
 
-    converge(&mut sim, "start-up", 120_000);
+    converge(&mut sim, af, "start-up", 120_000);
 
     // Cut 10 links with carrier loss and 10 silently.
     let mut links: Vec<usize> = (0..sim.links.len()).collect();
@@ -266,7 +293,7 @@ fn mesh_of_200_converges_and_heals() {
     for (i, &l) in links.iter().take(20).enumerate() {
         sim.cut_link(l, i % 2 == 0);
     }
-    converge(&mut sim, "20 links cut", 60_000);
+    converge(&mut sim, af, "20 links cut", 60_000);
 
     // Kill 10 routers.
     let mut victims: Vec<usize> = (0..ROUTERS).collect();
@@ -274,7 +301,7 @@ fn mesh_of_200_converges_and_heals() {
     for &r in victims.iter().take(10) {
         sim.kill_router(r);
     }
-    converge(&mut sim, "10 routers killed", 60_000);
+    converge(&mut sim, af, "10 routers killed", 60_000);
 
     // Partition: a BFS ball around one live router, all its border links cut.
     let adj = live_graph(&sim);
@@ -293,7 +320,7 @@ fn mesh_of_200_converges_and_heals() {
     for &l in &border {
         sim.cut_link(l, false);
     }
-    converge(&mut sim, "partition", 60_000);
+    converge(&mut sim, af, "partition", 60_000);
     let comps = {
         let adj = live_graph(&sim);
         let d = bfs(&adj, centre);
@@ -307,12 +334,13 @@ fn mesh_of_200_converges_and_heals() {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
-            .init();
+            .try_init()
+            .ok();
     }
     for &l in &border {
         sim.restore_link(l);
     }
-    converge(&mut sim, "partition healed", 60_000);
+    converge(&mut sim, af, "partition healed", 60_000);
 
     let drops: u64 = (0..ROUTERS)
         .filter(|&r| sim.alive(r))

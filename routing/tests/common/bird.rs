@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// Path of the BIRD daemon.
@@ -30,6 +30,9 @@ pub struct BirdConf {
     pub externals: Vec<String>,
     /// Keys for RFC 7166 authentication on every interface (none: off).
     pub keys: Vec<TestKey>,
+    /// Run the IPv4 unicast family (RFC 5838, BIRD's `ipv4` channel on
+    /// Instance ID 64) instead of IPv6: stubnets and externals are IPv4.
+    pub ipv4: bool,
 }
 
 /// A key both routers of a test get: HMAC-SHA-256 with an ASCII secret,
@@ -121,6 +124,7 @@ impl BirdConf {
             stubnets: stubnets.iter().map(|s| (*s).to_owned()).collect(),
             externals: Vec::new(),
             keys: Vec::new(),
+            ipv4: false,
         }
     }
 
@@ -130,8 +134,9 @@ impl BirdConf {
         let _ = writeln!(c, "router id {};", self.router_id);
         let _ = writeln!(c, "log \"{}\" all;", log.display());
         let _ = writeln!(c, "protocol device {{ scan time 1; }}");
+        let channel = if self.ipv4 { "ipv4" } else { "ipv6" };
         let _ = writeln!(c, "protocol static {{");
-        let _ = writeln!(c, "  ipv6;");
+        let _ = writeln!(c, "  {channel};");
         for e in &self.externals {
             let _ = writeln!(c, "  route {e} blackhole;");
         }
@@ -139,7 +144,7 @@ impl BirdConf {
         let _ = writeln!(c, "protocol ospf v3 ospf1 {{");
         let _ = writeln!(
             c,
-            "  ipv6 {{ import all; export where source = RTS_STATIC; }};"
+            "  {channel} {{ import all; export where source = RTS_STATIC; }};"
         );
         // Full SPF at once on every change: the tests time convergence.
         let _ = writeln!(c, "  tick 1;");
@@ -311,7 +316,7 @@ pub struct BirdRoute {
     /// OSPF metric (the second number of `(150/20)`), if shown.
     pub metric: Option<u32>,
     /// (via address, interface) of each next hop; empty for blackholes.
-    pub nexthops: BTreeSet<(Ipv6Addr, String)>,
+    pub nexthops: BTreeSet<(IpAddr, String)>,
 }
 
 /// Best routes by prefix (as BIRD prints it, e.g. `2001:db8:1::/64`).
@@ -326,7 +331,7 @@ pub fn parse_routes(out: &str) -> Routes {
         if !line.starts_with(char::is_whitespace) {
             let mut f = line.split_whitespace();
             current = match f.next() {
-                Some(prefix) if prefix.contains('/') && prefix.contains(':') => {
+                Some(prefix) if prefix.contains('/') => {
                     let metric = line
                         .split_once('(')
                         .and_then(|(_, rest)| rest.split(')').next())
@@ -382,5 +387,12 @@ mod tests {
         assert_eq!(r["2001:db8:b::/64"].nexthops.len(), 2);
         assert_eq!(r["2001:db8:b::/64"].metric, Some(20));
         assert!(r["2001:db8:ee01::/48"].nexthops.is_empty());
+        let r = parse_routes(
+            "Table master4:\n198.18.1.0/24        unicast [ospf1 10:00:00.000] * I (150/10) [198.18.255.1]\n\tvia 198.19.255.1 on eth0 onlink\n",
+        );
+        assert_eq!(
+            r["198.18.1.0/24"].nexthops,
+            [("198.19.255.1".parse().unwrap(), "eth0".to_owned())].into()
+        );
     }
 }

@@ -259,15 +259,23 @@ impl Bird {
         keys: &[bird::TestKey],
     ) -> Self {
         let n = lab.node(node);
-        let files = BirdFiles::new(lab.work_dir(), node);
         let conf = BirdConf {
             router_id,
             interfaces: n.ifaces().into_iter().map(|i| (i, link)).collect(),
             stubnets: stubs.iter().map(|s| (*s).to_owned()).collect(),
             externals: Vec::new(),
             keys: keys.to_vec(),
+            ipv4: false,
         };
-        files.write_conf(&conf);
+        Self::start_conf(lab, node, &conf)
+    }
+
+    /// Start BIRD on `node` with `conf`.
+    pub fn start_conf(lab: &lab::Lab, node: &str, conf: &BirdConf) -> Self {
+        let n = lab.node(node);
+        let router_id = conf.router_id;
+        let files = BirdFiles::new(lab.work_dir(), node);
+        files.write_conf(conf);
         let args = files.bird_args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let proc = n.spawn("bird", &args).expect("start BIRD");
@@ -327,7 +335,10 @@ impl Bird {
                     let hops = r
                         .nexthops
                         .into_iter()
-                        .map(|(addr, iface)| (iface, addr))
+                        .filter_map(|(addr, iface)| match addr {
+                            std::net::IpAddr::V6(a) => Some((iface, a)),
+                            std::net::IpAddr::V4(_) => None,
+                        })
                         .collect();
                     (prefix, (r.metric.unwrap_or(u32::MAX), hops))
                 })
@@ -345,4 +356,25 @@ impl Bird {
             self.birdc(lab, "show route").unwrap_or_default()
         )
     }
+}
+
+/// Wait until our LSDB and BIRD's hold the same LSA instances at the same
+/// sequence numbers. Compared until equal, since an LSA may be on its way
+/// while the two are read.
+pub fn wait_identical_lsdbs(ours: &Ours, bird: &Bird, lab: &lab::Lab, limit: std::time::Duration) {
+    super::wait_until(
+        "identical LSDBs",
+        limit,
+        || {
+            let (o, b) = (ours.lsdb()?, bird.lsdb(lab)?);
+            (o == b && !o.is_empty()).then_some(())
+        },
+        || {
+            format!(
+                "ours {:#?}\nBIRD {:#?}",
+                ours.lsdb().unwrap_or_default(),
+                bird.lsdb(lab).unwrap_or_default()
+            )
+        },
+    );
 }
