@@ -71,6 +71,24 @@ pub struct Tuple6 {
 pub const TUPLE6_SIZE: u32 = 36;
 const _: () = assert!(size_of::<Tuple6>() == TUPLE6_SIZE as usize);
 
+/// Size of the IPv4 member of `struct bpf_sock_tuple` (addresses, then
+/// ports), passed with a [`Tuple6`] built by [`Tuple6::ipv4`].
+pub const TUPLE4_SIZE: u32 = 12;
+
+impl Tuple6 {
+    /// The IPv4 member laid over the start of the same buffer: the lookup
+    /// reads only [`TUPLE4_SIZE`] bytes, so one stack slot serves both
+    /// families.
+    #[inline(always)]
+    pub const fn ipv4(saddr: u32, daddr: u32, ports: u32) -> Self {
+        Tuple6 {
+            saddr: [saddr, daddr, ports, 0],
+            daddr: [0; 4],
+            ports: 0,
+        }
+    }
+}
+
 /// `IPS_SRC_NAT` in `nf_conn.status`: the flow's source is translated.
 pub const IPS_SRC_NAT: u64 = 1 << 4;
 /// `IPS_DST_NAT` in `nf_conn.status`: the flow's destination is translated.

@@ -159,6 +159,14 @@ pub const fn reduce(h: u32, n: u32) -> u32 {
     ((h as u64 * n as u64) >> 32) as u32
 }
 
+/// Return IPv4 address `v4` (a native-endian load of its wire bytes) as
+/// the words of its IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), the
+/// form IPv4 destinations take in the destination cache and the flow hash.
+#[inline(always)]
+pub const fn ipv4_mapped(v4: u32) -> [u32; 4] {
+    [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), v4]
+}
+
 /// Return an address as four words in wire order, the way the fast path
 /// loads it from a packet (native-endian loads of the wire bytes).
 #[inline(always)]

@@ -93,7 +93,8 @@ pub mod stats {
         Rx = 0,
         /// IPv6 frames that parsed cleanly.
         Ipv6 = 1,
-        /// Frames that are not IPv6 (ARP, IPv4, ...).
+        /// Frames that are neither IPv6 nor IPv4 (ARP, LLDP, ...); named
+        /// `non_ipv6` from before the fast path took IPv4.
         NonIpv6 = 2,
         /// Frames too short for the header they claim, or not IPv6 version 6.
         Malformed = 3,
@@ -164,6 +165,15 @@ pub mod stats {
         /// XDP_TX: a BFD packet answered for the agent while it is away
         /// (see [`crate::bfd`]).
         BfdAnswered = 34,
+        /// IPv4 frames, the counterpart of [`Stat::Ipv6`].
+        Ipv4 = 35,
+        /// Passed: an IPv4 header with options (RFC 1812 5.2.4).
+        Ipv4Options = 36,
+        /// Passed: an IPv4 fragment.
+        Fragment = 37,
+        /// Passed: an IPv4 header checksum that does not verify (the
+        /// kernel drops and counts it).
+        BadChecksum = 38,
     }
 
     /// Number of slots in the statistics array (room to grow without a
@@ -172,7 +182,7 @@ pub mod stats {
 
     impl Stat {
         /// Every counter, in index order.
-        pub const ALL: [Stat; 35] = [
+        pub const ALL: [Stat; 39] = [
             Stat::Rx,
             Stat::Ipv6,
             Stat::NonIpv6,
@@ -208,6 +218,10 @@ pub mod stats {
             Stat::OnLink,
             Stat::RedirectFailed,
             Stat::BfdAnswered,
+            Stat::Ipv4,
+            Stat::Ipv4Options,
+            Stat::Fragment,
+            Stat::BadChecksum,
         ];
 
         /// Return the counter's stable name (used in JSON output).
@@ -248,6 +262,10 @@ pub mod stats {
                 Stat::OnLink => "pass_on_link",
                 Stat::RedirectFailed => "redirect_failed",
                 Stat::BfdAnswered => "bfd_answered",
+                Stat::Ipv4 => "ipv4",
+                Stat::Ipv4Options => "pass_ipv4_options",
+                Stat::Fragment => "pass_fragment",
+                Stat::BadChecksum => "pass_bad_checksum",
             }
         }
     }

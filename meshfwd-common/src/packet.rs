@@ -19,6 +19,8 @@
 
 use crate::stats::Stat;
 
+pub mod ipv4;
+
 /// Length of the Ethernet header.
 pub const ETH_HDR_LEN: usize = 14;
 /// EtherType of IPv6.

@@ -14,10 +14,10 @@ use aya_ebpf::{
 };
 use meshfwd_common::{
     conntrack::{
-        CFG_SLOTS, CT_OPTS_SIZE, CtOpts, NETFILTER_IGNORE, TUPLE6_SIZE, Tuple6, cfg, established,
-        opens_or_closes, translated,
+        CFG_SLOTS, CT_OPTS_SIZE, CtOpts, NETFILTER_IGNORE, TUPLE4_SIZE, TUPLE6_SIZE, Tuple6, cfg,
+        established, opens_or_closes, translated,
     },
-    packet::{Ipv6Header, proto},
+    packet::{Ipv6Header, ipv4::Ipv4Header, proto},
 };
 
 /// Fast-path settings, indexed by [`cfg`] (zero: the checks are on).
@@ -68,6 +68,42 @@ pub enum Refusal {
 /// What the first lookup found.
 type Found = Option<u64>;
 
+/// A packet's flow as conntrack is asked about it.
+pub struct Flow {
+    l4proto: u8,
+    /// Whether the transport header holds the ports.
+    has_ports: bool,
+    tuple: Tuple6,
+    /// How much of `tuple` the lookup reads: the family's member.
+    tuple_size: u32,
+}
+
+impl Flow {
+    #[inline(always)]
+    pub fn ipv6(ip: &Ipv6Header, ports: u32) -> Self {
+        Flow {
+            l4proto: ip.next_header,
+            has_ports: ip.has_ports(),
+            tuple: Tuple6 {
+                saddr: ip.src,
+                daddr: ip.dst,
+                ports,
+            },
+            tuple_size: TUPLE6_SIZE,
+        }
+    }
+
+    #[inline(always)]
+    pub fn ipv4(ip: &Ipv4Header, ports: u32) -> Self {
+        Flow {
+            l4proto: ip.protocol,
+            has_ports: ip.has_ports(),
+            tuple: Tuple6::ipv4(ip.src, ip.dst, ports),
+            tuple_size: TUPLE4_SIZE,
+        }
+    }
+}
+
 /// Check a TC packet's flow on its pod's node, where conntrack must also
 /// have seen the flow established; `tcp_flags` is the TCP flags byte
 /// (`None` when the packet is not TCP or the byte is not in the linear
@@ -79,15 +115,20 @@ pub fn check_skb(
     ports: u32,
     tcp_flags: Option<u8>,
 ) -> Result<(), Refusal> {
-    check(ip, ports, tcp_flags, true, |tuple, opts| {
-        // SAFETY: a kfunc call with pointers to this frame's stack and
-        // their sizes; the verifier checks the arguments against the
-        // kfunc's BTF, and `status_and_release` releases the result.
-        unsafe {
-            let ct = bpf_skb_ct_lookup(ctx.skb.skb, tuple, TUPLE6_SIZE, opts, CT_OPTS_SIZE);
-            status_and_release(ct)
-        }
-    })
+    check(
+        Flow::ipv6(ip, ports),
+        tcp_flags,
+        true,
+        |tuple, size, opts| {
+            // SAFETY: a kfunc call with pointers to this frame's stack and
+            // their sizes; the verifier checks the arguments against the
+            // kfunc's BTF, and `status_and_release` releases the result.
+            unsafe {
+                let ct = bpf_skb_ct_lookup(ctx.skb.skb, tuple, size, opts, CT_OPTS_SIZE);
+                status_and_release(ct)
+            }
+        },
+    )
 }
 
 /// Check a transit frame's flow (as [`check_skb`], but accepted is
@@ -99,10 +140,26 @@ pub fn check_xdp(
     ports: u32,
     tcp_flags: Option<u8>,
 ) -> Result<(), Refusal> {
-    check(ip, ports, tcp_flags, false, |tuple, opts| {
+    check_xdp_flow(ctx, Flow::ipv6(ip, ports), tcp_flags)
+}
+
+/// [`check_xdp`] for an IPv4 packet.
+#[inline(always)]
+pub fn check_xdp4(
+    ctx: &XdpContext,
+    ip: &Ipv4Header,
+    ports: u32,
+    tcp_flags: Option<u8>,
+) -> Result<(), Refusal> {
+    check_xdp_flow(ctx, Flow::ipv4(ip, ports), tcp_flags)
+}
+
+#[inline(always)]
+fn check_xdp_flow(ctx: &XdpContext, flow: Flow, tcp_flags: Option<u8>) -> Result<(), Refusal> {
+    check(flow, tcp_flags, false, |tuple, size, opts| {
         // SAFETY: as in `check_skb`.
         unsafe {
-            let ct = bpf_xdp_ct_lookup(ctx.ctx, tuple, TUPLE6_SIZE, opts, CT_OPTS_SIZE);
+            let ct = bpf_xdp_ct_lookup(ctx.ctx, tuple, size, opts, CT_OPTS_SIZE);
             status_and_release(ct)
         }
     })
@@ -132,43 +189,38 @@ unsafe fn status_and_release(ct: NfConn) -> Found {
 
 #[inline(always)]
 fn check(
-    ip: &Ipv6Header,
-    ports: u32,
+    flow: Flow,
     tcp_flags: Option<u8>,
     must_be_established: bool,
-    lookup: impl Fn(&mut Tuple6, &mut CtOpts) -> Found,
+    lookup: impl Fn(&mut Tuple6, u32, &mut CtOpts) -> Found,
 ) -> Result<(), Refusal> {
     if FASTPATH_CFG.get(cfg::NETFILTER).copied() == Some(NETFILTER_IGNORE) {
         return Ok(());
     }
-    let flags = match (ip.next_header, tcp_flags) {
+    let flags = match (flow.l4proto, tcp_flags) {
         (proto::TCP, Some(flags)) => flags,
         (proto::UDP, _) => 0,
         _ => return Err(Refusal::Untracked),
     };
-    if !ip.has_ports() {
+    if !flow.has_ports {
         return Err(Refusal::Untracked);
     }
-    if ip.next_header == proto::TCP && opens_or_closes(flags) {
+    if flow.l4proto == proto::TCP && opens_or_closes(flags) {
         return Err(Refusal::NewFlow);
     }
-    let mut tuple = Tuple6 {
-        saddr: ip.src,
-        daddr: ip.dst,
-        ports,
-    };
+    let mut tuple = flow.tuple;
     let mut opts = CtOpts {
         netns_id: -1,
-        l4proto: ip.next_header,
+        l4proto: flow.l4proto,
         ..CtOpts::default()
     };
-    let Some(status) = lookup(&mut tuple, &mut opts) else {
+    let Some(status) = lookup(&mut tuple, flow.tuple_size, &mut opts) else {
         return Err(Refusal::NewFlow);
     };
     if translated(status) {
         return Err(Refusal::Translated);
     }
-    if must_be_established && !established(ip.next_header, status) {
+    if must_be_established && !established(flow.l4proto, status) {
         return Err(Refusal::NewFlow);
     }
     Ok(())

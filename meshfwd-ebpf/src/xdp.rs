@@ -1,4 +1,5 @@
-//! XDP entry point on mesh NICs: hop-by-hop IPv6 forwarding.
+//! XDP entry point on mesh NICs: hop-by-hop IPv6 forwarding, and IPv4
+//! routed over the same IPv6 neighbours (no IPv4 address on any link).
 //!
 //! A frame is forwarded here only when a router may forward it without the
 //! kernel's help; everything else (control traffic, anything that needs an
@@ -23,7 +24,9 @@ use meshfwd_common::{
         NextHop, NextHopGroup, table,
     },
     packet::{
-        self, Addr, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, L4_OFFSET, proto,
+        self, Addr, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, L4_OFFSET,
+        ipv4::{self, IPV4_HDR_LEN},
+        proto,
     },
     stats::{MAX_STATS, Stat},
 };
@@ -39,9 +42,10 @@ static MESH_STATS: PerCpuArray<u64, { MAX_STATS as usize }> = PerCpuArray::new()
 pub(crate) static FIB_V6: LpmTrie<[u8; 16], FibEntry, { FIB_V6_MAX_ENTRIES as usize }> =
     LpmTrie::new();
 
-/// IPv4 FIB, over the same groups and next hops (filled by a later issue).
+/// IPv4 FIB, over the same groups and next hops.
 #[btf_map]
-static FIB_V4: LpmTrie<[u8; 4], FibEntry, { FIB_V4_MAX_ENTRIES as usize }> = LpmTrie::new();
+pub(crate) static FIB_V4: LpmTrie<[u8; 4], FibEntry, { FIB_V4_MAX_ENTRIES as usize }> =
+    LpmTrie::new();
 
 /// ECMP groups, by group id.
 #[btf_map]
@@ -107,6 +111,22 @@ struct Ipv6Hdr {
     dst: Addr,
 }
 
+/// The IPv4 header without options (RFC 791), as it lies in the frame.
+#[repr(C, packed(2))]
+struct Ipv4Hdr {
+    version_ihl: u8,
+    tos: u8,
+    total_len: u16,
+    id: u16,
+    frag: u16,
+    ttl: u8,
+    protocol: u8,
+    checksum: u16,
+    /// Addresses in native-endian words: only compared and hashed.
+    src: u32,
+    dst: u32,
+}
+
 /// The first four transport bytes (both ports for TCP, UDP, SCTP).
 #[repr(C, packed(2))]
 struct Ports(u32);
@@ -144,6 +164,9 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     let Some(ethertype) = read_u16_be(ctx, 12) else {
         return pass(Stat::Malformed);
     };
+    if ethertype == ipv4::ETH_P_IP {
+        return try_forward4(ctx);
+    }
     if ethertype != ETH_P_IPV6 {
         return pass(Stat::NonIpv6);
     }
@@ -194,34 +217,14 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
         ports = unsafe { (*(p as *const Ports)).0 };
     }
 
-    // Longest-prefix match on the destination, through the cache.
+    // Longest-prefix match on the destination, through the cache; one
+    // flow, one path: the flow's invariant fields pick the member.
     let entry = lookup_route(&ip.dst);
-    if entry.kind == fib::kind::LOCAL {
-        return pass(Stat::Local);
-    }
-    if entry.kind == fib::kind::ON_LINK {
-        return pass(Stat::OnLink);
-    }
-    if entry.kind != fib::kind::FORWARD {
-        return pass(Stat::NoRoute);
-    }
-    let Some(group) = NH_GROUPS.get(entry.group) else {
-        return pass(Stat::Inconsistent);
-    };
-
-    // One flow, one path: hash the flow's invariant fields.
     let h = fib::flow_hash(&ip.src, &ip.dst, ip.vtc_flow, ip.next_header, ports);
-
-    let nh = match pick_member(group, h) {
-        Ok(found) => found,
+    let nh = match next_hop(entry, h, IPV6_HDR_LEN + ip.payload_len as usize) {
+        Ok(nh) => nh,
         Err(reason) => return pass(reason),
     };
-    if !nh.has_mac() {
-        return pass(Stat::NoNeighbour);
-    }
-    if IPV6_HDR_LEN + ip.payload_len as usize > nh.mtu as usize {
-        return pass(Stat::TooBig);
-    }
     // Last, as the dearest check: only flows netfilter has accepted and
     // does not translate are forwarded here.
     let tcp_flags = match ip.next_header {
@@ -240,15 +243,136 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
     let Some(hl) = ptr_at(ctx, ETH_HDR_LEN + HOP_LIMIT_OFFSET, 1) else {
         return pass(Stat::Malformed);
     };
+    send(ctx, nh, || {
+        // SAFETY: `ptr_at` proved the byte lies inside the frame, and XDP
+        // frames are writable.
+        unsafe { *(hl as *mut u8) = ip.hop_limit - 1 };
+    })
+}
+
+/// Decide one IPv4 frame, by the same steps as IPv6: the header's rules
+/// (`meshfwd_common::packet::ipv4`), the FIB, the group's live member for
+/// the flow, netfilter's word; then TTL and checksum, MACs, redirect.
+#[inline(always)]
+fn try_forward4(ctx: &XdpContext) -> Verdict {
+    let Some(p) = ptr_at(ctx, ETH_HDR_LEN, IPV4_HDR_LEN) else {
+        return pass(Stat::Malformed);
+    };
+    let hdr = p as *const Ipv4Hdr;
+    // SAFETY: `ptr_at` proved the 20 header bytes lie inside the frame;
+    // `Ipv4Hdr` is packed to the 2-byte alignment the frame guarantees.
+    let ip = unsafe {
+        ipv4::Ipv4Header {
+            version_ihl: (*hdr).version_ihl,
+            total_len: u16::from_be((*hdr).total_len),
+            frag: u16::from_be((*hdr).frag),
+            ttl: (*hdr).ttl,
+            protocol: (*hdr).protocol,
+            checksum: u16::from_be((*hdr).checksum),
+            src: (*hdr).src,
+            dst: (*hdr).dst,
+        }
+    };
+    if let Err(reason) = ipv4::check_frame(&ip, ctx.data_end() - ctx.data()) {
+        return pass(reason);
+    }
+    count(Stat::Ipv4);
+    // SAFETY: as above; ten 2-aligned words inside the proven range.
+    let words = unsafe { &*(p as *const [u16; IPV4_HDR_LEN / 2]) };
+    let mut be = [0u16; IPV4_HDR_LEN / 2];
+    for i in 0..IPV4_HDR_LEN / 2 {
+        be[i] = u16::from_be(words[i]);
+    }
+    if !ipv4::checksum_ok(&be) {
+        return pass(Stat::BadChecksum);
+    }
+    if let Err(reason) = ipv4::classify(&ip) {
+        return pass(reason);
+    }
+    let mut ports = 0u32;
+    if ip.has_ports() {
+        let Some(p) = ptr_at(ctx, ipv4::L4_OFFSET, 4) else {
+            return pass(Stat::Malformed);
+        };
+        // SAFETY: `ptr_at` proved the four port bytes lie inside the frame,
+        // and `Ports` asks only for the 2-byte alignment the frame has.
+        ports = unsafe { (*(p as *const Ports)).0 };
+    }
+
+    let (src, dst) = (fib::ipv4_mapped(ip.src), fib::ipv4_mapped(ip.dst));
+    let entry = lookup_route4(&dst);
+    let h = fib::flow_hash(&src, &dst, 0, ip.protocol, ports);
+    let nh = match next_hop(entry, h, ip.total_len as usize) {
+        Ok(nh) => nh,
+        Err(reason) => return pass(reason),
+    };
+    let tcp_flags = match ip.protocol {
+        proto::TCP => read_u8(ctx, ipv4::L4_OFFSET + TCP_FLAGS_OFFSET),
+        _ => None,
+    };
+    if let Err(refusal) = ct::check_xdp4(ctx, &ip, ports, tcp_flags) {
+        return pass(match refusal {
+            Refusal::Untracked => Stat::Untracked,
+            Refusal::NewFlow => Stat::NewFlow,
+            Refusal::Translated => Stat::Translated,
+        });
+    }
+
+    // Commit: TTL and checksum (RFC 1624), then both MACs, then redirect.
+    let Some(ttl) = ptr_at(ctx, ETH_HDR_LEN + ipv4::TTL_OFFSET, 4) else {
+        return pass(Stat::Malformed);
+    };
+    let (new_ttl, checksum) = ipv4::decrement_ttl(ip.ttl, ip.protocol, ip.checksum);
+    send(ctx, nh, || {
+        // SAFETY: `ptr_at` proved the TTL, protocol and checksum bytes lie
+        // inside the frame, and XDP frames are writable.
+        unsafe {
+            let at = ttl as *mut u8;
+            *at = new_ttl;
+            (at.add(ipv4::CHECKSUM_OFFSET - ipv4::TTL_OFFSET) as *mut [u8; 2])
+                .write_unaligned(checksum.to_be_bytes());
+        }
+    })
+}
+
+/// The next hop for a destination's FIB `entry`, flow hash `h` and an IP
+/// packet of `ip_len` bytes, or why the kernel must take the packet.
+#[inline(always)]
+fn next_hop(entry: FibEntry, h: u32, ip_len: usize) -> Result<&'static NextHop, Stat> {
+    if entry.kind == fib::kind::LOCAL {
+        return Err(Stat::Local);
+    }
+    if entry.kind == fib::kind::ON_LINK {
+        return Err(Stat::OnLink);
+    }
+    if entry.kind != fib::kind::FORWARD {
+        return Err(Stat::NoRoute);
+    }
+    let Some(group) = NH_GROUPS.get(entry.group) else {
+        return Err(Stat::Inconsistent);
+    };
+    let nh = pick_member(group, h)?;
+    if !nh.has_mac() {
+        return Err(Stat::NoNeighbour);
+    }
+    if ip_len > nh.mtu as usize {
+        return Err(Stat::TooBig);
+    }
+    Ok(nh)
+}
+
+/// Hand the frame to `nh`'s device: `rewrite` the IP header (hop limit or
+/// TTL), set both MACs, redirect. Nothing is written unless the redirect
+/// is taken.
+#[inline(always)]
+fn send(ctx: &XdpContext, nh: &NextHop, rewrite: impl FnOnce()) -> Verdict {
     let Some(eth) = ptr_at(ctx, 0, 12) else {
         return pass(Stat::Malformed);
     };
     match EGRESS_DEVS.redirect(nh.ifindex, xdp_action::XDP_PASS as u64) {
         Ok(action) => {
             crate::trace::note_redirect(nh.ifindex);
-            // SAFETY: `ptr_at` proved the byte lies inside the frame, and
-            // XDP frames are writable.
-            unsafe { *(hl as *mut u8) = ip.hop_limit - 1 };
+            rewrite();
             let mut macs = [0u8; 12];
             macs[..6].copy_from_slice(&nh.dst_mac);
             macs[6..].copy_from_slice(&nh.src_mac);
@@ -271,6 +395,18 @@ pub(crate) fn lookup_route(dst: &Addr) -> FibEntry {
     if root != 0 {
         return lookup_table((root - 1) & 1, dst);
     }
+    through_cache(dst, || {
+        FIB_V6
+            .get(&Key::new(128, fib::addr_bytes(dst)))
+            .copied()
+            .unwrap_or_default()
+    })
+}
+
+/// Return `dst`'s FIB entry from this CPU's destination cache while the
+/// FIB generation is unchanged, else from `lookup`, refreshing the cache.
+#[inline(always)]
+fn through_cache(dst: &Addr, lookup: impl FnOnce() -> FibEntry) -> FibEntry {
     // Stored plus one: an entry another CPU inserted reads as all zeroes
     // on this CPU, and must never look valid.
     let generation = FIB_GEN.get(0).copied().unwrap_or(0).wrapping_add(1);
@@ -281,12 +417,22 @@ pub(crate) fn lookup_route(dst: &Addr) -> FibEntry {
             return cached.entry;
         }
     }
-    let entry = FIB_V6
-        .get(&Key::new(128, fib::addr_bytes(dst)))
-        .copied()
-        .unwrap_or_default();
+    let entry = lookup();
     let _ = DST_CACHE.insert(dst, CachedRoute { entry, generation }, 0);
     entry
+}
+
+/// Return the FIB entry for IPv4 destination `dst` (as its IPv4-mapped
+/// words): from this CPU's destination cache while the FIB generation is
+/// unchanged, else from the IPv4 LPM trie, refreshing the cache.
+#[inline(always)]
+pub(crate) fn lookup_route4(dst: &Addr) -> FibEntry {
+    through_cache(dst, || {
+        FIB_V4
+            .get(&Key::new(32, dst[3].to_ne_bytes()))
+            .copied()
+            .unwrap_or_default()
+    })
 }
 
 /// Walk region `region` of the compiled table, one address byte per level,

@@ -42,6 +42,20 @@ fn conntrack(lab: &Lab, args: &[&str]) {
     lab.node("ct").run(&cmd).expect("conntrack");
 }
 
+/// Insert `flow` (conntrack's selection arguments) as an established,
+/// assured connection.
+fn established(lab: &Lab, flow: &[&str]) {
+    let state = [
+        "--state",
+        "ESTABLISHED",
+        "-u",
+        "SEEN_REPLY,ASSURED",
+        "-t",
+        "60",
+    ];
+    conntrack(lab, &[&["-I"], flow, &state[..]].concat());
+}
+
 /// A TCP segment client -> server (or back) with `flags`.
 fn tcp(src: &str, dst: &str, flags: u8) -> Frame {
     let mut f = Frame::tcp(src, dst, 10);
@@ -96,22 +110,7 @@ fn a_tcp_flow_is_fast_once_conntrack_accepted_it_and_on_its_pods_node_once_estab
         "not assured"
     );
     conntrack(&lab, &[&["-D"], &flow[..]].concat());
-    conntrack(
-        &lab,
-        &[
-            &["-I"],
-            &flow[..],
-            &[
-                "--state",
-                "ESTABLISHED",
-                "-u",
-                "SEEN_REPLY,ASSURED",
-                "-t",
-                "60",
-            ],
-        ]
-        .concat(),
-    );
+    established(&lab, &flow);
     assert_eq!(verdicts(&lab, &h, &ack), FAST);
     assert_eq!(
         verdicts(&lab, &h, &tcp(SERVER, CLIENT, ACK)),
@@ -242,4 +241,75 @@ fn without_conntrack_in_the_kernel_the_check_sends_everything_to_the_kernel() {
         .set_netfilter(dataplane::maps::Netfilter::Ignore)
         .expect("turn the check off");
     assert_eq!(verdicts(&lab, &h, &udp), FAST);
+}
+
+/// IPv4 through XDP: the same rules, asked with the IPv4 tuple.
+#[test]
+fn ipv4_flows_are_checked_like_ipv6_ones() {
+    use support::Frame4;
+    const CLIENT4: &str = "198.18.1.7";
+    const SERVER4: &str = "198.18.100.42";
+    const VIP4: &str = "198.19.96.10";
+    let lab = namespace("ct-ipv4");
+    let mut h = Harness::with_netfilter_check();
+    h.next_hop(1);
+    h.group(1, &[1]);
+    for prefix in ["198.18.100.0", "198.18.1.0", "198.19.96.0"] {
+        h.route4(prefix.parse().unwrap(), 24, 1);
+    }
+    let xdp = |f: &Frame4| {
+        netns::enter(lab.node("ct").netns(), || Ok(h.run(&f.bytes()).0))
+            .expect("run in the namespace")
+    };
+    let ack = |src: &str, dst: &str| {
+        let mut f = Frame4::tcp(src, dst, 10);
+        f.payload[13] = ACK;
+        f
+    };
+    assert_eq!(xdp(&ack(CLIENT4, SERVER4)), XDP_PASS, "no entry");
+    assert_eq!(h.stat(Stat::NewFlow), 1);
+    let flow = [
+        "-p", "tcp", "-s", CLIENT4, "-d", SERVER4, "--sport", "40000", "--dport", "80",
+    ];
+    established(&lab, &flow);
+    assert_eq!(xdp(&ack(CLIENT4, SERVER4)), XDP_REDIRECT);
+    let mut syn = ack(CLIENT4, SERVER4);
+    syn.payload[13] = SYN;
+    assert_eq!(xdp(&syn), XDP_PASS, "a SYN meets conntrack");
+    // Another port pair is another flow.
+    let mut other = ack(CLIENT4, SERVER4);
+    other.payload[..2].copy_from_slice(&40001u16.to_be_bytes());
+    assert_eq!(xdp(&other), XDP_PASS);
+    // kube-proxy's DNAT of an IPv4 Service.
+    conntrack(
+        &lab,
+        &[
+            "-I",
+            "-p",
+            "tcp",
+            "-s",
+            CLIENT4,
+            "-d",
+            VIP4,
+            "--sport",
+            "40000",
+            "--dport",
+            "80",
+            "--dst-nat",
+            &format!("{SERVER4}:8080"),
+            "--state",
+            "ESTABLISHED",
+            "-u",
+            "SEEN_REPLY,ASSURED",
+            "-t",
+            "60",
+        ],
+    );
+    assert_eq!(xdp(&ack(CLIENT4, VIP4)), XDP_PASS);
+    assert_eq!(h.stat(Stat::Translated), 1);
+    // ICMP cannot be asked about.
+    let mut icmp = Frame4::udp(CLIENT4, SERVER4, 0, 0);
+    icmp.protocol = 1;
+    assert_eq!(xdp(&icmp), XDP_PASS);
+    assert_eq!(h.stat(Stat::Untracked), 1);
 }

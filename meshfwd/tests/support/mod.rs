@@ -2,7 +2,7 @@
 //! forwarding program and its maps, and a frame builder.
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{
     Ebpf,
@@ -177,6 +177,43 @@ impl Harness {
             .expect("local");
     }
 
+    pub fn route4(&mut self, prefix: Ipv4Addr, len: u32, group: u32) {
+        self.fib4(
+            prefix,
+            len,
+            FibEntry {
+                kind: kind::FORWARD,
+                group,
+            },
+        );
+    }
+
+    pub fn local4(&mut self, addr: Ipv4Addr) {
+        self.fib4(
+            addr,
+            32,
+            FibEntry {
+                kind: kind::LOCAL,
+                group: 0,
+            },
+        );
+    }
+
+    fn fib4(&mut self, prefix: Ipv4Addr, len: u32, entry: FibEntry) {
+        let key = Key::new(len, prefix.octets());
+        self.maps
+            .fib_v4
+            .insert(&key, entry, 0)
+            .expect("write IPv4 route");
+        // Entries are cached per destination by FIB generation, as the
+        // writer bumps it.
+        let generation = self.maps.fib_gen.get(&0, 0).unwrap_or(0);
+        self.maps
+            .fib_gen
+            .set(0, generation.wrapping_add(1), 0)
+            .expect("bump the FIB generation");
+    }
+
     /// Run one frame through the program: the verdict and the frame out.
     pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
         let prog: &Xdp = self
@@ -313,5 +350,107 @@ pub fn forwarded(input: &[u8], dst_mac: [u8; 6]) -> Vec<u8> {
     want[..6].copy_from_slice(&dst_mac);
     want[6..12].copy_from_slice(&ROUTER_MAC);
     want[21] -= 1;
+    want
+}
+
+/// An IPv4 packet description for [`Frame4::bytes`].
+#[derive(Clone, Debug)]
+pub struct Frame4 {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub protocol: u8,
+    pub ttl: u8,
+    /// Flags and fragment offset (host order).
+    pub frag: u16,
+    pub id: u16,
+    /// IP options (a multiple of 4 bytes), between header and payload.
+    pub options: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Frame4 {
+    /// A UDP datagram with the given ports and 18 bytes of data, DF set.
+    pub fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Self {
+        let v6 = Frame::udp("2001:db8::1", "2001:db8::2", sport, dport);
+        Frame4 {
+            src: src.parse().expect("src"),
+            dst: dst.parse().expect("dst"),
+            protocol: 17,
+            ttl: 64,
+            frag: 0x4000,
+            id: 0x1c46,
+            options: Vec::new(),
+            payload: v6.payload,
+        }
+    }
+
+    /// A TCP segment (ACK, 20-byte header) with `data` bytes of payload.
+    pub fn tcp(src: &str, dst: &str, data: usize) -> Self {
+        let mut f = Frame4::udp(src, dst, 40000, 80);
+        f.protocol = 6;
+        let mut h = vec![0u8; 20];
+        h[..4].copy_from_slice(&f.payload[..4]);
+        h[12] = (20 / 4) << 4;
+        h[13] = 0x10;
+        h.resize(20 + data, 0x5a);
+        f.payload = h;
+        f
+    }
+
+    /// The Ethernet frame: upstream -> router MAC, then IPv4 with a
+    /// correct header checksum.
+    pub fn bytes(&self) -> Vec<u8> {
+        let ihl = 5 + self.options.len() / 4;
+        let total = 4 * ihl + self.payload.len();
+        let mut ip = Vec::with_capacity(total);
+        ip.push(0x40 | ihl as u8);
+        ip.push(0);
+        ip.extend_from_slice(&(total as u16).to_be_bytes());
+        ip.extend_from_slice(&self.id.to_be_bytes());
+        ip.extend_from_slice(&self.frag.to_be_bytes());
+        ip.push(self.ttl);
+        ip.push(self.protocol);
+        ip.extend_from_slice(&[0, 0]);
+        ip.extend_from_slice(&self.src.octets());
+        ip.extend_from_slice(&self.dst.octets());
+        ip.extend_from_slice(&self.options);
+        let c = ipv4_header_checksum(&ip[..4 * ihl]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        ip.extend_from_slice(&self.payload);
+        let mut b = Vec::with_capacity(14 + ip.len());
+        b.extend_from_slice(&ROUTER_MAC);
+        b.extend_from_slice(&UPSTREAM_MAC);
+        b.extend_from_slice(&[0x08, 0x00]);
+        b.extend_from_slice(&ip);
+        b
+    }
+}
+
+/// The IPv4 header checksum of `header` computed from scratch (RFC 791),
+/// its checksum field taken as zero: the tests' independent reference.
+pub fn ipv4_header_checksum(header: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    for (i, pair) in header.chunks(2).enumerate() {
+        if i != 5 {
+            sum += u64::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The frame a correct IPv4 router sends for `input` via next hop MAC
+/// `dst_mac`: new MACs, TTL one less, the header checksum recomputed from
+/// scratch, every other byte the same.
+pub fn forwarded4(input: &[u8], dst_mac: [u8; 6]) -> Vec<u8> {
+    let mut want = input.to_vec();
+    want[..6].copy_from_slice(&dst_mac);
+    want[6..12].copy_from_slice(&ROUTER_MAC);
+    want[14 + 8] -= 1;
+    let ihl = usize::from(want[14] & 0xf) * 4;
+    let c = ipv4_header_checksum(&want[14..14 + ihl]);
+    want[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
     want
 }
