@@ -248,6 +248,39 @@ impl Node {
         Ok(done.status.success())
     }
 
+    /// Send one IPv4 ping (1 s deadline) and return whether a reply came.
+    /// Only `198.18.0.0/15` is accepted, per the project's network rule.
+    pub fn ping4(&self, dst: std::net::Ipv4Addr) -> Result<bool> {
+        let o = dst.octets();
+        if o[0] != 198 || o[1] & 0xfe != 18 {
+            bail!("{dst} is outside the lab's IPv4 space (198.18.0.0/15)");
+        }
+        let target = dst.to_string();
+        let cmd = self.command_for(&["ping", "-4", "-n", "-q", "-c", "1", "-W", "1", &target])?;
+        let done = exec::finish(cmd, Duration::from_secs(5))
+            .with_context(|| format!("in node {}", self.name))?;
+        Ok(done.status.success())
+    }
+
+    /// Ping `dst` (either family) until a reply comes, for at most
+    /// `timeout`.
+    pub fn wait_ping(&self, dst: std::net::IpAddr, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ok = match dst {
+                std::net::IpAddr::V4(a) => self.ping4(a)?,
+                std::net::IpAddr::V6(a) => self.ping6(a, None)?,
+            };
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("node {}: no reply from {dst} within {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Ping until a reply comes, for at most `timeout` (one try per second).
     pub fn wait_ping6(&self, dst: Ipv6Addr, via: Option<&str>, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;

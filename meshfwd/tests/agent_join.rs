@@ -159,7 +159,7 @@ fn line_of_three_provisions_itself_and_forwards_in_xdp() {
     let fib = m.fib("a");
     let to_c = fib
         .iter()
-        .find(|r| r.prefix == Ipv6Net::from(c))
+        .find(|r| r.prefix == ipnet::IpNet::from(Ipv6Net::from(c)))
         .expect("c's /128 in a's FIB");
     assert_eq!(to_c.kind, FibKind::Forward);
     assert_eq!(to_c.next_hops[0].iface.as_deref(), Some("m-b"));

@@ -164,7 +164,7 @@ fn three_agents_on_a_switch_elect_and_route() {
     let fib = m.fib("a");
     let to_c = fib
         .iter()
-        .find(|r| r.prefix.contains(&c) && r.prefix.prefix_len() == 128)
+        .find(|r| r.prefix.contains(&std::net::IpAddr::from(c)) && r.prefix.prefix_len() == 128)
         .expect("a's FIB entry for c");
     wait_until("a resolves c's MAC on the segment", CONVERGE, || {
         m.fib("a").iter().any(|r| {

@@ -13,12 +13,14 @@
 //! Ping and an iperf3 TCP stream cross it; the transit node's kernel
 //! forwarding counter stays flat while our forwarded counter rises; cutting
 //! the transit link the stream uses and clearing the alive flags of its next
-//! hops keeps the stream going over the other path.
+//! hops keeps the stream going over the other path. Once with IPv6 hosts,
+//! once with IPv4 hosts: their routes go via the routers' IPv6 link-local
+//! addresses, and no router link has an IPv4 address.
 
 mod agent_support;
 
 use std::{
-    net::Ipv6Addr,
+    net::IpAddr,
     path::Path,
     time::{Duration, Instant},
 };
@@ -28,10 +30,44 @@ use lab::{Lab, Topology, Wire};
 use meshfwd::{api::StatsReport, fib::dump::FibRow};
 use meshfwd_common::stats::Stat;
 
-const H1: &str = "2001:db8:1::1";
-const A_H1: &str = "2001:db8:1::a";
-const H2: &str = "2001:db8:2::2";
-const D_H2: &str = "2001:db8:2::d";
+/// One family's addresses: the hosts, the routers' ends of the host
+/// links, the two host subnets and what the hosts route through a and d.
+struct Family {
+    h1: &'static str,
+    a_h1: &'static str,
+    h2: &'static str,
+    d_h2: &'static str,
+    subnet_len: u8,
+    net1: &'static str,
+    net2: &'static str,
+    supernet: &'static str,
+    /// `ip` family flag.
+    flag: &'static str,
+}
+
+const V6: Family = Family {
+    h1: "2001:db8:1::1",
+    a_h1: "2001:db8:1::a",
+    h2: "2001:db8:2::2",
+    d_h2: "2001:db8:2::d",
+    subnet_len: 64,
+    net1: "2001:db8:1::/64",
+    net2: "2001:db8:2::/64",
+    supernet: "2001:db8::/32",
+    flag: "-6",
+};
+
+const V4: Family = Family {
+    h1: "198.18.1.1",
+    a_h1: "198.18.1.10",
+    h2: "198.18.2.2",
+    d_h2: "198.18.2.13",
+    subnet_len: 24,
+    net1: "198.18.1.0/24",
+    net2: "198.18.2.0/24",
+    supernet: "198.18.0.0/15",
+    flag: "-4",
+};
 
 fn stat(node: &lab::Node, stat: Stat) -> u64 {
     let report: StatsReport =
@@ -39,13 +75,27 @@ fn stat(node: &lab::Node, stat: Stat) -> u64 {
     report.xdp.expect("XDP counters").get(stat)
 }
 
-/// The kernel's count of forwarded IPv6 packets in `node`.
+/// The kernel's count of forwarded packets of both families in `node`.
 fn kernel_forwarded(node: &lab::Node) -> u64 {
-    let snmp = node.run(&["cat", "/proc/net/snmp6"]).expect("read snmp6");
-    snmp.lines()
+    let snmp6 = node.run(&["cat", "/proc/net/snmp6"]).expect("read snmp6");
+    let v6: u64 = snmp6
+        .lines()
         .find_map(|l| l.strip_prefix("Ip6OutForwDatagrams"))
         .and_then(|v| v.trim().parse().ok())
-        .expect("Ip6OutForwDatagrams in /proc/net/snmp6")
+        .expect("Ip6OutForwDatagrams in /proc/net/snmp6");
+    // /proc/net/snmp: an "Ip:" line of names, then one of values.
+    let snmp = node.run(&["cat", "/proc/net/snmp"]).expect("read snmp");
+    let ip: Vec<Vec<&str>> = snmp
+        .lines()
+        .filter(|l| l.starts_with("Ip: "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let col = ip[0]
+        .iter()
+        .position(|n| *n == "ForwDatagrams")
+        .expect("ForwDatagrams in /proc/net/snmp");
+    let v4: u64 = ip[1][col].parse().expect("a count");
+    v6 + v4
 }
 
 /// Write a route file: each route is (prefix, [(iface, neighbour node, neighbour iface)]).
@@ -101,6 +151,15 @@ fn wait_resolved(node: &lab::Node, want: usize) {
 
 #[test]
 fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
+    diamond("diamond", &V6);
+}
+
+#[test]
+fn ipv4_diamond_forwards_in_xdp_via_ipv6_next_hops_and_survives_a_transit_cut() {
+    diamond("diamond4", &V4);
+}
+
+fn diamond(tag: &str, f: &Family) {
     let topo = Topology::new()
         .node("h1")
         .node("a")
@@ -114,7 +173,7 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
         .link("b", "d", Wire::Direct)
         .link("c", "d", Wire::Direct)
         .link("d", "h2", Wire::Direct);
-    let lab = Lab::build("diamond", &topo).expect("build lab");
+    let lab = Lab::build(tag, &topo).expect("build lab");
     let n = |name: &str| lab.node(name);
 
     // Hosts: one subnet each side, routed through a and d.
@@ -123,30 +182,31 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
     let h2_if = iface_to(&lab, "h2", "d");
     let d_h2_if = iface_to(&lab, "d", "h2");
     for (node, iface, addr) in [
-        ("h1", &h1_if, H1),
-        ("a", &a_h1_if, A_H1),
-        ("h2", &h2_if, H2),
-        ("d", &d_h2_if, D_H2),
+        ("h1", &h1_if, f.h1),
+        ("a", &a_h1_if, f.a_h1),
+        ("h2", &h2_if, f.h2),
+        ("d", &d_h2_if, f.d_h2),
     ] {
-        n(node)
-            .run(&[
-                "ip",
-                "-6",
-                "addr",
-                "add",
-                &format!("{addr}/64"),
-                "dev",
-                iface,
-                "nodad",
-            ])
-            .expect("address");
+        let addr = format!("{addr}/{}", f.subnet_len);
+        let mut cmd = vec!["ip", f.flag, "addr", "add", &addr, "dev", iface];
+        if f.flag == "-6" {
+            cmd.push("nodad");
+        }
+        n(node).run(&cmd).expect("address");
     }
     n("h1")
-        .run(&["ip", "-6", "route", "add", "2001:db8::/32", "via", A_H1])
+        .run(&["ip", f.flag, "route", "add", f.supernet, "via", f.a_h1])
         .expect("h1 route");
     n("h2")
-        .run(&["ip", "-6", "route", "add", "2001:db8::/32", "via", D_H2])
+        .run(&["ip", f.flag, "route", "add", f.supernet, "via", f.d_h2])
         .expect("h2 route");
+    // The routers forward IPv4 too (the first segments of a flow and the
+    // last hop take the kernel's path).
+    for node in ["a", "b", "c", "d"] {
+        n(node)
+            .run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .expect("IPv4 forwarding");
+    }
 
     // XDP on every router NIC.
     for node in ["a", "b", "c", "d"] {
@@ -159,16 +219,10 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
     // kernel under our protocol id and tracks neighbours).
     type Routes<'a> = Vec<(&'a str, &'a [&'a str])>;
     let tables: [(&str, Routes); 4] = [
-        ("a", vec![("2001:db8:2::/64", &["b", "c"])]),
-        (
-            "b",
-            vec![("2001:db8:2::/64", &["d"]), ("2001:db8:1::/64", &["a"])],
-        ),
-        (
-            "c",
-            vec![("2001:db8:2::/64", &["d"]), ("2001:db8:1::/64", &["a"])],
-        ),
-        ("d", vec![("2001:db8:1::/64", &["b", "c"])]),
+        ("a", vec![(f.net2, &["b", "c"])]),
+        ("b", vec![(f.net2, &["d"]), (f.net1, &["a"])]),
+        ("c", vec![(f.net2, &["d"]), (f.net1, &["a"])]),
+        ("d", vec![(f.net1, &["b", "c"])]),
     ];
     for (node, routes) in &tables {
         let file = route_file(&lab, node, routes);
@@ -190,33 +244,34 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
     for (node, want) in [("a", 2), ("b", 2), ("c", 2), ("d", 2)] {
         wait_resolved(n(node), want);
     }
-    // The kernel has the same routes, under our protocol id.
+    // The kernel has the same routes, under our protocol id (IPv4 ones via
+    // inet6 next hops).
     let kroutes = n("a")
-        .run(&["ip", "-6", "route", "show", "proto", "198"])
+        .run(&["ip", f.flag, "route", "show", "proto", "198"])
         .expect("ip route");
-    assert!(
-        kroutes.contains("2001:db8:2::/64"),
-        "kernel route on a: {kroutes}"
-    );
+    assert!(kroutes.contains(f.net2), "kernel route on a: {kroutes}");
     assert!(
         kroutes.matches("nexthop").count() == 2,
         "ECMP route in the kernel on a: {kroutes}"
     );
+    if f.flag == "-4" {
+        assert_eq!(
+            kroutes.matches("via inet6 fe80::").count(),
+            2,
+            "IPv4 via IPv6 link-local next hops on a: {kroutes}"
+        );
+    }
 
     // Ping across.
     n("h1")
-        .wait_ping6(
-            H2.parse::<Ipv6Addr>().unwrap(),
-            None,
-            Duration::from_secs(10),
-        )
+        .wait_ping(f.h2.parse::<IpAddr>().unwrap(), Duration::from_secs(10))
         .expect("h1 reaches h2");
 
     // A TCP stream: which transit node carries it?
     let fwd_before = [stat(n("b"), Stat::Redirect), stat(n("c"), Stat::Redirect)];
     let kern_before = [kernel_forwarded(n("b")), kernel_forwarded(n("c"))];
     let server = n("h2")
-        .spawn("iperf3", &["iperf3", "-s", "-1", "-B", H2])
+        .spawn("iperf3", &["iperf3", "-s", "-1", "-B", f.h2])
         .expect("iperf3 server");
     std::thread::sleep(Duration::from_millis(500));
     let report = lab.work_dir().join("iperf3.json");
@@ -226,9 +281,9 @@ fn diamond_forwards_in_xdp_and_survives_a_transit_cut() {
             &[
                 "iperf3",
                 "-c",
-                H2,
+                f.h2,
                 "-B",
-                H1,
+                f.h1,
                 "-t",
                 "8",
                 "-i",

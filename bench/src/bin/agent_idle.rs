@@ -265,8 +265,8 @@ fn scaled_state(n: usize) -> Result<(u64, usize, usize, f64, usize)> {
                 via: fake_ll(h.ifindex),
             })
             .collect();
-        table.routes.insert(*p, hops.clone());
-        table.routes.insert(Ipv6Net::from(host(p.addr())), hops);
+        table.route(*p, hops.iter().copied());
+        table.route(Ipv6Net::from(host(p.addr())), hops);
     }
     let mut planner = Planner::new();
     let ops = planner.plan(&table).context("planning the table")?;

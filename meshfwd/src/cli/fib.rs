@@ -5,14 +5,18 @@
 //!
 //! ```json
 //! {"routes": [{"prefix": "2001:db8:4::/64",
+//!              "via": [{"iface": "eth1", "addr": "fe80::1"}]},
+//!             {"prefix": "198.18.4.0/24",
 //!              "via": [{"iface": "eth1", "addr": "fe80::1"}]}],
-//!  "local": ["2001:db8::1"]}
+//!  "local": ["2001:db8::1", "198.18.0.1"]}
 //! ```
+//!
+//! IPv4 prefixes go via IPv6 neighbours too.
 //!
 //! The node's own global addresses are added to `local` automatically.
 
 use std::{
-    net::Ipv6Addr,
+    net::{IpAddr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -23,7 +27,7 @@ use serde::Deserialize;
 
 use dataplane::maps::FibMaps;
 
-use ipnet::Ipv6Net;
+use ipnet::IpNet;
 
 use crate::{
     api::Answer,
@@ -77,6 +81,7 @@ struct RouteSpec {
 #[derive(Debug, Deserialize)]
 struct ViaSpec {
     iface: String,
+    /// The neighbour's IPv6 (link-local) address, for IPv4 prefixes too.
     addr: Ipv6Addr,
 }
 
@@ -85,7 +90,7 @@ struct RouteFile {
     #[serde(default)]
     routes: Vec<RouteSpec>,
     #[serde(default)]
-    local: Vec<Ipv6Addr>,
+    local: Vec<IpAddr>,
 }
 
 /// Run one `meshfwd fib` command.
@@ -117,13 +122,13 @@ async fn apply(bpffs: &Path, routes: &Path, once: bool, kernel_routes: bool) -> 
         .with_kernel_routes(kernel_routes);
     let mut table = RouteTable::default();
     for r in &file.routes {
-        // A bare address is its /128.
-        let prefix = match r.prefix.parse::<Ipv6Net>() {
+        // A bare address is its /128 or /32.
+        let prefix = match r.prefix.parse::<IpNet>() {
             Ok(p) => p.trunc(),
-            Err(_) => Ipv6Net::from(
+            Err(_) => IpNet::from(
                 r.prefix
-                    .parse::<Ipv6Addr>()
-                    .with_context(|| format!("{:?} is not an IPv6 prefix (ADDR/LEN)", r.prefix))?,
+                    .parse::<IpAddr>()
+                    .with_context(|| format!("{:?} is not an IP prefix (ADDR/LEN)", r.prefix))?,
             ),
         };
         let mut hops = Vec::new();
@@ -137,9 +142,12 @@ async fn apply(bpffs: &Path, routes: &Path, once: bool, kernel_routes: bool) -> 
         table.route(prefix, hops);
     }
     table.local.extend(file.local);
-    table
-        .local
-        .extend(neigh::local_addresses(writer.handle()).await?);
+    table.local.extend(
+        neigh::local_addresses(writer.handle())
+            .await?
+            .into_iter()
+            .map(IpAddr::V6),
+    );
     // The file is the whole table: whatever an earlier writer left and it
     // does not list goes at once.
     let mut report = writer.apply(&table).await?;

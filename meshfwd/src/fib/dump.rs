@@ -8,12 +8,12 @@ use meshfwd_common::fib::{kind, nh_flags};
 use serde::{Deserialize, Serialize};
 
 use dataplane::maps::FibMaps;
-use ipnet::Ipv6Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// One FIB entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FibRow {
-    pub prefix: Ipv6Net,
+    pub prefix: IpNet,
     pub kind: FibKind,
     pub group: u32,
     pub next_hops: Vec<FibHop>,
@@ -43,18 +43,29 @@ pub struct FibHop {
     pub alive: bool,
 }
 
-/// Return every IPv6 FIB entry with its group's members, sorted by prefix;
-/// `ifname` names interfaces where the caller can.
+/// Return every FIB entry of both families with its group's members,
+/// sorted by prefix (IPv4 first); `ifname` names interfaces where the
+/// caller can.
 pub fn rows(maps: &FibMaps, ifname: impl Fn(u32) -> Option<String>) -> Result<Vec<FibRow>> {
-    let mut rows = Vec::new();
+    // Every key was written by the map writer; a length over the family's
+    // cannot be there, and is skipped rather than trusted.
+    let mut entries = Vec::new();
     for key in maps.fib_v6.keys() {
         let key = key?;
         let entry = maps.fib_v6.get(&key, 0)?;
-        // Every key was written by the map writer; a length over 128
-        // cannot be there, and is skipped rather than trusted.
-        let Ok(prefix) = Ipv6Net::new(key.data().into(), key.prefix_len() as u8) else {
-            continue;
-        };
+        if let Ok(p) = Ipv6Net::new(key.data().into(), key.prefix_len() as u8) {
+            entries.push((IpNet::V6(p), entry));
+        }
+    }
+    for key in maps.fib_v4.keys() {
+        let key = key?;
+        let entry = maps.fib_v4.get(&key, 0)?;
+        if let Ok(p) = Ipv4Net::new(key.data().into(), key.prefix_len() as u8) {
+            entries.push((IpNet::V4(p), entry));
+        }
+    }
+    let mut rows = Vec::new();
+    for (prefix, entry) in entries {
         let mut next_hops = Vec::new();
         if entry.kind == kind::FORWARD {
             let g = maps.groups.get(&entry.group, 0)?;

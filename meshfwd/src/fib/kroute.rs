@@ -1,28 +1,39 @@
 //! The route table in the kernel FIB, under our own protocol id, so the
-//! host's own traffic, ICMPv6 errors for punted packets and `ip -6 route`
-//! agree with the fast path. ECMP routes are one multipath route
+//! host's own traffic, ICMP errors for punted packets and `ip route` agree
+//! with the fast path. ECMP routes are one multipath route
 //! (`RTA_MULTIPATH`), replaced atomically (`NLM_F_REPLACE`), so the kernel
-//! is make-before-break too.
+//! is make-before-break too. IPv4 routes go via the same IPv6 neighbours
+//! (`RTA_VIA`, `ip route ... via inet6 fe80::...`, Linux 5.2 and later).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use super::{Doing as _, FibError, Result};
 use futures::TryStreamExt as _;
-use netlink_packet_route::route::{RouteHeader, RouteMessage, RouteProtocol};
+use netlink_packet_route::{
+    AddressFamily,
+    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol},
+};
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
 
 use dataplane::netlink::Route6;
-use ipnet::Ipv6Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{NextHopKey, RTPROT_KUBERMESH};
 
 /// The kernel routes this writer owns: prefix -> next hops.
-pub type KernelRoutes = BTreeMap<Ipv6Net, BTreeSet<NextHopKey>>;
+pub type KernelRoutes = BTreeMap<IpNet, BTreeSet<NextHopKey>>;
 
-fn message(prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
+fn message(prefix: IpNet, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
+    match prefix {
+        IpNet::V6(p) => message6(p, hops),
+        IpNet::V4(p) => message4(p, hops),
+    }
+}
+
+fn message6(prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
     let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
         .destination_prefix(prefix.network(), prefix.prefix_len())
         .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
@@ -49,8 +60,53 @@ fn message(prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage>
     Ok(b.build())
 }
 
+/// An IPv4 route via IPv6 neighbours (`RTA_VIA`); an on-link hop makes a
+/// device route.
+fn message4(prefix: Ipv4Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
+    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(prefix.network(), prefix.prefix_len())
+        .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
+        .table_id(u32::from(RouteHeader::RT_TABLE_MAIN));
+    if hops.len() == 1 {
+        let hop = hops.first().expect("one hop");
+        b = b.output_interface(hop.ifindex);
+        if !hop.is_on_link() {
+            b = b.via(hop.via);
+        }
+    } else {
+        let mut nhs = Vec::with_capacity(hops.len());
+        for hop in hops {
+            let mut nh = RouteNextHopBuilder::new_ipv4().interface(hop.ifindex);
+            if !hop.is_on_link() {
+                nh = nh
+                    .via(IpAddr::V6(hop.via))
+                    .map_err(|e| FibError::Kernel(format!("bad next hop {hop}: {e:?}")))?;
+            }
+            nhs.push(nh.build());
+        }
+        b = b.multipath(nhs);
+    }
+    Ok(b.build())
+}
+
+/// Our route's identity alone (prefix, protocol, table), to delete it.
+fn key_message(prefix: IpNet) -> RouteMessage {
+    match prefix {
+        IpNet::V6(p) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(p.network(), p.prefix_len())
+            .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
+            .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
+            .build(),
+        IpNet::V4(p) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(p.network(), p.prefix_len())
+            .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
+            .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
+            .build(),
+    }
+}
+
 /// Install or replace the route for `prefix`.
-pub async fn replace(handle: &Handle, prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<()> {
+pub async fn replace(handle: &Handle, prefix: IpNet, hops: &BTreeSet<NextHopKey>) -> Result<()> {
     let msg = message(prefix, hops)?;
     handle
         .route()
@@ -62,13 +118,8 @@ pub async fn replace(handle: &Handle, prefix: Ipv6Net, hops: &BTreeSet<NextHopKe
 }
 
 /// Remove our route for `prefix`.
-pub async fn remove(handle: &Handle, prefix: Ipv6Net) -> Result<()> {
-    let msg = RouteMessageBuilder::<Ipv6Addr>::new()
-        .destination_prefix(prefix.network(), prefix.prefix_len())
-        .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
-        .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
-        .build();
-    match handle.route().del(msg).execute().await {
+pub async fn remove(handle: &Handle, prefix: IpNet) -> Result<()> {
+    match handle.route().del(key_message(prefix)).execute().await {
         Ok(()) => Ok(()),
         // Already gone (an operator or a link deletion removed it).
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
@@ -91,22 +142,50 @@ pub async fn prune(handle: &Handle, keep: &KernelRoutes) -> Result<usize> {
 
 /// Return the prefixes of our routes now in the kernel (a restarted agent
 /// removes the ones it no longer wants).
-pub async fn dump_ours(handle: &Handle) -> Result<BTreeSet<Ipv6Net>> {
+pub async fn dump_ours(handle: &Handle) -> Result<BTreeSet<IpNet>> {
     let mut out = BTreeSet::new();
-    let query = RouteMessageBuilder::<Ipv6Addr>::new().build();
-    let mut stream = handle.route().get(query).execute();
-    while let Some(msg) = stream
-        .try_next()
-        .await
-        .doing(|| "dumping kernel routes".into())?
-    {
-        if let Some(route) = Route6::from_message(&msg)
-            && route.protocol == RTPROT_KUBERMESH
+    let queries = [
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+    ];
+    for query in queries {
+        let mut stream = handle.route().get(query).execute();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .doing(|| "dumping kernel routes".into())?
         {
-            out.insert(route.dst);
+            if u8::from(msg.header.protocol) != RTPROT_KUBERMESH {
+                continue;
+            }
+            if let Some(route) = Route6::from_message(&msg) {
+                out.insert(IpNet::V6(route.dst));
+            } else if let Some(dst) = ipv4_destination(&msg) {
+                out.insert(IpNet::V4(dst));
+            }
         }
     }
     Ok(out)
+}
+
+/// The destination of an IPv4 route message.
+fn ipv4_destination(msg: &RouteMessage) -> Option<Ipv4Net> {
+    if msg.header.address_family != AddressFamily::Inet {
+        return None;
+    }
+    let dst = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => Some(*a),
+            _ => None,
+        })
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    Some(
+        Ipv4Net::new(dst, msg.header.destination_prefix_length)
+            .ok()?
+            .trunc(),
+    )
 }
 
 /// Bring the kernel from `installed` to `desired`: replace what changed,
@@ -125,7 +204,7 @@ pub async fn sync(
         installed.insert(*prefix, hops.clone());
         writes += 1;
     }
-    let gone: Vec<Ipv6Net> = installed
+    let gone: Vec<IpNet> = installed
         .keys()
         .filter(|p| desired.get(*p).is_none_or(|h| h.is_empty()))
         .copied()

@@ -17,10 +17,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fmt,
-    net::Ipv6Addr,
+    net::{IpAddr, Ipv6Addr},
 };
 
-use ipnet::Ipv6Net;
+use ipnet::IpNet;
 
 pub mod dump;
 pub mod kroute;
@@ -108,19 +108,24 @@ impl fmt::Display for NextHopKey {
 }
 
 /// The desired forwarding state of a node.
+///
+/// Both families share the next hops: an IPv4 prefix goes via IPv6
+/// neighbours too (`ip route ... via inet6 fe80::...`), so no link needs an
+/// IPv4 address.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteTable {
     /// Prefix -> ECMP next hops (at most 16 are used; an empty set means no
     /// route). A prefix with an on-link hop goes to the kernel only: the
     /// fast path hands its packets over (`ON_LINK`).
-    pub routes: BTreeMap<Ipv6Net, BTreeSet<NextHopKey>>,
+    pub routes: BTreeMap<IpNet, BTreeSet<NextHopKey>>,
     /// This node's own addresses: always handed to the kernel.
-    pub local: BTreeSet<Ipv6Addr>,
+    pub local: BTreeSet<IpAddr>,
 }
 
 impl RouteTable {
     /// Add `prefix` via `hops`, replacing what it had.
-    pub fn route(&mut self, prefix: Ipv6Net, hops: impl IntoIterator<Item = NextHopKey>) {
-        self.routes.insert(prefix, hops.into_iter().collect());
+    pub fn route(&mut self, prefix: impl Into<IpNet>, hops: impl IntoIterator<Item = NextHopKey>) {
+        self.routes
+            .insert(prefix.into(), hops.into_iter().collect());
     }
 }

@@ -13,7 +13,7 @@ use meshfwd_common::fib::{
     FibEntry, GROUP_MAX_ENTRIES, GROUP_MAX_MEMBERS, NEXT_HOP_MAX_ENTRIES, kind,
 };
 
-use ipnet::Ipv6Net;
+use ipnet::IpNet;
 
 use super::{NextHopKey, RouteTable};
 
@@ -25,9 +25,9 @@ pub enum Op {
     /// Write group `id` with these next-hop ids.
     AddGroup { id: u32, members: Vec<u32> },
     /// Add or replace a FIB entry.
-    SetRoute { prefix: Ipv6Net, entry: FibEntry },
+    SetRoute { prefix: IpNet, entry: FibEntry },
     /// Remove a FIB entry.
-    DelRoute { prefix: Ipv6Net },
+    DelRoute { prefix: IpNet },
     /// Clear group `id` (no prefix uses it any more).
     DelGroup { id: u32 },
     /// Clear next hop `id` (no group uses it any more).
@@ -46,7 +46,7 @@ pub struct Shared {
 pub struct Planner {
     next_hops: BTreeMap<NextHopKey, Shared>,
     groups: BTreeMap<Vec<u32>, Shared>,
-    routes: BTreeMap<Ipv6Net, FibEntry>,
+    routes: BTreeMap<IpNet, FibEntry>,
     free_nh: IdPool,
     free_group: IdPool,
 }
@@ -85,12 +85,13 @@ impl Planner {
 
         // Desired next-hop sets per prefix, widest ECMP capped at 16 (the
         // lowest keys win, so the choice is stable).
-        let mut wanted_sets: BTreeMap<Ipv6Net, Vec<NextHopKey>> = BTreeMap::new();
+        let mut wanted_sets: BTreeMap<IpNet, Vec<NextHopKey>> = BTreeMap::new();
         // Prefixes of shared segments: the kernel resolves each address.
-        let mut on_link: BTreeSet<Ipv6Net> = BTreeSet::new();
+        let mut on_link: BTreeSet<IpNet> = BTreeSet::new();
         for (prefix, hops) in &desired.routes {
             if hops.is_empty()
-                || desired.local.contains(&prefix.addr()) && prefix.prefix_len() == 128
+                || desired.local.contains(&prefix.addr())
+                    && prefix.prefix_len() == prefix.max_prefix_len()
             {
                 continue;
             }
@@ -124,7 +125,7 @@ impl Planner {
         }
 
         // 2. Groups, content-addressed by their sorted member ids.
-        let mut group_of: BTreeMap<Ipv6Net, u32> = BTreeMap::new();
+        let mut group_of: BTreeMap<IpNet, u32> = BTreeMap::new();
         let mut group_refs: BTreeMap<Vec<u32>, u32> = BTreeMap::new();
         for (prefix, hops) in &wanted_sets {
             let mut members: Vec<u32> = hops.iter().map(|k| nh_ids[k]).collect();
@@ -149,7 +150,7 @@ impl Planner {
         }
 
         // 3. Prefixes: add or move (atomic replace), locals first-class.
-        let mut wanted_routes: BTreeMap<Ipv6Net, FibEntry> = group_of
+        let mut wanted_routes: BTreeMap<IpNet, FibEntry> = group_of
             .iter()
             .map(|(p, g)| {
                 (
@@ -172,7 +173,7 @@ impl Planner {
         }
         for addr in &desired.local {
             wanted_routes.insert(
-                Ipv6Net::from(*addr),
+                IpNet::from(*addr),
                 FibEntry {
                     kind: kind::LOCAL,
                     group: 0,
@@ -243,7 +244,7 @@ impl Planner {
     }
 
     /// Return the FIB entries as planned.
-    pub fn routes(&self) -> &BTreeMap<Ipv6Net, FibEntry> {
+    pub fn routes(&self) -> &BTreeMap<IpNet, FibEntry> {
         &self.routes
     }
 
@@ -324,6 +325,8 @@ impl IdPool {
 mod tests {
     use std::net::Ipv6Addr;
 
+    use ipnet::Ipv6Net;
+
     use super::*;
 
     fn nh(ifindex: u32, last: u16) -> NextHopKey {
@@ -333,7 +336,7 @@ mod tests {
         }
     }
 
-    fn p(s: &str) -> Ipv6Net {
+    fn p(s: &str) -> IpNet {
         s.parse().unwrap()
     }
 
@@ -508,10 +511,10 @@ mod tests {
         let mut pl = Planner::new();
         let mut t = table(&[("2001:db8:1::/48", &[nh(2, 1)])]);
         let me: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
-        t.local.insert(me);
+        t.local.insert(me.into());
         let ops = pl.plan(&t).unwrap();
         assert!(ops.contains(&Op::SetRoute {
-            prefix: Ipv6Net::from(me),
+            prefix: IpNet::from(Ipv6Net::from(me)),
             entry: FibEntry {
                 kind: kind::LOCAL,
                 group: 0
@@ -594,7 +597,8 @@ mod tests {
         for i in 0..10_000u16 {
             let prefix =
                 Ipv6Net::new_assert(Ipv6Addr::new(0xfd00, 0, 0, i, 0, 0, 0, 0), 64).trunc();
-            t.routes.insert(prefix, hops.iter().copied().collect());
+            t.routes
+                .insert(prefix.into(), hops.iter().copied().collect());
         }
         let ops = pl.plan(&t).unwrap();
         assert_eq!(ops.len(), 8 + 1 + 10_000);

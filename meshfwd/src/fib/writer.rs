@@ -31,7 +31,7 @@ use netlink_sys::SocketAddr;
 use rtnetlink::Handle;
 
 use super::{
-    Ipv6Net, NextHopKey, RouteTable, kroute,
+    IpNet, NextHopKey, RouteTable, kroute,
     neigh::{self, LinkInfo, NeighbourUpdate},
     plan::{Op, Planner},
     table::Publisher,
@@ -47,7 +47,7 @@ pub use crate::api::ApplyReport;
 #[derive(Debug, Default)]
 struct Adopted {
     /// Its FIB entries the new run has not written over.
-    fib: BTreeMap<Ipv6Net, FibEntry>,
+    fib: BTreeMap<IpNet, FibEntry>,
     /// The groups they use, by id.
     groups: BTreeSet<u32>,
     /// Their groups' next hops: id -> egress ifindex.
@@ -58,14 +58,27 @@ impl Adopted {
     /// Read what the maps hold.
     fn read(maps: &FibMaps) -> Self {
         let mut a = Adopted::default();
-        for (key, entry) in maps.fib_v6.iter().filter_map(|r| r.ok()) {
-            let Ok(prefix) = Ipv6Net::new(key.data().into(), key.prefix_len() as u8) else {
-                continue;
-            };
+        let v6 = maps
+            .fib_v6
+            .iter()
+            .filter_map(|r| r.ok())
+            .filter_map(|(k, e)| {
+                let p = ipnet::Ipv6Net::new(k.data().into(), k.prefix_len() as u8).ok()?;
+                Some((IpNet::V6(p.trunc()), e))
+            });
+        let v4 = maps
+            .fib_v4
+            .iter()
+            .filter_map(|r| r.ok())
+            .filter_map(|(k, e)| {
+                let p = ipnet::Ipv4Net::new(k.data().into(), k.prefix_len() as u8).ok()?;
+                Some((IpNet::V4(p.trunc()), e))
+            });
+        for (prefix, entry) in v6.chain(v4) {
             if entry.kind == kind::FORWARD {
                 a.groups.insert(entry.group);
             }
-            a.fib.insert(prefix.trunc(), entry);
+            a.fib.insert(prefix, entry);
         }
         for g in &a.groups {
             let Ok(group) = maps.groups.get(g, 0) else {
@@ -225,7 +238,7 @@ impl FibWriter {
                 }
                 report.kernel_writes += 1;
             }
-            let gone: Vec<Ipv6Net> = self
+            let gone: Vec<IpNet> = self
                 .kernel
                 .keys()
                 .filter(|p| !desired.contains_key(*p))
@@ -252,8 +265,7 @@ impl FibWriter {
             return Ok(report);
         };
         for prefix in adopted.fib.keys() {
-            let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
-            let _ = self.maps.fib_v6.remove(&key);
+            let _ = self.remove_fib(prefix);
             report.map_ops += 1;
             self.routes_dirty = true;
         }
@@ -311,18 +323,17 @@ impl FibWriter {
     /// entry ever points at a cleared or reused slot.
     async fn flush_routes(&mut self) -> Result<()> {
         if self.routes_dirty {
-            // Adopted entries stay in the lookup table until pruned.
-            let merged;
-            let routes = match &self.adopted {
-                Some(a) if !a.fib.is_empty() => {
-                    let mut all = a.fib.clone();
-                    all.extend(self.planner.routes().iter().map(|(p, e)| (*p, *e)));
-                    merged = all;
-                    &merged
-                }
-                _ => self.planner.routes(),
-            };
-            let published = self.table.publish(&mut self.maps, routes).await?;
+            // The table compiles the IPv6 entries; adopted ones stay in it
+            // until pruned (the new run's win where both have a prefix).
+            let adopted = self.adopted.iter().flat_map(|a| a.fib.iter());
+            let routes: BTreeMap<ipnet::Ipv6Net, FibEntry> = adopted
+                .chain(self.planner.routes())
+                .filter_map(|(p, e)| match p {
+                    IpNet::V6(p) => Some((*p, *e)),
+                    IpNet::V4(_) => None,
+                })
+                .collect();
+            let published = self.table.publish(&mut self.maps, &routes).await?;
             tracing::debug!(
                 writes = published.writes,
                 groups = published.groups,
@@ -332,6 +343,21 @@ impl FibWriter {
             self.routes_dirty = false;
         }
         Ok(())
+    }
+
+    /// Remove `prefix`'s entry from its family's trie.
+    fn remove_fib(&mut self, prefix: &IpNet) -> std::result::Result<(), aya::maps::MapError> {
+        let len = u32::from(prefix.prefix_len());
+        match prefix {
+            IpNet::V6(p) => self
+                .maps
+                .fib_v6
+                .remove(&Key::new(len, p.network().octets())),
+            IpNet::V4(p) => self
+                .maps
+                .fib_v4
+                .remove(&Key::new(len, p.network().octets())),
+        }
     }
 
     async fn execute(&mut self, op: &Op) -> Result<()> {
@@ -377,17 +403,23 @@ impl FibWriter {
                     .doing(|| "writing a group".into())?;
             }
             Op::SetRoute { prefix, entry } => {
-                let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
-                self.maps
-                    .fib_v6
-                    .insert(&key, entry, 0)
-                    .doing(|| format!("writing FIB entry {prefix}"))?;
+                let len = u32::from(prefix.prefix_len());
+                match prefix {
+                    IpNet::V6(p) => {
+                        self.maps
+                            .fib_v6
+                            .insert(&Key::new(len, p.network().octets()), entry, 0)
+                    }
+                    IpNet::V4(p) => {
+                        self.maps
+                            .fib_v4
+                            .insert(&Key::new(len, p.network().octets()), entry, 0)
+                    }
+                }
+                .doing(|| format!("writing FIB entry {prefix}"))?;
             }
             Op::DelRoute { prefix } => {
-                let key = Key::new(u32::from(prefix.prefix_len()), prefix.network().octets());
-                self.maps
-                    .fib_v6
-                    .remove(&key)
+                self.remove_fib(prefix)
                     .doing(|| format!("removing FIB entry {prefix}"))?;
             }
             Op::DelGroup { id } => {

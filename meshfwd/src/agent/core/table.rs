@@ -41,10 +41,11 @@ pub fn desired_table(
             })
             .collect();
         if !hops.is_empty() {
-            t.routes.insert(p, hops);
+            t.routes.insert(p.into(), hops);
         }
     }
-    t.local.extend(local.iter().copied());
+    t.local
+        .extend(local.iter().map(|a| std::net::IpAddr::V6(*a)));
     t
 }
 
@@ -81,6 +82,6 @@ mod tests {
             1,
             "the hop via the dead link is left out"
         );
-        assert!(t.local.contains(&me));
+        assert!(t.local.contains(&me.into()));
     }
 }

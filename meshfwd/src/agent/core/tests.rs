@@ -210,7 +210,7 @@ fn start_sets_the_node_up_in_order() {
     want.extend(link_up(3, "m-b"));
     want.extend(link_up(4, "m-c"));
     let mut table = RouteTable::default();
-    table.local.insert(node);
+    table.local.insert(node.into());
     want.push(Action::ApplyTable(table));
     assert_eq!(actions, want);
     assert_eq!(core.counters().mesh_link_ups, 2);
@@ -347,7 +347,7 @@ fn the_table_leaves_out_our_own_prefixes_and_keeps_on_link_ones() {
     assert_eq!(t.len(), 1, "one table for a batch of RIB changes");
     let keys: Vec<String> = t[0].routes.keys().map(|p| p.to_string()).collect();
     assert_eq!(keys, vec!["fd00:77:3::/64", "fd00:77:4::1/128"]);
-    assert!(t[0].local.contains(&core.prefixes().node_address));
+    assert!(t[0].local.contains(&core.prefixes().node_address.into()));
     assert_eq!(core.counters().rib_changes, 2);
 }
 
