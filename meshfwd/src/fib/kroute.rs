@@ -19,39 +19,34 @@ use netlink_packet_route::{
 use rtnetlink::{Handle, RouteMessageBuilder, RouteNextHopBuilder};
 
 use dataplane::netlink::Route6;
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 
 use super::{NextHopKey, RTPROT_KUBERMESH};
 
 /// The kernel routes this writer owns: prefix -> next hops.
 pub type KernelRoutes = BTreeMap<IpNet, BTreeSet<NextHopKey>>;
 
+/// Our route for `prefix` via `hops`; IPv4 prefixes get `RTA_VIA` (the
+/// builder turns an IPv6 gateway of an IPv4 route into one).
 fn message(prefix: IpNet, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
-    match prefix {
-        IpNet::V6(p) => message6(p, hops),
-        IpNet::V4(p) => message4(p, hops),
-    }
-}
-
-fn message6(prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
-    let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
-        .destination_prefix(prefix.network(), prefix.prefix_len())
-        .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
-        .table_id(u32::from(RouteHeader::RT_TABLE_MAIN));
+    let bad = |e| FibError::Kernel(format!("bad route {prefix}: {e:?}"));
+    let mut b = key_builder(prefix)?;
     if hops.len() == 1 {
         let hop = hops.first().expect("one hop");
         b = b.output_interface(hop.ifindex);
         if !hop.is_on_link() {
-            b = b.gateway(hop.via);
+            b = b.gateway(IpAddr::V6(hop.via)).map_err(bad)?;
         }
     } else {
         let mut nhs = Vec::with_capacity(hops.len());
         for hop in hops {
-            let mut nh = RouteNextHopBuilder::new_ipv6().interface(hop.ifindex);
+            let nh = match prefix {
+                IpNet::V6(_) => RouteNextHopBuilder::new_ipv6(),
+                IpNet::V4(_) => RouteNextHopBuilder::new_ipv4(),
+            };
+            let mut nh = nh.interface(hop.ifindex);
             if !hop.is_on_link() {
-                nh = nh
-                    .via(IpAddr::V6(hop.via))
-                    .map_err(|e| FibError::Kernel(format!("bad next hop {hop}: {e:?}")))?;
+                nh = nh.via(IpAddr::V6(hop.via)).map_err(bad)?;
             }
             nhs.push(nh.build());
         }
@@ -60,49 +55,13 @@ fn message6(prefix: Ipv6Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage
     Ok(b.build())
 }
 
-/// An IPv4 route via IPv6 neighbours (`RTA_VIA`); an on-link hop makes a
-/// device route.
-fn message4(prefix: Ipv4Net, hops: &BTreeSet<NextHopKey>) -> Result<RouteMessage> {
-    let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+/// A builder holding our route's identity (prefix, protocol, table).
+fn key_builder(prefix: IpNet) -> Result<RouteMessageBuilder<IpAddr>> {
+    Ok(RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(prefix.network(), prefix.prefix_len())
+        .map_err(|e| FibError::Kernel(format!("bad route {prefix}: {e:?}")))?
         .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
-        .table_id(u32::from(RouteHeader::RT_TABLE_MAIN));
-    if hops.len() == 1 {
-        let hop = hops.first().expect("one hop");
-        b = b.output_interface(hop.ifindex);
-        if !hop.is_on_link() {
-            b = b.via(hop.via);
-        }
-    } else {
-        let mut nhs = Vec::with_capacity(hops.len());
-        for hop in hops {
-            let mut nh = RouteNextHopBuilder::new_ipv4().interface(hop.ifindex);
-            if !hop.is_on_link() {
-                nh = nh
-                    .via(IpAddr::V6(hop.via))
-                    .map_err(|e| FibError::Kernel(format!("bad next hop {hop}: {e:?}")))?;
-            }
-            nhs.push(nh.build());
-        }
-        b = b.multipath(nhs);
-    }
-    Ok(b.build())
-}
-
-/// Our route's identity alone (prefix, protocol, table), to delete it.
-fn key_message(prefix: IpNet) -> RouteMessage {
-    match prefix {
-        IpNet::V6(p) => RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(p.network(), p.prefix_len())
-            .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
-            .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
-            .build(),
-        IpNet::V4(p) => RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(p.network(), p.prefix_len())
-            .protocol(RouteProtocol::from(RTPROT_KUBERMESH))
-            .table_id(u32::from(RouteHeader::RT_TABLE_MAIN))
-            .build(),
-    }
+        .table_id(u32::from(RouteHeader::RT_TABLE_MAIN)))
 }
 
 /// Install or replace the route for `prefix`.
@@ -119,7 +78,8 @@ pub async fn replace(handle: &Handle, prefix: IpNet, hops: &BTreeSet<NextHopKey>
 
 /// Remove our route for `prefix`.
 pub async fn remove(handle: &Handle, prefix: IpNet) -> Result<()> {
-    match handle.route().del(key_message(prefix)).execute().await {
+    let msg = key_builder(prefix)?.build();
+    match handle.route().del(msg).execute().await {
         Ok(()) => Ok(()),
         // Already gone (an operator or a link deletion removed it).
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
