@@ -14,7 +14,10 @@ use aya::{
 use meshfwd_common::{
     conntrack::{NETFILTER_CHECK, NETFILTER_IGNORE, cfg},
     endpoint::{ENDPOINT_MAX_ENTRIES, Endpoint, EndpointKey},
-    fib::{FibEntry, NextHop, NextHopGroup, table::Head},
+    fib::{
+        FibEntry, NextHop, NextHopGroup,
+        table::{self, Head},
+    },
     pin,
 };
 
@@ -48,14 +51,24 @@ pub struct FibMaps {
     pub stats: PerCpuArray<MapData, u64>,
     /// FIB generation (slot 0): bump after changing FIB entries.
     pub fib_gen: Array<MapData, u32>,
-    /// The compiled lookup table (`meshfwd_common::fib::table`).
-    pub table: Array<MapData, u32>,
-    /// Slot 0: which region of `table` is live (0: none).
-    pub table_root: Array<MapData, u32>,
-    /// Each region's head (shortcut past the shared groups).
-    pub table_head: Array<MapData, Head>,
+    /// The compiled IPv6 lookup table (`meshfwd_common::fib::table`).
+    pub table6: TableMaps,
+    /// The compiled IPv4 lookup table (over IPv4-mapped addresses).
+    pub table4: TableMaps,
     /// Fast-path settings (`meshfwd_common::conntrack::cfg`).
     pub settings: Array<MapData, u32>,
+}
+
+/// One compiled lookup table's maps (`meshfwd_common::fib::table`).
+pub struct TableMaps {
+    /// The entries of both regions.
+    pub entries: Array<MapData, u32>,
+    /// Slot 0: which region is live (0: none, the trie is walked).
+    pub root: Array<MapData, u32>,
+    /// Each region's head (shortcut past the shared groups).
+    pub head: Array<MapData, Head>,
+    /// Groups per region.
+    pub groups: u32,
 }
 
 /// What the fast path does about the node's netfilter (see
@@ -114,9 +127,18 @@ impl FibMaps {
             egress: typed(pin::EGRESS_DEVS, get(pin::EGRESS_DEVS)?)?,
             stats: typed(pin::STATS, get(pin::STATS)?)?,
             fib_gen: typed(pin::FIB_GEN, get(pin::FIB_GEN)?)?,
-            table: typed(pin::FIB6_TABLE, get(pin::FIB6_TABLE)?)?,
-            table_root: typed(pin::FIB6_TABLE_ROOT, get(pin::FIB6_TABLE_ROOT)?)?,
-            table_head: typed(pin::FIB6_TABLE_HEAD, get(pin::FIB6_TABLE_HEAD)?)?,
+            table6: TableMaps {
+                entries: typed(pin::FIB6_TABLE, get(pin::FIB6_TABLE)?)?,
+                root: typed(pin::FIB6_TABLE_ROOT, get(pin::FIB6_TABLE_ROOT)?)?,
+                head: typed(pin::FIB6_TABLE_HEAD, get(pin::FIB6_TABLE_HEAD)?)?,
+                groups: table::GROUPS,
+            },
+            table4: TableMaps {
+                entries: typed(pin::FIB4_TABLE, get(pin::FIB4_TABLE)?)?,
+                root: typed(pin::FIB4_TABLE_ROOT, get(pin::FIB4_TABLE_ROOT)?)?,
+                head: typed(pin::FIB4_TABLE_HEAD, get(pin::FIB4_TABLE_HEAD)?)?,
+                groups: table::GROUPS4,
+            },
             settings: typed(pin::FASTPATH_CFG, get(pin::FASTPATH_CFG)?)?,
         })
     }

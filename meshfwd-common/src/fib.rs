@@ -237,10 +237,17 @@ pub const fn flow_hash(
 /// other region and then flips the root: a lookup never sees a half-written
 /// table. The trie stays authoritative: when the table would not fit in a
 /// region, the root is set to 0 and the fast path walks the trie.
+///
+/// IPv4 has a table of its own (`FIB4_TABLE`, `FIB4_TABLE_HEAD`,
+/// `FIB4_TABLE_ROOT`) in the same layout, built over IPv4-mapped addresses
+/// (`::ffff:a.b.c.d`, a /24 being a /120): its head skips the twelve
+/// mapped bytes and whatever the cluster's IPv4 prefixes share. It has far
+/// fewer groups ([`GROUPS4`]): at most 65,536 IPv4 prefixes need at most
+/// a group per /24 below the head.
 pub mod table {
     use super::FibEntry;
 
-    /// Groups (of 256 entries) per region.
+    /// Groups (of 256 entries) per region of the IPv6 table.
     pub const GROUPS: u32 = 8_192;
     /// Entries per region (8 MiB of `u32`).
     pub const REGION_ENTRIES: u32 = GROUPS * 256;
@@ -248,6 +255,10 @@ pub mod table {
     pub const REGIONS: u32 = 2;
     /// Entries of the whole array map.
     pub const ENTRIES: u32 = REGION_ENTRIES * REGIONS;
+    /// The same for the IPv4 table.
+    pub const GROUPS4: u32 = 1_024;
+    pub const REGION_ENTRIES4: u32 = GROUPS4 * 256;
+    pub const ENTRIES4: u32 = REGION_ENTRIES4 * REGIONS;
 
     /// Entry bit: the low bits are a group index, not a leaf.
     pub const POINTER: u32 = 1 << 31;

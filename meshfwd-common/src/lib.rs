@@ -41,6 +41,12 @@ pub mod pin {
     pub const FIB6_TABLE_ROOT: &str = "FIB6_TABLE_ROOT";
     /// Each region's shortcut (array of two [`crate::fib::table::Head`]).
     pub const FIB6_TABLE_HEAD: &str = "FIB6_TABLE_HEAD";
+    /// Compiled IPv4 lookup table, its root and heads: the same layout
+    /// over IPv4-mapped addresses, with fewer groups (see
+    /// [`crate::fib::table`]).
+    pub const FIB4_TABLE: &str = "FIB4_TABLE";
+    pub const FIB4_TABLE_ROOT: &str = "FIB4_TABLE_ROOT";
+    pub const FIB4_TABLE_HEAD: &str = "FIB4_TABLE_HEAD";
     /// Fast-path settings (array): see [`crate::conntrack::cfg`].
     pub const FASTPATH_CFG: &str = "FASTPATH_CFG";
     /// Redirects queued and not yet flushed (per-CPU array of
@@ -57,7 +63,7 @@ pub mod pin {
     pub const BFD_HEARTBEAT: &str = "BFD_HEARTBEAT";
     /// Every map of the object (the forwarding maps and the endpoints),
     /// pinned by every process that loads it.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 20] = [
         STATS,
         FIB_V6,
         FIB_V4,
@@ -69,6 +75,9 @@ pub mod pin {
         FIB6_TABLE,
         FIB6_TABLE_ROOT,
         FIB6_TABLE_HEAD,
+        FIB4_TABLE,
+        FIB4_TABLE_ROOT,
+        FIB4_TABLE_HEAD,
         FASTPATH_CFG,
         REDIRECT_PENDING,
         REDIRECT_FAILS,

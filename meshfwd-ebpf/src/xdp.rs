@@ -75,6 +75,16 @@ static FIB6_TABLE_HEAD: Array<table::Head, { table::REGIONS as usize }> = Array:
 #[btf_map]
 static FIB6_TABLE_ROOT: Array<u32, 1> = Array::new();
 
+/// The compiled IPv4 table, over IPv4-mapped addresses.
+#[btf_map]
+static FIB4_TABLE: Array<u32, { table::ENTRIES4 as usize }> = Array::new();
+
+#[btf_map]
+static FIB4_TABLE_HEAD: Array<table::Head, { table::REGIONS as usize }> = Array::new();
+
+#[btf_map]
+static FIB4_TABLE_ROOT: Array<u32, 1> = Array::new();
+
 /// Per-CPU destination cache in front of the LPM trie, used when there is
 /// no compiled table.
 #[btf_map]
@@ -393,7 +403,13 @@ fn send(ctx: &XdpContext, nh: &NextHop, rewrite: impl FnOnce()) -> Verdict {
 pub(crate) fn lookup_route(dst: &Addr) -> FibEntry {
     let root = FIB6_TABLE_ROOT.get(0).copied().unwrap_or(0);
     if root != 0 {
-        return lookup_table((root - 1) & 1, dst);
+        return lookup_table(
+            &FIB6_TABLE,
+            &FIB6_TABLE_HEAD,
+            table::REGION_ENTRIES,
+            (root - 1) & 1,
+            dst,
+        );
     }
     through_cache(dst, || {
         FIB_V6
@@ -423,10 +439,21 @@ fn through_cache(dst: &Addr, lookup: impl FnOnce() -> FibEntry) -> FibEntry {
 }
 
 /// Return the FIB entry for IPv4 destination `dst` (as its IPv4-mapped
-/// words): from this CPU's destination cache while the FIB generation is
-/// unchanged, else from the IPv4 LPM trie, refreshing the cache.
+/// words): from the compiled IPv4 table when there is one; else from this
+/// CPU's destination cache while the FIB generation is unchanged, else
+/// from the IPv4 LPM trie, refreshing the cache.
 #[inline(always)]
 pub(crate) fn lookup_route4(dst: &Addr) -> FibEntry {
+    let root = FIB4_TABLE_ROOT.get(0).copied().unwrap_or(0);
+    if root != 0 {
+        return lookup_table(
+            &FIB4_TABLE,
+            &FIB4_TABLE_HEAD,
+            table::REGION_ENTRIES4,
+            (root - 1) & 1,
+            dst,
+        );
+    }
     through_cache(dst, || {
         FIB_V4
             .get(&Key::new(32, dst[3].to_ne_bytes()))
@@ -435,15 +462,21 @@ pub(crate) fn lookup_route4(dst: &Addr) -> FibEntry {
     })
 }
 
-/// Walk region `region` of the compiled table, one address byte per level,
-/// from where the region's head says.
+/// Walk region `region` (of `region_entries` entries) of a compiled
+/// table, one address byte per level, from where the region's head says.
 #[inline(always)]
-fn lookup_table(region: u32, dst: &Addr) -> FibEntry {
-    let (skip, group) = match FIB6_TABLE_HEAD.get(region) {
+fn lookup_table<const N: usize>(
+    entries: &Array<u32, N>,
+    heads: &Array<table::Head, { table::REGIONS as usize }>,
+    region_entries: u32,
+    region: u32,
+    dst: &Addr,
+) -> FibEntry {
+    let (skip, group) = match heads.get(region) {
         Some(head) => head.start(dst),
         None => (0, 0),
     };
-    let region_base = region * table::REGION_ENTRIES;
+    let region_base = region * region_entries;
     let mut base = region_base + group * 256;
     let mut level = 0u32;
     for word in dst {
@@ -452,7 +485,7 @@ fn lookup_table(region: u32, dst: &Addr) -> FibEntry {
         for shift in [24u32, 16, 8, 0] {
             if level >= skip {
                 let byte = (word >> shift) & 0xff;
-                let Some(&e) = FIB6_TABLE.get(base + byte) else {
+                let Some(&e) = entries.get(base + byte) else {
                     return FibEntry::default();
                 };
                 if e & table::POINTER == 0 {

@@ -362,9 +362,9 @@ fn the_compiled_table_decides_once_live() {
     h.group(3, &[3]);
     h.route("2001:db8:100:5::".parse().unwrap(), 64, 3);
     let mut routes = trie_routes(&h);
-    let mut publisher = Publisher::new(&h.maps);
+    let mut publisher = Publisher::new(&h.maps.table6);
     let published = rt
-        .block_on(publisher.publish(&mut h.maps, &routes))
+        .block_on(publisher.publish(&mut h.maps.table6, &routes))
         .unwrap();
     assert!(
         published.groups > 1 && published.writes > 0,
@@ -389,8 +389,12 @@ fn the_compiled_table_decides_once_live() {
 
     // The next table is written into the other region, then made live.
     routes.remove(&"2001:db8:100:5::/64".parse::<ipnet::Ipv6Net>().unwrap());
-    rt.block_on(publisher.publish(&mut h.maps, &routes))
+    rt.block_on(publisher.publish(&mut h.maps.table6, &routes))
         .unwrap();
     assert_forwarded(&h, &five, nh_mac(1));
-    assert_eq!(h.maps.table_root.get(&0, 0).unwrap(), 2, "region 1 is live");
+    assert_eq!(
+        h.maps.table6.root.get(&0, 0).unwrap(),
+        2,
+        "region 1 is live"
+    );
 }

@@ -203,3 +203,69 @@ fn non_ip_still_goes_to_the_kernel_named_as_before() {
     frame[12..14].copy_from_slice(&[0x08, 0x06]); // ARP
     assert_pass(&h, &frame, Stat::NonIpv6);
 }
+
+#[test]
+fn the_compiled_ipv4_table_decides_once_live() {
+    use meshfwd::fib::table::{Publisher, ipv4_mapped};
+    use meshfwd_common::fib::{FibEntry, kind};
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut h = router();
+    h.next_hop(3);
+    h.group(3, &[3]);
+    h.route4("198.18.100.128".parse().unwrap(), 25, 3);
+    let entries: Vec<(ipnet::Ipv4Net, FibEntry)> = vec![
+        (
+            "198.18.100.0/24".parse().unwrap(),
+            FibEntry {
+                kind: kind::FORWARD,
+                group: 1,
+            },
+        ),
+        (
+            "198.18.100.128/25".parse().unwrap(),
+            FibEntry {
+                kind: kind::FORWARD,
+                group: 3,
+            },
+        ),
+        (
+            format!("{LOCAL}/32").parse().unwrap(),
+            FibEntry {
+                kind: kind::LOCAL,
+                group: 0,
+            },
+        ),
+    ];
+    let routes = entries.iter().map(|(p, e)| (ipv4_mapped(*p), *e)).collect();
+    let mut publisher = Publisher::new(&h.maps.table4);
+    let published = rt
+        .block_on(publisher.publish(&mut h.maps.table4, &routes))
+        .unwrap();
+    assert!(published.writes > 0, "{published:?}");
+    // With the trie emptied, only the table can route.
+    for (p, _) in &entries {
+        let key = aya::maps::lpm_trie::Key::new(u32::from(p.prefix_len()), p.addr().octets());
+        h.maps.fib_v4.remove(&key).unwrap();
+    }
+    assert_forwarded(
+        &h,
+        &Frame4::udp(SRC, "198.18.100.200", 1, 2).bytes(),
+        nh_mac(3),
+    );
+    assert_forwarded(&h, &Frame4::udp(SRC, DST, 1, 2).bytes(), nh_mac(1));
+    assert_pass(&h, &Frame4::udp(SRC, LOCAL, 1, 2).bytes(), Stat::Local);
+    assert_pass(
+        &h,
+        &Frame4::udp(SRC, "198.18.101.1", 1, 2).bytes(),
+        Stat::NoRoute,
+    );
+    assert_eq!(
+        h.maps.table4.root.get(&0, 0).unwrap(),
+        1,
+        "region 0 is live"
+    );
+}

@@ -39,6 +39,29 @@ pub const SPORT_OFFSET: usize = 14 + 40;
 /// The shortest frame the reflector takes: Ethernet, IPv6 and UDP headers.
 pub const MIN_FRAME: usize = 14 + 40 + 8;
 
+/// The IPv4 frames' offsets (no options): the TTL, the header checksum,
+/// the destination address (which carries the prefix number) and the UDP
+/// source port.
+pub mod ipv4 {
+    /// Frame offset of the IPv4 header.
+    pub const HEADER: usize = 14;
+    pub const TTL_OFFSET: usize = HEADER + 8;
+    pub const CHECKSUM_OFFSET: usize = HEADER + 10;
+    pub const DST_OFFSET: usize = HEADER + 16;
+    pub const SPORT_OFFSET: usize = HEADER + 20;
+    /// The benchmark's IPv4 space (`198.18.0.0/15`): prefix `n` of length
+    /// `32 - shift` is `BASE + (n << shift)`.
+    pub const BASE: u32 = 0xC612_0000;
+    /// Addresses in the space.
+    pub const SPACE: u32 = 1 << 17;
+
+    /// The address the reflector sends prefix `n`'s frames to: the first
+    /// host of the prefix.
+    pub const fn host(n: u32, shift: u32) -> u32 {
+        BASE + (n << shift) + if shift > 0 { 1 } else { 0 }
+    }
+}
+
 /// The address of prefix number `n`: `fd00:0:H:L::` (its /64 is routed).
 pub const fn prefix_groups(n: u32) -> [u16; 2] {
     [(n >> 16) as u16, n as u16]

@@ -32,6 +32,15 @@ static REFL_RETURN_IFINDEX: u32 = 0;
 /// reflector's return end.
 #[unsafe(no_mangle)]
 static REFL_MACS: [u8; 12] = [0; 12];
+/// 1: the frames are IPv4 (`bench_ebpf::ipv4`), prefix `n` being
+/// `ipv4::host(n, REFL_V4_SHIFT)`.
+#[unsafe(no_mangle)]
+static REFL_IPV4: u32 = 0;
+#[unsafe(no_mangle)]
+static REFL_V4_SHIFT: u32 = 0;
+/// The frame byte the ceiling picks its port by: the destination's last.
+#[unsafe(no_mangle)]
+static CEIL_PORT_BYTE: u32 = (bench::PREFIX_OFFSET + 3) as u32;
 
 /// The return end, for the redirect (a devmap, so frames go in bulk).
 #[btf_map]
@@ -76,19 +85,23 @@ pub fn bench_reflect(ctx: XdpContext) -> u32 {
         bump(counter::DRAINED);
         return xdp_action::XDP_DROP;
     }
-    let start = ctx.data();
-    if start + bench::MIN_FRAME > ctx.data_end() {
-        return xdp_action::XDP_DROP;
-    }
     // SAFETY: plain reads of the loader-set globals (volatile, so the
     // compiler does not fold the defaults in).
-    let (prefixes, ret, macs) = unsafe {
+    let (prefixes, ret, macs, v4, shift) = unsafe {
         (
             core::ptr::read_volatile(&REFL_PREFIXES),
             core::ptr::read_volatile(&REFL_RETURN_IFINDEX),
             core::ptr::read_volatile(&REFL_MACS),
+            core::ptr::read_volatile(&REFL_IPV4),
+            core::ptr::read_volatile(&REFL_V4_SHIFT),
         )
     };
+    let start = ctx.data();
+    // Both families' frames are 64 bytes (an IPv4 frame carries more
+    // payload), so one constant bound covers every offset written.
+    if start + bench::MIN_FRAME > ctx.data_end() {
+        return xdp_action::XDP_DROP;
+    }
     // The next prefix in turn, by a per-CPU cursor: no division per frame.
     let prefix = match BENCH_COUNT.get_ptr_mut(counter::PREFIX_CURSOR) {
         // SAFETY: this CPU's own slot; XDP programs do not nest on a CPU.
@@ -108,9 +121,30 @@ pub fn bench_reflect(ctx: XdpContext) -> u32 {
     // frame (all are below MIN_FRAME), and XDP frames are writable.
     unsafe {
         (start as *mut [u8; 12]).write_unaligned(macs);
-        ((start + bench::HOP_LIMIT_OFFSET) as *mut u8).write(64);
-        ((start + bench::PREFIX_OFFSET) as *mut [u8; 4]).write_unaligned(prefix.to_be_bytes());
-        ((start + bench::SPORT_OFFSET) as *mut [u8; 2]).write_unaligned(sport.to_be_bytes());
+        if v4 != 0 {
+            use bench::ipv4;
+            ((start + ipv4::TTL_OFFSET) as *mut u8).write(64);
+            ((start + ipv4::DST_OFFSET) as *mut [u8; 4])
+                .write_unaligned(ipv4::host(prefix, shift).to_be_bytes());
+            ((start + ipv4::SPORT_OFFSET) as *mut [u8; 2]).write_unaligned(sport.to_be_bytes());
+            // The header checksum from scratch: the router verifies it.
+            ((start + ipv4::CHECKSUM_OFFSET) as *mut [u8; 2]).write_unaligned([0, 0]);
+            let mut sum = 0u32;
+            let mut i = 0;
+            while i < 10 {
+                let at = (start + ipv4::HEADER + 2 * i) as *const [u8; 2];
+                sum += u32::from(u16::from_be_bytes(at.read_unaligned()));
+                i += 1;
+            }
+            sum = (sum & 0xffff) + (sum >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            ((start + ipv4::CHECKSUM_OFFSET) as *mut [u8; 2])
+                .write_unaligned((!(sum as u16)).to_be_bytes());
+        } else {
+            ((start + bench::HOP_LIMIT_OFFSET) as *mut u8).write(64);
+            ((start + bench::PREFIX_OFFSET) as *mut [u8; 4]).write_unaligned(prefix.to_be_bytes());
+            ((start + bench::SPORT_OFFSET) as *mut [u8; 2]).write_unaligned(sport.to_be_bytes());
+        }
     }
     match REFL_DEVS.redirect(ret, xdp_action::XDP_DROP as u64) {
         Ok(action) | Err(action) => action,
@@ -131,8 +165,13 @@ pub fn bench_ceiling(ctx: XdpContext) -> u32 {
     if start + bench::PREFIX_OFFSET + 4 > ctx.data_end() {
         return xdp_action::XDP_PASS;
     }
-    // SAFETY: the check above proved the byte lies inside the frame.
-    let low = unsafe { *((start + bench::PREFIX_OFFSET + 3) as *const u8) };
+    // SAFETY: a plain read of a loader-set global (volatile: not folded).
+    let at = unsafe { core::ptr::read_volatile(&CEIL_PORT_BYTE) } as usize;
+    if at > bench::PREFIX_OFFSET + 3 {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: the checks above proved the byte lies inside the frame.
+    let low = unsafe { *((start + at) as *const u8) };
     let ports = setting(cfg::PORTS).max(1);
     let Some(port) = CEIL_PORTS.get(low as u32 % ports) else {
         return xdp_action::XDP_PASS;

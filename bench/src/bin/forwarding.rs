@@ -44,7 +44,7 @@
 //! JSON and a PNG also under `bench/results/`.
 
 use std::{
-    net::{Ipv6Addr, SocketAddrV6, UdpSocket},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6, UdpSocket},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -63,7 +63,7 @@ use dataplane::{
     maps::{FibMaps, Netfilter},
     object,
 };
-use ipnet::Ipv6Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use lab::{Lab, Topology, Wire, netns};
 use meshfwd::fib::{FibWriter, NextHopKey, RouteTable};
 use meshfwd_common::fib::{NextHop, nh_flags};
@@ -78,12 +78,31 @@ const ROUTER_CPU: usize = 0;
 const REFLECTOR_CPU: usize = 1;
 /// The reflector's source address (on its loopback) for the primed frames.
 const REFLECTOR_ADDR: &str = "fd00:ffff::1";
+/// Its IPv4 source address: the last but one of the IPv4 space, above
+/// every scale's prefixes (see `v4_shift`).
+const REFLECTOR_ADDR4: Ipv4Addr = Ipv4Addr::new(198, 19, 255, 254);
+
+/// Which IP version the frames and routes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+enum Family {
+    Ipv6,
+    Ipv4,
+}
 
 /// One route scale: prefixes over ECMP next hops.
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Scale {
     prefixes: u32,
     ecmp: usize,
+    family: Family,
+}
+
+/// The IPv4 prefixes' host bits: the widest prefixes that fit `prefixes`
+/// times into `198.18.0.0/15` with the top address free (the reflector's).
+fn v4_shift(prefixes: u32) -> u32 {
+    let per = bench_ebpf::ipv4::SPACE / (prefixes + 1);
+    31 - per.max(1).leading_zeros()
 }
 
 impl std::str::FromStr for Scale {
@@ -100,7 +119,11 @@ impl std::str::FromStr for Scale {
         if !(1..=bench_ebpf::MAX_PORTS as usize).contains(&ecmp) {
             return Err(format!("{ecmp}-way ECMP: 1 to {}", bench_ebpf::MAX_PORTS));
         }
-        Ok(Scale { prefixes, ecmp })
+        Ok(Scale {
+            prefixes,
+            ecmp,
+            family: Family::Ipv6,
+        })
     }
 }
 
@@ -122,9 +145,16 @@ struct Args {
     /// far fewer leave the router idle between batches.
     #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(1..=4096))]
     in_flight: u32,
-    /// Route scales as PREFIXES:ECMP (repeatable).
+    /// IPv6 route scales as PREFIXES:ECMP (repeatable).
     #[arg(long = "scale", default_values = ["10000:8", "100000:16"])]
     scales: Vec<Scale>,
+    /// IPv4 route scales as PREFIXES:ECMP (repeatable; at most 65,535
+    /// prefixes, the IPv4 FIB's size less one).
+    #[arg(long = "scale4", default_values = ["10000:8", "60000:16"])]
+    scales4: Vec<Scale>,
+    /// Which families to measure (repeatable; both by default).
+    #[arg(long = "family", value_enum, default_values = ["ipv6", "ipv4"])]
+    families: Vec<Family>,
 }
 
 #[derive(Debug, Serialize, Clone, Copy, Default)]
@@ -156,6 +186,7 @@ struct Rate {
 
 #[derive(Debug, Serialize)]
 struct ScaleReport {
+    family: Family,
     prefixes: u32,
     ecmp: usize,
     /// Medians over the rounds (by pps).
@@ -350,7 +381,7 @@ struct Bench {
 
 impl Bench {
     fn build(scale: Scale) -> Result<Bench> {
-        let Scale { prefixes, ecmp } = scale;
+        let Scale { prefixes, ecmp, .. } = scale;
         eprintln!("forwarding: building router =={ecmp}==> reflector");
         // The egress link, then the return link into the router's ingress.
         let topo = Topology::new()
@@ -385,10 +416,14 @@ impl Bench {
         let mut macs = [0u8; 12];
         macs[..6].copy_from_slice(&mac_of(router_node, &ret.0)?);
         macs[6..].copy_from_slice(&mac_of(refl_node, &ret.1)?);
+        let v4 = u32::from(scale.family == Family::Ipv4);
+        let shift = v4_shift(prefixes);
         let mut reflector = aya::EbpfLoader::new()
             .override_global("REFL_PREFIXES", &prefixes, true)
             .override_global("REFL_RETURN_IFINDEX", &ret_idx.1, true)
             .override_global("REFL_MACS", &macs, true)
+            .override_global("REFL_IPV4", &v4, true)
+            .override_global("REFL_V4_SHIFT", &shift, true)
             .load(BENCH_OBJECT)
             .context("loading the bench object (reflector)")?;
         {
@@ -487,6 +522,17 @@ impl Bench {
             "dev",
             &ret.1,
         ])?;
+        // IPv4 the same way, via the router's IPv6 link-local address; the
+        // router forwards IPv4 in mode (a).
+        let addr4 = format!("{REFLECTOR_ADDR4}/32");
+        refl_node.run(&["ip", "-4", "addr", "add", &addr4, "dev", "lo"])?;
+        let via = format!("inet6 {ll}");
+        refl_node.run(&[
+            "sh",
+            "-c",
+            &format!("ip -4 route replace 198.18.0.0/15 via {via} dev {}", ret.1),
+        ])?;
+        router_node.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         // Each side's NAPI in its own kthread, so it can be pinned.
         for (node, ifs) in [
             (router_node, [&egress.0, &ret.0]),
@@ -507,12 +553,27 @@ impl Bench {
             }
         }
 
-        eprintln!("forwarding: writing {prefixes} routes x {ecmp}-way ECMP (maps + kernel FIB)");
+        eprintln!(
+            "forwarding: writing {prefixes} {:?} routes x {ecmp}-way ECMP (maps + kernel FIB)",
+            scale.family
+        );
         let mut table = RouteTable::default();
         for i in 0..prefixes {
-            let [h, l] = prefix_groups(i);
-            let addr = Ipv6Addr::new(0xfd00, 0, h, l, 0, 0, 0, 0);
-            table.route(Ipv6Net::new_assert(addr, 64), hops.iter().copied());
+            match scale.family {
+                Family::Ipv6 => {
+                    let [h, l] = prefix_groups(i);
+                    let addr = Ipv6Addr::new(0xfd00, 0, h, l, 0, 0, 0, 0);
+                    table.route(Ipv6Net::new_assert(addr, 64), hops.iter().copied());
+                }
+                Family::Ipv4 => {
+                    let shift = v4_shift(prefixes);
+                    let addr = Ipv4Addr::from(bench_ebpf::ipv4::BASE + (i << shift));
+                    table.route(
+                        Ipv4Net::new_assert(addr, 32 - shift as u8),
+                        hops.iter().copied(),
+                    );
+                }
+            }
         }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -542,7 +603,15 @@ impl Bench {
             bail!("routes not fully installed: {report:?}");
         }
 
-        let mut bench = Ebpf::load(BENCH_OBJECT).context("loading the bench object (router)")?;
+        // The ceiling picks its port by the destination's last byte.
+        let port_byte = match scale.family {
+            Family::Ipv6 => bench_ebpf::PREFIX_OFFSET + 3,
+            Family::Ipv4 => bench_ebpf::ipv4::DST_OFFSET + 3,
+        } as u32;
+        let mut bench = aya::EbpfLoader::new()
+            .override_global("CEIL_PORT_BYTE", &port_byte, true)
+            .load(BENCH_OBJECT)
+            .context("loading the bench object (router)")?;
         for name in ["bench_pass", "bench_ceiling"] {
             xdp(&mut bench, name)?.load()?;
         }
@@ -596,6 +665,21 @@ impl Bench {
     /// router: the loop's frames.
     fn prime(&self, n: u32) -> Result<()> {
         let prefixes = self.scale.prefixes;
+        if self.scale.family == Family::Ipv4 {
+            let shift = v4_shift(prefixes);
+            return netns::enter(self.lab.node("reflector").netns(), || {
+                let sock = UdpSocket::bind(SocketAddrV4::new(REFLECTOR_ADDR4, 0))?;
+                for i in 0..n {
+                    let dst = Ipv4Addr::from(bench_ebpf::ipv4::host(i % prefixes, shift));
+                    // 22 bytes of payload: 14 + 20 + 8 + 22 = 64 bytes.
+                    sock.send_to(&[0x6b; 22], SocketAddrV4::new(dst, 5001))?;
+                    if i % 32 == 31 {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+                Ok(())
+            });
+        }
         netns::enter(self.lab.node("reflector").netns(), || {
             let src: Ipv6Addr = REFLECTOR_ADDR.parse()?;
             let sock = UdpSocket::bind(SocketAddrV6::new(src, 0, 0, 0))?;
@@ -720,7 +804,8 @@ fn run_scale(args: &Args, scale: Scale) -> Result<ScaleReport> {
         for (mi, mode) in Mode::ALL.iter().enumerate() {
             r[mi] = bench.measure(*mode, args.seconds, args.in_flight)?;
             eprintln!(
-                "forwarding: {}x{} round {} {:?}: {:.3} Mpps, router core {:.0}% ({:.1} ns a frame), reflector core {:.0}% (could offer {:.2} Mpps), dropped {}, circulating {} of {}",
+                "forwarding: {:?} {}x{} round {} {:?}: {:.3} Mpps, router core {:.0}% ({:.1} ns a frame), reflector core {:.0}% (could offer {:.2} Mpps), dropped {}, circulating {} of {}",
+                scale.family,
                 scale.prefixes,
                 scale.ecmp,
                 round + 1,
@@ -753,6 +838,7 @@ fn run_scale(args: &Args, scale: Scale) -> Result<ScaleReport> {
     };
     let no_loss = rounds.iter().flatten().all(|r| r.dropped == 0);
     Ok(ScaleReport {
+        family: scale.family,
         prefixes: scale.prefixes,
         ecmp: scale.ecmp,
         kernel: a,
@@ -787,9 +873,28 @@ fn run() -> Result<()> {
     set.set(REFLECTOR_CPU)?;
     sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).context("pinning the harness")?;
 
+    let mut todo = Vec::new();
+    if args.families.contains(&Family::Ipv6) {
+        todo.extend(args.scales.iter().copied());
+    }
+    if args.families.contains(&Family::Ipv4) {
+        for s in &args.scales4 {
+            if s.prefixes > meshfwd_common::fib::FIB_V4_MAX_ENTRIES - 1 {
+                bail!(
+                    "--scale4 {}: at most {} IPv4 prefixes (the IPv4 FIB's size less one)",
+                    s.prefixes,
+                    meshfwd_common::fib::FIB_V4_MAX_ENTRIES - 1
+                );
+            }
+            todo.push(Scale {
+                family: Family::Ipv4,
+                ..*s
+            });
+        }
+    }
     let mut scales = Vec::new();
-    for scale in &args.scales {
-        scales.push(run_scale(&args, *scale)?);
+    for scale in todo {
+        scales.push(run_scale(&args, scale)?);
     }
     let report = Report {
         frame_len: FRAME_LEN,
@@ -815,7 +920,10 @@ fn run() -> Result<()> {
         .scales
         .iter()
         .map(|s| ScaleSeries {
-            label: format!("{} prefixes x {}-way ECMP", s.prefixes, s.ecmp),
+            label: format!(
+                "{:?}: {} prefixes x {}-way ECMP",
+                s.family, s.prefixes, s.ecmp
+            ),
             rounds: s
                 .rounds
                 .iter()
@@ -839,7 +947,10 @@ fn run() -> Result<()> {
         return Ok(());
     }
     for s in &report.scales {
-        println!("{} prefixes x {}-way ECMP", s.prefixes, s.ecmp);
+        println!(
+            "{:?}: {} prefixes x {}-way ECMP",
+            s.family, s.prefixes, s.ecmp
+        );
         println!(
             "  {:<28} {:>8} {:>12} {:>15} {:>12} {:>8}",
             "MODE", "Mpps", "ROUTER CORE", "ROUTER NS/FRAME", "GEN. CAN DO", "DROPPED"

@@ -13,6 +13,9 @@
 //! Group numbers are kept from one build of a region to the next (a group
 //! is known by the address bytes that lead to it), so a route change
 //! rewrites only the entries that differ.
+//!
+//! The IPv4 table is the same compiler over IPv4-mapped prefixes
+//! ([`ipv4_mapped`]), in maps of its own with fewer groups.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -23,8 +26,8 @@ use meshfwd_common::fib::{
     table::{self as layout, Head},
 };
 
-use dataplane::maps::FibMaps;
-use ipnet::Ipv6Net;
+use dataplane::maps::TableMaps;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// Where a group sits: its level (the index of the address byte it is
 /// indexed by) and the address bytes before that level.
@@ -42,6 +45,8 @@ const RETIRE: Duration = Duration::from_millis(2);
 pub struct TooBig {
     /// Groups the FIB needs.
     pub groups: usize,
+    /// Groups a region has.
+    pub room: u32,
 }
 
 impl std::fmt::Display for TooBig {
@@ -49,10 +54,15 @@ impl std::fmt::Display for TooBig {
         write!(
             f,
             "the compiled table needs {} groups, more than the {} of a region",
-            self.groups,
-            layout::GROUPS
+            self.groups, self.room
         )
     }
+}
+
+/// Return an IPv4 prefix as the IPv4-mapped IPv6 prefix the IPv4 table is
+/// compiled from (`198.18.3.0/24` is `::ffff:198.18.3.0/120`).
+pub fn ipv4_mapped(p: Ipv4Net) -> Ipv6Net {
+    Ipv6Net::new_assert(p.network().to_ipv6_mapped(), 96 + p.prefix_len())
 }
 
 impl std::error::Error for TooBig {}
@@ -98,11 +108,13 @@ struct Node {
     slots: [Slot; 256],
 }
 
-/// Compile `routes` into a table, numbering groups as `prev` did where
-/// their paths still exist. Entries of `kind` 0 (no route) are skipped.
+/// Compile `routes` into a table of at most `room` groups, numbering
+/// groups as `prev` did where their paths still exist. Entries of `kind` 0
+/// (no route) are skipped.
 pub fn compile<'a>(
     routes: impl IntoIterator<Item = (&'a Ipv6Net, &'a FibEntry)>,
     prev: &HashMap<Path, u32>,
+    room: u32,
 ) -> Result<Compiled, TooBig> {
     let mut routes: Vec<(&Ipv6Net, &FibEntry)> =
         routes.into_iter().filter(|(_, e)| e.kind != 0).collect();
@@ -154,28 +166,29 @@ pub fn compile<'a>(
         }
     }
 
-    if nodes.len() > layout::GROUPS as usize {
+    if nodes.len() > room as usize {
         return Err(TooBig {
             groups: nodes.len(),
+            room,
         });
     }
     // Number the groups: the root is 0, known paths keep their number, new
     // ones take the lowest numbers left.
     let mut id_of = vec![u32::MAX; nodes.len()];
-    let mut taken = vec![false; layout::GROUPS as usize];
+    let mut taken = vec![false; room as usize];
     id_of[0] = 0;
     taken[0] = true;
     for (i, n) in nodes.iter().enumerate().skip(1) {
         if let Some(&id) = prev.get(&n.path)
             && id != 0
-            && id < layout::GROUPS
+            && id < room
             && !taken[id as usize]
         {
             id_of[i] = id;
             taken[id as usize] = true;
         }
     }
-    let mut free = (0..layout::GROUPS).filter(|&id| !taken[id as usize]);
+    let mut free = (0..room).filter(|&id| !taken[id as usize]);
     for id in id_of.iter_mut().filter(|id| **id == u32::MAX) {
         // Enough numbers: nodes.len() <= GROUPS was checked above.
         *id = free.next().unwrap_or(0);
@@ -263,8 +276,8 @@ pub struct Published {
 impl Publisher {
     /// Return a publisher for `maps`, whose table an earlier run may have
     /// left live: that region is treated as live and not written first.
-    pub fn new(maps: &FibMaps) -> Self {
-        let root = maps.table_root.get(&0, 0).unwrap_or(0);
+    pub fn new(maps: &TableMaps) -> Self {
+        let root = maps.root.get(&0, 0).unwrap_or(0);
         Publisher {
             live: root.checked_sub(1).map(|r| r & 1),
             shadow: Default::default(),
@@ -278,7 +291,7 @@ impl Publisher {
     /// table off (the fast path walks the trie) instead of failing.
     pub async fn publish(
         &mut self,
-        maps: &mut FibMaps,
+        maps: &mut TableMaps,
         routes: &BTreeMap<Ipv6Net, FibEntry>,
     ) -> Result<Published> {
         let target = match self.live {
@@ -286,14 +299,14 @@ impl Publisher {
             None => 0,
         };
         let t = target as usize;
-        let compiled = match compile(routes, &self.ids[t]) {
+        let compiled = match compile(routes, &self.ids[t], maps.groups) {
             Ok(c) => c,
             Err(too_big) => {
                 if !self.too_big {
                     tracing::warn!(error = %too_big, "using the LPM trie for lookups");
                     self.too_big = true;
                 }
-                maps.table_root
+                maps.root
                     .set(0, 0, 0)
                     .doing(|| "turning the lookup table off".into())?;
                 if let Some(r) = self.live.take() {
@@ -309,7 +322,7 @@ impl Publisher {
                 tokio::time::sleep(wait).await;
             }
         }
-        let base = target * layout::REGION_ENTRIES;
+        let base = target * maps.groups * 256;
         let mut writes = 0;
         for (&id, entries) in &compiled.groups {
             let old = self.shadow[t].get(&id);
@@ -317,17 +330,17 @@ impl Publisher {
                 if old.is_some_and(|o| o[i] == e) {
                     continue;
                 }
-                maps.table
+                maps.entries
                     .set(base + id * 256 + i as u32, e, 0)
                     .doing(|| "writing the lookup table".into())?;
                 writes += 1;
             }
             self.shadow[t].insert(id, *entries);
         }
-        maps.table_head
+        maps.head
             .set(target, compiled.head, 0)
             .doing(|| "writing the lookup table's head".into())?;
-        maps.table_root
+        maps.root
             .set(0, target + 1, 0)
             .doing(|| "making the lookup table live".into())?;
         if let Some(r) = self.live.replace(target)
@@ -413,7 +426,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for round in 0..40 {
             let routes = random_routes(&mut rng, 1 + round * 5);
-            let table = compile(&routes, &HashMap::new()).expect("fits");
+            let table = compile(&routes, &HashMap::new(), layout::GROUPS).expect("fits");
             for addr in probes(&mut rng, &routes) {
                 assert_eq!(
                     table.lookup(addr),
@@ -433,14 +446,14 @@ mod tests {
             Ipv6Net::from("fd00:1:2:3::1".parse::<Ipv6Addr>().unwrap()),
             fwd(1),
         );
-        let same = compile(&routes, &HashMap::new()).unwrap();
+        let same = compile(&routes, &HashMap::new(), layout::GROUPS).unwrap();
         // Root plus one group per byte 1..=7 of the /64.
         assert_eq!(same.groups.len(), 8);
         routes.insert(
             Ipv6Net::from("fd00:1:2:3::1".parse::<Ipv6Addr>().unwrap()),
             fwd(2),
         );
-        let other = compile(&routes, &HashMap::new()).unwrap();
+        let other = compile(&routes, &HashMap::new(), layout::GROUPS).unwrap();
         assert_eq!(other.groups.len(), 16);
         assert_eq!(other.lookup("fd00:1:2:3::1".parse().unwrap()), fwd(2));
         assert_eq!(other.lookup("fd00:1:2:3::2".parse().unwrap()), fwd(1));
@@ -456,7 +469,7 @@ mod tests {
                 fwd(u32::from(i % 5) + 1),
             );
         }
-        let table = compile(&routes, &HashMap::new()).unwrap();
+        let table = compile(&routes, &HashMap::new(), layout::GROUPS).unwrap();
         assert_eq!(table.head.level, 6, "the /48 is skipped: {:?}", table.head);
         // A default route gives the root a leaf for everything else, and
         // the head still applies.
@@ -464,7 +477,7 @@ mod tests {
             Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 0).trunc(),
             fwd(9),
         );
-        let table = compile(&routes, &HashMap::new()).unwrap();
+        let table = compile(&routes, &HashMap::new(), layout::GROUPS).unwrap();
         assert_eq!(table.head.level, 6);
         for addr in [
             "fd6b:6d65:7368:12b::1",
@@ -480,7 +493,7 @@ mod tests {
             Ipv6Net::new_assert("2001:db8::".parse().unwrap(), 64).trunc(),
             fwd(3),
         );
-        let table = compile(&routes, &HashMap::new()).unwrap();
+        let table = compile(&routes, &HashMap::new(), layout::GROUPS).unwrap();
         assert_eq!(table.head.level, 0);
     }
 
@@ -488,7 +501,7 @@ mod tests {
     fn group_numbers_survive_a_rebuild() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let mut routes = random_routes(&mut rng, 60);
-        let first = compile(&routes, &HashMap::new()).unwrap();
+        let first = compile(&routes, &HashMap::new(), layout::GROUPS).unwrap();
         // A new, early-sorting prefix must not renumber the others.
         routes.insert(
             Ipv6Net::new_assert("::".parse().unwrap(), 24).trunc(),
@@ -498,12 +511,53 @@ mod tests {
             Ipv6Net::new_assert("0:0:0:7::".parse().unwrap(), 64).trunc(),
             fwd(9),
         );
-        let second = compile(&routes, &first.ids).unwrap();
+        let second = compile(&routes, &first.ids, layout::GROUPS).unwrap();
         for (path, id) in &first.ids {
             if let Some(again) = second.ids.get(path) {
                 assert_eq!(again, id, "group at {path:?} was renumbered");
             }
         }
+    }
+
+    #[test]
+    fn ipv4_prefixes_compile_through_the_mapped_table() {
+        // The IPv4 table's worst case: the IPv4 FIB full of /32s of one
+        // /15, plus shorter prefixes over them; lookups of mapped
+        // addresses match the longest IPv4 prefix, and the head skips the
+        // mapped bytes and the shared first octet.
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut v4: BTreeMap<Ipv4Net, FibEntry> = BTreeMap::new();
+        for i in 0..65_535u32 {
+            let a = std::net::Ipv4Addr::from(0xC612_0000 + i * 2);
+            v4.insert(Ipv4Net::new_assert(a, 32), fwd(1 + i % 7));
+        }
+        for (p, g) in [
+            ("198.18.0.0/15", 100),
+            ("198.19.0.0/16", 101),
+            ("198.18.77.0/24", 102),
+        ] {
+            v4.insert(p.parse().unwrap(), fwd(g));
+        }
+        let mapped: BTreeMap<Ipv6Net, FibEntry> =
+            v4.iter().map(|(p, e)| (ipv4_mapped(*p), *e)).collect();
+        let table =
+            compile(&mapped, &HashMap::new(), layout::GROUPS4).expect("fits the IPv4 table");
+        assert!(table.head.level >= 13, "head at level {}", table.head.level);
+        for _ in 0..20_000 {
+            let a = std::net::Ipv4Addr::from(0xC612_0000 + rng.gen_range(0..1u32 << 17));
+            // The reference: the longest prefix of the set covering `a`.
+            let want = (0..=32u8)
+                .rev()
+                .find_map(|len| v4.get(&Ipv4Net::new_assert(a, len).trunc()))
+                .copied()
+                .unwrap_or_default();
+            assert_eq!(table.lookup(a.to_ipv6_mapped()), want, "{a}");
+        }
+        // Outside the space: no route.
+        assert_eq!(
+            table.lookup(std::net::Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped()),
+            FibEntry::default()
+        );
     }
 
     #[test]
@@ -514,7 +568,7 @@ mod tests {
         let routes: BTreeMap<Ipv6Net, FibEntry> = (0..1000)
             .map(|_| (Ipv6Net::from(Ipv6Addr::from(rng.r#gen::<u128>())), fwd(1)))
             .collect();
-        let err = compile(&routes, &HashMap::new()).unwrap_err();
+        let err = compile(&routes, &HashMap::new(), layout::GROUPS).unwrap_err();
         assert!(err.groups > layout::GROUPS as usize, "{err}");
     }
 }

@@ -117,8 +117,10 @@ pub struct FibWriter {
     adopted: Option<Adopted>,
     /// FIB entries changed since the generation was last bumped.
     routes_dirty: bool,
-    /// Compiles the FIB into the lookup table and makes it live.
-    table: Publisher,
+    /// Compile the FIB into the lookup tables (IPv6, IPv4) and make them
+    /// live.
+    table6: Publisher,
+    table4: Publisher,
 }
 
 impl FibWriter {
@@ -129,7 +131,7 @@ impl FibWriter {
         let events = neigh::subscribe()?;
         let handle = neigh::connect()?;
         let neighbours = neigh::dump_neighbours(&handle).await?;
-        let table = Publisher::new(&maps);
+        let (table6, table4) = (Publisher::new(&maps.table6), Publisher::new(&maps.table4));
         let adopted = Adopted::read(&maps);
         let mut planner = Planner::new();
         planner.reserve(
@@ -162,7 +164,8 @@ impl FibWriter {
             kernel_routes: true,
             adopted: Some(adopted),
             routes_dirty: false,
-            table,
+            table6,
+            table4,
         })
     }
 
@@ -323,21 +326,25 @@ impl FibWriter {
     /// entry ever points at a cleared or reused slot.
     async fn flush_routes(&mut self) -> Result<()> {
         if self.routes_dirty {
-            // The table compiles the IPv6 entries; adopted ones stay in it
-            // until pruned (the new run's win where both have a prefix).
+            // Each family's table; adopted entries stay in them until
+            // pruned (the new run's win where both have a prefix). IPv4
+            // prefixes are compiled as IPv4-mapped ones.
+            let mut v6 = BTreeMap::new();
+            let mut v4 = BTreeMap::new();
             let adopted = self.adopted.iter().flat_map(|a| a.fib.iter());
-            let routes: BTreeMap<ipnet::Ipv6Net, FibEntry> = adopted
-                .chain(self.planner.routes())
-                .filter_map(|(p, e)| match p {
-                    IpNet::V6(p) => Some((*p, *e)),
-                    IpNet::V4(_) => None,
-                })
-                .collect();
-            let published = self.table.publish(&mut self.maps, &routes).await?;
+            for (p, e) in adopted.chain(self.planner.routes()) {
+                match p {
+                    IpNet::V6(p) => v6.insert(*p, *e),
+                    IpNet::V4(p) => v4.insert(super::table::ipv4_mapped(*p), *e),
+                };
+            }
+            let p6 = self.table6.publish(&mut self.maps.table6, &v6).await?;
+            let p4 = self.table4.publish(&mut self.maps.table4, &v4).await?;
             tracing::debug!(
-                writes = published.writes,
-                groups = published.groups,
-                "lookup table published"
+                writes = p6.writes + p4.writes,
+                groups6 = p6.groups,
+                groups4 = p4.groups,
+                "lookup tables published"
             );
             self.maps.bump_generation()?;
             self.routes_dirty = false;
