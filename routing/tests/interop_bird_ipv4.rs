@@ -7,6 +7,10 @@
 //!   address our Link-LSA carries, `onlink`.
 //! - `bird_in_transit`: ours - BIRD - ours; each of ours reaches the other's
 //!   IPv4 prefix through BIRD, whose Router-LSA has the V6-bit clear.
+//! - `both_families_on_one_link`: two of ours, each running an IPv6 and an
+//!   IPv4 instance on the same link (Instance IDs 0 and 64): all four
+//!   adjacencies Full, each family's routes, and no instance takes the
+//!   other's packets for its own or counts them as drops.
 //!
 //! BIRD 2.0.12 takes IPv4 next hops from Link-LSAs (RFC 5838 §2.7) and
 //! installs one only inside a subnet of its interface: it marks a next hop
@@ -213,4 +217,79 @@ fn bird_in_transit() {
         },
         describe,
     );
+}
+
+#[test]
+fn both_families_on_one_link() {
+    let topo = lab::Topology::new()
+        .node("a")
+        .node("b")
+        .link("a", "b", lab::Wire::Direct);
+    let lab = lab::Lab::build("af-pair", &topo).expect("build lab");
+    let link = lab.link("a", "b").clone();
+    let b_ll = link_local(&lab, "b", &link.b_if);
+    let v6 = |n: u8| {
+        let node = if n == 1 { "a" } else { "b" };
+        Ours::start_tagged(
+            &lab,
+            node,
+            "ospfd6",
+            rid(n),
+            &[&common::stub(n)],
+            LinkType::PointToPoint,
+            &[],
+        )
+    };
+    let (a6, b6) = (v6(1), v6(2));
+    let (a4, b4) = (ours(&lab, "a", 1), ours(&lab, "b", 2));
+    let describe = || {
+        [&a6, &b6, &a4, &b4]
+            .iter()
+            .map(|o| o.describe())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    wait_until(
+        "both instances Full on both sides",
+        CONVERGE,
+        || {
+            (a6.is_full_with(rid(2))
+                && b6.is_full_with(rid(1))
+                && a4.is_full_with(rid(2))
+                && b4.is_full_with(rid(1)))
+            .then_some(())
+        },
+        describe,
+    );
+    let want: Hops = [(link.a_if.clone(), b_ll)].into();
+    wait_until(
+        "each family routes the other side's prefix via b's link-local",
+        CONVERGE,
+        || {
+            let r6 = a6.routes()?;
+            let r4 = our_routes(&a4)?;
+            (r6.get(&common::stub(2)).map(|r| &r.1) == Some(&want)
+                && r4.get(&pod(2).parse().ok()?).map(|r| &r.1) == Some(&want))
+            .then_some(())
+        },
+        describe,
+    );
+    // Each family's routes only: no IPv4 prefix in the IPv6 RIB (the
+    // IPv4 instance's prefixes read as IPv6 ones of 32 bits or less).
+    let r6 = a6.routes().expect("routes");
+    assert_eq!(r6.len(), 1, "{r6:?}");
+    for o in [&a6, &b6, &a4, &b4] {
+        assert_eq!(
+            o.drops(routing::DropReason::WrongInstanceId),
+            0,
+            "{}",
+            o.describe()
+        );
+        assert_eq!(
+            o.drops(routing::DropReason::OptionsMismatch),
+            0,
+            "{}",
+            o.describe()
+        );
+    }
 }

@@ -39,6 +39,8 @@ use timers::{Clock, TimerQueue};
 const SEND_WAIT: Duration = Duration::from_millis(100);
 /// Packets received but not yet handled by the loop, over all interfaces.
 const PACKET_QUEUE: usize = 1024;
+/// Offset of the Instance ID in the OSPFv3 header (RFC 5340 A.3.1).
+const INSTANCE_ID_AT: usize = 14;
 /// Pause after a failed receive, so a broken socket cannot spin.
 const RECV_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -473,7 +475,11 @@ impl Driver {
             link_local,
             kernel_checksum,
         )?);
-        let reader = tokio::spawn(receive(socket.clone(), self.packet_tx.clone()));
+        let reader = tokio::spawn(receive(
+            socket.clone(),
+            spec.config.instance_id,
+            self.packet_tx.clone(),
+        ));
         tracing::info!(iface = %spec.name, ifindex, %link_local, mtu, "interface up");
         self.ifaces.insert(
             ifindex,
@@ -505,10 +511,16 @@ impl Driver {
 }
 
 /// Receive packets on `socket` and pass them to the loop until it is gone.
-async fn receive(socket: Arc<OspfSocket>, tx: mpsc::Sender<Incoming>) {
+async fn receive(socket: Arc<OspfSocket>, instance_id: u8, tx: mpsc::Sender<Incoming>) {
     let mut buf = vec![0u8; socket::MAX_PACKET];
     loop {
         match socket.recv(&mut buf).await {
+            // Another instance's packet on this link: every raw socket of
+            // protocol 89 gets every packet, and RFC 5838 runs an
+            // instance per address family on the same links. Not ours,
+            // and no fault of the sender's, so not a drop either. (A
+            // packet too short to say goes to the core, which counts it.)
+            Ok(r) if r.len > INSTANCE_ID_AT && buf[INSTANCE_ID_AT] != instance_id => {}
             // Bound to the device, so this holds; a stray packet of
             // another link must not reach that link's neighbours.
             Ok(r) if r.ifindex == socket.ifindex() => {

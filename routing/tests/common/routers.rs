@@ -80,8 +80,22 @@ impl Ours {
         link: LinkType,
         extra: &[String],
     ) -> Self {
+        Self::start_tagged(lab, node, "ospfd", router_id, stubs, link, extra)
+    }
+
+    /// [`Ours::start_with`] under process name `tag`, with a state file of
+    /// its own: for a second instance on the same node.
+    pub fn start_tagged(
+        lab: &lab::Lab,
+        node: &str,
+        tag: &str,
+        router_id: Ipv4Addr,
+        stubs: &[&str],
+        link: LinkType,
+        extra: &[String],
+    ) -> Self {
         let n = lab.node(node);
-        let state_file = lab.work_dir().join(format!("{node}.ospfd.json"));
+        let state_file = lab.work_dir().join(format!("{node}.{tag}.json"));
         let bin = ospfd_binary().display().to_string();
         let mut args = vec![
             bin,
@@ -104,7 +118,7 @@ impl Ours {
         }
         args.extend(extra.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let proc = n.spawn("ospfd", &args).expect("start ospfd");
+        let proc = n.spawn(tag, &args).expect("start ospfd");
         Self {
             node: node.to_owned(),
             router_id,
