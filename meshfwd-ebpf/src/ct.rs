@@ -115,20 +115,31 @@ pub fn check_skb(
     ports: u32,
     tcp_flags: Option<u8>,
 ) -> Result<(), Refusal> {
-    check(
-        Flow::ipv6(ip, ports),
-        tcp_flags,
-        true,
-        |tuple, size, opts| {
-            // SAFETY: a kfunc call with pointers to this frame's stack and
-            // their sizes; the verifier checks the arguments against the
-            // kfunc's BTF, and `status_and_release` releases the result.
-            unsafe {
-                let ct = bpf_skb_ct_lookup(ctx.skb.skb, tuple, size, opts, CT_OPTS_SIZE);
-                status_and_release(ct)
-            }
-        },
-    )
+    check_skb_flow(ctx, Flow::ipv6(ip, ports), tcp_flags)
+}
+
+/// [`check_skb`] for an IPv4 packet.
+#[inline(always)]
+pub fn check_skb4(
+    ctx: &TcContext,
+    ip: &Ipv4Header,
+    ports: u32,
+    tcp_flags: Option<u8>,
+) -> Result<(), Refusal> {
+    check_skb_flow(ctx, Flow::ipv4(ip, ports), tcp_flags)
+}
+
+#[inline(always)]
+fn check_skb_flow(ctx: &TcContext, flow: Flow, tcp_flags: Option<u8>) -> Result<(), Refusal> {
+    check(flow, tcp_flags, true, |tuple, size, opts| {
+        // SAFETY: a kfunc call with pointers to this frame's stack and
+        // their sizes; the verifier checks the arguments against the
+        // kfunc's BTF, and `status_and_release` releases the result.
+        unsafe {
+            let ct = bpf_skb_ct_lookup(ctx.skb.skb, tuple, size, opts, CT_OPTS_SIZE);
+            status_and_release(ct)
+        }
+    })
 }
 
 /// Check a transit frame's flow (as [`check_skb`], but accepted is
@@ -157,7 +168,7 @@ pub fn check_xdp4(
 #[inline(always)]
 fn check_xdp_flow(ctx: &XdpContext, flow: Flow, tcp_flags: Option<u8>) -> Result<(), Refusal> {
     check(flow, tcp_flags, false, |tuple, size, opts| {
-        // SAFETY: as in `check_skb`.
+        // SAFETY: as in `check_skb_flow`.
         unsafe {
             let ct = bpf_xdp_ct_lookup(ctx.ctx, tuple, size, opts, CT_OPTS_SIZE);
             status_and_release(ct)

@@ -13,6 +13,10 @@
 //! not translate it (`crate::ct`): Service and hostPort traffic, whose
 //! replies must be un-NATed, and flows a rule dropped go through netfilter.
 //!
+//! IPv4 takes the same paths (pods' IPv4 addresses are in `ENDPOINTS` as
+//! IPv4-mapped keys, the FIB is the IPv4 one), with the TTL and header
+//! checksum updated instead of the hop limit.
+//!
 //! Anything either program cannot handle is `TCX_NEXT` (`TC_ACT_UNSPEC`):
 //! the hook's next program or classic filter runs, then the kernel, which
 //! holds the same routes, takes it (`TC_ACT_OK` would end the hook there
@@ -34,14 +38,16 @@ use meshfwd_common::{
     endpoint::{ENDPOINT_MAX_ENTRIES, Endpoint, EndpointKey},
     fib,
     packet::{
-        self, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, Ipv6Header, L4_OFFSET, proto,
+        self, ETH_HDR_LEN, ETH_P_IPV6, HOP_LIMIT_OFFSET, IPV6_HDR_LEN, Ipv6Header, L4_OFFSET,
+        ipv4::{self, IPV4_HDR_LEN, Ipv4Header},
+        proto,
     },
     stats::Stat,
 };
 
 use crate::{
     ct::{self, Refusal},
-    xdp::{NH_GROUPS, count, lookup_route, pick_member},
+    xdp::{NH_GROUPS, count, lookup_route, lookup_route4, pick_member},
 };
 
 /// Pods on this node: address -> host veth and MACs (filled by the CNI
@@ -52,12 +58,32 @@ static ENDPOINTS: HashMap<EndpointKey, Endpoint, { ENDPOINT_MAX_ENTRIES as usize
 
 #[classifier]
 pub fn meshfwd_tc_pod(ctx: TcContext) -> i32 {
-    try_pod(&ctx).unwrap_or(TC_ACT_UNSPEC)
+    match ethertype(&ctx) {
+        Some(ETH_P_IPV6) => try_pod(&ctx),
+        Some(ipv4::ETH_P_IP) => try_pod4(&ctx),
+        _ => None,
+    }
+    .unwrap_or(TC_ACT_UNSPEC)
 }
 
 #[classifier]
 pub fn meshfwd_tc_mesh(ctx: TcContext) -> i32 {
-    try_mesh(&ctx).unwrap_or(TC_ACT_UNSPEC)
+    match ethertype(&ctx) {
+        Some(ETH_P_IPV6) => try_mesh(&ctx),
+        Some(ipv4::ETH_P_IP) => try_mesh4(&ctx),
+        _ => None,
+    }
+    .unwrap_or(TC_ACT_UNSPEC)
+}
+
+/// The frame's EtherType.
+#[inline(always)]
+fn ethertype(ctx: &TcContext) -> Option<u16> {
+    let p = ptr_at(ctx, 12, 2)?;
+    // SAFETY: `ptr_at` proved both bytes lie in the linear data.
+    Some(u16::from_be_bytes(unsafe {
+        (p as *const [u8; 2]).read_unaligned()
+    }))
 }
 
 /// Pod egress: to a local pod, else along the FIB.
@@ -102,14 +128,89 @@ fn to_local_pod(ctx: &TcContext, ip: &Ipv6Header, ports: u32, done: Stat) -> Opt
     let ep = *unsafe { ENDPOINTS.get(fib::addr_bytes(&ip.dst)) }?;
     accepted(ctx, ip, ports)?;
     rewrite(ctx, ip.hop_limit, &ep.pod_mac, &ep.host_mac)?;
+    redirect_peer(ep.ifindex, done)
+}
+
+/// Hand the frame to the pod behind host veth `ifindex`; count it as
+/// `done`.
+#[inline(always)]
+fn redirect_peer(ifindex: u32, done: Stat) -> Option<i32> {
     // SAFETY: a plain helper call; the kernel checks the ifindex.
-    let r = unsafe { bpf_redirect_peer(ep.ifindex, 0) };
+    let r = unsafe { bpf_redirect_peer(ifindex, 0) };
     if r == i64::from(TC_ACT_REDIRECT) {
         count(done);
         Some(TC_ACT_REDIRECT)
     } else {
         None
     }
+}
+
+/// Pod egress of IPv4: to a local pod, else along the IPv4 FIB.
+#[inline(always)]
+fn try_pod4(ctx: &TcContext) -> Option<i32> {
+    let ip = parse4(ctx)?;
+    let ports = ports_at(ctx, ip.has_ports(), ipv4::L4_OFFSET);
+    let (src, dst) = (fib::ipv4_mapped(ip.src), fib::ipv4_mapped(ip.dst));
+    if let Some(verdict) = to_local_pod4(ctx, &ip, &dst, ports, Stat::TcPodToPod) {
+        return Some(verdict);
+    }
+    let entry = lookup_route4(&dst);
+    if entry.kind != fib::kind::FORWARD {
+        return None;
+    }
+    let group = NH_GROUPS.get(entry.group)?;
+    let h = fib::flow_hash(&src, &dst, 0, ip.protocol, ports);
+    let nh = pick_member(group, h).ok()?;
+    if !nh.has_mac() || !fits4(ctx, &ip, nh.mtu as usize) {
+        return None;
+    }
+    accepted4(ctx, &ip, ports)?;
+    rewrite4(ctx, &ip, &nh.dst_mac, &nh.src_mac)?;
+    // SAFETY: a plain helper call; the kernel checks the ifindex.
+    let r = unsafe { bpf_redirect(nh.ifindex, 0) };
+    count(Stat::TcPodToMesh);
+    Some(r as i32)
+}
+
+/// Mesh ingress of IPv4: deliver to a local pod, else leave it.
+#[inline(always)]
+fn try_mesh4(ctx: &TcContext) -> Option<i32> {
+    let ip = parse4(ctx)?;
+    let ports = ports_at(ctx, ip.has_ports(), ipv4::L4_OFFSET);
+    to_local_pod4(
+        ctx,
+        &ip,
+        &fib::ipv4_mapped(ip.dst),
+        ports,
+        Stat::TcMeshToPod,
+    )
+}
+
+/// [`to_local_pod`] for IPv4: the pod is found by its IPv4-mapped address.
+#[inline(always)]
+fn to_local_pod4(
+    ctx: &TcContext,
+    ip: &Ipv4Header,
+    dst: &packet::Addr,
+    ports: u32,
+    done: Stat,
+) -> Option<i32> {
+    // SAFETY: the entry is only read, and only its plain-integer fields.
+    let ep = *unsafe { ENDPOINTS.get(fib::addr_bytes(dst)) }?;
+    accepted4(ctx, ip, ports)?;
+    rewrite4(ctx, ip, &ep.pod_mac, &ep.host_mac)?;
+    redirect_peer(ep.ifindex, done)
+}
+
+/// Ask conntrack about an IPv4 flow; count a refusal.
+#[inline(always)]
+fn accepted4(ctx: &TcContext, ip: &Ipv4Header, ports: u32) -> Option<()> {
+    let tcp_flags = match ip.protocol {
+        // SAFETY: `ptr_at` proved the byte lies in the linear data.
+        proto::TCP => ptr_at(ctx, ipv4::L4_OFFSET + TCP_FLAGS_OFFSET, 1).map(|p| unsafe { *p }),
+        _ => None,
+    };
+    counted(ct::check_skb4(ctx, ip, ports, tcp_flags))
 }
 
 /// Ask conntrack (`crate::ct`); count a refusal, which leaves the packet
@@ -121,7 +222,13 @@ fn accepted(ctx: &TcContext, ip: &Ipv6Header, ports: u32) -> Option<()> {
         proto::TCP => ptr_at(ctx, L4_OFFSET + TCP_FLAGS_OFFSET, 1).map(|p| unsafe { *p }),
         _ => None,
     };
-    match ct::check_skb(ctx, ip, ports, tcp_flags) {
+    counted(ct::check_skb(ctx, ip, ports, tcp_flags))
+}
+
+/// Count conntrack's refusal, if any.
+#[inline(always)]
+fn counted(check: Result<(), Refusal>) -> Option<()> {
+    match check {
         Ok(()) => Some(()),
         Err(refusal) => {
             count(match refusal {
@@ -134,15 +241,10 @@ fn accepted(ctx: &TcContext, ip: &Ipv6Header, ports: u32) -> Option<()> {
     }
 }
 
-/// Parse Ethernet + IPv6; `None` for anything the kernel must see.
+/// Parse the IPv6 header (the frame is IPv6: the caller read the
+/// EtherType); `None` for anything the kernel must see.
 #[inline(always)]
 fn parse(ctx: &TcContext) -> Option<Ipv6Header> {
-    let eth = ptr_at(ctx, 0, ETH_HDR_LEN)?;
-    // SAFETY: `ptr_at` proved the 14 header bytes lie in the linear data.
-    let eth = unsafe { (eth as *const [u8; ETH_HDR_LEN]).read_unaligned() };
-    if u16::from_be_bytes([eth[12], eth[13]]) != ETH_P_IPV6 {
-        return None;
-    }
     let hdr = ptr_at(ctx, ETH_HDR_LEN, IPV6_HDR_LEN)?;
     // SAFETY: `ptr_at` proved the 40 header bytes lie in the linear data.
     let ip =
@@ -156,6 +258,46 @@ fn parse(ctx: &TcContext) -> Option<Ipv6Header> {
     })
     .ok()?;
     Some(ip)
+}
+
+/// Parse Ethernet + IPv4 and verify the header (the frame is IPv4);
+/// `None` for anything the kernel must see.
+#[inline(always)]
+fn parse4(ctx: &TcContext) -> Option<Ipv4Header> {
+    let hdr = ptr_at(ctx, ETH_HDR_LEN, IPV4_HDR_LEN)?;
+    // SAFETY: `ptr_at` proved the 20 header bytes lie in the linear data.
+    let bytes = unsafe { (hdr as *const [u8; IPV4_HDR_LEN]).read_unaligned() };
+    let ip = Ipv4Header::from_bytes(&bytes);
+    ipv4::check_frame(&ip, ctx.len() as usize).ok()?;
+    let mut words = [0u16; IPV4_HDR_LEN / 2];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = u16::from_be_bytes([bytes[2 * i], bytes[2 * i + 1]]);
+    }
+    if !ipv4::checksum_ok(&words) {
+        return None;
+    }
+    ipv4::classify(&ip).ok()?;
+    Some(ip)
+}
+
+/// [`fits`] for IPv4.
+#[inline(always)]
+fn fits4(ctx: &TcContext, ip: &Ipv4Header, mtu: usize) -> bool {
+    // SAFETY: a plain read of a field of the context the kernel passed in.
+    let gso_size = unsafe { (*ctx.skb.skb).gso_size } as usize;
+    if gso_size == 0 {
+        return usize::from(ip.total_len) <= mtu;
+    }
+    let l4_header = match ip.protocol {
+        proto::TCP => match ptr_at(ctx, ipv4::L4_OFFSET + 12, 1) {
+            // SAFETY: `ptr_at` proved the byte lies in the linear data.
+            Some(p) => usize::from(unsafe { *p } >> 4) * 4,
+            None => return false,
+        },
+        proto::UDP => 8,
+        _ => return false,
+    };
+    IPV4_HDR_LEN + l4_header + gso_size <= mtu
 }
 
 /// Whether every packet this skb becomes on the wire fits `mtu`.
@@ -188,10 +330,16 @@ fn fits(ctx: &TcContext, ip: &Ipv6Header, mtu: usize) -> bool {
 /// Return the transport ports as one word (0 when absent).
 #[inline(always)]
 fn ports(ctx: &TcContext, ip: &Ipv6Header) -> u32 {
-    if !ip.has_ports() {
+    ports_at(ctx, ip.has_ports(), L4_OFFSET)
+}
+
+/// Return the four bytes at `offset` as one word if `present` (0 else).
+#[inline(always)]
+fn ports_at(ctx: &TcContext, present: bool, offset: usize) -> u32 {
+    if !present {
         return 0;
     }
-    match ptr_at(ctx, L4_OFFSET, 4) {
+    match ptr_at(ctx, offset, 4) {
         // SAFETY: `ptr_at` proved the four bytes lie in the linear data.
         Some(p) => unsafe { (p as *const u32).read_unaligned() },
         None => 0,
@@ -220,6 +368,25 @@ fn rewrite(ctx: &TcContext, hop_limit: u8, dst_mac: &[u8; 6], src_mac: &[u8; 6])
         ETH_HDR_LEN + HOP_LIMIT_OFFSET,
         &(hop_limit - 1),
         u64::from(BPF_F_RECOMPUTE_CSUM),
+    )
+    .ok()
+}
+
+/// [`rewrite`] for IPv4: new MACs, then the TTL, protocol and checksum
+/// (RFC 1624) in one store. The header still sums to all ones after it,
+/// so a CHECKSUM_COMPLETE sum over it stays right without a fix-up.
+#[inline(always)]
+fn rewrite4(ctx: &TcContext, ip: &Ipv4Header, dst_mac: &[u8; 6], src_mac: &[u8; 6]) -> Option<()> {
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(dst_mac);
+    macs[6..].copy_from_slice(src_mac);
+    ctx.store(0, &macs, 0).ok()?;
+    let (ttl, checksum) = ipv4::decrement_ttl(ip.ttl, ip.protocol, ip.checksum);
+    let [c0, c1] = checksum.to_be_bytes();
+    ctx.store(
+        ETH_HDR_LEN + ipv4::TTL_OFFSET,
+        &[ttl, ip.protocol, c0, c1],
+        0,
     )
     .ok()
 }

@@ -261,18 +261,29 @@ fn ipv4_flows_are_checked_like_ipv6_ones() {
         netns::enter(lab.node("ct").netns(), || Ok(h.run(&f.bytes()).0))
             .expect("run in the namespace")
     };
+    let tc = |f: &Frame4| {
+        netns::enter(lab.node("ct").netns(), || Ok(h.run_tc_pod(&f.bytes(), 0).0))
+            .expect("run in the namespace")
+    };
     let ack = |src: &str, dst: &str| {
         let mut f = Frame4::tcp(src, dst, 10);
         f.payload[13] = ACK;
         f
     };
     assert_eq!(xdp(&ack(CLIENT4, SERVER4)), XDP_PASS, "no entry");
+    assert_eq!(
+        tc(&ack(CLIENT4, SERVER4)),
+        TCX_NEXT,
+        "no entry (pod program)"
+    );
     assert_eq!(h.stat(Stat::NewFlow), 1);
+    assert_eq!(h.stat(Stat::TcNewFlow), 1);
     let flow = [
         "-p", "tcp", "-s", CLIENT4, "-d", SERVER4, "--sport", "40000", "--dport", "80",
     ];
     established(&lab, &flow);
     assert_eq!(xdp(&ack(CLIENT4, SERVER4)), XDP_REDIRECT);
+    assert_eq!(tc(&ack(CLIENT4, SERVER4)), TC_ACT_REDIRECT);
     let mut syn = ack(CLIENT4, SERVER4);
     syn.payload[13] = SYN;
     assert_eq!(xdp(&syn), XDP_PASS, "a SYN meets conntrack");
@@ -306,7 +317,9 @@ fn ipv4_flows_are_checked_like_ipv6_ones() {
         ],
     );
     assert_eq!(xdp(&ack(CLIENT4, VIP4)), XDP_PASS);
+    assert_eq!(tc(&ack(CLIENT4, VIP4)), TCX_NEXT);
     assert_eq!(h.stat(Stat::Translated), 1);
+    assert_eq!(h.stat(Stat::TcTranslated), 1);
     // ICMP cannot be asked about.
     let mut icmp = Frame4::udp(CLIENT4, SERVER4, 0, 0);
     icmp.protocol = 1;

@@ -99,3 +99,80 @@ fn the_pod_program_leaves_to_the_kernel_what_xdp_does() {
     let f = Frame::tcp(SRC, DST, 10).bytes();
     assert_eq!(h.run_tc_pod(&f, 0).0, TC_ACT_REDIRECT);
 }
+
+/// IPv4 from a pod: `198.18.100.0/24` via next hop 1 (an IPv6 neighbour).
+fn node4() -> Harness {
+    let mut h = node();
+    h.route4("198.18.100.0".parse().unwrap(), 24, 1);
+    h
+}
+
+#[test]
+fn an_ipv4_packet_that_fits_goes_to_the_mesh_with_ttl_and_checksum_updated() {
+    use support::{Frame4, forwarded4};
+    let h = node4();
+    // 20 + 20 + 1460 = 1500 bytes: exactly the MTU.
+    let f = Frame4::tcp("198.18.1.7", "198.18.100.42", MTU as usize - 40).bytes();
+    let (verdict, out) = h.run_tc_pod(&f, 0);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(
+        out,
+        forwarded4(&f, nh_mac(1)),
+        "exact bytes, checksum recomputed"
+    );
+    let f = Frame4::tcp("198.18.1.7", "198.18.100.42", MTU as usize - 40 + 1).bytes();
+    let (verdict, out) = h.run_tc_pod(&f, 0);
+    assert_eq!(
+        verdict, TCX_NEXT,
+        "too big: the kernel fragments or says so"
+    );
+    assert_eq!(out, f);
+    // GSO: judged by its segments.
+    let mss = MTU as usize - 40;
+    let f = Frame4::tcp("198.18.1.7", "198.18.100.42", 2 * mss).bytes();
+    let (verdict, out) = h.run_tc_pod(&f, mss as u32);
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_eq!(out, forwarded4(&f, nh_mac(1)));
+    let (verdict, _) = h.run_tc_pod(&f, mss as u32 + 1);
+    assert_eq!(verdict, TCX_NEXT);
+}
+
+#[test]
+fn the_pod_program_leaves_to_the_kernel_what_xdp_does_for_ipv4() {
+    use support::Frame4;
+    let h = node4();
+    let ok = || Frame4::udp("198.18.1.7", "198.18.100.42", 1, 2);
+    let mut ttl1 = ok();
+    ttl1.ttl = 1;
+    let mut options = ok();
+    options.options = vec![1, 1, 1, 0];
+    let mut fragment = ok();
+    fragment.frag = 0x2000;
+    let mut bad_sum = ok().bytes();
+    bad_sum[14 + 10] ^= 0xff;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("TTL 1", ttl1.bytes()),
+        ("options", options.bytes()),
+        ("a fragment", fragment.bytes()),
+        ("a bad checksum", bad_sum),
+        (
+            "multicast",
+            Frame4::udp("198.18.1.7", "224.0.0.5", 1, 2).bytes(),
+        ),
+        (
+            "link-local",
+            Frame4::udp("169.254.0.1", "198.18.100.42", 1, 2).bytes(),
+        ),
+        (
+            "no route",
+            Frame4::udp("198.18.1.7", "198.18.200.1", 1, 2).bytes(),
+        ),
+    ];
+    for (what, f) in cases {
+        let (verdict, out) = h.run_tc_pod(&f, 0);
+        assert_eq!(verdict, TCX_NEXT, "{what}");
+        assert_eq!(out, f, "{what}: untouched");
+    }
+    let (verdict, _) = h.run_tc_pod(&ok().bytes(), 0);
+    assert_eq!(verdict, TC_ACT_REDIRECT, "and the ordinary packet goes");
+}
