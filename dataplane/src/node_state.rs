@@ -5,8 +5,12 @@
 //! ```json
 //! {"router_id": "10.0.0.1", "pod_prefix": "fd42:1:2:3::/64",
 //!  "node_address": "fd42:1:2:3::1", "mtu": 1500, "bpffs": "/sys/fs/bpf/kubermesh",
-//!  "pod_attach": "agent"}
+//!  "pod_attach": "agent",
+//!  "ipv4": {"pod_prefix": "198.18.7.0/24", "node_address": "198.18.7.1"}}
 //! ```
+//!
+//! `ipv4` is there only on a node with IPv4 (`[ipv4]` in the agent's
+//! configuration).
 //!
 //! The pod prefix feeds IPAM, the MTU sizes both veth ends, `bpffs` is
 //! where the pinned maps and programs live, and `pod_attach` says who
@@ -24,7 +28,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ipnet::Ipv6Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// Where the agent writes the file, and the plugin reads it, by default.
@@ -56,6 +60,16 @@ pub struct NodeState {
     pub bpffs: PathBuf,
     #[serde(default)]
     pub pod_attach: PodAttach,
+    /// The node's IPv4 prefixes; `None` on an IPv6-only node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4Prefixes>,
+}
+
+/// A node's IPv4 pod prefix and its own address inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4Prefixes {
+    pub pod_prefix: Ipv4Net,
+    pub node_address: Ipv4Addr,
 }
 
 /// Why the state file could not be used.
@@ -97,6 +111,20 @@ impl NodeState {
                 "node address {} is outside the pod prefix {}",
                 self.node_address, self.pod_prefix
             ));
+        }
+        if let Some(v4) = self.ipv4 {
+            if v4.pod_prefix.prefix_len() > 30 || v4.pod_prefix.trunc() != v4.pod_prefix {
+                return Err(format!(
+                    "IPv4 pod prefix {} cannot hold pods",
+                    v4.pod_prefix
+                ));
+            }
+            if !v4.pod_prefix.contains(&v4.node_address) {
+                return Err(format!(
+                    "IPv4 node address {} is outside the IPv4 pod prefix {}",
+                    v4.node_address, v4.pod_prefix
+                ));
+            }
         }
         if !MTU_RANGE.contains(&self.mtu) {
             return Err(format!("mtu {} is outside 1280..=65535", self.mtu));
@@ -177,6 +205,7 @@ mod tests {
             mtu: 1500,
             bpffs: "/sys/fs/bpf/kubermesh".into(),
             pod_attach: PodAttach::Agent,
+            ipv4: None,
         }
     }
 

@@ -20,6 +20,10 @@
 //! 4. **A /128 only inside its advertiser's own /64.** Nobody else's node
 //!    address can be advertised, nor a host route into someone's pods.
 //!
+//! The lengths are the IPv6 ones by default; an IPv4 instance (RFC 5838)
+//! sets its own ([`PrefixPolicy::pod_len`], [`PrefixPolicy::host_len`]:
+//! 24 and 32, say), its prefixes in their LSA encoding.
+//!
 //! Everything outside the cluster prefix that does not cover it (a peer's
 //! own networks) is left alone. A refused prefix is not routed and is
 //! reported, so the embedding can raise an alarm.
@@ -35,12 +39,38 @@ use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 
 /// The cluster's ownership rule (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PrefixPolicy {
     /// Where node prefixes live.
     pub cluster: Ipv6Net,
     /// Routers allowed to advertise default and aggregate routes.
     pub gateways: BTreeSet<Ipv4Addr>,
+    /// Length of a node's pod prefix (64 in IPv6).
+    #[serde(default = "default_pod_len")]
+    pub pod_len: u8,
+    /// Length of a node's own address (128 in IPv6).
+    #[serde(default = "default_host_len")]
+    pub host_len: u8,
+}
+
+fn default_pod_len() -> u8 {
+    64
+}
+
+fn default_host_len() -> u8 {
+    128
+}
+
+impl PrefixPolicy {
+    /// The IPv6 policy for `cluster`.
+    pub fn ipv6(cluster: Ipv6Net, gateways: BTreeSet<Ipv4Addr>) -> Self {
+        PrefixPolicy {
+            cluster,
+            gateways,
+            pod_len: default_pod_len(),
+            host_len: default_host_len(),
+        }
+    }
 }
 
 /// Why a prefix was refused.
@@ -73,7 +103,7 @@ impl PrefixPolicy {
         // Owners of the /64s: root first, then the highest id.
         let mut owner: BTreeMap<Ipv6Net, Ipv4Addr> = BTreeMap::new();
         for (p, adv) in claims {
-            if p.prefix_len() == 64 && cluster.contains(p) {
+            if p.prefix_len() == self.pod_len && cluster.contains(p) {
                 let o = owner.entry(*p).or_insert(*adv);
                 if *o != root && (*adv == root || *adv > *o) {
                     *o = *adv;
@@ -91,9 +121,11 @@ impl PrefixPolicy {
                 None
             } else {
                 match p.prefix_len() {
-                    64 => (owner.get(p) != Some(adv)).then_some(Refusal::Contested),
-                    128 => {
-                        let pod = Ipv6Net::new(p.addr(), 64).ok().map(|n| n.trunc());
+                    l if l == self.pod_len => {
+                        (owner.get(p) != Some(adv)).then_some(Refusal::Contested)
+                    }
+                    l if l == self.host_len => {
+                        let pod = Ipv6Net::new(p.addr(), self.pod_len).ok().map(|n| n.trunc());
                         let own = pod.and_then(|n| owner.get(&n));
                         (own != Some(adv)).then_some(Refusal::OutsideOwnPrefix)
                     }
@@ -125,10 +157,10 @@ mod tests {
     }
 
     fn judge(claims: &[(&str, u8)], gateways: &[u8]) -> Vec<(String, u8, Refusal)> {
-        let policy = PrefixPolicy {
-            cluster: net("fd00:77::/48"),
-            gateways: gateways.iter().map(|g| rid(*g)).collect(),
-        };
+        let policy = PrefixPolicy::ipv6(
+            net("fd00:77::/48"),
+            gateways.iter().map(|g| rid(*g)).collect(),
+        );
         let claims = claims.iter().map(|(p, r)| (net(p), rid(*r))).collect();
         policy
             .judge(rid(1), &claims)
@@ -193,6 +225,38 @@ mod tests {
                 ("fd00:77:0:1::/64".into(), 9, Refusal::Contested),
                 ("fd00:77:0:5::/64".into(), 2, Refusal::Contested),
                 ("fd00:77:0:5::1/128".into(), 2, Refusal::OutsideOwnPrefix),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ipv4_policy_judges_its_own_lengths() {
+        use crate::af::ipv4_to_wire;
+        let v4 = |s: &str| ipv4_to_wire(s.parse().unwrap());
+        let policy = PrefixPolicy {
+            pod_len: 24,
+            host_len: 32,
+            ..PrefixPolicy::ipv6(v4("198.18.0.0/15"), BTreeSet::new())
+        };
+        let claims: BTreeSet<(Ipv6Net, Ipv4Addr)> = [
+            (v4("198.18.7.0/24"), rid(3)),
+            (v4("198.18.7.1/32"), rid(3)),
+            (v4("198.18.7.9/32"), rid(4)),
+            (v4("198.18.8.0/25"), rid(4)),
+            (v4("198.18.0.0/15"), rid(4)),
+        ]
+        .into();
+        let refused: Vec<(Ipv6Net, Refusal)> = policy
+            .judge(rid(1), &claims)
+            .into_iter()
+            .map(|r| (r.prefix, r.reason))
+            .collect();
+        assert_eq!(
+            refused,
+            vec![
+                (v4("198.18.0.0/15"), Refusal::Aggregate),
+                (v4("198.18.7.9/32"), Refusal::OutsideOwnPrefix),
+                (v4("198.18.8.0/25"), Refusal::NotANodePrefix),
             ]
         );
     }

@@ -54,6 +54,10 @@
 //! interval_ms = 10            # desired TX and required RX once Up (1-10000)
 //! multiplier = 3              # packets missed before Down (1-255)
 //!
+//! [ipv4]                      # absent: IPv6 only (--ipv4-cluster-prefix)
+//! cluster_prefix = "198.18.0.0/15"   # each node takes a pod prefix of it
+//! pod_prefix_len = 24
+//!
 //! [[ospf.link]]               # per-link overrides, first match wins
 //! name = "eth2"               # a glob over interface names
 //! network = "broadcast"
@@ -71,7 +75,7 @@ use std::{
 };
 
 use dataplane::{maps::Netfilter, xdp::AttachMode};
-use ipnet::Ipv6Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use meshfwd_common::pin;
 use serde::{Deserialize, Serialize};
 
@@ -453,6 +457,9 @@ pub struct Config {
     pub interfaces: InterfacesConfig,
     pub ospf: OspfConfig,
     pub bfd: BfdConfig,
+    /// IPv4 for pods and nodes (RFC 5838 beside the IPv6 instance);
+    /// absent: IPv6 only.
+    pub ipv4: Option<Ipv4Config>,
     /// The key chain read from `ospf.auth.key_file` by [`Config::load`].
     #[serde(skip)]
     pub keys: Option<routing::packet::auth::KeyChain>,
@@ -483,6 +490,7 @@ impl Default for Config {
             interfaces: InterfacesConfig::default(),
             ospf: OspfConfig::default(),
             bfd: BfdConfig::default(),
+            ipv4: None,
             keys: None,
         }
     }
@@ -571,6 +579,25 @@ pub struct AgentArgs {
     /// RFC's (`rfc`).
     #[arg(long, value_parser = parse_cpid)]
     pub auth_cpid: Option<routing::packet::auth::CpidOrder>,
+    /// Give nodes and pods IPv4 from this prefix too (each node takes a
+    /// pod prefix of `ipv4.pod_prefix_len` bits and its `.1`).
+    #[arg(long, value_name = "PREFIX")]
+    pub ipv4_cluster_prefix: Option<Ipv4Net>,
+}
+
+/// `[ipv4]`: the IPv4 family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ipv4Config {
+    /// The prefix every node's IPv4 pod prefix is carved from.
+    pub cluster_prefix: Ipv4Net,
+    /// Length of a node's IPv4 pod prefix.
+    #[serde(default = "default_pod_prefix_len4")]
+    pub pod_prefix_len: u8,
+}
+
+fn default_pod_prefix_len4() -> u8 {
+    24
 }
 
 fn parse_cpid(s: &str) -> Result<routing::packet::auth::CpidOrder, String> {
@@ -687,6 +714,15 @@ impl Config {
         if a.no_xdp {
             self.xdp = false;
         }
+        if let Some(cluster_prefix) = a.ipv4_cluster_prefix {
+            let pod_prefix_len = self
+                .ipv4
+                .map_or_else(default_pod_prefix_len4, |c| c.pod_prefix_len);
+            self.ipv4 = Some(Ipv4Config {
+                cluster_prefix,
+                pod_prefix_len,
+            });
+        }
         if a.no_kernel_routes {
             self.kernel_routes = false;
         }
@@ -755,6 +791,26 @@ impl Config {
             ));
         }
         check_ifname("local_device", &self.local_device)?;
+        if let Some(v4) = self.ipv4 {
+            let cp = v4.cluster_prefix;
+            if cp.trunc() != cp {
+                return Err(ConfigError::new(
+                    "ipv4.cluster_prefix",
+                    format!("{cp} has host bits set (did you mean {}?)", cp.trunc()),
+                ));
+            }
+            // At least two pod prefixes (subnet 0 is never handed out),
+            // and each with room for pods beside the node's `.1`.
+            if !(cp.prefix_len() < v4.pod_prefix_len && v4.pod_prefix_len <= 29) {
+                return Err(ConfigError::new(
+                    "ipv4.pod_prefix_len",
+                    format!(
+                        "/{} must be longer than ipv4.cluster_prefix {cp} and at most /29",
+                        v4.pod_prefix_len
+                    ),
+                ));
+            }
+        }
         if self.interfaces.include.is_empty() {
             return Err(ConfigError::new(
                 "interfaces.include",
@@ -997,6 +1053,40 @@ mod tests {
         let c = Config::from_toml("metrics = \"off\"").unwrap();
         assert_eq!(c.metrics, MetricsListen::Off);
         assert_eq!(Config::default().metrics.to_string(), DEFAULT_METRICS);
+    }
+
+    #[test]
+    fn ipv4_is_optional_and_checked() {
+        assert!(Config::default().ipv4.is_none(), "IPv6 only unless asked");
+        let c = Config::from_toml("[ipv4]\ncluster_prefix = \"198.18.0.0/15\"").unwrap();
+        c.validate().unwrap();
+        let v4 = c.ipv4.unwrap();
+        assert_eq!(v4.pod_prefix_len, 24);
+        let invalid = |toml: &str| {
+            Config::from_toml(toml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(
+            invalid("[ipv4]\ncluster_prefix = \"198.18.0.1/15\""),
+            "ipv4.cluster_prefix"
+        );
+        for len in [15, 30] {
+            assert_eq!(
+                invalid(&format!(
+                    "[ipv4]\ncluster_prefix = \"198.18.0.0/15\"\npod_prefix_len = {len}"
+                )),
+                "ipv4.pod_prefix_len"
+            );
+        }
+        assert_eq!(
+            Config::from_toml("[ipv4]\ncluster_prefix = \"fd00::/8\"")
+                .unwrap_err()
+                .field,
+            "ipv4.cluster_prefix"
+        );
     }
 
     #[test]

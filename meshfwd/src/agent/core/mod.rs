@@ -36,10 +36,10 @@ use std::{
 };
 
 use dataplane::{
-    node_state::{NodeState, PodAttach},
+    node_state::{Ipv4Prefixes, NodeState, PodAttach},
     tc::{HOST_VETH_PREFIX, POD_VETH_ALIAS},
 };
-use ipnet::Ipv6Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use routing::{
     InterfaceConfig, Rib, RibDiff, driver::InterfaceSpec, neighbor::nsm, state::Summary,
 };
@@ -47,6 +47,7 @@ use routing::{
 use self::{
     identity::{DupDetector, DupEvidence, Identity},
     links::{DownReason, Link, LinkEvent, LinkFilter, LinkTracker, MeshEvent, MeshLink},
+    prefixes::PodSpace as _,
 };
 use super::config::NetworkChoice;
 use crate::{api::AgentCounters, fib::RouteTable};
@@ -69,6 +70,8 @@ pub struct Settings {
     pub cluster_prefix: Ipv6Net,
     /// A fixed pod prefix; `None` chooses one.
     pub pod_prefix: Option<Ipv6Net>,
+    /// Where IPv4 pod prefixes come from; `None`: IPv6 only.
+    pub ipv4: Option<prefixes::Ipv4Space>,
     /// Turn DAD off on links that may join the mesh.
     pub skip_dad: bool,
     /// Which links may join the mesh.
@@ -94,6 +97,9 @@ pub enum Event {
     Link(LinkEvent),
     /// Route changes from OSPF, in order.
     Rib(Vec<RibDiff>),
+    /// Route changes from the IPv4 instance (RFC 5838), in order; its
+    /// prefixes in their LSA encoding (`routing::af`).
+    Rib4(Vec<RibDiff>),
     /// The periodic sample of OSPF, with 64 fresh random bits (a new router
     /// id after a collision is drawn from them).
     OspfSample { summary: Summary, salt: u64 },
@@ -119,6 +125,9 @@ pub enum Action {
     StartOspf {
         router_id: Ipv4Addr,
         stubs: Vec<Ipv6Net>,
+        /// The IPv4 instance's prefixes (in their LSA encoding), when the
+        /// node has IPv4: it starts beside the IPv6 one.
+        stubs4: Option<Vec<Ipv6Net>>,
     },
     /// Run OSPF on a link.
     OspfAddInterface(InterfaceSpec),
@@ -126,6 +135,8 @@ pub enum Action {
     OspfRemoveInterface { ifname: String },
     /// Advertise these prefixes instead.
     OspfStubPrefixes(Vec<Ipv6Net>),
+    /// The IPv4 instance advertises these instead (LSA encoding).
+    OspfStubPrefixes4(Vec<Ipv6Net>),
     /// Attach XDP to a mesh link (kept if an earlier run attached it).
     AttachXdp { ifname: String },
     /// Forget the XDP pin of a link that was deleted.
@@ -139,6 +150,9 @@ pub enum Action {
     /// Make the node's /128 the one address of the cluster prefix on the
     /// local device.
     SetNodeAddress(Ipv6Addr),
+    /// Make the node's IPv4 /32 the one address of the IPv4 cluster prefix
+    /// on the local device.
+    SetNodeAddress4(Ipv4Addr),
     /// Write the node state file for the CNI plugin.
     WriteState(NodeState),
     /// Attach the TC fast path to a pod's host veth.
@@ -181,6 +195,38 @@ impl NodePrefixes {
     }
 }
 
+/// The node's IPv4 prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePrefixes4 {
+    pub pod_prefix: Ipv4Net,
+    pub attempt: u32,
+    pub node_address: Ipv4Addr,
+}
+
+impl NodePrefixes4 {
+    fn new(pod_prefix: Ipv4Net, attempt: u32) -> Self {
+        NodePrefixes4 {
+            pod_prefix,
+            attempt,
+            node_address: prefixes::node_address4(pod_prefix),
+        }
+    }
+
+    /// The node's IPv4 prefixes.
+    pub fn own(&self) -> Vec<Ipv4Net> {
+        vec![self.pod_prefix, Ipv4Net::from(self.node_address)]
+    }
+
+    /// What the IPv4 OSPF instance advertises: [`Self::own`] in the LSA
+    /// encoding.
+    fn stubs(&self) -> Vec<Ipv6Net> {
+        self.own()
+            .into_iter()
+            .map(routing::af::ipv4_to_wire)
+            .collect()
+    }
+}
+
 /// What the pod prefix check last looked at, so an unchanged picture is
 /// not worked through again.
 type PrefixInputs = (Ipv4Addr, BTreeSet<Ipv4Addr>, Vec<Ipv6Net>);
@@ -192,7 +238,10 @@ pub struct Core {
     identity: Identity,
     links: LinkTracker,
     prefixes: NodePrefixes,
+    prefixes4: Option<NodePrefixes4>,
     rib: Rib,
+    /// The IPv4 instance's routes (prefixes in their LSA encoding).
+    rib4: Rib,
     dup: DupDetector,
     /// A configured router id in use elsewhere has been reported.
     dup_reported: bool,
@@ -236,8 +285,13 @@ impl Core {
                 0,
             ),
         };
+        let prefixes4 = settings
+            .ipv4
+            .map(|space| NodePrefixes4::new(space.candidate(identity.router_id, 0), 0));
         let dead_ms = u64::from(settings.interface.dead_interval) * 1_000;
         Core {
+            prefixes4,
+            rib4: Rib::default(),
             bfd: settings.bfd.map(bfd::BfdClient::new),
             settings,
             identity,
@@ -302,6 +356,13 @@ impl Core {
                 }
                 self.send_table(&mut out);
             }
+            Event::Rib4(diffs) => {
+                for diff in &diffs {
+                    self.rib4.apply(diff);
+                    self.counters.rib_changes += 1;
+                }
+                self.send_table(&mut out);
+            }
             Event::OspfSample { summary, salt } => {
                 if let Some(b) = &mut self.bfd {
                     b.sample(&summary, &mut out);
@@ -325,6 +386,11 @@ impl Core {
     /// The node's prefixes.
     pub fn prefixes(&self) -> &NodePrefixes {
         &self.prefixes
+    }
+
+    /// The node's IPv4 prefixes, if it has IPv4.
+    pub fn prefixes4(&self) -> Option<&NodePrefixes4> {
+        self.prefixes4.as_ref()
     }
 
     /// The links and which of them run OSPF.
@@ -379,6 +445,7 @@ impl Core {
         Action::StartOspf {
             router_id: self.identity.router_id,
             stubs: self.prefixes.own(),
+            stubs4: self.prefixes4.map(|p| p.stubs()),
         }
     }
 
@@ -490,12 +557,21 @@ impl Core {
     /// Hand the route table to the map writer.
     fn send_table(&mut self, out: &mut Vec<Action>) {
         let links = &self.links;
-        let table = table::desired_table(
+        let mut table = table::desired_table(
             &self.rib,
             |ifindex| links.mesh_link(ifindex).is_some(),
             &[self.prefixes.node_address],
             &self.prefixes.own(),
         );
+        if let Some(p4) = &self.prefixes4 {
+            table::add_ipv4(
+                &mut table,
+                &self.rib4,
+                |ifindex| links.mesh_link(ifindex).is_some(),
+                p4.node_address,
+                &p4.own(),
+            );
+        }
         self.counters.tables_sent += 1;
         out.push(Action::ApplyTable(table));
     }
@@ -505,6 +581,9 @@ impl Core {
     fn publish(&mut self, out: &mut Vec<Action>) {
         let p = self.prefixes;
         out.push(Action::SetNodeAddress(p.node_address));
+        if let Some(p4) = self.prefixes4 {
+            out.push(Action::SetNodeAddress4(p4.node_address));
+        }
         let state = NodeState {
             router_id: self.identity.router_id,
             pod_prefix: p.pod_prefix,
@@ -517,6 +596,10 @@ impl Core {
             } else {
                 PodAttach::Plugin
             },
+            ipv4: self.prefixes4.map(|p4| Ipv4Prefixes {
+                pod_prefix: p4.pod_prefix,
+                node_address: p4.node_address,
+            }),
         };
         if self.published.as_ref() != Some(&state) {
             self.published = Some(state.clone());
@@ -591,6 +674,44 @@ impl Core {
         if self.settings.pod_prefix.is_none() && synced && quiet {
             self.check_pod_prefix(now, s, out);
         }
+        if synced && quiet {
+            self.check_pod_prefix4(s, out);
+        }
+    }
+
+    /// The pod prefix rule over the IPv4 space, among the same routers.
+    ///
+    /// IPv4 prefixes held outside the rule are avoided as in IPv6. A node
+    /// with pods keeps its IPv4 prefix (the IPv4 instance's clashes are
+    /// not sampled yet, so none is ever proven).
+    fn check_pod_prefix4(&mut self, s: &Summary, out: &mut Vec<Action>) {
+        let (Some(space), Some(current)) = (self.settings.ipv4, self.prefixes4) else {
+            return;
+        };
+        let me = self.identity.router_id;
+        let routers: BTreeSet<Ipv4Addr> =
+            s.reachable.iter().copied().filter(|r| *r != me).collect();
+        let advertised: Vec<Ipv4Net> = self
+            .rib4
+            .routes
+            .keys()
+            .filter_map(|p| routing::af::wire_to_ipv4(*p))
+            .collect();
+        let Some((prefix, attempt)) = prefixes::choose_pod_prefix(space, me, &routers, advertised)
+        else {
+            tracing::error!(cluster_prefix = %space.cluster, "no free IPv4 pod prefix left: keeping ours");
+            return;
+        };
+        if prefix == current.pod_prefix || self.has_pods() {
+            return;
+        }
+        tracing::warn!(old = %current.pod_prefix, new = %prefix, attempt, "IPv4 pod prefix taken by a higher router id: moving");
+        let p4 = NodePrefixes4::new(prefix, attempt);
+        self.prefixes4 = Some(p4);
+        self.counters.pod_prefix_moves += 1;
+        out.push(Action::OspfStubPrefixes4(p4.stubs()));
+        self.publish(out);
+        self.send_table(out);
     }
 
     /// Two neighbours of ours with one router id on different links are
@@ -691,6 +812,13 @@ impl Core {
     fn restart_ospf(&mut self, out: &mut Vec<Action>) {
         self.counters.router_id_changes += 1;
         self.rib = Rib::default();
+        self.rib4 = Rib::default();
+        if let Some(space) = self.settings.ipv4 {
+            self.prefixes4 = Some(NodePrefixes4::new(
+                space.candidate(self.identity.router_id, 0),
+                0,
+            ));
+        }
         self.dup.reset();
         self.last_prefix_check = None;
         if self.settings.pod_prefix.is_none() {

@@ -11,13 +11,18 @@
 //! The node's own address is `::1` of its pod prefix (the CNI plugin's IPAM
 //! skips `::` and `::1`), advertised as a /128 next to the /64 and put on
 //! the local dummy device.
+//!
+//! IPv4 pod prefixes (a /24 by default, of an IPv4 cluster prefix) follow
+//! the same rule over their own space ([`Ipv4Space`]): the rule needs only
+//! the router ids, so every node computes every node's IPv4 prefix alike
+//! too. The node's IPv4 address is `.1` of its pod prefix.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, Ipv6Addr},
 };
 
-use ipnet::Ipv6Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use meshfwd_common::hash::stable_hash;
 
@@ -46,10 +51,66 @@ pub fn node_address(pod_prefix: Ipv6Net) -> Ipv6Addr {
     Ipv6Addr::from(u128::from(pod_prefix.network()) | 1)
 }
 
+/// Where pod prefixes are carved from: the cluster prefix of a family and
+/// the pod prefix's length.
+pub trait PodSpace: Copy {
+    type Net: Copy + Ord + std::fmt::Debug;
+    /// Candidate number `attempt` for `router_id`.
+    fn candidate(self, router_id: Ipv4Addr, attempt: u32) -> Self::Net;
+    /// Whether `p` is a pod prefix of this space.
+    fn holds(self, p: &Self::Net) -> bool;
+}
+
+/// The IPv6 space: /64s of the cluster prefix.
+impl PodSpace for Ipv6Net {
+    type Net = Ipv6Net;
+    fn candidate(self, router_id: Ipv4Addr, attempt: u32) -> Ipv6Net {
+        pod_prefix_candidate(self, router_id, attempt)
+    }
+    fn holds(self, p: &Ipv6Net) -> bool {
+        p.prefix_len() == 64 && self.contains(p)
+    }
+}
+
+/// The IPv4 space: prefixes of `pod_len` bits of `cluster`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Space {
+    pub cluster: Ipv4Net,
+    pub pod_len: u8,
+}
+
+impl PodSpace for Ipv4Space {
+    type Net = Ipv4Net;
+    /// Subnet 0 of the cluster is never handed out, as in IPv6. The space
+    /// must hold at least two pod prefixes (checked with the settings).
+    fn candidate(self, router_id: Ipv4Addr, attempt: u32) -> Ipv4Net {
+        let bits = u32::from(self.pod_len.saturating_sub(self.cluster.prefix_len())).max(1);
+        let slots = 1u64 << bits;
+        let h = stable_hash(&[
+            b"kubermesh/pod-prefix4",
+            &router_id.octets(),
+            &attempt.to_be_bytes(),
+        ]);
+        let slot = 1 + h % (slots - 1);
+        let base = u32::from(self.cluster.network());
+        let shift = 32 - u32::from(self.pod_len);
+        let net = Ipv4Addr::from(base | ((slot as u32) << shift));
+        Ipv4Net::new(net, self.pod_len).map_or(self.cluster, |n| n.trunc())
+    }
+    fn holds(self, p: &Ipv4Net) -> bool {
+        p.prefix_len() == self.pod_len && self.cluster.contains(p)
+    }
+}
+
+/// Return the node's own IPv4 address inside its pod prefix (`.1`).
+pub fn node_address4(pod_prefix: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(pod_prefix.network()) | 1)
+}
+
 /// The automatic pod prefixes of a cluster: router id -> (prefix,
 /// attempt), as every node computes it alike from the router ids in its
 /// LSDB.
-pub type Assignment = BTreeMap<Ipv4Addr, (Ipv6Net, u32)>;
+pub type Assignment<N = Ipv6Net> = BTreeMap<Ipv4Addr, (N, u32)>;
 
 /// Settle the pod prefixes of `routers` the way the rule says, in one go.
 ///
@@ -62,16 +123,16 @@ pub type Assignment = BTreeMap<Ipv4Addr, (Ipv6Net, u32)>;
 /// every node with the same LSDB reaches the same answer, and a clash
 /// never forms. `taken` are /64s held by someone outside the rule (a node
 /// with a configured pod prefix); nobody is assigned those.
-pub fn assign(
-    cluster: Ipv6Net,
+pub fn assign<S: PodSpace>(
+    space: S,
     routers: &BTreeSet<Ipv4Addr>,
-    taken: &BTreeSet<Ipv6Net>,
-) -> Assignment {
-    let mut used: BTreeSet<Ipv6Net> = taken.clone();
+    taken: &BTreeSet<S::Net>,
+) -> Assignment<S::Net> {
+    let mut used: BTreeSet<S::Net> = taken.clone();
     let mut out = Assignment::new();
     for r in routers.iter().rev() {
         let choice = (0..MAX_ATTEMPTS)
-            .map(|a| (pod_prefix_candidate(cluster, *r, a), a))
+            .map(|a| (space.candidate(*r, a), a))
             .find(|(p, _)| !used.contains(p));
         if let Some((p, a)) = choice {
             used.insert(p);
@@ -87,30 +148,30 @@ pub fn assign(
 ///
 /// A /64 of the cluster in the RIB that no automatic choice explains is
 /// held outside the rule (a configured pod prefix) and is avoided.
-pub fn choose_pod_prefix(
-    cluster: Ipv6Net,
+pub fn choose_pod_prefix<S: PodSpace>(
+    space: S,
     me: Ipv4Addr,
     others: &BTreeSet<Ipv4Addr>,
-    advertised: impl IntoIterator<Item = Ipv6Net>,
-) -> Option<(Ipv6Net, u32)> {
+    advertised: impl IntoIterator<Item = S::Net>,
+) -> Option<(S::Net, u32)> {
     let mut routers = others.clone();
     routers.insert(me);
-    let first = assign(cluster, &routers, &BTreeSet::new());
+    let first = assign(space, &routers, &BTreeSet::new());
     // Our own choice explains nothing: the RIB never holds what we
     // advertise, so if it shows our choice, someone else has it.
-    let explained: BTreeSet<Ipv6Net> = first
+    let explained: BTreeSet<S::Net> = first
         .iter()
         .filter(|(r, _)| **r != me)
         .map(|(_, (p, _))| *p)
         .collect();
-    let foreign: BTreeSet<Ipv6Net> = advertised
+    let foreign: BTreeSet<S::Net> = advertised
         .into_iter()
-        .filter(|p| p.prefix_len() == 64 && cluster.contains(p) && !explained.contains(p))
+        .filter(|p| space.holds(p) && !explained.contains(p))
         .collect();
     if foreign.is_empty() {
         return first.get(&me).copied();
     }
-    assign(cluster, &routers, &foreign).get(&me).copied()
+    assign(space, &routers, &foreign).get(&me).copied()
 }
 
 #[cfg(test)]
@@ -253,5 +314,45 @@ mod tests {
         let theirs = pod_prefix_candidate(c, other, 0);
         let (p, _) = choose_pod_prefix(c, me, &[other].into(), [theirs]).unwrap();
         assert_eq!(p, first);
+    }
+
+    #[test]
+    fn ipv4_pod_prefixes_follow_the_same_rule_in_their_own_space() {
+        let space = Ipv4Space {
+            cluster: "198.18.0.0/15".parse().unwrap(),
+            pod_len: 24,
+        };
+        for n in 0..2000 {
+            let p = space.candidate(rid(n), n % 3);
+            assert_eq!(p.prefix_len(), 24);
+            assert!(space.cluster.contains(&p));
+            assert_ne!(
+                p.network(),
+                space.cluster.network(),
+                "subnet 0 is kept free"
+            );
+        }
+        // Pinned: a changed hash would renumber every IPv4 pod.
+        assert_eq!(
+            space.candidate(Ipv4Addr::new(10, 0, 0, 1), 0),
+            "198.18.64.0/24".parse::<Ipv4Net>().unwrap()
+        );
+        // 511 slots for 300 routers: clashes are certain, and settled.
+        let ids: BTreeSet<Ipv4Addr> = (1..=300).map(|n| rid(n * 7919)).collect();
+        let all = assign(space, &ids, &BTreeSet::new());
+        let distinct: BTreeSet<_> = all.values().map(|(p, _)| *p).collect();
+        assert_eq!(distinct.len(), ids.len());
+        for me in ids.iter().step_by(37) {
+            let mut others = ids.clone();
+            others.remove(me);
+            assert_eq!(
+                choose_pod_prefix(space, *me, &others, []),
+                all.get(me).copied()
+            );
+        }
+        assert_eq!(
+            node_address4("198.18.7.0/24".parse().unwrap()),
+            Ipv4Addr::new(198, 18, 7, 1)
+        );
     }
 }

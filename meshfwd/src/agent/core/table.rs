@@ -31,15 +31,7 @@ pub fn desired_table(
         if own.contains(&p) || is_link_local(prefix) {
             continue;
         }
-        let hops: BTreeSet<NextHopKey> = route
-            .nexthops
-            .iter()
-            .filter(|nh| live(nh.ifindex))
-            .map(|nh| NextHopKey {
-                ifindex: nh.ifindex,
-                via: nh.addr,
-            })
-            .collect();
+        let hops = live_hops(route, &live);
         if !hops.is_empty() {
             t.routes.insert(p.into(), hops);
         }
@@ -47,6 +39,43 @@ pub fn desired_table(
     t.local
         .extend(local.iter().map(|a| std::net::IpAddr::V6(*a)));
     t
+}
+
+/// A route's next hops through live links.
+fn live_hops(route: &routing::Route, live: impl Fn(u32) -> bool) -> BTreeSet<NextHopKey> {
+    route
+        .nexthops
+        .iter()
+        .filter(|nh| live(nh.ifindex))
+        .map(|nh| NextHopKey {
+            ifindex: nh.ifindex,
+            via: nh.addr,
+        })
+        .collect()
+}
+
+/// Add the IPv4 instance's routes (prefixes in their LSA encoding) to
+/// `t`, by the same rules, and the node's IPv4 address as local.
+pub fn add_ipv4(
+    t: &mut RouteTable,
+    rib4: &Rib,
+    live: impl Fn(u32) -> bool,
+    local: std::net::Ipv4Addr,
+    own: &[ipnet::Ipv4Net],
+) {
+    for (prefix, route) in &rib4.routes {
+        let Some(p) = routing::af::wire_to_ipv4(*prefix) else {
+            continue;
+        };
+        if own.contains(&p) {
+            continue;
+        }
+        let hops = live_hops(route, &live);
+        if !hops.is_empty() {
+            t.routes.insert(p.into(), hops);
+        }
+    }
+    t.local.insert(local.into());
 }
 
 #[cfg(test)]

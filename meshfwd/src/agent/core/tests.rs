@@ -37,6 +37,7 @@ fn settings() -> Settings {
         mtu: 1500,
         bpffs: "/sys/fs/bpf/test".into(),
         bfd: None,
+        ipv4: None,
     }
 }
 
@@ -196,6 +197,7 @@ fn start_sets_the_node_up_in_order() {
         Action::StartOspf {
             router_id: rid(7),
             stubs: vec![pod, Ipv6Net::from(node)],
+            stubs4: None,
         },
         Action::SetNodeAddress(node),
         Action::WriteState(NodeState {
@@ -205,6 +207,7 @@ fn start_sets_the_node_up_in_order() {
             mtu: 1500,
             bpffs: "/sys/fs/bpf/test".into(),
             pod_attach: PodAttach::Agent,
+            ipv4: None,
         }),
     ];
     want.extend(link_up(3, "m-b"));
@@ -380,7 +383,8 @@ fn a_neighbour_with_our_router_id_makes_us_take_a_new_one() {
         actions[0],
         Action::StartOspf {
             router_id: new_id,
-            stubs: core.prefixes().own()
+            stubs: core.prefixes().own(),
+            stubs4: None,
         }
     );
     assert_eq!(states(&actions)[0].router_id, new_id);
@@ -897,4 +901,73 @@ fn bfd_on_a_shared_segment_takes_down_the_adjacency_only() {
             router_id: rid(5)
         }]
     );
+}
+
+#[test]
+fn a_node_with_ipv4_advertises_routes_and_publishes_both_families() {
+    use ipnet::Ipv4Net;
+    let space = prefixes::Ipv4Space {
+        cluster: "198.18.0.0/15".parse().unwrap(),
+        pod_len: 24,
+    };
+    let dump: Vec<LinkEvent> = [mesh_link(3, "m-b"), mesh_link(4, "m-c")].concat();
+    let mut core = Core::new(
+        Settings {
+            ipv4: Some(space),
+            ..settings()
+        },
+        Identity::derived(&7u32.to_be_bytes(), identity::IdSource::Random),
+        dump,
+    );
+    core.identity.router_id = rid(7);
+    core.prefixes4 = Some(NodePrefixes4::new(space.candidate(rid(7), 0), 0));
+    let p4 = *core.prefixes4().expect("IPv4 prefixes");
+    assert!(space.cluster.contains(&p4.pod_prefix));
+    assert_eq!(p4.pod_prefix.prefix_len(), 24);
+    let actions = core.handle(0, Event::Start);
+    // The IPv4 instance starts with the node's IPv4 prefixes in their LSA
+    // encoding, and the node's /32 goes on the local device.
+    let stubs4 = actions.iter().find_map(|a| match a {
+        Action::StartOspf { stubs4, .. } => stubs4.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        stubs4,
+        Some(vec![
+            routing::af::ipv4_to_wire(p4.pod_prefix),
+            routing::af::ipv4_to_wire(Ipv4Net::from(p4.node_address)),
+        ])
+    );
+    assert!(actions.contains(&Action::SetNodeAddress4(p4.node_address)));
+    let state = states(&actions)[0];
+    assert_eq!(state.ipv4.map(|v| v.pod_prefix), Some(p4.pod_prefix));
+    assert_eq!(state.ipv4.map(|v| v.node_address), Some(p4.node_address));
+    // A neighbour's IPv4 pod prefix from the IPv4 instance: routed via its
+    // IPv6 link-local address; our own prefixes never are.
+    let theirs: Ipv4Net = "198.18.200.0/24".parse().unwrap();
+    let via = ll(3);
+    let route = |p: Ipv4Net| {
+        (
+            routing::af::ipv4_to_wire(p),
+            Route {
+                cost: 10,
+                nexthops: [routing::NextHop {
+                    ifindex: 3,
+                    addr: via,
+                }]
+                .into(),
+            },
+        )
+    };
+    let actions = core.handle(
+        10,
+        Event::Rib4(vec![rib_diff(&[route(theirs), route(p4.pod_prefix)])]),
+    );
+    let t = tables(&actions)[0];
+    assert_eq!(
+        t.routes.get(&theirs.into()),
+        Some(&[crate::fib::NextHopKey { ifindex: 3, via }].into())
+    );
+    assert!(!t.routes.contains_key(&p4.pod_prefix.into()));
+    assert!(t.local.contains(&p4.node_address.into()));
 }

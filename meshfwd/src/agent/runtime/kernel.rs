@@ -321,6 +321,83 @@ pub fn enable_forwarding(proc_sys: &Path) -> Result<Vec<String>> {
     Ok(changed)
 }
 
+/// Turn on IPv4 forwarding for a node with IPv4, with loose reverse-path
+/// filtering: an IPv4 route's next hop is an IPv6 neighbour, and with ECMP
+/// a flow's packets may arrive on another member than the reverse route
+/// picks, which strict filtering would drop. Return the sysctls changed.
+pub fn enable_ipv4_forwarding(proc_sys: &Path) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    for (key, value) in [
+        ("net/ipv4/ip_forward", "1"),
+        ("net/ipv4/conf/all/rp_filter", "2"),
+        ("net/ipv4/conf/default/rp_filter", "2"),
+    ] {
+        if set_sysctl(proc_sys, key, value)? {
+            changed.push(key.replace('/', "."));
+        }
+    }
+    Ok(changed)
+}
+
+/// Make the IPv4 addresses inside `managed` (the IPv4 cluster prefix) on
+/// `ifindex` exactly `want` (as /32s); every other address is left alone.
+/// Return (added, removed).
+pub async fn sync_addresses4(
+    handle: &Handle,
+    ifindex: u32,
+    managed: ipnet::Ipv4Net,
+    want: &[std::net::Ipv4Addr],
+) -> Result<(usize, usize)> {
+    use netlink_packet_route::address::{AddressAttribute as A, AddressMessage};
+    let msgs: Vec<AddressMessage> = handle
+        .address()
+        .get()
+        .set_link_index_filter(ifindex)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("listing addresses"))?;
+    let mut have = BTreeSet::new();
+    let mut removed = 0;
+    for m in msgs {
+        if m.header.index != ifindex {
+            continue;
+        }
+        let Some(addr) = m.attributes.iter().find_map(|a| match a {
+            A::Local(IpAddr::V4(v4)) | A::Address(IpAddr::V4(v4)) => Some(*v4),
+            _ => None,
+        }) else {
+            continue;
+        };
+        if !managed.contains(&addr) {
+            continue;
+        }
+        if want.contains(&addr) && m.header.prefix_len == 32 {
+            have.insert(addr);
+        } else {
+            handle
+                .address()
+                .del(m)
+                .execute()
+                .await
+                .map_err(nl(format!("removing {addr}")))?;
+            removed += 1;
+        }
+    }
+    let mut added = 0;
+    for addr in want.iter().filter(|a| !have.contains(*a)) {
+        handle
+            .address()
+            .add(ifindex, IpAddr::V4(*addr), 32)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("adding {addr}/32")))?;
+        added += 1;
+    }
+    Ok((added, removed))
+}
+
 /// Turn off duplicate address detection on `ifname` (`default` for links
 /// created from now on). Return whether anything changed.
 pub fn skip_dad(proc_sys: &Path, ifname: &str) -> Result<bool> {

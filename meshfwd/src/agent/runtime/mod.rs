@@ -115,6 +115,8 @@ pub struct Agent {
     /// The device carrying the node's /128 (`lo` without dummy support).
     local_device: (u32, String),
     ospf: Option<Ospf>,
+    /// The IPv4 instance (RFC 5838), on a node with IPv4.
+    ospf4: Option<Ospf>,
     dataplane: Dataplane,
     /// The control socket, bound at start, served by `run`.
     listener: Option<tokio::net::UnixListener>,
@@ -158,6 +160,13 @@ impl Agent {
             Ok(changed) if !changed.is_empty() => tracing::info!(?changed, "sysctls set"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not enable IPv6 forwarding"),
+        }
+        if config.ipv4.is_some() {
+            match kernel::enable_ipv4_forwarding(Path::new(PROC_SYS)) {
+                Ok(changed) if !changed.is_empty() => tracing::info!(?changed, "sysctls set"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not enable IPv4 forwarding"),
+            }
         }
         let (netlink, notifications) = kernel::open().map_err(AgentError::Netlink)?;
         let links = kernel::dump(&netlink).await?;
@@ -250,6 +259,7 @@ impl Agent {
             notifications,
             local_device,
             ospf: None,
+            ospf4: None,
             dataplane,
             netfilter,
             boot_count: (boot_count, 0),
@@ -326,6 +336,16 @@ impl Agent {
                         None => AgentError::NoOspf,
                     }),
                 },
+                diffs = next_ribs(&mut self.ospf4) => match diffs {
+                    Some(diffs) => {
+                        let actions = self.core.handle(self.now(), Event::Rib4(diffs));
+                        self.execute_logged(actions).await;
+                    }
+                    None => break Err(match self.ospf4.as_mut() {
+                        Some(o) => o.died().await.into(),
+                        None => AgentError::NoOspf,
+                    }),
+                },
                 Some(change) = next_bfd(&mut self.bfd) => {
                     let actions = self.core.handle(self.now(), Event::Bfd(change));
                     self.execute_logged(actions).await;
@@ -362,8 +382,14 @@ impl Agent {
                 {
                     tracing::warn!(error = %e, "recording the restart failed: the next start counts it as unplanned");
                 }
+                if let Some(o4) = self.ospf4.take() {
+                    o4.stop_for_restart(period).await;
+                }
                 ospf.stop_for_restart(period).await;
             } else {
+                if let Some(o4) = self.ospf4.take() {
+                    o4.stop().await;
+                }
                 ospf.stop().await;
             }
         }
@@ -448,8 +474,12 @@ impl Agent {
                         }
                     }
                 }
-                Action::StartOspf { router_id, stubs } => {
-                    if let Some(old) = self.ospf.take() {
+                Action::StartOspf {
+                    router_id,
+                    stubs,
+                    stubs4,
+                } => {
+                    for old in [self.ospf.take(), self.ospf4.take()].into_iter().flatten() {
                         // The old id's LSAs leave every LSDB now rather
                         // than linger for an hour (MaxAge).
                         if let Err(e) = old.handle.retire().await {
@@ -465,9 +495,26 @@ impl Agent {
                             restart::Start::Graceful(period, reason) => Some((period, reason)),
                             restart::Start::Fresh | restart::Start::Late => None,
                         };
+                    if let (Some(stubs4), Some(v4)) = (stubs4, self.config.ipv4) {
+                        let af = routing::AddressFamily::Ipv4 {
+                            interface_address: self.core.prefixes4().map(|p| p.node_address),
+                        };
+                        self.ospf4 = Some(Ospf::start(
+                            &self.config.ospf,
+                            af,
+                            routing::af::ipv4_to_wire(v4.cluster_prefix),
+                            v4.pod_prefix_len,
+                            router_id,
+                            stubs4,
+                            boot,
+                            restarting,
+                        ));
+                    }
                     self.ospf = Some(Ospf::start(
                         &self.config.ospf,
+                        routing::AddressFamily::Ipv6,
                         self.config.cluster_prefix,
+                        0,
                         router_id,
                         stubs,
                         boot,
@@ -476,6 +523,17 @@ impl Agent {
                 }
                 Action::OspfAddInterface(spec) => {
                     let name = spec.name.clone();
+                    if let Some(o4) = &self.ospf4 {
+                        // The same link, the IPv4 instance's Instance ID.
+                        let mut spec4 = spec.clone();
+                        spec4.config.instance_id = routing::AddressFamily::Ipv4 {
+                            interface_address: None,
+                        }
+                        .default_instance_id();
+                        if let Err(e) = o4.handle.add_interface(spec4).await {
+                            tracing::warn!(iface = %name, error = %e, "starting IPv4 OSPF on the interface failed");
+                        }
+                    }
                     let added = match &self.ospf {
                         Some(o) => o.handle.add_interface(spec).await.map(drop),
                         None => Err(std::io::Error::other("OSPF is not running")),
@@ -485,10 +543,35 @@ impl Agent {
                     }
                 }
                 Action::OspfRemoveInterface { ifname } => {
-                    if let Some(o) = &self.ospf
-                        && let Err(e) = o.handle.remove_interface(&ifname).await
+                    for o in [&self.ospf, &self.ospf4].into_iter().flatten() {
+                        if let Err(e) = o.handle.remove_interface(&ifname).await {
+                            tracing::warn!(iface = %ifname, error = %e, "removing the interface from OSPF");
+                        }
+                    }
+                }
+                Action::OspfStubPrefixes4(stubs) => {
+                    if let Some(o) = &self.ospf4
+                        && let Err(e) = o.handle.set_stub_prefixes(stubs).await
                     {
-                        tracing::warn!(iface = %ifname, error = %e, "removing the interface from OSPF");
+                        tracing::warn!(error = %e, "advertising the node's IPv4 prefixes failed");
+                    }
+                }
+                Action::SetNodeAddress4(addr) => {
+                    let Some(v4) = self.config.ipv4 else { continue };
+                    let (ifindex, device) = &self.local_device;
+                    let synced = kernel::sync_addresses4(
+                        &self.netlink,
+                        *ifindex,
+                        v4.cluster_prefix,
+                        &[addr],
+                    )
+                    .await;
+                    match synced {
+                        Ok(_) => {}
+                        Err(e) if strict => return Err(e.into()),
+                        Err(e) => {
+                            tracing::error!(address = %addr, device = %device, error = %e, "putting the node's IPv4 address on the local device failed")
+                        }
                     }
                 }
                 Action::OspfStubPrefixes(stubs) => {
@@ -553,10 +636,11 @@ impl Agent {
                     }
                 }
                 Action::OspfNeighborDown { ifindex, router_id } => {
-                    if let Some(o) = &self.ospf
-                        && let Err(e) = o.handle.neighbor_down(ifindex, router_id).await
-                    {
-                        tracing::warn!(error = %e, "taking the adjacency down failed");
+                    // The path failed for both families.
+                    for o in [&self.ospf, &self.ospf4].into_iter().flatten() {
+                        if let Err(e) = o.handle.neighbor_down(ifindex, router_id).await {
+                            tracing::warn!(error = %e, "taking the adjacency down failed");
+                        }
                     }
                 }
             }
@@ -785,5 +869,9 @@ fn settings(config: &Config) -> Settings {
         mtu: config.mtu,
         bpffs: config.bpffs.clone(),
         bfd: config.bfd.timers(),
+        ipv4: config.ipv4.map(|v4| super::core::prefixes::Ipv4Space {
+            cluster: v4.cluster_prefix,
+            pod_len: v4.pod_prefix_len,
+        }),
     }
 }

@@ -6,7 +6,7 @@ use std::{io, net::Ipv4Addr, time::Duration};
 
 use ipnet::Ipv6Net;
 use routing::{
-    InstanceConfig, RibDiff, SpfBackoffConfig,
+    AddressFamily, InstanceConfig, RibDiff, SpfBackoffConfig,
     driver::{self, Handle},
     gr::GracefulRestart,
     instance::LsdbLimits,
@@ -47,9 +47,19 @@ impl Ospf {
     /// Start a driver for `router_id` advertising `stubs` (no interfaces
     /// yet: the core adds them); `boot_count` is the high word of its
     /// authentication sequence numbers.
+    ///
+    /// `af` is the family the instance routes (RFC 5838); an IPv4
+    /// instance's `cluster` and `stubs` are in the LSA encoding
+    /// (`routing::af::ipv4_to_wire`), its pod prefixes `pod_len4` long.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one start, one call site per family"
+    )]
     pub fn start(
         config: &OspfConfig,
+        af: AddressFamily,
         cluster: Ipv6Net,
+        pod_len4: u8,
         router_id: Ipv4Addr,
         stubs: Vec<Ipv6Net>,
         boot_count: u32,
@@ -58,13 +68,21 @@ impl Ospf {
         let (handle, commands) = driver::channel();
         let (rib_tx, ribs) = mpsc::unbounded_channel();
         let (stop, stop_rx) = oneshot::channel::<()>();
+        let gateways = config.gateways.iter().copied().collect();
         let instance = InstanceConfig {
             router_id,
+            af,
             stub_prefixes: stubs,
             auth_boot_count: boot_count,
-            prefix_policy: Some(PrefixPolicy {
-                cluster,
-                gateways: config.gateways.iter().copied().collect(),
+            prefix_policy: Some(match af {
+                AddressFamily::Ipv6 => PrefixPolicy::ipv6(cluster, gateways),
+                // The IPv4 space's lengths, in the LSA encoding: a pod
+                // prefix of `pod_len4` bits, a /32 node address.
+                AddressFamily::Ipv4 { .. } => PrefixPolicy {
+                    pod_len: pod_len4,
+                    host_len: 32,
+                    ..PrefixPolicy::ipv6(cluster, gateways)
+                },
             }),
             lsdb_limits: LsdbLimits {
                 per_router: config.max_lsas_per_router,
