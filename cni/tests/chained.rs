@@ -203,13 +203,24 @@ fn a_host_port_through_portmap_chained_by_containerd() {
         m.lab.node("a").netns().to_string(),
         m.lab.node("ca").netns().to_string(),
     ] {
-        let before = counter(&m, "b", Stat::TcTranslated);
-        let name = retry(Duration::from_secs(10), || exchange(&from, b, HOST_PORT));
-        let translated = counter(&m, "b", Stat::TcTranslated) - before;
-        assert_eq!(
-            name.unwrap_or_else(|e| panic!("{from} -> [{b}]:{HOST_PORT}: {e}")),
-            "web"
-        );
+        // The agent attaches the pod's fast path once it sees the finished
+        // veth, a moment after the sandbox is up: an exchange before that
+        // takes the kernel path alone. So exchange until one is counted
+        // (bounded), each exchange checked.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let translated = loop {
+            let before = counter(&m, "b", Stat::TcTranslated);
+            let name = retry(Duration::from_secs(10), || exchange(&from, b, HOST_PORT));
+            let translated = counter(&m, "b", Stat::TcTranslated) - before;
+            assert_eq!(
+                name.unwrap_or_else(|e| panic!("{from} -> [{b}]:{HOST_PORT}: {e}")),
+                "web"
+            );
+            if translated > 0 || std::time::Instant::now() >= deadline {
+                break translated;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert!(
             translated > 0,
             "the pod's replies met conntrack on b (un-DNAT) instead of the fast path"
