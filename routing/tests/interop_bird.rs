@@ -18,12 +18,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use common::bird::LinkType;
 use common::routers::{Bird, Hops, Ours, Routes, wait_identical_lsdbs};
-use common::{rid, stub, wait_until};
+use common::{link_local, rid, stub, wait_until};
 use routing::packet::lsa::header::LsaType;
 
 /// Metric BIRD gives a `stubnet` by default.
@@ -33,12 +32,6 @@ const OUR_STUB_METRIC: u32 = 0;
 
 /// How long adjacencies and routes may take to settle (hello 1 s, dead 3 s).
 const CONVERGE: Duration = Duration::from_secs(30);
-
-fn link_local(lab: &lab::Lab, node: &str, iface: &str) -> Ipv6Addr {
-    lab.node(node)
-        .link_local(iface)
-        .unwrap_or_else(|e| panic!("link-local of {node}/{iface}: {e:#}"))
-}
 
 #[test]
 fn pair() {

@@ -29,12 +29,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::bird::{BirdConf, LinkType};
 use common::routers::{Bird, Hops, Ours, wait_identical_lsdbs};
-use common::{rid, wait_until};
+use common::{link_local, rid, wait_until};
 use ipnet::{Ipv4Net, Ipv6Net};
 use routing::af;
 
@@ -49,12 +49,6 @@ fn pod(n: u8) -> String {
 /// Router `n`'s IPv4 node address (its /32 on every link).
 fn node_addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 19, 255, n)
-}
-
-fn link_local(lab: &lab::Lab, node: &str, iface: &str) -> Ipv6Addr {
-    lab.node(node)
-        .link_local(iface)
-        .unwrap_or_else(|e| panic!("link-local of {node}/{iface}: {e:#}"))
 }
 
 /// Start our IPv4 instance on every link of `node`.

@@ -101,8 +101,10 @@ pub fn check_frame(ip: &Ipv4Header, frame_len: usize) -> Result<(), Stat> {
     Ok(())
 }
 
-/// Return whether a header's ten 16-bit words (as read from the wire, in
-/// host order) sum to all ones: its checksum verifies (RFC 1071).
+/// Return whether a header's ten 16-bit words sum to all ones: its
+/// checksum verifies (RFC 1071). The one's complement sum is the same in
+/// either byte order, swapped (RFC 1071 2(B)), and all ones swapped is all
+/// ones, so words loaded in native order need no conversion.
 #[inline(always)]
 pub fn checksum_ok(words: &[u16; IPV4_HDR_LEN / 2]) -> bool {
     let mut sum = 0u32;

@@ -12,6 +12,13 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 /// Router id `10.0.0.n` of test router `n`.
+/// Return the link-local address of `node` on `iface`.
+pub fn link_local(lab: &lab::Lab, node: &str, iface: &str) -> std::net::Ipv6Addr {
+    lab.node(node)
+        .link_local(iface)
+        .unwrap_or_else(|e| panic!("link-local of {node}/{iface}: {e:#}"))
+}
+
 pub fn rid(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, n)
 }
