@@ -9,7 +9,9 @@
 //! talk to both without switching namespaces per request.
 
 use std::io;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::IpNet;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
@@ -24,8 +26,7 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-use dataplane::netlink::Address6;
-pub use dataplane::netlink::{Link, Route6};
+pub use dataplane::netlink::Link;
 
 /// The main routing table.
 const RT_TABLE_MAIN: u8 = 254;
@@ -279,22 +280,26 @@ impl Netlink {
         .map(drop)
     }
 
-    /// Add an IPv6 address without duplicate address detection, so it is
-    /// usable at once.
-    pub fn add_addr6(&mut self, index: u32, addr: Ipv6Addr, len: u8) -> NlResult<()> {
+    /// Add an address without duplicate address detection (IPv6), so it
+    /// is usable at once.
+    pub fn add_addr(&mut self, index: u32, addr: IpAddr, len: u8) -> NlResult<()> {
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet6;
+        msg.header.family = family(addr);
         msg.header.prefix_len = len;
         msg.header.index = index;
-        msg.header.scope = if addr.is_unicast_link_local() {
-            AddressScope::Link
-        } else {
-            AddressScope::Universe
+        msg.header.scope = match addr {
+            IpAddr::V6(a) if a.is_unicast_link_local() => AddressScope::Link,
+            _ => AddressScope::Universe,
         };
-        msg.attributes = vec![
-            AddressAttribute::Address(addr.into()),
-            AddressAttribute::Flags(AddressFlags::Nodad),
-        ];
+        msg.attributes = vec![AddressAttribute::Address(addr)];
+        match addr {
+            IpAddr::V6(_) => msg
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad)),
+            // IPv4 needs IFA_LOCAL too: without it the kernel takes the
+            // address as a peer's and the node has none.
+            IpAddr::V4(_) => msg.attributes.push(AddressAttribute::Local(addr)),
+        }
         self.request(
             || format!("adding {addr}/{len} to link #{index}"),
             RouteNetlinkMessage::NewAddress(msg),
@@ -303,10 +308,11 @@ impl Netlink {
         .map(drop)
     }
 
-    /// Return the IPv6 addresses (address, prefix length) of a link.
-    pub fn addrs6(&mut self, index: u32) -> NlResult<Vec<(Ipv6Addr, u8)>> {
+    /// Return the addresses (address, prefix length) of a link, both
+    /// families.
+    pub fn addrs(&mut self, index: u32) -> NlResult<Vec<(IpAddr, u8)>> {
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet6;
+        msg.header.family = AddressFamily::Unspec;
         let replies = self.request(
             || format!("listing addresses of link #{index}"),
             RouteNetlinkMessage::GetAddress(msg),
@@ -315,73 +321,116 @@ impl Netlink {
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => Address6::from_message(&a),
+                RouteNetlinkMessage::NewAddress(a) if a.header.index == index => {
+                    a.attributes.iter().find_map(|attr| match attr {
+                        AddressAttribute::Address(addr) => Some((*addr, a.header.prefix_len)),
+                        _ => None,
+                    })
+                }
                 _ => None,
             })
-            .filter(|a| a.ifindex == index)
-            .map(|a| (a.addr, a.prefix_len))
             .collect())
     }
 
-    /// Add an IPv6 route `dst/len` out of link `oif`, via `gw` if given.
-    pub fn add_route6(
-        &mut self,
-        dst: Ipv6Addr,
-        len: u8,
-        gw: Option<Ipv6Addr>,
-        oif: u32,
-    ) -> NlResult<()> {
+    /// Add a route `dst` out of link `oif`, via `gw` if given. An IPv4
+    /// route with no gateway is scope link, as `ip route` makes it, so it
+    /// can serve as a gateway's route.
+    pub fn add_route(&mut self, dst: IpNet, gw: Option<IpAddr>, oif: u32) -> NlResult<()> {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet6;
-        msg.header.destination_prefix_length = len;
+        msg.header.address_family = family(dst.addr());
+        msg.header.destination_prefix_length = dst.prefix_len();
         msg.header.table = RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Other(RTPROT_KUBERMESH_POD);
-        msg.header.scope = RouteScope::Universe;
+        msg.header.scope = match (dst, gw) {
+            (IpNet::V4(_), None) => RouteScope::Link,
+            _ => RouteScope::Universe,
+        };
         msg.header.kind = RouteType::Unicast;
-        if len > 0 {
+        if dst.prefix_len() > 0 {
             msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet6(dst)));
+                .push(RouteAttribute::Destination(route_address(dst.addr())));
         }
         if let Some(gw) = gw {
             msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+                .push(RouteAttribute::Gateway(route_address(gw)));
         }
         msg.attributes.push(RouteAttribute::Oif(oif));
         self.request(
-            || format!("adding route {dst}/{len} dev #{oif}"),
+            || format!("adding route {dst} dev #{oif}"),
             RouteNetlinkMessage::NewRoute(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(drop)
     }
 
-    /// Return the IPv6 routes of the main table.
-    pub fn routes6(&mut self) -> NlResult<Vec<Route6>> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet6;
+    /// Return the routes of the main table, both families.
+    pub fn routes(&mut self) -> NlResult<Vec<Route>> {
+        let mut out = Vec::new();
+        for af in [AddressFamily::Inet6, AddressFamily::Inet] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = af;
+            let replies = self.request(
+                || format!("listing {af:?} routes"),
+                RouteNetlinkMessage::GetRoute(msg),
+                NLM_F_DUMP,
+            )?;
+            out.extend(replies.into_iter().filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => Route::from_message(&r),
+                _ => None,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Return the permanent neighbour entries of link `index`, both
+    /// families.
+    pub fn permanent_neighbours(&mut self, index: u32) -> NlResult<Vec<(IpAddr, Vec<u8>)>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Unspec;
         let replies = self.request(
-            || "listing IPv6 routes".into(),
-            RouteNetlinkMessage::GetRoute(msg),
+            || format!("listing neighbours of link #{index}"),
+            RouteNetlinkMessage::GetNeighbour(msg),
             NLM_F_DUMP,
         )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => Route6::from_message(&r),
+                RouteNetlinkMessage::NewNeighbour(n)
+                    if n.header.ifindex == index && n.header.state == NeighbourState::Permanent =>
+                {
+                    let mut addr = None;
+                    let mut mac = Vec::new();
+                    for attr in &n.attributes {
+                        match attr {
+                            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                                addr = Some(IpAddr::V6(*a));
+                            }
+                            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                                addr = Some(IpAddr::V4(*a));
+                            }
+                            NeighbourAttribute::LinkLayerAddress(m) => mac.clone_from(m),
+                            _ => {}
+                        }
+                    }
+                    addr.map(|a| (a, mac))
+                }
                 _ => None,
             })
-            .filter(|r| r.table == u32::from(RT_TABLE_MAIN))
             .collect())
     }
 
-    /// Add a permanent neighbour entry, so neither side waits for ND.
-    pub fn add_neigh6(&mut self, index: u32, addr: Ipv6Addr, mac: [u8; 6]) -> NlResult<()> {
+    /// Add a permanent neighbour entry, so neither side waits for ND or ARP.
+    pub fn add_neigh(&mut self, index: u32, addr: IpAddr, mac: [u8; 6]) -> NlResult<()> {
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet6;
+        msg.header.family = family(addr);
         msg.header.ifindex = index;
         msg.header.state = NeighbourState::Permanent;
+        let dst = match addr {
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+        };
         msg.attributes = vec![
-            NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)),
+            NeighbourAttribute::Destination(dst),
             NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
         ];
         self.request(
@@ -390,5 +439,58 @@ impl Netlink {
             NLM_F_ACK | NLM_F_CREATE | netlink_packet_core::NLM_F_REPLACE,
         )
         .map(drop)
+    }
+}
+
+fn family(a: IpAddr) -> AddressFamily {
+    match a {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+fn route_address(a: IpAddr) -> RouteAddress {
+    match a {
+        IpAddr::V4(a) => RouteAddress::Inet(a),
+        IpAddr::V6(a) => RouteAddress::Inet6(a),
+    }
+}
+
+/// One route of the main table, either family, as far as pod wiring looks
+/// at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub dst: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+}
+
+impl Route {
+    /// Read a main-table route message; `None` for other tables.
+    fn from_message(msg: &RouteMessage) -> Option<Route> {
+        let mut table = u32::from(msg.header.table);
+        let (mut dst, mut gateway, mut oif) = (None, None, None);
+        for attr in &msg.attributes {
+            match attr {
+                RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = Some(IpAddr::V6(*a)),
+                RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = Some(IpAddr::V4(*a)),
+                RouteAttribute::Gateway(RouteAddress::Inet6(a)) => gateway = Some(IpAddr::V6(*a)),
+                RouteAttribute::Gateway(RouteAddress::Inet(a)) => gateway = Some(IpAddr::V4(*a)),
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Table(t) => table = *t,
+                _ => {}
+            }
+        }
+        if table != u32::from(RT_TABLE_MAIN) {
+            return None;
+        }
+        let dst = match (dst, msg.header.address_family) {
+            (Some(a), _) => a,
+            (None, AddressFamily::Inet) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            (None, AddressFamily::Inet6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            (None, _) => return None,
+        };
+        let dst = IpNet::new(dst, msg.header.destination_prefix_length).ok()?;
+        Some(Route { dst, gateway, oif })
     }
 }

@@ -2,56 +2,96 @@
 //! nothing half-made when a step fails.
 //!
 //! ADD validates everything it can before touching the system (netns,
-//! interface name, node state, requested address), then creates the veth,
-//! allocates, wires and registers the endpoint, undoing the earlier steps
-//! if a later one fails. The fast path is attached by the agent once ADD
+//! interface name, node state, the families and requested addresses), then
+//! creates the veth, allocates (an address of each family, all or none),
+//! wires and registers the endpoints, undoing the earlier steps if a later
+//! one fails. The fast path is attached by the agent once ADD
 //! has marked the veth finished, or by ADD itself on a node whose agent
 //! does not (see `fastpath`). DEL, CHECK and GC find everything from the
 //! store and the attachment's derived names, so they need no cache.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use dataplane::maps::Endpoints;
+use ipnet::IpNet;
 use meshfwd_common::endpoint::Endpoint;
 
 use crate::fastpath;
 use crate::ipam::{self, Allocation, Store};
-use crate::node::{self, PodAttach};
+use crate::node::{self, NodeState, PodAttach};
 use crate::spec::result::{Interface, IpConfig, Route};
-use crate::spec::{CniResult, Code, Env, Error, NetConf, Result};
-use crate::wiring::{self, GATEWAY, Plan};
+use crate::spec::{CniResult, Code, Env, Error, IpFamily, NetConf, Result};
+use crate::wiring::{self, Plan, default_route, gateway_of, host_net};
 
-/// Return the address `runtimeConfig.ips` asks for (the `ips`
-/// capability). A pod gets one IPv6 address, so a second entry is an error
-/// that names it, never silently dropped.
-fn requested_addr(conf: &NetConf) -> Result<Option<Ipv6Addr>> {
-    let ips = conf.requested_ips()?;
-    if let [first, extra, ..] = ips.as_slice() {
-        return Err(Error::new(
-            Code::UnsupportedField,
-            format!(
-                "runtimeConfig.ips: cannot honour {extra} as well as {first}: a kubermesh pod \
-                 has one address, IPv6"
-            ),
-        ));
-    }
-    let Some(first) = ips.into_iter().next() else {
-        return Ok(None);
+/// Return the node's pod prefixes for the families a pod gets: those of
+/// `ipFamilies`, else every family the node has. Asking for IPv4 on a node
+/// whose agent runs IPv6 only is an error that says so.
+fn pod_prefixes(conf: &NetConf, node: &NodeState) -> Result<Vec<IpNet>> {
+    let v6 = IpNet::V6(node.pod_prefix);
+    let v4 = node.ipv4.map(|v4| IpNet::V4(v4.pod_prefix));
+    let Some(families) = &conf.ip_families else {
+        return Ok([Some(v6), v4].into_iter().flatten().collect());
     };
-    let bare = first.split_once('/').map_or(first.as_str(), |(a, _)| a);
-    match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V6(a)) => Ok(Some(a)),
-        Ok(IpAddr::V4(_)) => Err(Error::new(
-            Code::UnsupportedField,
-            format!("runtimeConfig.ips: {first} is IPv4; kubermesh pods are IPv6 only"),
-        )),
-        Err(_) => Err(Error::new(
-            Code::InvalidConfig,
-            format!("runtimeConfig.ips: {first:?} is not an address"),
-        )),
+    families
+        .iter()
+        .map(|family| match family {
+            IpFamily::IPv6 => Ok(v6),
+            IpFamily::IPv4 => v4.ok_or_else(|| {
+                Error::new(
+                    Code::InvalidConfig,
+                    format!(
+                        "ipFamilies asks for IPv4, but node {} has no IPv4 pod prefix (its agent \
+                         runs IPv6 only): start the agent with [ipv4] cluster_prefix or \
+                         --ipv4-cluster-prefix, or remove IPv4 from ipFamilies",
+                        node.router_id
+                    ),
+                )
+            }),
+        })
+        .collect()
+}
+
+/// Return the node's own addresses, which no pod may get.
+fn node_addresses(node: &NodeState) -> Vec<IpAddr> {
+    let mut out = vec![IpAddr::V6(node.node_address)];
+    out.extend(node.ipv4.map(|v4| IpAddr::V4(v4.node_address)));
+    out
+}
+
+/// Return the addresses `runtimeConfig.ips` asks for (the `ips`
+/// capability): at most one per family the pod gets. Anything else is an
+/// error that names it, never silently dropped.
+fn requested_addrs(conf: &NetConf, prefixes: &[IpNet]) -> Result<Vec<IpAddr>> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for entry in conf.requested_ips()? {
+        let bare = entry.split_once('/').map_or(entry.as_str(), |(a, _)| a);
+        let a = bare.parse::<IpAddr>().map_err(|_| {
+            Error::new(
+                Code::InvalidConfig,
+                format!("runtimeConfig.ips: {entry:?} is not an address"),
+            )
+        })?;
+        let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        if !prefixes.iter().any(|p| p.addr().is_ipv4() == a.is_ipv4()) {
+            return Err(Error::new(
+                Code::UnsupportedField,
+                format!("runtimeConfig.ips: {entry} is {family}, and this pod gets no {family}"),
+            ));
+        }
+        if let Some(first) = out.iter().find(|o| o.is_ipv4() == a.is_ipv4()) {
+            return Err(Error::new(
+                Code::UnsupportedField,
+                format!(
+                    "runtimeConfig.ips: cannot honour {entry} as well as {first}: a kubermesh pod \
+                     has one {family} address"
+                ),
+            ));
+        }
+        out.push(a);
     }
+    Ok(out)
 }
 
 /// ADD: wire a pod and return its result (merged into `prevResult`).
@@ -65,7 +105,8 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
     let ns = wiring::open_netns(&netns_path)?;
     let mut pod = wiring::netlink_in(&ns)?;
     wiring::ensure_ifname_free(&mut pod, &env.ifname, &netns_path)?;
-    let requested = requested_addr(conf)?;
+    let prefixes = pod_prefixes(conf, &node)?;
+    let requested = requested_addrs(conf, &prefixes)?;
     let pod_mac = conf.requested_mac()?;
     let mtu = conf.mtu.unwrap_or(node.mtu);
     let fast_path = conf.fast_path();
@@ -84,10 +125,12 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
         pod_uid: env.args.k8s_pod_uid.clone(),
     };
     let store = Store::open(&conf.data_dir, &conf.name)?;
-    let reserved = [node.node_address];
-    let release = |store: &Store, addr: Option<Ipv6Addr>| {
-        if let (Some(addr), Ok(l)) = (addr, store.lock()) {
-            let _ = l.release(addr);
+    let reserved = node_addresses(&node);
+    let release = |store: &Store, addrs: &[IpAddr]| {
+        if let Ok(l) = store.lock() {
+            for a in addrs {
+                let _ = l.release(*a);
+            }
         }
     };
 
@@ -103,7 +146,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
     // an ADD. The agent does it when it can (it sees the veth appear);
     // else it runs here, on a second thread from the moment the veth
     // exists, while the address is allocated and both ends are configured.
-    let mut allocated = None;
+    let mut allocated = Vec::new();
     let (wired, attached) = std::thread::scope(|s| {
         let mut attaching = None;
         let wired = wiring::wire(&mut host, &mut pod, &plan, |host_name| {
@@ -111,11 +154,11 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
                 let (bpffs, name) = (&node.bpffs, host_name.to_owned());
                 attaching = Some(s.spawn(move || fastpath::attach(bpffs, &name)));
             }
-            let addr = store
+            let addrs = store
                 .lock()?
-                .allocate(&node.pod_prefix, &holder, requested, &reserved)?;
-            allocated = Some(addr);
-            Ok(addr)
+                .allocate_all(&prefixes, &holder, &requested, &reserved)?;
+            allocated.clone_from(&addrs);
+            Ok(addrs)
         });
         let attached = attaching.map(|t| {
             t.join().unwrap_or_else(|_| {
@@ -135,11 +178,11 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
                 &node.bpffs,
                 &wiring::host_veth_name(&env.container_id, &env.ifname),
             );
-            release(&store, allocated);
+            release(&store, &allocated);
             return Err(e);
         }
     };
-    let addr = wired.addr;
+    let addrs = wired.addrs.clone();
     let registered = (|| {
         attached.transpose()?;
         if let Some(eps) = &mut endpoints {
@@ -149,17 +192,21 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
                 host_mac: wired.host_mac,
                 pod_mac: wired.pod_mac,
             };
-            eps.insert(addr, ep)?;
+            for &addr in &addrs {
+                eps.insert(addr, ep)?;
+            }
         }
         Ok(())
     })();
     if let Err(e) = registered {
         if let Some(eps) = &mut endpoints {
-            let _ = eps.remove(addr);
+            for &addr in &addrs {
+                let _ = eps.remove(addr);
+            }
         }
         fastpath::detach(&node.bpffs, &wired.host_name);
         let _ = wiring::unwire(&mut host, &env.container_id, &env.ifname);
-        release(&store, Some(addr));
+        release(&store, &addrs);
         return Err(e);
     }
 
@@ -179,17 +226,23 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
                 ..Default::default()
             },
         ],
-        ips: vec![IpConfig {
-            address: format!("{addr}/128"),
-            gateway: Some(GATEWAY.to_string()),
-            interface: Some(1),
-            ..Default::default()
-        }],
-        routes: vec![Route {
-            dst: "::/0".into(),
-            gw: Some(GATEWAY.to_string()),
-            ..Default::default()
-        }],
+        ips: addrs
+            .iter()
+            .map(|&addr| IpConfig {
+                address: host_net(addr).to_string(),
+                gateway: Some(gateway_of(addr).to_string()),
+                interface: Some(1),
+                ..Default::default()
+            })
+            .collect(),
+        routes: addrs
+            .iter()
+            .map(|&addr| Route {
+                dst: default_route(addr).to_string(),
+                gw: Some(gateway_of(addr).to_string()),
+                ..Default::default()
+            })
+            .collect(),
         dns: conf.dns.clone(),
     };
     Ok(match conf.prev_result.clone() {
@@ -214,17 +267,19 @@ fn teardown(
     host: &mut crate::netlink::Netlink,
     bpffs: &std::path::Path,
     holder: &Allocation,
-    addr: Option<Ipv6Addr>,
+    addrs: &[IpAddr],
 ) -> Result<()> {
     fastpath::detach(
         bpffs,
         &wiring::host_veth_name(&holder.container_id, &holder.ifname),
     );
     wiring::unwire(host, &holder.container_id, &holder.ifname)?;
-    if let Some(addr) = addr
+    if !addrs.is_empty()
         && let Some(mut eps) = Endpoints::open(bpffs)?
     {
-        eps.remove(addr)?;
+        for &addr in addrs {
+            eps.remove(addr)?;
+        }
     }
     Ok(())
 }
@@ -240,12 +295,12 @@ pub fn del(env: &Env, conf: &NetConf) -> Result<()> {
         ..Default::default()
     };
     let Some(store) = Store::existing(&conf.data_dir, &conf.name) else {
-        return teardown(&mut host, &bpffs, &holder, None);
+        return teardown(&mut host, &bpffs, &holder, &[]);
     };
     let locked = store.lock()?;
-    let addr = locked.find(&env.container_id, &env.ifname)?;
-    teardown(&mut host, &bpffs, &holder, addr)?;
-    if let Some(addr) = addr {
+    let addrs = locked.find(&env.container_id, &env.ifname)?;
+    teardown(&mut host, &bpffs, &holder, &addrs)?;
+    for addr in addrs {
         locked.release(addr)?;
     }
     Ok(())
@@ -266,33 +321,35 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
         .clone()
         .expect("Env::parse requires CNI_NETNS for CHECK");
     let ns = wiring::open_netns(&netns_path)?;
-    let addr = Store::existing(&conf.data_dir, &conf.name)
+    let addrs = Store::existing(&conf.data_dir, &conf.name)
         .map(|s| s.lock()?.find(&env.container_id, &env.ifname))
         .transpose()?
-        .flatten()
-        .ok_or_else(|| {
-            fail(format!(
-                "no address is allocated to {}/{}",
-                env.container_id, env.ifname
-            ))
-        })?;
-    let want = format!("{addr}/128");
-    let listed = prev.ips.iter().any(|ip| {
-        ip.address == want
-            && ip
-                .interface
-                .and_then(|i| prev.interfaces.get(i))
-                .is_none_or(|i| i.name == env.ifname)
-    });
-    if !listed {
+        .unwrap_or_default();
+    if addrs.is_empty() {
         return Err(fail(format!(
-            "prevResult does not list {want} on {}",
-            env.ifname
+            "no address is allocated to {}/{}",
+            env.container_id, env.ifname
         )));
+    }
+    for &addr in &addrs {
+        let want = host_net(addr).to_string();
+        let listed = prev.ips.iter().any(|ip| {
+            ip.address == want
+                && ip
+                    .interface
+                    .and_then(|i| prev.interfaces.get(i))
+                    .is_none_or(|i| i.name == env.ifname)
+        });
+        if !listed {
+            return Err(fail(format!(
+                "prevResult does not list {want} on {}",
+                env.ifname
+            )));
+        }
     }
     let mut pod = wiring::netlink_in(&ns)?;
     let mut host = wiring::netlink_host()?;
-    let host_link = wiring::check(&mut host, &mut pod, &env.container_id, &env.ifname, addr)?;
+    let host_link = wiring::check(&mut host, &mut pod, &env.container_id, &env.ifname, &addrs)?;
     if conf.fast_path() {
         let eps = Endpoints::open(&node.bpffs)?.ok_or_else(|| {
             fail(format!(
@@ -300,18 +357,20 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<()> {
                 node.bpffs.display()
             ))
         })?;
-        match eps.get(addr) {
-            Some(ep) if ep.ifindex == host_link.ifindex => {}
-            Some(ep) => {
-                return Err(fail(format!(
-                    "endpoint {addr} points at ifindex {}, not {} ({})",
-                    ep.ifindex, host_link.ifindex, host_link.name
-                )));
-            }
-            None => {
-                return Err(fail(format!(
-                    "endpoint {addr} is missing from the endpoint map"
-                )));
+        for &addr in &addrs {
+            match eps.get(addr) {
+                Some(ep) if ep.ifindex == host_link.ifindex => {}
+                Some(ep) => {
+                    return Err(fail(format!(
+                        "endpoint {addr} points at ifindex {}, not {} ({})",
+                        ep.ifindex, host_link.ifindex, host_link.name
+                    )));
+                }
+                None => {
+                    return Err(fail(format!(
+                        "endpoint {addr} is missing from the endpoint map"
+                    )));
+                }
             }
         }
         // The agent attaches a few milliseconds after ADD: give it a moment
@@ -362,20 +421,26 @@ pub fn gc(conf: &NetConf) -> Result<()> {
             continue;
         }
         if let Some(h) = holder {
-            teardown(&mut host, &bpffs, h, Some(*addr))?;
+            // A dual-stack attachment's other address comes round in its
+            // turn: tearing down twice is harmless.
+            teardown(&mut host, &bpffs, h, &[*addr])?;
         } else if let Some(mut eps) = Endpoints::open(&bpffs)? {
             eps.remove(*addr)?;
         }
         locked.release(*addr)?;
     }
-    // Endpoint entries in our prefix with no allocation behind them (a
+    // Endpoint entries in our prefixes with no allocation behind them (a
     // store wiped by hand, a crash between steps) point at nothing.
     if let Ok(node) = node::read(&conf.state_file)
         && let Some(mut eps) = Endpoints::open(&bpffs)?
     {
         let held = locked.used()?;
+        let ours = [
+            Some(IpNet::V6(node.pod_prefix)),
+            node.ipv4.map(|v4| IpNet::V4(v4.pod_prefix)),
+        ];
         for a in eps.addrs() {
-            if node.pod_prefix.contains(&a) && !held.contains(&a) {
+            if ours.iter().flatten().any(|p| p.contains(&a)) && !held.contains(&a) {
                 eps.remove(a)?;
             }
         }
@@ -392,34 +457,39 @@ pub fn status(conf: &NetConf) -> Result<()> {
         )
         .details(e.details)
     })?;
+    let prefixes = pod_prefixes(conf, &node).map_err(|e| {
+        Error::new(
+            Code::NotAvailable,
+            format!("plugin not available: {}", e.msg),
+        )
+    })?;
     let Some(store) = Store::existing(&conf.data_dir, &conf.name) else {
         return Ok(());
     };
     let held = store.lock()?.used()?;
-    let outside: Vec<_> = held
-        .iter()
-        .filter(|a| !node.pod_prefix.contains(*a))
-        .collect();
-    if !outside.is_empty() {
-        return Err(Error::new(
-            Code::LimitedConnectivity,
-            format!(
-                "the node's pod prefix moved to {}; {} pods still hold addresses outside it (first: {})",
-                node.pod_prefix,
-                outside.len(),
-                outside[0]
-            ),
-        ));
-    }
-    if held.len() as u128 >= ipam::capacity(&node.pod_prefix) {
-        return Err(Error::new(
-            Code::NotAvailable,
-            format!(
-                "plugin not available: pod prefix {} is full ({} pods)",
-                node.pod_prefix,
-                held.len()
-            ),
-        ));
+    for prefix in &prefixes {
+        let family = |a: &IpAddr| a.is_ipv4() == prefix.addr().is_ipv4();
+        let outside: Vec<_> = held
+            .iter()
+            .filter(|a| family(a) && !prefix.contains(*a))
+            .collect();
+        if !outside.is_empty() {
+            return Err(Error::new(
+                Code::LimitedConnectivity,
+                format!(
+                    "the node's pod prefix moved to {prefix}; {} pods still hold addresses outside it (first: {})",
+                    outside.len(),
+                    outside[0]
+                ),
+            ));
+        }
+        let inside = held.iter().filter(|a| family(a)).count();
+        if inside as u128 >= ipam::capacity(prefix) {
+            return Err(Error::new(
+                Code::NotAvailable,
+                format!("plugin not available: pod prefix {prefix} is full ({inside} pods)"),
+            ));
+        }
     }
     Ok(())
 }

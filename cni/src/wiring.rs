@@ -2,21 +2,32 @@
 //! pod reachable through the kernel (the fast path rides on top of this).
 //!
 //! ```text
-//!   pod netns                               host netns
-//!   CNI_IFNAME  <---------- veth ---------->  km<hash>
-//!   <addr>/128                               fe80::1/64 (NODAD)
-//!   default via fe80::1                      <addr>/128 dev km<hash>
-//!   neigh fe80::1 -> host MAC (permanent)    neigh <addr> -> pod MAC (permanent)
+//!   pod netns                                   host netns
+//!   CNI_IFNAME  <------------ veth ------------>  km<hash>
+//!   <addr6>/128                                  fe80::1/64 (NODAD)
+//!   default via fe80::1                          <addr6>/128 dev km<hash>
+//!   neigh fe80::1 -> host MAC (permanent)        neigh <addr6> -> pod MAC (permanent)
+//!   with IPv4:
+//!   <addr4>/32                                   <addr4>/32 dev km<hash> scope link
+//!   169.254.1.1 dev CNI_IFNAME scope link        neigh <addr4> -> pod MAC (permanent)
+//!   default via 169.254.1.1
+//!   neigh 169.254.1.1 -> host MAC (permanent)
 //! ```
 //!
-//! Every pod sees the same gateway, `fe80::1`, on its own link; addresses
-//! are added without DAD and neighbours are static, so the pod can talk the
-//! moment ADD returns. The host end's name and both MACs are derived from
+//! Every pod sees the same gateways, `fe80::1` and `169.254.1.1`, on its
+//! own link; addresses are added without DAD and neighbours are static, so
+//! the pod can talk the moment ADD returns and never sends ND or ARP. The
+//! IPv4 gateway is an IPv4 link-local address that no interface holds:
+//! the pod needs only its MAC, which the static entry gives, and it is an
+//! IPv4 gateway any consumer of the CNI result understands (a default route
+//! `via inet6 fe80::1` would work in the kernel too, but would put an IPv6
+//! gateway in an IPv4 route of the result). The host veth needs no IPv4
+//! address: the host routes to the pod's /32 and knows its MAC. The host end's name and both MACs are derived from
 //! `(container id, ifname)`, so DEL and GC find them with no state at all.
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -27,8 +38,32 @@ use meshfwd_common::hash;
 use crate::netlink::{Link, Netlink, NlError, VethEnd};
 use crate::spec::{Code, Error, Result};
 
-/// The pods' gateway: the same link-local address on every host veth.
+/// The pods' IPv6 gateway: the same link-local address on every host veth.
 pub const GATEWAY: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+/// The pods' IPv4 gateway: an IPv4 link-local address held by no
+/// interface, reached through a static neighbour entry.
+pub const GATEWAY4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+/// Return the pods' gateway of `addr`'s family.
+pub fn gateway_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(_) => IpAddr::V6(GATEWAY),
+        IpAddr::V4(_) => IpAddr::V4(GATEWAY4),
+    }
+}
+
+/// Return the default route of `addr`'s family (`::/0` or `0.0.0.0/0`).
+pub fn default_route(addr: IpAddr) -> ipnet::IpNet {
+    match addr {
+        IpAddr::V6(_) => ipnet::IpNet::V6(ipnet::Ipv6Net::default()),
+        IpAddr::V4(_) => ipnet::IpNet::V4(ipnet::Ipv4Net::default()),
+    }
+}
+
+/// Return `addr` as a host route (/128 or /32).
+pub fn host_net(addr: IpAddr) -> ipnet::IpNet {
+    ipnet::IpNet::from(addr)
+}
 /// Prefix of host veth names (`km` + 12 hex digits).
 pub use dataplane::tc::HOST_VETH_PREFIX;
 
@@ -121,9 +156,13 @@ fn ipv6_conf(ifname: &str, key: &str, value: &str) -> std::io::Result<()> {
         .write_all(value.as_bytes())
 }
 
-/// Enable IPv6 forwarding in the current (host) namespace if it is off.
-fn enable_forwarding() -> std::io::Result<()> {
-    let path = "/proc/sys/net/ipv6/conf/all/forwarding";
+/// Enable forwarding of `addr`'s family in the current (host) namespace
+/// if it is off.
+fn enable_forwarding(addr: IpAddr) -> std::io::Result<()> {
+    let path = match addr {
+        IpAddr::V6(_) => "/proc/sys/net/ipv6/conf/all/forwarding",
+        IpAddr::V4(_) => "/proc/sys/net/ipv4/ip_forward",
+    };
     if std::fs::read_to_string(path)?.trim() != "1" {
         std::fs::write(path, "1")?;
     }
@@ -137,8 +176,8 @@ fn nl_err(e: NlError) -> Error {
 /// What ADD built, for the result and the endpoint map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wired {
-    /// The pod's address, as `on_created` allocated it.
-    pub addr: Ipv6Addr,
+    /// The pod's addresses, as `on_created` allocated them (IPv6 first).
+    pub addrs: Vec<IpAddr>,
     pub host_name: String,
     pub host_index: u32,
     pub host_mac: [u8; 6],
@@ -185,14 +224,14 @@ pub fn ensure_ifname_free(pod: &mut Netlink, ifname: &str, netns: &Path) -> Resu
 }
 
 /// Build the veth pair, then ask `on_created` (given the host end's name)
-/// for the pod's address, then configure both ends. On failure, including
+/// for the pod's addresses, then configure both ends. On failure, including
 /// one from `on_created`, the pair is deleted again, so nothing is left
 /// half-made.
 pub fn wire(
     host: &mut Netlink,
     pod: &mut Netlink,
     plan: &Plan,
-    on_created: impl FnOnce(&str) -> Result<Ipv6Addr>,
+    on_created: impl FnOnce(&str) -> Result<Vec<IpAddr>>,
 ) -> Result<Wired> {
     let host_name = host_veth_name(plan.container_id, plan.ifname);
     let (host_mac, derived_pod_mac) = macs(plan.container_id, plan.ifname);
@@ -223,7 +262,7 @@ pub fn wire(
         }
     })?;
     let built = on_created(&host_name)
-        .and_then(|addr| configure(host, pod, plan, addr, &host_name, host_mac, pod_mac));
+        .and_then(|addrs| configure(host, pod, plan, addrs, &host_name, host_mac, pod_mac));
     if built.is_err() {
         let _ = host.del_link_by_name(&host_name);
     }
@@ -234,7 +273,7 @@ fn configure(
     host: &mut Netlink,
     pod: &mut Netlink,
     plan: &Plan,
-    addr: Ipv6Addr,
+    addrs: Vec<IpAddr>,
     host_name: &str,
     host_mac: [u8; 6],
     pod_mac: [u8; 6],
@@ -253,8 +292,9 @@ fn configure(
         .link_by_name(plan.ifname)
         .map_err(nl_err)?
         .ok_or_else(|| missing(plan.ifname))?;
+    let (pod_if, host_if) = (pod_link.ifindex, host_link.ifindex);
 
-    // Pod end: no DAD, the address, up, the gateway's MAC, the default route.
+    // Pod end: no DAD, the addresses, up, the gateways' MAC and routes.
     in_netns(plan.netns, || ipv6_conf(plan.ifname, "accept_dad", "0"))?.map_err(|e| {
         Error::new(
             Code::Io,
@@ -262,36 +302,59 @@ fn configure(
         )
         .details(e)
     })?;
-    pod.add_addr6(pod_link.ifindex, addr, 128).map_err(nl_err)?;
-    pod.set_up(pod_link.ifindex).map_err(nl_err)?;
-    pod.add_neigh6(pod_link.ifindex, GATEWAY, host_mac)
-        .map_err(nl_err)?;
-    pod.add_route6(Ipv6Addr::UNSPECIFIED, 0, Some(GATEWAY), pod_link.ifindex)
-        .map_err(nl_err)?;
+    for &addr in &addrs {
+        pod.add_addr(pod_if, addr, host_net(addr).prefix_len())
+            .map_err(nl_err)?;
+    }
+    pod.set_up(pod_if).map_err(nl_err)?;
+    for &addr in &addrs {
+        let gw = gateway_of(addr);
+        pod.add_neigh(pod_if, gw, host_mac).map_err(nl_err)?;
+        if gw.is_ipv4() {
+            // The gateway is on no subnet of the pod's: a link route makes
+            // it reachable on the veth.
+            pod.add_route(host_net(gw), None, pod_if).map_err(nl_err)?;
+        }
+        pod.add_route(default_route(gw), Some(gw), pod_if)
+            .map_err(nl_err)?;
+    }
 
-    // Host end: no DAD, the gateway address, up, the pod's MAC, the /128.
+    // Host end: no DAD, the IPv6 gateway address, up, the pod's MAC, the
+    // host routes.
     ipv6_conf(host_name, "accept_dad", "0")
         .map_err(|e| Error::new(Code::Io, format!("disabling DAD on {host_name}")).details(e))?;
-    enable_forwarding().map_err(|e| Error::new(Code::Io, "enabling IPv6 forwarding").details(e))?;
-    host.add_addr6(host_link.ifindex, GATEWAY, 64)
+    for &addr in &addrs {
+        enable_forwarding(addr).map_err(|e| {
+            Error::new(
+                Code::Io,
+                format!(
+                    "enabling {} forwarding",
+                    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                ),
+            )
+            .details(e)
+        })?;
+    }
+    host.add_addr(host_if, IpAddr::V6(GATEWAY), 64)
         .map_err(nl_err)?;
-    host.set_up(host_link.ifindex).map_err(nl_err)?;
-    host.add_neigh6(host_link.ifindex, addr, pod_mac)
-        .map_err(nl_err)?;
-    host.add_route6(addr, 128, None, host_link.ifindex)
-        .map_err(nl_err)?;
+    host.set_up(host_if).map_err(nl_err)?;
+    for &addr in &addrs {
+        host.add_neigh(host_if, addr, pod_mac).map_err(nl_err)?;
+        host.add_route(host_net(addr), None, host_if)
+            .map_err(nl_err)?;
+    }
     // Last: the mark that tells the agent this veth is finished (announced
     // to it because the link is up by now) and wants the fast path. A pod
     // without it gets no mark, so the agent leaves its veth alone.
     if plan.fast_path {
-        host.set_alias(host_link.ifindex, dataplane::tc::POD_VETH_ALIAS)
+        host.set_alias(host_if, dataplane::tc::POD_VETH_ALIAS)
             .map_err(nl_err)?;
     }
 
     Ok(Wired {
-        addr,
+        addrs,
         host_name: host_name.to_owned(),
-        host_index: host_link.ifindex,
+        host_index: host_if,
         host_mac,
         pod_mac,
         mtu: plan.mtu,
@@ -312,7 +375,7 @@ pub fn check(
     pod: &mut Netlink,
     container_id: &str,
     ifname: &str,
-    addr: Ipv6Addr,
+    addrs: &[IpAddr],
 ) -> Result<Link> {
     let fail = |m: String| Error::new(Code::CheckFailed, m);
     let host_name = host_veth_name(container_id, ifname);
@@ -330,28 +393,39 @@ pub fn check(
     if !pod_link.admin_up {
         return Err(fail(format!("interface {ifname} is down in the pod")));
     }
-    let addrs = pod.addrs6(pod_link.ifindex).map_err(nl_err)?;
-    if !addrs.contains(&(addr, 128)) {
-        return Err(fail(format!(
-            "{ifname} in the pod lacks {addr}/128 (has {addrs:?})"
-        )));
-    }
-    let routes = pod.routes6().map_err(nl_err)?;
-    if !routes.iter().any(|r| {
-        r.dst.prefix_len() == 0 && r.gateway == Some(GATEWAY) && r.oif == Some(pod_link.ifindex)
-    }) {
-        return Err(fail(format!(
-            "the pod has no default route via {GATEWAY} dev {ifname}"
-        )));
-    }
-    let host_routes = host.routes6().map_err(nl_err)?;
-    if !host_routes
-        .iter()
-        .any(|r| r.dst == ipnet::Ipv6Net::from(addr) && r.oif == Some(host_link.ifindex))
-    {
-        return Err(fail(format!(
-            "the host has no route {addr}/128 dev {host_name}"
-        )));
+    let pod_addrs = pod.addrs(pod_link.ifindex).map_err(nl_err)?;
+    let pod_routes = pod.routes().map_err(nl_err)?;
+    let pod_neigh = pod.permanent_neighbours(pod_link.ifindex).map_err(nl_err)?;
+    let host_routes = host.routes().map_err(nl_err)?;
+    for &addr in addrs {
+        let net = host_net(addr);
+        if !pod_addrs.contains(&(addr, net.prefix_len())) {
+            return Err(fail(format!(
+                "{ifname} in the pod lacks {net} (has {pod_addrs:?})"
+            )));
+        }
+        let gw = gateway_of(addr);
+        if !pod_routes.iter().any(|r| {
+            r.dst.prefix_len() == 0 && r.gateway == Some(gw) && r.oif == Some(pod_link.ifindex)
+        }) {
+            return Err(fail(format!(
+                "the pod has no default route via {gw} dev {ifname}"
+            )));
+        }
+        if !pod_neigh
+            .iter()
+            .any(|(a, mac)| *a == gw && host_link.mac.is_some_and(|m| m.0[..] == mac[..]))
+        {
+            return Err(fail(format!(
+                "the pod has no permanent neighbour {gw} with the host veth's MAC"
+            )));
+        }
+        if !host_routes
+            .iter()
+            .any(|r| r.dst == net && r.oif == Some(host_link.ifindex))
+        {
+            return Err(fail(format!("the host has no route {net} dev {host_name}")));
+        }
     }
     Ok(host_link)
 }

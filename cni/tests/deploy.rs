@@ -182,6 +182,13 @@ fn daemon_set_runs_the_agent_on_the_host_network() {
             .any(|a| a.starts_with("--auth-boot-count-file=/var/lib/kubermesh/")),
         "the boot count survives the pod: {args:?}"
     );
+    // Dual-stack by default: the IPv4 range is one the agent accepts.
+    let v4 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--ipv4-cluster-prefix="))
+        .expect("the manifest runs IPv4 pods");
+    let v4: ipnet::Ipv4Net = v4.parse().expect("an IPv4 prefix");
+    assert!(v4.prefix_len() <= 24, "room for /24 pod prefixes: {v4}");
     let bpffs = agent
         .volume_mounts
         .as_ref()

@@ -3,7 +3,7 @@
 //! The layouts are `meshfwd_common`'s; only handles are made here.
 
 use std::{
-    net::Ipv6Addr,
+    net::{IpAddr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -253,19 +253,21 @@ impl Endpoints {
         Ok(Endpoints { map, path })
     }
 
-    /// Register a pod.
-    pub fn insert(&mut self, addr: Ipv6Addr, ep: Endpoint) -> Result<()> {
+    /// Register a pod address. An IPv4 address is keyed by its
+    /// IPv4-mapped form, the one key type the TC programs look up for both
+    /// families.
+    pub fn insert(&mut self, addr: IpAddr, ep: Endpoint) -> Result<()> {
         self.map
-            .insert(addr.octets(), ep, 0)
+            .insert(endpoint_key(addr), ep, 0)
             .map_err(Error::map(format!(
                 "adding {addr} to {}",
                 self.path.display()
             )))
     }
 
-    /// Forget a pod; a missing entry is not an error.
-    pub fn remove(&mut self, addr: Ipv6Addr) -> Result<()> {
-        match self.map.remove(&addr.octets()) {
+    /// Forget a pod address; a missing entry is not an error.
+    pub fn remove(&mut self, addr: IpAddr) -> Result<()> {
+        match self.map.remove(&endpoint_key(addr)) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
                 Ok(())
@@ -277,18 +279,26 @@ impl Endpoints {
         }
     }
 
-    /// Return a pod's entry.
-    pub fn get(&self, addr: Ipv6Addr) -> Option<Endpoint> {
-        self.map.get(&addr.octets(), 0).ok()
+    /// Return a pod address's entry.
+    pub fn get(&self, addr: IpAddr) -> Option<Endpoint> {
+        self.map.get(&endpoint_key(addr), 0).ok()
     }
 
-    /// Return every registered address.
-    pub fn addrs(&self) -> Vec<Ipv6Addr> {
+    /// Return every registered address (IPv4-mapped keys as IPv4).
+    pub fn addrs(&self) -> Vec<IpAddr> {
         self.map
             .keys()
             .filter_map(|k| k.ok())
-            .map(Ipv6Addr::from)
+            .map(|k| Ipv6Addr::from(k).to_canonical())
             .collect()
+    }
+}
+
+/// Return the endpoint map's key for a pod address.
+pub fn endpoint_key(addr: IpAddr) -> EndpointKey {
+    match addr {
+        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
     }
 }
 

@@ -3,9 +3,15 @@
 //! ```text
 //! <dataDir>/<network>/
 //!   lock                 flock(2)-ed for every read-modify-write
-//!   last_reserved        the address handed out last (round robin)
+//!   last_reserved        the IPv6 address handed out last (round robin)
+//!   last_reserved_ipv4   the IPv4 one
 //!   fd42:1:2:3::7        one file per allocated address: who holds it (JSON)
+//!   198.18.7.5           (an IPv4 address, the same way)
 //! ```
+//!
+//! A dual-stack pod holds one address of each family under one lock; if
+//! the second cannot be had, the first is given back before the lock is
+//! released, so no pod is left with half its addresses.
 //!
 //! An address file is created with `O_EXCL` and synced before the plugin
 //! reports success, so an allocation survives a crash or a reboot. A file
@@ -16,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::net::Ipv6Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,13 +30,19 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{Code, Context as _, Error, Result};
-use ipnet::Ipv6Net;
+use ipnet::IpNet;
 
 /// How long to wait for the lock before answering "try again later".
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(20);
 const LOCK_POLL: Duration = Duration::from_millis(2);
 const LOCK_FILE: &str = "lock";
-const LAST_FILE: &str = "last_reserved";
+/// The round-robin hint of each family (the IPv6 name predates IPv4).
+fn last_file(prefix: &IpNet) -> &'static str {
+    match prefix {
+        IpNet::V6(_) => "last_reserved",
+        IpNet::V4(_) => "last_reserved_ipv4",
+    }
+}
 
 /// Who holds an address.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +142,7 @@ impl Store {
 
 impl Locked<'_> {
     /// Return every allocation (unreadable files as holder `None`).
-    pub fn list(&self) -> Result<Vec<(Ipv6Addr, Option<Allocation>)>> {
+    pub fn list(&self) -> Result<Vec<(IpAddr, Option<Allocation>)>> {
         let dir = &self.store.dir;
         let entries = fs::read_dir(dir).cni(Code::Io, || format!("listing {}", dir.display()))?;
         let mut out = Vec::new();
@@ -138,7 +150,7 @@ impl Locked<'_> {
             let Some(addr) = entry
                 .file_name()
                 .to_str()
-                .and_then(|n| n.parse::<Ipv6Addr>().ok())
+                .and_then(|n| n.parse::<IpAddr>().ok())
             else {
                 continue;
             };
@@ -152,17 +164,52 @@ impl Locked<'_> {
     }
 
     /// Return the addresses taken.
-    pub fn used(&self) -> Result<BTreeSet<Ipv6Addr>> {
+    pub fn used(&self) -> Result<BTreeSet<IpAddr>> {
         Ok(self.list()?.into_iter().map(|(a, _)| a).collect())
     }
 
-    /// Return the address held by attachment `(container_id, ifname)`.
-    pub fn find(&self, container_id: &str, ifname: &str) -> Result<Option<Ipv6Addr>> {
-        Ok(self
+    /// Return the addresses held by attachment `(container_id, ifname)`,
+    /// IPv6 first.
+    pub fn find(&self, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>> {
+        let mut found: Vec<IpAddr> = self
             .list()?
             .into_iter()
-            .find(|(_, h)| h.as_ref().is_some_and(|h| h.is(container_id, ifname)))
-            .map(|(a, _)| a))
+            .filter(|(_, h)| h.as_ref().is_some_and(|h| h.is(container_id, ifname)))
+            .map(|(a, _)| a)
+            .collect();
+        found.sort_by_key(|a| (a.is_ipv4(), *a));
+        Ok(found)
+    }
+
+    /// Allocate one address from each of `prefixes` for `holder` (see
+    /// [`Locked::allocate`]), taking each from `requested` when it names
+    /// one of that family. All or nothing: on an error, every address this
+    /// call recorded is released again.
+    pub fn allocate_all(
+        &self,
+        prefixes: &[IpNet],
+        holder: &Allocation,
+        requested: &[IpAddr],
+        reserved: &[IpAddr],
+    ) -> Result<Vec<IpAddr>> {
+        let held = self.find(&holder.container_id, &holder.ifname)?;
+        let mut got = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let want = requested
+                .iter()
+                .copied()
+                .find(|r| r.is_ipv4() == matches!(prefix, IpNet::V4(_)));
+            match self.allocate(prefix, holder, want, reserved) {
+                Ok(a) => got.push(a),
+                Err(e) => {
+                    for a in got.iter().filter(|a| !held.contains(a)) {
+                        let _ = self.release(*a);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(got)
     }
 
     /// Allocate for `holder`: its existing address if it already has one
@@ -171,11 +218,11 @@ impl Locked<'_> {
     /// 100 and writes nothing.
     pub fn allocate(
         &self,
-        prefix: &Ipv6Net,
+        prefix: &IpNet,
         holder: &Allocation,
-        requested: Option<Ipv6Addr>,
-        reserved: &[Ipv6Addr],
-    ) -> Result<Ipv6Addr> {
+        requested: Option<IpAddr>,
+        reserved: &[IpAddr],
+    ) -> Result<IpAddr> {
         let list = self.list()?;
         if let Some((a, _)) = list.iter().find(|(a, h)| {
             prefix.contains(a)
@@ -184,7 +231,7 @@ impl Locked<'_> {
         }) {
             return Ok(*a);
         }
-        let mut used: BTreeSet<Ipv6Addr> = list.iter().map(|(a, _)| *a).collect();
+        let mut used: BTreeSet<IpAddr> = list.iter().map(|(a, _)| *a).collect();
         used.extend(reserved.iter().filter(|a| prefix.contains(*a)));
         let addr = match requested {
             Some(r) => {
@@ -202,7 +249,7 @@ impl Locked<'_> {
                 r
             }
             None => {
-                let last = fs::read_to_string(self.store.dir.join(LAST_FILE))
+                let last = fs::read_to_string(self.store.dir.join(last_file(prefix)))
                     .ok()
                     .and_then(|s| s.trim().parse().ok());
                 let in_prefix = list.iter().filter(|(a, _)| prefix.contains(a)).count();
@@ -220,11 +267,11 @@ impl Locked<'_> {
         };
         self.write(addr, holder)?;
         // Round-robin hint only: losing it just restarts the scan.
-        let _ = fs::write(self.store.dir.join(LAST_FILE), addr.to_string());
+        let _ = fs::write(self.store.dir.join(last_file(prefix)), addr.to_string());
         Ok(addr)
     }
 
-    fn write(&self, addr: Ipv6Addr, holder: &Allocation) -> Result<()> {
+    fn write(&self, addr: IpAddr, holder: &Allocation) -> Result<()> {
         let path = self.store.dir.join(addr.to_string());
         let mut f = OpenOptions::new()
             .write(true)
@@ -247,7 +294,7 @@ impl Locked<'_> {
     }
 
     /// Release an address; releasing a free one is not an error.
-    pub fn release(&self, addr: Ipv6Addr) -> Result<()> {
+    pub fn release(&self, addr: IpAddr) -> Result<()> {
         let path = self.store.dir.join(addr.to_string());
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -279,7 +326,7 @@ mod tests {
     fn allocate_release_exhaust() {
         let d = tmp("basic");
         let store = Store::open(&d, "net").unwrap();
-        let prefix: Ipv6Net = "fd00:9::/126".parse().unwrap();
+        let prefix: IpNet = "fd00:9::/126".parse().unwrap();
         let l = store.lock().unwrap();
         let a = l.allocate(&prefix, &holder("a"), None, &[]).unwrap();
         let b = l.allocate(&prefix, &holder("b"), None, &[]).unwrap();
@@ -292,10 +339,10 @@ mod tests {
         let e = l.allocate(&prefix, &holder("c"), None, &[]).unwrap_err();
         assert_eq!(e.code, Code::PoolExhausted);
         assert_eq!(l.used().unwrap().len(), 2);
-        assert_eq!(l.find("b", "eth0").unwrap(), Some(b));
+        assert_eq!(l.find("b", "eth0").unwrap(), [b]);
         l.release(b).unwrap();
         l.release(b).unwrap();
-        assert_eq!(l.find("b", "eth0").unwrap(), None);
+        assert!(l.find("b", "eth0").unwrap().is_empty());
         let c = l.allocate(&prefix, &holder("c"), None, &[]).unwrap();
         assert_eq!(c, b);
         drop(l);
@@ -316,9 +363,9 @@ mod tests {
     fn requested_address() {
         let d = tmp("req");
         let store = Store::open(&d, "net").unwrap();
-        let prefix: Ipv6Net = "fd00:9::/64".parse().unwrap();
+        let prefix: IpNet = "fd00:9::/64".parse().unwrap();
         let l = store.lock().unwrap();
-        let want: Ipv6Addr = "fd00:9::99".parse().unwrap();
+        let want: IpAddr = "fd00:9::99".parse().unwrap();
         assert_eq!(
             l.allocate(&prefix, &holder("a"), Some(want), &[]).unwrap(),
             want
@@ -329,7 +376,7 @@ mod tests {
                 .code,
             Code::InvalidConfig
         );
-        let outside: Ipv6Addr = "fd00:8::9".parse().unwrap();
+        let outside: IpAddr = "fd00:8::9".parse().unwrap();
         assert_eq!(
             l.allocate(&prefix, &holder("c"), Some(outside), &[])
                 .unwrap_err()
@@ -337,11 +384,45 @@ mod tests {
             Code::InvalidConfig
         );
         // The node's own address is never handed out.
-        let node_addr: Ipv6Addr = "fd00:9::2".parse().unwrap();
+        let node_addr: IpAddr = "fd00:9::2".parse().unwrap();
         let next = l
             .allocate(&prefix, &holder("d"), None, &[node_addr])
             .unwrap();
         assert_ne!(next, node_addr);
+        drop(l);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn dual_stack_is_all_or_nothing() {
+        let d = tmp("dual");
+        let store = Store::open(&d, "net").unwrap();
+        let v6: IpNet = "fd00:9::/64".parse().unwrap();
+        let v4: IpNet = "198.18.7.0/30".parse().unwrap();
+        let l = store.lock().unwrap();
+        let both = [v6, v4];
+        let a = l.allocate_all(&both, &holder("a"), &[], &[]).unwrap();
+        assert_eq!(
+            a,
+            [
+                "fd00:9::2".parse::<IpAddr>().unwrap(),
+                "198.18.7.2".parse().unwrap()
+            ]
+        );
+        // Retried ADD: the same pair, nothing more recorded.
+        assert_eq!(l.allocate_all(&both, &holder("a"), &[], &[]).unwrap(), a);
+        assert_eq!(l.used().unwrap().len(), 2);
+        // The IPv4 /30 has one pod address: the next pod gets neither.
+        let e = l.allocate_all(&both, &holder("b"), &[], &[]).unwrap_err();
+        assert_eq!(e.code, Code::PoolExhausted);
+        assert!(e.msg.contains("198.18.7.0/30"), "{}", e.msg);
+        assert_eq!(l.used().unwrap().len(), 2);
+        assert!(l.find("b", "eth0").unwrap().is_empty());
+        // A request picks its family's prefix.
+        let want: IpAddr = "fd00:9::77".parse().unwrap();
+        let c = l.allocate_all(&[v6], &holder("c"), &[want], &[]).unwrap();
+        assert_eq!(c, [want]);
+        assert_eq!(l.find("a", "eth0").unwrap(), a);
         drop(l);
         fs::remove_dir_all(&d).unwrap();
     }

@@ -12,6 +12,6 @@ pub mod version;
 
 pub use env::{CniArgs, Command, Env};
 pub use error::{Code, Context, Error, Result};
-pub use netconf::{Attachment, NetConf};
+pub use netconf::{Attachment, IpFamily, NetConf};
 pub use result::CniResult;
 pub use version::Version;

@@ -43,6 +43,8 @@ struct Raw {
     mtu: Option<u32>,
     #[serde(rename = "fastPath")]
     fast_path: Option<bool>,
+    #[serde(rename = "ipFamilies")]
+    ip_families: Option<Vec<String>>,
     ipam: Option<Map<String, Value>>,
     #[serde(rename = "runtimeConfig")]
     runtime_config: Option<Map<String, Value>>,
@@ -73,6 +75,9 @@ pub struct NetConf {
     /// `fastPath` as written (default true); see [`NetConf::fast_path`]
     /// for what the pod gets.
     pub fast_path_conf: bool,
+    /// `ipFamilies`: the families a pod gets. `None`: every family the
+    /// node has (IPv6, and IPv4 when the agent runs it).
+    pub ip_families: Option<Vec<IpFamily>>,
     pub runtime_config: Map<String, Value>,
     pub prev_result: Option<CniResult>,
     pub dns: Map<String, Value>,
@@ -142,6 +147,7 @@ impl NetConf {
                 ),
             ));
         }
+        let ip_families = raw.ip_families.as_deref().map(parse_families).transpose()?;
         let prev_result = raw
             .prev_result
             .as_ref()
@@ -159,6 +165,7 @@ impl NetConf {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_FILE)),
             mtu: raw.mtu,
             fast_path_conf: raw.fast_path.unwrap_or(true),
+            ip_families,
             runtime_config: raw.runtime_config.unwrap_or_default(),
             prev_result,
             dns: raw.dns.unwrap_or_default(),
@@ -234,6 +241,57 @@ impl NetConf {
             )),
         }
     }
+}
+
+/// An address family a pod can be given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IpFamily {
+    IPv6,
+    IPv4,
+}
+
+impl std::fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IpFamily::IPv6 => "IPv6",
+            IpFamily::IPv4 => "IPv4",
+        })
+    }
+}
+
+/// Parse `ipFamilies` (Kubernetes' spelling, `"IPv6"` and `"IPv4"`, in any
+/// case): IPv6 must be there, since the mesh and the pods' gateway are
+/// IPv6; IPv4 is optional; nothing may repeat. IPv6 comes first.
+fn parse_families(names: &[String]) -> Result<Vec<IpFamily>> {
+    let bad = |why: String| {
+        Error::new(
+            Code::InvalidConfig,
+            format!("invalid network configuration: ipFamilies {names:?}: {why}"),
+        )
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let family = if name.eq_ignore_ascii_case("ipv6") {
+            IpFamily::IPv6
+        } else if name.eq_ignore_ascii_case("ipv4") {
+            IpFamily::IPv4
+        } else {
+            return Err(bad(format!("{name:?} is not \"IPv6\" or \"IPv4\"")));
+        };
+        if out.contains(&family) {
+            return Err(bad(format!("{family} is listed twice")));
+        }
+        out.push(family);
+    }
+    if !out.contains(&IpFamily::IPv6) {
+        return Err(bad(
+            "IPv6 is missing: kubermesh pods always have IPv6 (add \"IPv4\" beside it for \
+             dual-stack)"
+                .into(),
+        ));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Parse `aa:bb:cc:dd:ee:ff`; multicast MACs are refused.
@@ -329,6 +387,36 @@ mod tests {
             Some([2, 0x11, 0x22, 0x33, 0x44, 0x55])
         );
         assert!(parse_mac("01:00:00:00:00:00").is_none());
+    }
+
+    #[test]
+    fn ip_families() {
+        let c = parse(r#"{"cniVersion":"1.0.0","name":"n","type":"t"}"#).unwrap();
+        assert_eq!(c.ip_families, None);
+        let c =
+            parse(r#"{"cniVersion":"1.0.0","name":"n","type":"t","ipFamilies":["ipv4","IPv6"]}"#)
+                .unwrap();
+        assert_eq!(c.ip_families, Some(vec![IpFamily::IPv6, IpFamily::IPv4]));
+        for (bad, says) in [
+            (r#"["IPv4"]"#, "IPv6 is missing"),
+            (r#"["IPv6","IPv6"]"#, "listed twice"),
+            (r#"["IPv6","IPX"]"#, "\"IPX\" is not"),
+            (r#"[]"#, "IPv6 is missing"),
+        ] {
+            let e = parse(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"t","ipFamilies":{bad}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(e.code, Code::InvalidConfig, "{bad}");
+            assert!(
+                e.msg.contains("ipFamilies") && e.msg.contains(says),
+                "{bad}: {}",
+                e.msg
+            );
+        }
+        let e = parse(r#"{"cniVersion":"1.0.0","name":"n","type":"t","ipFamilies":"IPv6"}"#)
+            .unwrap_err();
+        assert_eq!(e.code, Code::InvalidConfig);
     }
 
     #[test]

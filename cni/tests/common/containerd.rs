@@ -7,7 +7,7 @@
 //! Everything containerd leaves on the host (shims, pause processes,
 //! mounts, cgroups) is removed by [`Runtime`]'s `Drop`, also on failure.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -300,18 +300,36 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         }
     }
 
-    /// RunPodSandbox; return (sandbox id, pod IP, netns path).
+    /// RunPodSandbox; return (sandbox id, pod IPv6 address, netns path).
     pub fn run_pod(&self, name: &str) -> (String, Ipv6Addr, String) {
         self.run_pod_with_ports(name, Vec::new())
     }
 
     /// RunPodSandbox with `port_mappings` (hostPorts); return (sandbox id,
-    /// pod IP, netns path).
+    /// pod IPv6 address, netns path).
     pub fn run_pod_with_ports(
         &self,
         name: &str,
         ports: Vec<PortMapping>,
     ) -> (String, Ipv6Addr, String) {
+        let (id, ips, netns) = self.run_pod_ips(name, ports);
+        let ip = ips
+            .iter()
+            .find_map(|ip| match ip {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            })
+            .unwrap_or_else(|| panic!("pod {name} has no IPv6 address: {ips:?}"));
+        (id, ip, netns)
+    }
+
+    /// RunPodSandbox; return (sandbox id, every pod IP the CRI reports,
+    /// the primary first, netns path).
+    pub fn run_pod_ips(
+        &self,
+        name: &str,
+        ports: Vec<PortMapping>,
+    ) -> (String, Vec<IpAddr>, String) {
         let config = self.sandbox_config(name, ports);
         self.tokio.block_on(async {
             let mut c = self.client().await.expect("connect CRI");
@@ -332,12 +350,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 .await
                 .expect("PodSandboxStatus")
                 .into_inner();
-            let ip: Ipv6Addr = status
+            let network = status
                 .status
                 .as_ref()
                 .and_then(|s| s.network.as_ref())
-                .map(|n| n.ip.parse().expect("pod IP is IPv6"))
                 .expect("pod has an IP");
+            let ips: Vec<IpAddr> = std::iter::once(network.ip.as_str())
+                .chain(network.additional_ips.iter().map(|a| a.ip.as_str()))
+                .map(|a| a.parse().expect("pod IP is an address"))
+                .collect();
             let info: serde_json::Value =
                 serde_json::from_str(status.info.get("info").expect("verbose info")).unwrap();
             let netns = info["runtimeSpec"]["linux"]["namespaces"]
@@ -346,7 +367,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                 .and_then(|n| n["path"].as_str())
                 .expect("netns path")
                 .to_owned();
-            (id, ip, netns)
+            (id, ips, netns)
         })
     }
 
@@ -458,11 +479,13 @@ fn remove_cgroup(dir: &Path, depth: usize) {
     let _ = std::fs::remove_dir(dir);
 }
 
-/// Ping `dst` from inside the network namespace at `netns`.
-pub fn ping_from(netns: &str, dst: Ipv6Addr) -> bool {
+/// Ping `dst` (either family) from inside the network namespace at `netns`.
+pub fn ping_from(netns: &str, dst: impl Into<IpAddr>) -> bool {
+    let dst = dst.into();
+    let family = if dst.is_ipv4() { "-4" } else { "-6" };
     Command::new("nsenter")
         .arg(format!("--net={netns}"))
-        .args(["--", "ping", "-6", "-c", "1", "-W", "2"])
+        .args(["--", "ping", family, "-c", "1", "-W", "2"])
         .arg(dst.to_string())
         .output()
         .is_ok_and(|o| o.status.success())

@@ -8,7 +8,7 @@
 pub mod containerd;
 
 use std::io::{Read as _, Write as _};
-use std::net::Ipv6Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -77,12 +77,23 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub bpffs: PathBuf,
     pub prefix: String,
+    /// The IPv4 pod prefix of a dual-stack node.
+    pub prefix4: Option<String>,
     pods: usize,
 }
 
 impl Node {
     /// Build a lab with one host node and write its state file with `prefix`.
     pub fn new(tag: &str, prefix: &str) -> Node {
+        Self::build(tag, prefix, None)
+    }
+
+    /// Build a dual-stack node: IPv6 `prefix` and IPv4 `prefix4`.
+    pub fn dual(tag: &str, prefix: &str, prefix4: &str) -> Node {
+        Self::build(tag, prefix, Some(prefix4))
+    }
+
+    fn build(tag: &str, prefix: &str, prefix4: Option<&str>) -> Node {
         let lab = Lab::build(tag, &Topology::new().node("h")).expect("build lab");
         let host = "h".to_owned();
         let bpffs = lab.node(&host).bpffs_dir();
@@ -95,22 +106,35 @@ impl Node {
             data_dir,
             bpffs,
             prefix: prefix.to_owned(),
+            prefix4: prefix4.map(str::to_owned),
             pods: 0,
         };
         node.write_state(prefix);
+        if let Some(p4) = prefix4 {
+            // The agent puts the node's IPv4 address on the node; the host
+            // needs one to talk to its pods in IPv4.
+            let node4 = format!("{}/32", first_host(p4));
+            node.lab
+                .node(&node.host)
+                .run(&["ip", "addr", "add", &node4, "dev", "lo"])
+                .expect("node IPv4 address");
+        }
         node
     }
 
     /// (Re)write the node state file with a pod prefix.
     pub fn write_state(&self, prefix: &str) {
         let node_addr = prefix.split('/').next().unwrap().to_owned() + "1";
-        let state = json!({
+        let mut state = json!({
             "router_id": "10.0.0.1",
             "pod_prefix": prefix,
             "node_address": node_addr,
             "mtu": 1500,
             "bpffs": self.bpffs,
         });
+        if let Some(p4) = &self.prefix4 {
+            state["ipv4"] = json!({"pod_prefix": p4, "node_address": first_host(p4)});
+        }
         std::fs::write(&self.state_file, state.to_string()).expect("write node state");
     }
 
@@ -182,7 +206,7 @@ impl Node {
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.parse::<Ipv6Addr>().is_ok())
+                    .filter(|n| n.parse::<IpAddr>().is_ok())
                     .collect()
             })
             .unwrap_or_default();
@@ -205,7 +229,7 @@ impl Node {
     }
 
     /// Return the endpoint map's keys (addresses), empty if not pinned.
-    pub fn endpoints(&self) -> Vec<Ipv6Addr> {
+    pub fn endpoints(&self) -> Vec<IpAddr> {
         match dataplane::maps::Endpoints::open(&self.bpffs).expect("open endpoint map") {
             Some(m) => {
                 let mut v = m.addrs();
@@ -216,11 +240,12 @@ impl Node {
         }
     }
 
-    /// Ping `dst` from the host node once.
+    /// Ping `dst` (either family) from the host node once.
     pub fn ping(&self, dst: &str) -> bool {
+        let family = if dst.contains(':') { "-6" } else { "-4" };
         self.lab
             .node(&self.host)
-            .run(&["ping", "-6", "-c", "1", "-W", "2", dst])
+            .run(&["ping", family, "-c", "1", "-W", "2", dst])
             .is_ok()
     }
 
@@ -239,6 +264,12 @@ impl Node {
         }
         Ok(r.stdout)
     }
+}
+
+/// Return the first host address of an IPv4 prefix (the node's).
+pub fn first_host(prefix4: &str) -> std::net::Ipv4Addr {
+    let net: ipnet::Ipv4Net = prefix4.parse().expect("IPv4 prefix");
+    std::net::Ipv4Addr::from(u32::from(net.network()) + 1)
 }
 
 /// Run a command with stdin, bounded by [`RUN_LIMIT`].
