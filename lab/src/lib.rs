@@ -25,6 +25,7 @@
 //! - [`agents`]: a mesh of real `meshfwd agent` processes, one per node;
 //! - [`kube_proxy`]: the Service rules kube-proxy writes, for a node;
 //! - [`pods`]: pods wired by a CNI plugin, and finding the binaries;
+//! - [`iperf`]: a TCP stream between two nodes, to cut paths under;
 //! - [`cleanup`]: teardown on drop, panic and Ctrl-C, and removal of what
 //!   dead test processes left behind.
 //!
@@ -35,6 +36,7 @@
 pub mod agents;
 pub mod cleanup;
 pub mod exec;
+pub mod iperf;
 pub mod kube_proxy;
 mod lab;
 pub mod link;

@@ -248,6 +248,35 @@ impl Node {
         Ok(done.status.success())
     }
 
+    /// Return the kernel's counts of forwarded packets in this node:
+    /// (IPv6 `Ip6OutForwDatagrams`, IPv4 `ForwDatagrams`). The fast path
+    /// forwards past them, so a transit node whose counts stay flat while
+    /// traffic crosses it forwarded none of it in the kernel.
+    pub fn kernel_forwarded(&self) -> Result<(u64, u64)> {
+        let snmp6 = self.run(&["cat", "/proc/net/snmp6"])?;
+        let v6 = snmp6
+            .lines()
+            .find_map(|l| l.strip_prefix("Ip6OutForwDatagrams"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no Ip6OutForwDatagrams in /proc/net/snmp6")?;
+        // /proc/net/snmp: an "Ip:" line of names, then one of values.
+        let snmp = self.run(&["cat", "/proc/net/snmp"])?;
+        let ip: Vec<Vec<&str>> = snmp
+            .lines()
+            .filter(|l| l.starts_with("Ip: "))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        let v4 = match ip.as_slice() {
+            [names, values, ..] => names
+                .iter()
+                .position(|n| *n == "ForwDatagrams")
+                .and_then(|col| values.get(col)?.parse().ok()),
+            _ => None,
+        }
+        .context("no Ip ForwDatagrams in /proc/net/snmp")?;
+        Ok((v6, v4))
+    }
+
     /// Send one IPv4 ping (1 s deadline) and return whether a reply came.
     /// Only `198.18.0.0/15` is accepted, per the project's network rule.
     pub fn ping4(&self, dst: std::net::Ipv4Addr) -> Result<bool> {

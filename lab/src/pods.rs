@@ -8,7 +8,7 @@
 
 use std::{
     io::{Read as _, Write as _},
-    net::Ipv6Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -130,25 +130,50 @@ pub struct Pod {
     /// The node it runs on.
     pub node: String,
     pub addr: Ipv6Addr,
+    /// Its IPv4 address, on a node that runs IPv4.
+    pub addr4: Option<Ipv4Addr>,
     /// The host end of its veth.
     pub host_veth: String,
     /// The network configuration it was added with (for DEL).
     pub conf: Value,
 }
 
-/// Return the address and host veth of an ADD result.
+/// Return the IPv6 address and host veth of an ADD result.
 pub fn parse_add(result: &Value) -> Result<(Ipv6Addr, String)> {
-    let addr = result["ips"][0]["address"]
-        .as_str()
-        .context("ADD result without ips[0].address")?;
-    let addr: Ipv6Addr = addr.split('/').next().unwrap_or(addr).parse()?;
+    let (addr, _, host_veth) = parse_add_dual(result)?;
+    Ok((addr, host_veth))
+}
+
+/// Return the IPv6 address, the IPv4 address if any, and the host veth of
+/// an ADD result.
+pub fn parse_add_dual(result: &Value) -> Result<(Ipv6Addr, Option<Ipv4Addr>, String)> {
+    let addrs: Vec<IpAddr> = result["ips"]
+        .as_array()
+        .context("ADD result without ips")?
+        .iter()
+        .map(|ip| {
+            let a = ip["address"].as_str().context("ips[] without an address")?;
+            Ok(a.split('/').next().unwrap_or(a).parse()?)
+        })
+        .collect::<Result<_>>()?;
+    let addr = addrs
+        .iter()
+        .find_map(|a| match a {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
+        .context("ADD result without an IPv6 address")?;
+    let addr4 = addrs.iter().find_map(|a| match a {
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
+    });
     let host_veth = result["interfaces"]
         .as_array()
         .and_then(|a| a.iter().find(|i| i.get("sandbox").is_none()))
         .and_then(|i| i["name"].as_str())
         .context("ADD result without a host interface")?
         .to_string();
-    Ok((addr, host_veth))
+    Ok((addr, addr4, host_veth))
 }
 
 impl AgentMesh {
@@ -192,11 +217,12 @@ impl AgentMesh {
         let result = run
             .result()
             .with_context(|| format!("ADD of pod {pod} on {node}"))?;
-        let (addr, host_veth) = parse_add(&result)?;
+        let (addr, addr4, host_veth) = parse_add_dual(&result)?;
         Ok(Pod {
             name: pod.to_owned(),
             node: node.to_owned(),
             addr,
+            addr4,
             host_veth,
             conf,
         })

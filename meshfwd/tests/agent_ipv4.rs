@@ -2,15 +2,18 @@
 //! IPv4 pod prefix and its `.1` by the same rule as IPv6, advertises them
 //! in an RFC 5838 instance beside the IPv6 one, and routes IPv4 via its
 //! neighbours' IPv6 link-local addresses: no mesh link has an IPv4
-//! address.
+//! address. Dual-stack pods wired by `meshfwd-cni` three hops apart talk
+//! IPv4 through XDP on the transit nodes, and a loud cut of the path their
+//! stream takes does not stop it.
 
 mod agent_support;
 
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use agent_support::{Answers as _, mesh};
-use lab::{Topology, Wire};
+use lab::{Topology, Wire, pods::built_bin};
 use meshfwd_common::stats::Stat;
+use serde_json::json;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 const CLUSTER4: &str = "198.18.0.0/15";
@@ -88,4 +91,85 @@ fn a_line_of_three_reaches_every_ipv4_node_address_via_ipv6_next_hops() {
     }
     // b's XDP program saw the IPv4 traffic it carried.
     assert!(m.xdp_counter("b", Stat::Ipv4) > 0);
+}
+
+#[test]
+fn pods_three_hops_apart_talk_ipv4_through_xdp_and_a_loud_cut_keeps_their_stream() {
+    // A ring of six: a and d are three hops apart both ways round.
+    let nodes = ["a", "b", "c", "d", "e", "f"];
+    let mut m = mesh("ipv4pods", &Topology::new().ring(&nodes, Wire::Cable));
+    for n in nodes {
+        m.start(n, &["--ipv4-cluster-prefix", CLUSTER4])
+            .unwrap_or_else(|e| panic!("starting {n}: {e:#}"));
+    }
+    m.wait_full_reachability(&nodes, CONVERGE);
+    let cni = built_bin(None, "MESHFWD_CNI_BIN", "cni", "meshfwd-cni").expect("meshfwd-cni");
+    let pa = m.add_pod("a", "pa", &cni, &json!({})).expect("pod on a");
+    let pd = m.add_pod("d", "pd", &cni, &json!({})).expect("pod on d");
+    let (a4, d4) = (
+        pa.addr4.expect("the pod on a got IPv4"),
+        pd.addr4.expect("the pod on d got IPv4"),
+    );
+    let d_prefix = m.node_state("d").ipv4.expect("d runs IPv4").pod_prefix;
+    assert!(d_prefix.contains(&d4), "{d4} outside d's {d_prefix}");
+    if let Err(e) = m.lab.node("pa").wait_ping(IpAddr::V4(d4), CONVERGE) {
+        panic!(
+            "pod on a cannot reach {d4}: {e:#}\na's IPv4 routes: {}",
+            m.lab
+                .node("a")
+                .run(&["ip", "-4", "route"])
+                .unwrap_or_default()
+        );
+    }
+
+    // A TCP stream from a's pod to d's; which side of the ring carries it?
+    let transit = ["b", "c", "e", "f"];
+    let xdp = |m: &lab::agents::AgentMesh| transit.map(|n| m.xdp_counter(n, Stat::Redirect));
+    let kernel4 = |m: &lab::agents::AgentMesh| {
+        transit.map(|n| m.lab.node(n).kernel_forwarded().expect("snmp").1)
+    };
+    let (xdp_before, kern_before) = (xdp(&m), kernel4(&m));
+    let stream =
+        lab::iperf::Stream::start(&m.lab, ("pa", IpAddr::V4(a4)), ("pd", IpAddr::V4(d4)), 8)
+            .expect("iperf3");
+    std::thread::sleep(Duration::from_secs(3));
+    let (xdp_mid, kern_mid) = (xdp(&m), kernel4(&m));
+    let carried: Vec<u64> = (0..4).map(|i| xdp_mid[i] - xdp_before[i]).collect();
+    // b and c are one side of the ring, f and e the other.
+    let (via, side, other) = if carried[0] >= carried[3] {
+        ("b", [0, 1], "f")
+    } else {
+        ("f", [3, 2], "b")
+    };
+    for i in side {
+        assert!(
+            carried[i] > 10_000,
+            "transit node {} forwarded the stream in XDP: {carried:?} (b, c, e, f)",
+            transit[i]
+        );
+    }
+    for i in 0..4 {
+        let k = kern_mid[i] - kern_before[i];
+        assert!(
+            k < 10,
+            "the kernel forwarded {k} IPv4 packets on transit node {} during the stream",
+            transit[i]
+        );
+    }
+
+    // Cut a's link on that side, loudly: the agents reroute on carrier loss.
+    m.lab.cut_loud("a", via).expect("cut");
+    let other_before = m.xdp_counter(other, Stat::Redirect);
+    let report = stream.finish().expect("the stream");
+    let moved = m.xdp_counter(other, Stat::Redirect) - other_before;
+    assert!(
+        moved > 10_000,
+        "after the cut the stream crossed {other} in XDP ({moved} frames)"
+    );
+    let last = report.last(3);
+    assert!(
+        last.iter().all(|b| *b > 1e6),
+        "the stream kept going after the cut: last intervals {last:?} bit/s"
+    );
+    eprintln!("IPv4 stream via {via}, then {other}: last intervals {last:?} bit/s");
 }

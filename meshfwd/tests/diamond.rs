@@ -77,28 +77,10 @@ fn stat(node: &lab::Node, stat: Stat) -> u64 {
 
 /// The kernel's count of forwarded packets of both families in `node`.
 fn kernel_forwarded(node: &lab::Node) -> u64 {
-    let snmp6 = node.run(&["cat", "/proc/net/snmp6"]).expect("read snmp6");
-    let v6: u64 = snmp6
-        .lines()
-        .find_map(|l| l.strip_prefix("Ip6OutForwDatagrams"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("Ip6OutForwDatagrams in /proc/net/snmp6");
-    // /proc/net/snmp: an "Ip:" line of names, then one of values.
-    let snmp = node.run(&["cat", "/proc/net/snmp"]).expect("read snmp");
-    let ip: Vec<Vec<&str>> = snmp
-        .lines()
-        .filter(|l| l.starts_with("Ip: "))
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    let col = ip[0]
-        .iter()
-        .position(|n| *n == "ForwDatagrams")
-        .expect("ForwDatagrams in /proc/net/snmp");
-    let v4: u64 = ip[1][col].parse().expect("a count");
+    let (v6, v4) = node.kernel_forwarded().expect("kernel forwarding counters");
     v6 + v4
 }
 
-/// Write a route file: each route is (prefix, [(iface, neighbour node, neighbour iface)]).
 fn route_file(lab: &Lab, node: &str, routes: &[(&str, &[&str])]) -> std::path::PathBuf {
     let mut out = Vec::new();
     for (prefix, via) in routes {
@@ -270,30 +252,13 @@ fn diamond(tag: &str, f: &Family) {
     // A TCP stream: which transit node carries it?
     let fwd_before = [stat(n("b"), Stat::Redirect), stat(n("c"), Stat::Redirect)];
     let kern_before = [kernel_forwarded(n("b")), kernel_forwarded(n("c"))];
-    let server = n("h2")
-        .spawn("iperf3", &["iperf3", "-s", "-1", "-B", f.h2])
-        .expect("iperf3 server");
-    std::thread::sleep(Duration::from_millis(500));
-    let report = lab.work_dir().join("iperf3.json");
-    let client = n("h1")
-        .spawn(
-            "iperf3c",
-            &[
-                "iperf3",
-                "-c",
-                f.h2,
-                "-B",
-                f.h1,
-                "-t",
-                "8",
-                "-i",
-                "1",
-                "-J",
-                "--logfile",
-                &report.to_string_lossy(),
-            ],
-        )
-        .expect("iperf3 client");
+    let stream = lab::iperf::Stream::start(
+        &lab,
+        ("h1", f.h1.parse().unwrap()),
+        ("h2", f.h2.parse().unwrap()),
+        8,
+    )
+    .expect("iperf3");
     std::thread::sleep(Duration::from_secs(3));
     let fwd_mid = [stat(n("b"), Stat::Redirect), stat(n("c"), Stat::Redirect)];
     let kern_mid = [kernel_forwarded(n("b")), kernel_forwarded(n("c"))];
@@ -345,39 +310,19 @@ fn diamond(tag: &str, f: &Family) {
     let other_before = stat(n(other), Stat::Redirect);
 
     // The client finishes by itself (-t 8); bounded wait.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while n("h1").is_running(client) {
-        assert!(Instant::now() < deadline, "iperf3 client did not finish");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = n("h2").kill(server);
+    let report = stream.finish().expect("the stream");
     let other_after = stat(n(other), Stat::Redirect);
     assert!(
         other_after - other_before > 10_000,
         "after the cut the stream crossed {other} in XDP ({} packets)",
         other_after - other_before
     );
-
-    let text = std::fs::read_to_string(&report).expect("iperf3 report");
-    let json: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("iperf3 JSON ({e}): {text}"));
-    assert!(
-        json.get("error").is_none(),
-        "iperf3 failed: {}",
-        json["error"]
-    );
-    let intervals = json["intervals"].as_array().expect("intervals");
-    let last: Vec<f64> = intervals
-        .iter()
-        .rev()
-        .take(3)
-        .map(|i| i["sum"]["bits_per_second"].as_f64().unwrap_or(0.0))
-        .collect();
+    let last = report.last(3);
     assert!(
         last.iter().all(|b| *b > 1e6),
         "the stream kept going after the cut: last intervals {last:?} bit/s"
     );
-    let received = json["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    let received = report.received;
     assert!(received > 10_000_000, "iperf3 moved {received} bytes");
     eprintln!(
         "stream via {via}, then {other}; last intervals {last:?} bit/s; {received} bytes; log {}",
