@@ -4,9 +4,14 @@
 //! neighbours' IPv6 link-local addresses: no mesh link has an IPv4
 //! address. Dual-stack pods wired by `meshfwd-cni` three hops apart talk
 //! IPv4 through XDP on the transit nodes, and a loud cut of the path their
-//! stream takes does not stop it.
+//! stream takes does not stop it. With BIRD (both families) between two
+//! agents, the pods' IPv4 traffic crosses it.
 
 mod agent_support;
+
+#[allow(dead_code, reason = "this file uses a subset")]
+#[path = "../../routing/tests/common/bird.rs"]
+mod bird;
 
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
@@ -172,4 +177,106 @@ fn pods_three_hops_apart_talk_ipv4_through_xdp_and_a_loud_cut_keeps_their_stream
         "the stream kept going after the cut: last intervals {last:?} bit/s"
     );
     eprintln!("IPv4 stream via {via}, then {other}: last intervals {last:?} bit/s");
+}
+
+#[test]
+fn bird_in_transit_carries_ipv4_pod_traffic_between_agents() {
+    // a - r - c, r a BIRD router with an OSPFv3 instance per family.
+    let mut m = mesh(
+        "ipv4bird",
+        &Topology::new().line(&["a", "r", "c"], Wire::Cable),
+    );
+    let r = m.lab.node("r");
+    let ifaces = r.ifaces();
+    // BIRD 2.0.12 installs an IPv4 next hop (our node address, from our
+    // Link-LSA) only inside a subnet of its interface: its mesh links get
+    // an address at the cluster prefix's length, so every node address is
+    // on-link. That address sits in a /24 BIRD advertises as its own (a
+    // stubnet of pod length), so the nodes have a route back to it and
+    // answer its ARP (loose reverse-path filtering).
+    for i in &ifaces {
+        r.run(&["ip", "addr", "add", "198.19.200.1/15", "dev", i])
+            .unwrap();
+    }
+    r.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+    r.run(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        .unwrap();
+    let names: Vec<&str> = ifaces.iter().map(String::as_str).collect();
+    let files = bird::BirdFiles::new(m.lab.work_dir(), "r");
+    let v6 = bird::BirdConf::ptp(std::net::Ipv4Addr::new(10, 0, 0, 99), &names, &[]);
+    let v4 = bird::BirdConf {
+        ipv4: true,
+        ..bird::BirdConf::ptp(v6.router_id, &names, &["198.19.200.0/24"])
+    };
+    // BIRD forwards: its routes go to the kernel.
+    let conf = v6.render_with(&v4, &files.log)
+        + "protocol kernel { ipv6 { export all; }; }\n\
+           protocol kernel { ipv4 { export all; }; }\n";
+    std::fs::write(&files.conf, conf).expect("BIRD configuration");
+    let args = files.bird_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    r.spawn("bird", &args).expect("start BIRD");
+    for n in ["a", "c"] {
+        m.start(n, &["--ipv4-cluster-prefix", CLUSTER4])
+            .unwrap_or_else(|e| panic!("starting {n}: {e:#}"));
+    }
+    m.wait_full_reachability(&["a", "c"], CONVERGE);
+
+    let cni = built_bin(None, "MESHFWD_CNI_BIN", "cni", "meshfwd-cni").expect("meshfwd-cni");
+    let pa = m.add_pod("a", "pa", &cni, &json!({})).expect("pod on a");
+    let pc = m.add_pod("c", "pc", &cni, &json!({})).expect("pod on c");
+    let (a4, c4) = (pa.addr4.expect("IPv4 on a"), pc.addr4.expect("IPv4 on c"));
+    let birdc = |cmd: &str| {
+        let args = files.birdc_args(cmd);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        m.lab.node("r").run(&args).unwrap_or_default()
+    };
+    if let Err(e) = m.lab.node("pa").wait_ping(IpAddr::V4(c4), CONVERGE) {
+        panic!(
+            "pod on a cannot reach {c4} through BIRD: {e:#}\nBIRD's IPv4 routes: {}\n\
+             r's kernel: {}\na's IPv4 routes: {}",
+            birdc("show route protocol ospf2"),
+            m.lab
+                .node("r")
+                .run(&["ip", "-4", "route"])
+                .unwrap_or_default(),
+            m.lab
+                .node("a")
+                .run(&["ip", "-4", "route"])
+                .unwrap_or_default()
+        );
+    }
+    // a routes c's pods via BIRD's IPv6 link-local address; BIRD routes
+    // them via c's node address, on-link.
+    let c_prefix = m.node_state("c").ipv4.expect("c runs IPv4");
+    let dst = c_prefix.pod_prefix.to_string();
+    let route_on = |n: &str| {
+        m.lab
+            .node(n)
+            .run(&["ip", "-4", "route", "show", &dst])
+            .unwrap()
+    };
+    let (a_routes, r_routes) = (route_on("a"), route_on("r"));
+    assert!(a_routes.contains("via inet6 fe80::"), "{a_routes}");
+    assert!(
+        r_routes.contains(&format!("via {}", c_prefix.node_address)),
+        "{r_routes}"
+    );
+
+    // A TCP stream between the pods crosses BIRD's kernel.
+    let before = m.lab.node("r").kernel_forwarded().unwrap().1;
+    let report =
+        lab::iperf::Stream::start(&m.lab, ("pa", IpAddr::V4(a4)), ("pc", IpAddr::V4(c4)), 2)
+            .and_then(lab::iperf::Stream::finish)
+            .expect("an IPv4 stream through BIRD");
+    let forwarded = m.lab.node("r").kernel_forwarded().unwrap().1 - before;
+    assert!(
+        report.received > 1_000_000 && forwarded > 1_000,
+        "{} bytes received, {forwarded} packets forwarded by r",
+        report.received
+    );
+    eprintln!(
+        "through BIRD: {} bytes, {forwarded} IPv4 packets forwarded by r's kernel",
+        report.received
+    );
 }

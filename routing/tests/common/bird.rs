@@ -130,10 +130,30 @@ impl BirdConf {
 
     /// Render `bird.conf`, logging to `log`.
     pub fn render(&self, log: &Path) -> String {
+        let mut c = self.render_head(log);
+        self.render_protocol(&mut c, "ospf1");
+        c
+    }
+
+    /// Render a `bird.conf` that runs two OSPFv3 instances: `self` as
+    /// `ospf1` and `other` (the other family, with its own interfaces and
+    /// stubnets) as `ospf2`, as a router carrying both families does.
+    pub fn render_with(&self, other: &BirdConf, log: &Path) -> String {
+        let mut c = self.render_head(log);
+        self.render_protocol(&mut c, "ospf1");
+        other.render_protocol(&mut c, "ospf2");
+        c
+    }
+
+    fn render_head(&self, log: &Path) -> String {
         let mut c = String::new();
         let _ = writeln!(c, "router id {};", self.router_id);
         let _ = writeln!(c, "log \"{}\" all;", log.display());
         let _ = writeln!(c, "protocol device {{ scan time 1; }}");
+        c
+    }
+
+    fn render_protocol(&self, c: &mut String, name: &str) {
         let channel = if self.ipv4 { "ipv4" } else { "ipv6" };
         let _ = writeln!(c, "protocol static {{");
         let _ = writeln!(c, "  {channel};");
@@ -141,7 +161,7 @@ impl BirdConf {
             let _ = writeln!(c, "  route {e} blackhole;");
         }
         let _ = writeln!(c, "}}");
-        let _ = writeln!(c, "protocol ospf v3 ospf1 {{");
+        let _ = writeln!(c, "protocol ospf v3 {name} {{");
         let _ = writeln!(
             c,
             "  {channel} {{ import all; export where source = RTS_STATIC; }};"
@@ -171,7 +191,6 @@ impl BirdConf {
         }
         let _ = writeln!(c, "  }};");
         let _ = writeln!(c, "}}");
-        c
     }
 }
 
