@@ -280,10 +280,7 @@ impl Node {
     /// Send one IPv4 ping (1 s deadline) and return whether a reply came.
     /// Only `198.18.0.0/15` is accepted, per the project's network rule.
     pub fn ping4(&self, dst: std::net::Ipv4Addr) -> Result<bool> {
-        let o = dst.octets();
-        if o[0] != 198 || o[1] & 0xfe != 18 {
-            bail!("{dst} is outside the lab's IPv4 space (198.18.0.0/15)");
-        }
+        check_lab_addr4(dst)?;
         let target = dst.to_string();
         let cmd = self.command_for(&["ping", "-4", "-n", "-q", "-c", "1", "-W", "1", &target])?;
         let done = exec::finish(cmd, Duration::from_secs(5))
@@ -335,17 +332,21 @@ impl Node {
     pub fn tcp_echo(
         &self,
         server: &Node,
-        dst: Ipv6Addr,
+        dst: impl Into<std::net::IpAddr>,
         bytes: usize,
         timeout: Duration,
     ) -> Result<()> {
         use std::io::{Read as _, Write as _};
-        use std::net::{SocketAddrV6, TcpListener, TcpStream};
+        use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 
-        check_lab_addr(dst)?;
+        let dst = dst.into();
+        match dst {
+            IpAddr::V6(a) => check_lab_addr(a)?,
+            IpAddr::V4(a) => check_lab_addr4(a)?,
+        }
         let deadline = Instant::now() + timeout;
         let listener = netns::enter(&server.netns, || {
-            Ok(TcpListener::bind(SocketAddrV6::new(dst, 0, 0, 0))?)
+            Ok(TcpListener::bind(SocketAddr::new(dst, 0))?)
         })
         .with_context(|| format!("node {}: listening on [{dst}]", server.name))?;
         let port = listener.local_addr()?.port();
@@ -379,7 +380,7 @@ impl Node {
         });
         let sent: Vec<u8> = (0..bytes).map(|i| (i * 7 + i / 251) as u8).collect();
         let client = netns::enter(&self.netns, || {
-            let to = std::net::SocketAddr::V6(SocketAddrV6::new(dst, port, 0, 0));
+            let to = SocketAddr::new(dst, port);
             Ok(TcpStream::connect_timeout(&to, timeout)?)
         });
         let result = client.and_then(|mut c| {
@@ -447,6 +448,15 @@ fn is_link_local(a: Ipv6Addr) -> bool {
 }
 
 /// Refuse addresses outside the ones tests may use.
+/// Refuse IPv4 addresses outside the lab's space, `198.18.0.0/15`.
+fn check_lab_addr4(a: std::net::Ipv4Addr) -> Result<()> {
+    let o = a.octets();
+    if o[0] != 198 || o[1] & 0xfe != 18 {
+        bail!("{a} is outside the lab's IPv4 space (198.18.0.0/15)");
+    }
+    Ok(())
+}
+
 fn check_lab_addr(a: Ipv6Addr) -> Result<()> {
     let s = a.segments();
     let ok = is_link_local(a)

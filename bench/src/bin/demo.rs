@@ -2,20 +2,25 @@
 //! namespaces.
 //!
 //! Eight nodes cabled as a ring with two chords (every node has 2 or 3
-//! links, and there are equal-cost paths), one `meshfwd agent` per node
-//! and nothing configured by hand. The demo shows, with progress lines and
+//! links, and there are equal-cost paths), one `meshfwd agent` per node,
+//! dual-stack (`--ipv4-cluster-prefix`, the same on every node), and
+//! nothing configured per node. The demo shows, with progress lines and
 //! a final summary:
 //!
 //! 1. every adjacency coming up by itself;
-//! 2. every node reaching every other node's /128 (pings: ICMP, which the
-//!    fast path leaves to the kernel, as conntrack cannot vouch for it);
+//! 2. every node reaching every other node's /128 and /32 (pings: ICMP,
+//!    which the fast path leaves to the kernel, as conntrack cannot vouch
+//!    for it), then a TCP echo between every ordered pair in each family,
+//!    whose transit frames XDP forwards (the `redirect` counters, against
+//!    the kernels' forwarding counters);
 //! 3. a cable pulled (loud cut) under a 5,000 packets-per-second UDP flow
 //!    (iperf3) that a transit node forwards over one of two equal-cost
 //!    paths, and the loss measured; XDP forwards the flow once conntrack
 //!    has accepted its first packet (the `redirect` counters);
 //! 4. the same with a silent cut (frames dropped, carrier up), caught by
 //!    BFD (10 ms x 3, every agent runs it with every neighbour);
-//! 5. a new node plugged into one neighbour, timed to full reachability;
+//! 5. a new node plugged into one neighbour, timed to full reachability
+//!    in each family;
 //! 6. a third of the nodes powered off, the survivors still reaching each
 //!    other.
 //!
@@ -25,7 +30,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv6Addr,
+    net::{IpAddr, Ipv6Addr},
     path::PathBuf,
     process::{Child, Stdio},
     time::{Duration, Instant},
@@ -67,15 +72,29 @@ struct Demo {
 struct Summary {
     adjacencies: String,
     reachability: String,
+    /// Per family: (pairs, frames XDP forwarded, packets kernels forwarded).
+    echo: Vec<(&'static str, usize, u64, u64)>,
     xdp_forwarded: u64,
     loud: Option<(String, u64, f64)>,
     silent: Option<(String, u64, f64)>,
-    join_ms: Option<f64>,
+    /// Per family: ms until the new node reached every address.
+    join_ms: Vec<(&'static str, f64)>,
     third: Option<(Vec<String>, usize, f64)>,
 }
 
-/// Every agent runs BFD with its neighbours at 10 ms x 3.
-const BFD_ARGS: &[&str] = &["--bfd", "--bfd-interval-ms", "10", "--bfd-multiplier", "3"];
+/// Every agent runs BFD with its neighbours at 10 ms x 3, and IPv4 pods
+/// in the lab's IPv4 space.
+const AGENT_ARGS: &[&str] = &[
+    "--bfd",
+    "--bfd-interval-ms",
+    "10",
+    "--bfd-multiplier",
+    "3",
+    "--ipv4-cluster-prefix",
+    "198.18.0.0/15",
+];
+/// Bytes each TCP echo of step 2 sends (and gets back).
+const ECHO_BYTES: usize = 32 * 1024;
 
 fn main() {
     let opts = <Options as clap::Parser>::parse();
@@ -111,7 +130,7 @@ fn run(opts: &Options) -> Result<()> {
         "starting one `meshfwd agent` per node (no per-node configuration)",
     );
     for n in &topo.nodes {
-        d.mesh.start(n, BFD_ARGS)?;
+        d.mesh.start(n, AGENT_ARGS)?;
     }
     let names: Vec<String> = topo.nodes.clone();
     for n in &names {
@@ -119,11 +138,14 @@ fn run(opts: &Options) -> Result<()> {
     }
     for n in &names {
         let node: NodeInfo = d.mesh.show(n, Query::Node).context("node summary")?;
+        let v4 = d.mesh.node_state(n)?.ipv4.context("the agent runs IPv4")?;
         println!(
-            "    {n:<3} router id {:<16} pod prefix {:<26} address {}",
+            "    {n:<3} router id {:<16} pod prefixes {:<26} {:<18} addresses {} {}",
             node.router_id.to_string(),
             node.pod_prefix.to_string(),
-            node.node_address
+            v4.pod_prefix.to_string(),
+            node.node_address,
+            v4.node_address
         );
     }
 
@@ -151,10 +173,25 @@ fn run(opts: &Options) -> Result<()> {
 
     // 2. Reachability. Pings are ICMP, which conntrack cannot vouch for,
     // so transit kernels forward them; XDP takes the UDP probe flows below.
-    say(started, "every node pings every other node's /128");
+    say(started, "every node pings every other node's /128 and /32");
     let pairs = d.reach_all(&names, CONVERGE)?;
     sum.reachability = format!("{pairs}/{pairs} node pairs");
-    println!("    {pairs} of {pairs} pairs answered");
+    println!("    {pairs} of {pairs} pairs answered in both families");
+    for family in [Family::V6, Family::V4] {
+        say(
+            started,
+            &format!(
+                "a TCP echo of {} KiB between every ordered pair over {}",
+                ECHO_BYTES / 1024,
+                family.name()
+            ),
+        );
+        let (n, xdp, kernel) = d.echo_all(&names, family)?;
+        println!(
+            "    {n} of {n} pairs echoed; transit frames forwarded by XDP: {xdp}, by the kernels: {kernel} (the segments that open and close each connection, which conntrack must see)"
+        );
+        sum.echo.push((family.name(), n, xdp, kernel));
+    }
 
     // 3 and 4. Cuts under an equal-cost flow.
     // Routes may still be settling after the first pings: look a few times.
@@ -206,22 +243,24 @@ fn run(opts: &Options) -> Result<()> {
         "plugging a new node n8 into n3 (its agent was already running)",
     );
     d.mesh.lab.add_node("n8")?;
-    d.mesh.start("n8", BFD_ARGS)?;
+    d.mesh.start("n8", AGENT_ARGS)?;
     d.wait_answering("n8")?;
     std::thread::sleep(Duration::from_secs(3));
-    let targets: Vec<(String, Ipv6Addr)> = names
+    let targets: Vec<(String, IpAddr)> = names
         .iter()
-        .map(|n| Ok((n.clone(), d.node_address(n)?)))
-        .collect::<Result<_>>()?;
+        .map(|n| Ok(d.addresses(n)?.into_iter().map(|a| (n.clone(), a))))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     d.mesh.lab.add_link("n8", "n3", Wire::Cable)?;
-    let t = Instant::now();
-    d.wait_reaches("n8", &targets, CONVERGE)?;
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
-    sum.join_ms = Some(ms);
-    println!(
-        "    n8 exchanged pings with all {} nodes {ms:.0} ms after its cable came up",
-        targets.len()
-    );
+    sum.join_ms = d.wait_reaches("n8", &targets, CONVERGE)?;
+    for (family, ms) in &sum.join_ms {
+        println!(
+            "    n8 exchanged pings with all {} nodes over {family} {ms:.0} ms after its cable came up",
+            names.len()
+        );
+    }
 
     // 6. A third of the nodes off.
     let mut all = names.clone();
@@ -289,7 +328,15 @@ fn run(opts: &Options) -> Result<()> {
 fn summary(sum: &Summary) {
     println!("\nsummary");
     println!("  adjacencies        {}", sum.adjacencies);
-    println!("  reachability       {} (every /128)", sum.reachability);
+    println!(
+        "  reachability       {} (every /128 and every /32)",
+        sum.reachability
+    );
+    for (family, n, xdp, kernel) in &sum.echo {
+        println!(
+            "  TCP over {family:<8} {n} pairs; transit frames forwarded by XDP {xdp}, by the kernels {kernel}"
+        );
+    }
     println!(
         "  XDP                {} transit packets of the probe flow forwarded (its first went through conntrack)",
         sum.xdp_forwarded
@@ -302,8 +349,10 @@ fn summary(sum: &Summary) {
             None => println!("  {what:<18} skipped"),
         }
     }
-    if let Some(ms) = sum.join_ms {
-        println!("  new node           reached everyone {ms:.0} ms after its first link came up");
+    for (family, ms) in &sum.join_ms {
+        println!(
+            "  new node           reached everyone over {family} {ms:.0} ms after its first link came up"
+        );
     }
     if let Some((victims, n, secs)) = &sum.third {
         println!(
@@ -319,6 +368,34 @@ fn say(started: Instant, what: &str) {
 
 fn wait(timeout: Duration, f: impl FnMut() -> bool) -> Result<()> {
     bench::agents::wait_until("the mesh", timeout, f)
+}
+
+/// An address family of the demo.
+#[derive(Clone, Copy)]
+enum Family {
+    V6,
+    V4,
+}
+
+impl Family {
+    fn of(a: IpAddr) -> Self {
+        if a.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+
+    /// Its place in [`Demo::addresses`].
+    fn index(self) -> usize {
+        match self {
+            Family::V6 => 0,
+            Family::V4 => 1,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Family::V6 => "IPv6",
+            Family::V4 => "IPv4",
+        }
+    }
 }
 
 /// A flow whose transit node has two equal-cost next hops.
@@ -374,70 +451,141 @@ impl Demo {
         self.mesh.xdp_redirects(node)
     }
 
-    fn ping_once(&self, from: &str, dst: Ipv6Addr, wait_s: &str) -> bool {
+    /// Return a node's addresses: its /128 and its /32.
+    fn addresses(&self, node: &str) -> Result<Vec<IpAddr>> {
+        let state = self.mesh.node_state(node)?;
+        let v4 = state.ipv4.context("the agent runs IPv4")?;
+        Ok(vec![
+            IpAddr::V6(state.node_address),
+            IpAddr::V4(v4.node_address),
+        ])
+    }
+
+    fn ping_once(&self, from: &str, dst: IpAddr, wait_s: &str) -> bool {
+        let family = if dst.is_ipv4() { "-4" } else { "-6" };
         self.mesh
             .lab
             .node(from)
             .cmd("ping")
-            .args(["-6", "-n", "-q", "-c", "1", "-W", wait_s, &dst.to_string()])
+            .args([
+                family,
+                "-n",
+                "-q",
+                "-c",
+                "1",
+                "-W",
+                wait_s,
+                &dst.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     }
 
-    /// Ping every ordered pair until each has answered once; return the
-    /// number of pairs.
+    /// Ping every address of every other node from every node until each
+    /// has answered once; return the number of node pairs.
     fn reach_all(&self, nodes: &[String], timeout: Duration) -> Result<usize> {
-        let addrs: Vec<(String, Ipv6Addr)> = nodes
+        let addrs: Vec<Vec<IpAddr>> = nodes
             .iter()
-            .map(|n| Ok((n.clone(), self.node_address(n)?)))
+            .map(|n| self.addresses(n))
             .collect::<Result<_>>()?;
-        let mut todo: BTreeSet<(usize, usize)> = (0..nodes.len())
+        let mut todo: BTreeSet<(usize, usize, IpAddr)> = (0..nodes.len())
             .flat_map(|a| {
                 (0..nodes.len())
                     .filter(move |b| *b != a)
-                    .map(move |b| (a, b))
+                    .flat_map(move |b| (0..2).map(move |i| (a, b, i)))
             })
+            .map(|(a, b, i)| (a, b, addrs[b][i]))
             .collect();
-        let pairs = todo.len();
+        let pairs = nodes.len() * (nodes.len() - 1);
         let deadline = Instant::now() + timeout;
         while !todo.is_empty() {
             if Instant::now() > deadline {
-                let (a, b) = todo.first().copied().expect("not empty");
+                let (a, b, addr) = todo.first().copied().expect("not empty");
                 bail!(
-                    "{} cannot reach {} ({}) after {timeout:?}",
+                    "{} cannot reach {} ({addr}) after {timeout:?}",
                     nodes[a],
-                    nodes[b],
-                    addrs[b].1
+                    nodes[b]
                 );
             }
-            let round: Vec<(usize, usize)> = todo.iter().copied().collect();
-            for (a, b) in round {
-                if self.ping_once(&nodes[a], addrs[b].1, "1") {
-                    todo.remove(&(a, b));
+            let round: Vec<_> = todo.iter().copied().collect();
+            for (a, b, addr) in round {
+                if self.ping_once(&nodes[a], addr, "1") {
+                    todo.remove(&(a, b, addr));
                 }
             }
         }
         Ok(pairs)
     }
 
-    /// Wait until `from` has exchanged a ping with every target.
+    /// Run a TCP echo between every ordered pair of `nodes` over `family`;
+    /// return (pairs, frames the nodes' XDP forwarded, packets their
+    /// kernels forwarded) during it.
+    fn echo_all(&self, nodes: &[String], family: Family) -> Result<(usize, u64, u64)> {
+        let kernel = |n: &String| -> Result<u64> {
+            let (v6, v4) = self.mesh.lab.node(n).kernel_forwarded()?;
+            Ok(match family {
+                Family::V6 => v6,
+                Family::V4 => v4,
+            })
+        };
+        let kernel_sum = || -> Result<u64> { nodes.iter().map(kernel).sum() };
+        let (xdp_before, kernel_before) = (self.xdp_redirects(nodes), kernel_sum()?);
+        let mut pairs = 0;
+        for (a, from) in nodes.iter().enumerate() {
+            for (b, to) in nodes.iter().enumerate().filter(|(b, _)| *b != a) {
+                let dst = self.addresses(to)?[family.index()];
+                let (lab_from, lab_to) = (self.mesh.lab.node(from), self.mesh.lab.node(to));
+                lab_from
+                    .tcp_echo(lab_to, dst, ECHO_BYTES, Duration::from_secs(10))
+                    .with_context(|| format!("TCP echo {} -> {} ({dst})", nodes[a], nodes[b]))?;
+                pairs += 1;
+            }
+        }
+        Ok((
+            pairs,
+            self.xdp_redirects(nodes) - xdp_before,
+            kernel_sum()? - kernel_before,
+        ))
+    }
+
+    /// Wait until `from` has exchanged a ping with every target; return,
+    /// per family, how long until its last target first answered (both
+    /// families are pinged in the same rounds, so neither waits for the
+    /// other).
     fn wait_reaches(
         &self,
         from: &str,
-        targets: &[(String, Ipv6Addr)],
+        targets: &[(String, IpAddr)],
         timeout: Duration,
-    ) -> Result<()> {
-        let mut todo: Vec<&(String, Ipv6Addr)> = targets.iter().collect();
-        let deadline = Instant::now() + timeout;
+    ) -> Result<Vec<(&'static str, f64)>> {
+        let started = Instant::now();
+        let mut todo: Vec<&(String, IpAddr)> = targets.iter().collect();
+        let mut done = [Duration::ZERO; 2];
+        let deadline = started + timeout;
         while !todo.is_empty() {
             if Instant::now() > deadline {
-                bail!("{from} cannot reach {} after {timeout:?}", todo[0].0);
+                bail!(
+                    "{from} cannot reach {} ({}) after {timeout:?}",
+                    todo[0].0,
+                    todo[0].1
+                );
             }
-            todo.retain(|(_, addr)| !self.ping_once(from, *addr, "0.2"));
+            todo.retain(|(_, addr)| {
+                if self.ping_once(from, *addr, "0.2") {
+                    let i = Family::of(*addr).index();
+                    done[i] = done[i].max(started.elapsed());
+                    false
+                } else {
+                    true
+                }
+            });
         }
-        Ok(())
+        Ok([Family::V6, Family::V4]
+            .into_iter()
+            .map(|f| (f.name(), done[f.index()].as_secs_f64() * 1000.0))
+            .collect())
     }
 
     /// The interfaces (hence neighbours: links are named `m-<peer>`) of
