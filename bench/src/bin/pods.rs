@@ -40,18 +40,26 @@
 //! from a pass with the netfilter check on and one with it off, what the
 //! check costs per packet.
 //!
+//! `--family ipv4` measures the same over IPv4: the agents of both labs
+//! run IPv4 (`--ipv4-cluster-prefix`), the pods are dual-stack (ptp gets an
+//! IPv4 range of the node's IPv4 prefix beside the IPv6 one), and every
+//! figure is taken between the pods' and nodes' IPv4 addresses. The
+//! Service rules stay IPv6 (the lab's kube-proxy writes IPv6 Services), so
+//! the IPv4 run measures no ClusterIP.
+//!
 //! Goals (pod to pod, against the baseline under the same rules):
 //! throughput ≥ 1.2×, RR p50 ≤ 0.85× (blocking), one transit crossing
 //! ≤ 0.5× the kernel's, ADD p50 ≤ 20 ms.
 //!
-//! Usage: `pods [--json] [--seconds N] [--cycles N] [--round-trips N]
-//! [--rounds N] [--meshfwd PATH] [--cni PATH]`; progress on stderr, the
-//! table (or JSON) on stdout, JSON also under `bench/results/pods.json`.
+//! Usage: `pods [--json] [--family ipv6|ipv4] [--seconds N] [--cycles N]
+//! [--round-trips N] [--rounds N] [--meshfwd PATH] [--cni PATH]`; progress
+//! on stderr, the table (or JSON) on stdout, JSON also under
+//! `bench/results/pods.json` (`pods-ipv4.json` for IPv4).
 
 use std::{
     collections::BTreeMap,
     io::{Read as _, Write as _},
-    net::{Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -59,6 +67,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use bench::agents::{Answers as _, CONVERGE, Mesh, cni_bin, meshfwd_bin, wait_until};
 use dataplane::maps::{FibMaps, Netfilter};
+use ipnet::Ipv4Net;
 use lab::{
     Lab, Topology, Wire,
     kube_proxy::{KubeProxy, Mode, Protocol, Service},
@@ -82,6 +91,8 @@ const FILLER_SERVICES: u16 = 100;
 /// The ClusterIPs fronting pod d's request/response and iperf3 servers.
 const VIP_RR: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x10);
 const VIP_IPERF: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x11);
+/// The IPv4 cluster prefix of `--family ipv4` (the lab's IPv4 space).
+const CLUSTER4: &str = "198.18.0.0/15";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -236,6 +247,8 @@ struct Goals {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    /// The family every figure was taken in.
+    family: &'static str,
     mesh_hops: u32,
     iperf_seconds: u32,
     rounds: usize,
@@ -270,6 +283,9 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// The address family the pods and nodes talk in.
+    #[arg(long, value_enum, default_value_t = Family::Ipv6)]
+    family: Family,
     /// iperf3 run per side and round, in seconds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=60))]
     seconds: u32,
@@ -296,6 +312,21 @@ struct Args {
     /// `pods-netfilter-ignore.json`).
     #[arg(long, value_enum, default_value_t = Netfilter::Check)]
     netfilter: Netfilter,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Family {
+    Ipv6,
+    Ipv4,
+}
+
+impl Family {
+    fn name(self) -> &'static str {
+        match self {
+            Family::Ipv6 => "IPv6",
+            Family::Ipv4 => "IPv4",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -391,9 +422,18 @@ struct PodLab {
     cni: PathBuf,
 }
 
+/// A node's pod prefixes, as its agent published them.
+#[derive(Clone)]
+struct Prefixes {
+    v6: String,
+    /// With `--family ipv4`.
+    v4: Option<Ipv4Net>,
+}
+
 impl PodLab {
     /// The network configuration handed to the plugin on `node`.
-    fn conf(&self, node: &str, pod_prefix: &str) -> String {
+    fn conf(&self, node: &str, prefixes: &Prefixes) -> String {
+        let pod_prefix = prefixes.v6.as_str();
         let work = self.mesh.lab.work_dir();
         match self.kind {
             Kind::Fast => json!({
@@ -407,6 +447,24 @@ impl PodLab {
                 // The agent holds `::1` of the prefix (the node address):
                 // give ptp's gateway and pods other addresses.
                 let base = pod_prefix.split("::/").next().unwrap_or(pod_prefix);
+                let mut ranges = vec![json!([{
+                    "subnet": pod_prefix,
+                    "rangeStart": format!("{base}::100"),
+                    "rangeEnd": format!("{base}::ffff"),
+                    "gateway": format!("{base}::2"),
+                }])];
+                let mut routes = vec![json!({"dst": "::/0"})];
+                if let Some(v4) = prefixes.v4 {
+                    // `.1` is the node's: the same layout as in IPv6.
+                    let at = |i: u32| Ipv4Addr::from(u32::from(v4.network()) + i);
+                    ranges.push(json!([{
+                        "subnet": v4.to_string(),
+                        "rangeStart": at(100).to_string(),
+                        "rangeEnd": at(250).to_string(),
+                        "gateway": at(2).to_string(),
+                    }]));
+                    routes.push(json!({"dst": "0.0.0.0/0"}));
+                }
                 json!({
                     "cniVersion": "1.0.0",
                     "name": "baseline",
@@ -414,13 +472,8 @@ impl PodLab {
                     "mtu": 1500,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{
-                            "subnet": pod_prefix,
-                            "rangeStart": format!("{base}::100"),
-                            "rangeEnd": format!("{base}::ffff"),
-                            "gateway": format!("{base}::2"),
-                        }]],
-                        "routes": [{"dst": "::/0"}],
+                        "ranges": ranges,
+                        "routes": routes,
                         "dataDir": work.join(format!("{node}-host-local")),
                     },
                 })
@@ -475,21 +528,49 @@ impl PodLab {
     }
 }
 
-/// A wired pod: its address and the host end of its veth.
+/// A wired pod: its addresses and the host end of its veth.
 struct Pod {
     addr: Ipv6Addr,
+    addr4: Option<Ipv4Addr>,
     host_veth: String,
+}
+
+impl Pod {
+    /// The pod's address of `family`.
+    fn at(&self, family: Family) -> Result<IpAddr> {
+        Ok(match family {
+            Family::Ipv6 => IpAddr::V6(self.addr),
+            Family::Ipv4 => IpAddr::V4(self.addr4.context("the pod got no IPv4 address")?),
+        })
+    }
 }
 
 fn parse_add(result: &str) -> Result<Pod> {
     let v: Value = serde_json::from_str(result).context("ADD result is not JSON")?;
-    let (addr, host_veth) = lab::pods::parse_add(&v)?;
-    Ok(Pod { addr, host_veth })
+    let (addr, addr4, host_veth) = lab::pods::parse_add_dual(&v)?;
+    Ok(Pod {
+        addr,
+        addr4,
+        host_veth,
+    })
 }
 
-/// The pod prefix the agent on `node` wrote to its state file.
-fn pod_prefix(mesh: &Mesh, node: &str) -> Result<String> {
-    Ok(mesh.node_state(node)?.pod_prefix.to_string())
+/// The pod prefixes the agent on `node` wrote to its state file.
+fn pod_prefixes(mesh: &Mesh, node: &str) -> Result<Prefixes> {
+    let state = mesh.node_state(node)?;
+    Ok(Prefixes {
+        v6: state.pod_prefix.to_string(),
+        v4: state.ipv4.map(|v4| v4.pod_prefix),
+    })
+}
+
+/// The node address of `family` the agent on `node` published.
+fn node_address(mesh: &Mesh, node: &str, family: Family) -> Result<IpAddr> {
+    let state = mesh.node_state(node)?;
+    Ok(match family {
+        Family::Ipv6 => IpAddr::V6(state.node_address),
+        Family::Ipv4 => IpAddr::V4(state.ipv4.context("the agent runs no IPv4")?.node_address),
+    })
 }
 
 /// Measure `ADD` latency over `cycles` ADD/DEL cycles on a scratch pod;
@@ -498,7 +579,7 @@ fn pod_prefix(mesh: &Mesh, node: &str) -> Result<String> {
 fn add_cycles(
     pl: &PodLab,
     node: &str,
-    prefix: &str,
+    prefix: &Prefixes,
     cycles: usize,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let netns = pl.netns_path("px");
@@ -544,8 +625,8 @@ fn node_bpffs(mesh: &Mesh, node: &str) -> Result<PathBuf> {
 fn iperf(
     pl: &PodLab,
     (from, to): (&str, &str),
-    to_addr: Ipv6Addr,
-    via: Ipv6Addr,
+    to_addr: IpAddr,
+    via: IpAddr,
     seconds: u32,
 ) -> Result<(f64, u64)> {
     let server = pl.mesh.lab.node(to).spawn(
@@ -555,11 +636,12 @@ fn iperf(
     // Give the server a moment to listen; the client retries on refusal.
     let addr = via.to_string();
     let secs = seconds.to_string();
+    let family = if via.is_ipv4() { "-4" } else { "-6" };
     let deadline = Instant::now() + Duration::from_secs(10);
     let out = loop {
         std::thread::sleep(Duration::from_millis(300));
         match pl.mesh.lab.node(from).run_timeout(
-            &["iperf3", "-6", "-c", &addr, "-t", &secs, "-J"],
+            &["iperf3", family, "-c", &addr, "-t", &secs, "-J"],
             Duration::from_secs(u64::from(seconds) + 30),
         ) {
             Ok(o) => break o,
@@ -654,7 +736,7 @@ fn pin(cpu: usize) -> Result<()> {
 fn request_response(
     pl: &PodLab,
     (from, to): (&str, &str),
-    (to_addr, via): (Ipv6Addr, Ipv6Addr),
+    (to_addr, via): (IpAddr, IpAddr),
     n: usize,
     wait: Wait,
     round: usize,
@@ -666,9 +748,7 @@ fn request_response(
     let to_ns = pl.mesh.lab.node(to).netns().to_string();
     let from_ns = pl.mesh.lab.node(from).netns().to_string();
     let listener = netns::enter(&to_ns, || {
-        Ok(TcpListener::bind(SocketAddrV6::new(
-            to_addr, RR_PORT, 0, 0,
-        ))?)
+        Ok(TcpListener::bind(SocketAddr::new(to_addr, RR_PORT))?)
     })?;
     listener.set_nonblocking(true)?;
     let server = std::thread::spawn(move || -> Result<()> {
@@ -697,7 +777,7 @@ fn request_response(
         pin(client_cpu)?;
         let mut c = netns::enter(&from_ns, || {
             Ok(TcpStream::connect_timeout(
-                &SocketAddr::V6(SocketAddrV6::new(via, RR_PORT, 0, 0)),
+                &SocketAddr::new(via, RR_PORT),
                 Duration::from_secs(5),
             )?)
         })?;
@@ -738,8 +818,9 @@ fn request_response(
 /// whatever happens.
 struct Side {
     pl: PodLab,
-    pd: Pod,
-    prefixes: (String, String),
+    /// Pod d's address in the measured family.
+    pd: IpAddr,
+    prefixes: (Prefixes, Prefixes),
     add: Vec<f64>,
     ready: Vec<f64>,
     redirects0: u64,
@@ -775,22 +856,31 @@ fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
     if kind == Kind::Baseline {
         extra.push("--no-xdp");
     }
+    if args.family == Family::Ipv4 {
+        extra.extend(["--ipv4-cluster-prefix", CLUSTER4]);
+    }
     for n in ["a", "b", "c", "d"] {
         pl.mesh.start(n, &extra)?;
     }
-    let a_prefix = pod_prefix(&pl.mesh, "a")?;
-    let d_prefix = pod_prefix(&pl.mesh, "d")?;
+    let a_prefix = pod_prefixes(&pl.mesh, "a")?;
+    let d_prefix = pod_prefixes(&pl.mesh, "d")?;
     progress(&format!(
-        "{}: pod prefixes a {a_prefix}, d {d_prefix}; waiting for routes",
-        kind.name()
+        "{}: pod prefixes a {} {:?}, d {} {:?}; waiting for routes",
+        kind.name(),
+        a_prefix.v6,
+        a_prefix.v4,
+        d_prefix.v6,
+        d_prefix.v4
     ));
     wait_until("a's route to d's pods", CONVERGE, || {
         d_prefix
+            .v6
             .parse()
             .is_ok_and(|p| !pl.mesh.route_ifaces("a", &p).is_empty())
     })?;
     wait_until("d's route to a's pods", CONVERGE, || {
         a_prefix
+            .v6
             .parse()
             .is_ok_and(|p| !pl.mesh.route_ifaces("d", &p).is_empty())
     })?;
@@ -810,18 +900,17 @@ fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
         &pl.checked("d", "ADD", "pod-d", &pd_ns, &pl.conf("d", &d_prefix))?
             .stdout,
     )?;
+    let (pa_at, pd_at) = (pa.at(args.family)?, pd.at(args.family)?);
     progress(&format!(
-        "{}: pods {} (a) and {} (d); waiting for ping",
+        "{}: pods {pa_at} (a) and {pd_at} (d); waiting for ping",
         kind.name(),
-        pa.addr,
-        pd.addr
     ));
     pl.mesh
         .lab
         .node("pa")
-        .wait_ping6(pd.addr, None, Duration::from_secs(20))
+        .wait_ping(pd_at, CONVERGE)
         .with_context(|| format!("{}: pod a cannot reach pod d", kind.name()))?;
-    let kp = services(pd.addr, &d_prefix);
+    let kp = services(pd.addr, &d_prefix.v6);
     progress(&format!(
         "{}: kube-proxy's {} rules for {} Services on every node",
         kind.name(),
@@ -833,7 +922,7 @@ fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
     }
     let mut side = Side {
         pl,
-        pd,
+        pd: pd_at,
         prefixes: (a_prefix, d_prefix),
         add,
         ready,
@@ -866,14 +955,17 @@ struct Samples {
 /// trips with the CPU placement of `round`.
 fn measure(side: &Side, args: &Args, round: usize, out: &mut Samples) -> Result<()> {
     let pods = ("pa", "pd");
-    let (addr, n) = (side.pd.addr, args.round_trips as usize);
+    let (addr, n) = (side.pd, args.round_trips as usize);
     let (bps, retr) = iperf(&side.pl, pods, addr, addr, args.seconds)?;
     let rtt = request_response(&side.pl, pods, (addr, addr), n, Wait::Block, round)?;
     let busy = request_response(&side.pl, pods, (addr, addr), n, Wait::BusyPoll, round)?;
     // Node a to node b, then to node d: two more transit crossings each
     // way, four in all, so the difference / 4 is what one crossing costs.
     let mesh = &side.pl.mesh;
-    let (b, d) = (mesh.node_address("b")?, mesh.node_address("d")?);
+    let (b, d) = (
+        node_address(mesh, "b", args.family)?,
+        node_address(mesh, "d", args.family)?,
+    );
     let to_b = request_response(&side.pl, ("a", "b"), (b, b), n, Wait::BusyPoll, round)?;
     let to_d = request_response(&side.pl, ("a", "d"), (d, d), n, Wait::BusyPoll, round)?;
     out.to_b.extend(to_b);
@@ -891,12 +983,13 @@ fn measure(side: &Side, args: &Args, round: usize, out: &mut Samples) -> Result<
     out.round_p50.push((p50, busy_p50));
     // The same pods through the ClusterIPs. With the check off the fast
     // path would hand the backend's replies to the client un-NATed, which
-    // is the breakage the check exists to prevent: not measured then.
-    if args.netfilter == Netfilter::Ignore {
+    // is the breakage the check exists to prevent: not measured then. The
+    // ClusterIPs are IPv6: not measured in an IPv4 run.
+    if args.netfilter == Netfilter::Ignore || args.family == Family::Ipv4 {
         return Ok(());
     }
-    let (svc_bps, _) = iperf(&side.pl, pods, addr, VIP_IPERF, args.seconds)?;
-    let svc_rtt = request_response(&side.pl, pods, (addr, VIP_RR), n, Wait::Block, round)?;
+    let (svc_bps, _) = iperf(&side.pl, pods, addr, VIP_IPERF.into(), args.seconds)?;
+    let svc_rtt = request_response(&side.pl, pods, (addr, VIP_RR.into()), n, Wait::Block, round)?;
     let svc_p50 = percentile(&svc_rtt, 50.0);
     progress(&format!(
         "round {round}: {}: through the ClusterIP {:.2} Gbit/s, RR p50 {svc_p50:.1} µs",
@@ -1006,7 +1099,7 @@ fn time_programs(side: &Side, args: &Args) -> Result<TimedPass> {
         rtt.extend(request_response(
             &side.pl,
             ("pa", "pd"),
-            (side.pd.addr, side.pd.addr),
+            (side.pd, side.pd),
             args.round_trips as usize,
             Wait::Block,
             round,
@@ -1154,6 +1247,7 @@ fn run() -> Result<()> {
         add_p50_met: fast.add_p50_ms <= 20.0,
     };
     let report = Report {
+        family: args.family.name(),
         mesh_hops: 3,
         iperf_seconds: args.seconds,
         rounds: usize::from(args.rounds),
@@ -1175,9 +1269,13 @@ fn run() -> Result<()> {
     let json = serde_json::to_string_pretty(&report)?;
     let dir = bench::results_dir();
     std::fs::create_dir_all(&dir)?;
+    let family = match args.family {
+        Family::Ipv6 => "",
+        Family::Ipv4 => "-ipv4",
+    };
     let file = match args.netfilter {
-        Netfilter::Check => "pods.json".to_owned(),
-        other => format!("pods-netfilter-{other}.json"),
+        Netfilter::Check => format!("pods{family}.json"),
+        other => format!("pods{family}-netfilter-{other}.json"),
     };
     std::fs::write(dir.join(&file), format!("{json}\n"))?;
     progress(&format!("wrote {}", dir.join(&file).display()));
@@ -1193,7 +1291,7 @@ fn run() -> Result<()> {
         let met = |m: bool| if m { "met" } else { "MISSED" };
         println!(
             "{:<16} {:>14} {:>14} {:>8}  goal",
-            "", "fast", "baseline", "ratio"
+            report.family, "fast", "baseline", "ratio"
         );
         println!(
             "{:<16} {:>14.2} {:>14.2} {:>8.2}  ≥ 1.2×: {}",
