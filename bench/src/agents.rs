@@ -63,7 +63,7 @@ impl Answers for Mesh {
     fn route_ifaces(&self, node: &str, prefix: &Ipv6Net) -> BTreeSet<String> {
         self.routes(node)
             .into_iter()
-            .find(|r| r.prefix == *prefix)
+            .find(|r| r.prefix == ipnet::IpNet::V6(*prefix))
             .map(|r| r.next_hops.into_iter().filter_map(|h| h.iface).collect())
             .unwrap_or_default()
     }

@@ -170,13 +170,17 @@ impl AgentMesh {
         .with_context(|| format!("killing {node}'s agent"))
     }
 
-    /// Ask `node`'s agent (`meshfwd show <what> --json`); `None` when it
-    /// does not answer or the answer is not a `T`.
+    /// Ask `node`'s agent (`meshfwd show <what> --json`, `what` split at
+    /// spaces: `routes --ipv4`); `None` when it does not answer or the
+    /// answer is not a `T`.
     pub fn show<T: DeserializeOwned>(&self, node: &str, what: impl Display) -> Option<T> {
+        let what = what.to_string();
         let out = Command::new(&self.bin)
             .arg("--socket")
             .arg(self.socket(node))
-            .args(["show", &what.to_string(), "--json"])
+            .arg("show")
+            .args(what.split_whitespace())
+            .arg("--json")
             .output()
             .ok()?;
         out.status

@@ -17,7 +17,7 @@ use std::{
 };
 
 use dataplane::{maps::Netfilter, netlink::Link, object::Conntrack, stats::Stats};
-use ipnet::Ipv6Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use routing::{
     DropReason,
     interface::ism,
@@ -76,10 +76,41 @@ impl std::fmt::Display for Query {
     }
 }
 
-/// One request line.
+/// Which OSPF instance a question is about: the IPv6 one, or the IPv4
+/// one (RFC 5838) of a node that runs IPv4. Neighbours, interfaces, the
+/// LSDB and the routes are per instance; the other answers cover the
+/// node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Instance {
+    #[default]
+    Ipv6,
+    Ipv4,
+}
+
+impl Instance {
+    fn is_ipv6(&self) -> bool {
+        *self == Instance::Ipv6
+    }
+}
+
+/// One request line. `instance` is left out for IPv6, so an agent that
+/// predates IPv4 reads what this CLI sends for IPv6 questions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub show: Query,
+    #[serde(default, skip_serializing_if = "Instance::is_ipv6")]
+    pub instance: Instance,
+}
+
+impl Request {
+    /// Ask `show` of the IPv6 instance (or of the node).
+    pub fn new(show: Query) -> Self {
+        Request {
+            show,
+            instance: Instance::Ipv6,
+        }
+    }
 }
 
 /// One reply line.
@@ -181,6 +212,24 @@ pub struct NodeInfo {
     pub state_file: PathBuf,
     pub bpffs: PathBuf,
     pub uptime_s: u64,
+    /// The IPv4 side of a node that runs IPv4 (`[ipv4]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4Info>,
+}
+
+/// `meshfwd show node`'s IPv4 part: the prefixes and the IPv4 instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4Info {
+    pub cluster_prefix: Ipv4Net,
+    pub pod_prefix: Ipv4Net,
+    pub node_address: Ipv4Addr,
+    pub neighbors_full: usize,
+    pub routes: usize,
+    pub lsdb: usize,
+    pub spf_runs: u64,
+    /// Prefixes longer than 32 bits others advertise in the instance:
+    /// flooded, never routed (RFC 5838 §2.3).
+    pub misfits: usize,
 }
 
 /// OSPF authentication as the agent runs it.
@@ -237,7 +286,8 @@ pub struct InterfaceRow {
 /// One row of `meshfwd show routes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteRow {
-    pub prefix: Ipv6Net,
+    /// IPv6, or IPv4 in the IPv4 instance's answer.
+    pub prefix: IpNet,
     pub cost: u32,
     pub next_hops: Vec<RouteHop>,
 }
@@ -405,11 +455,21 @@ mod tests {
     #[test]
     fn request_and_reply_wire_format() {
         assert_eq!(
-            serde_json::to_string(&Request {
-                show: Query::Neighbors
-            })
-            .unwrap(),
+            serde_json::to_string(&Request::new(Query::Neighbors)).unwrap(),
             r#"{"show":"neighbors"}"#
+        );
+        let v4 = Request {
+            show: Query::Routes,
+            instance: Instance::Ipv4,
+        };
+        let line = serde_json::to_string(&v4).unwrap();
+        assert_eq!(line, r#"{"show":"routes","instance":"ipv4"}"#);
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), v4);
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"show":"lsdb"}"#)
+                .unwrap()
+                .instance,
+            Instance::Ipv6
         );
         let r = Reply {
             ok: true,

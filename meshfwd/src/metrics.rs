@@ -25,6 +25,8 @@ type Labels = Vec<(String, String)>;
 pub struct Snapshot<'a> {
     pub node: &'a NodeInfo,
     pub neighbors: &'a [NeighborState],
+    /// The IPv4 instance's neighbours (none on an IPv6-only node).
+    pub neighbors4: &'a [NeighborState],
     pub stats: &'a StatsReport,
     /// BFD's sessions (none while BFD is off).
     pub bfd: &'a BfdReport,
@@ -62,6 +64,26 @@ fn state_name(s: nsm::State) -> &'static str {
     }
 }
 
+/// Count `neighbors` by state, every state present (zeros included).
+fn by_state(neighbors: &[NeighborState]) -> Family<Labels, Gauge> {
+    let family: Family<Labels, Gauge> = Family::default();
+    for st in [
+        nsm::State::Down,
+        nsm::State::Init,
+        nsm::State::TwoWay,
+        nsm::State::ExStart,
+        nsm::State::Exchange,
+        nsm::State::Loading,
+        nsm::State::Full,
+    ] {
+        let n = neighbors.iter().filter(|n| n.state == st).count();
+        family
+            .get_or_create(&label("state", state_name(st)))
+            .set(n as i64);
+    }
+    family
+}
+
 /// Render `s` as OpenMetrics text.
 pub fn render(s: &Snapshot<'_>) -> String {
     let mut r = <Registry>::with_prefix("kubermesh");
@@ -88,22 +110,11 @@ pub fn render(s: &Snapshot<'_>) -> String {
     );
 
     // OSPF.
-    let by_state: Family<Labels, Gauge> = Family::default();
-    for st in [
-        nsm::State::Down,
-        nsm::State::Init,
-        nsm::State::TwoWay,
-        nsm::State::ExStart,
-        nsm::State::Exchange,
-        nsm::State::Loading,
-        nsm::State::Full,
-    ] {
-        let n = s.neighbors.iter().filter(|n| n.state == st).count();
-        by_state
-            .get_or_create(&label("state", state_name(st)))
-            .set(n as i64);
-    }
-    r.register("ospf_neighbors", "OSPF neighbours by state", by_state);
+    r.register(
+        "ospf_neighbors",
+        "OSPF neighbours by state",
+        by_state(s.neighbors),
+    );
     gauge(
         &mut r,
         "ospf_mesh_links",
@@ -135,6 +146,44 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "Neighbours this router helps restart",
         s.node.gr_helping as i64,
     );
+    if let Some(v4) = &s.node.ipv4 {
+        let info: Family<Labels, Gauge> = Family::default();
+        info.get_or_create(&vec![
+            ("pod_prefix".to_owned(), v4.pod_prefix.to_string()),
+            ("node_address".to_owned(), v4.node_address.to_string()),
+        ])
+        .set(1);
+        r.register("agent_ipv4", "The node's IPv4 pod prefix and address", info);
+        r.register(
+            "ospf_ipv4_neighbors",
+            "The IPv4 instance's OSPF neighbours by state",
+            by_state(s.neighbors4),
+        );
+        gauge(
+            &mut r,
+            "ospf_ipv4_lsdb_lsas",
+            "LSAs in the IPv4 instance's database",
+            v4.lsdb as i64,
+        );
+        gauge(
+            &mut r,
+            "ospf_ipv4_routes",
+            "Routes the IPv4 instance's SPF computed",
+            v4.routes as i64,
+        );
+        gauge(
+            &mut r,
+            "ospf_ipv4_misfit_prefixes",
+            "Prefixes longer than 32 bits in the IPv4 instance: flooded, not routed",
+            v4.misfits as i64,
+        );
+        counter(
+            &mut r,
+            "ospf_ipv4_spf_runs",
+            "The IPv4 instance's SPF runs",
+            v4.spf_runs,
+        );
+    }
     if let Some(o) = &s.stats.ospf {
         let seconds = |us: u64| us as f64 / 1e6;
         let total: Counter<f64, std::sync::atomic::AtomicU64> = Counter::default();

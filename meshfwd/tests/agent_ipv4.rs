@@ -96,6 +96,33 @@ fn a_line_of_three_reaches_every_ipv4_node_address_via_ipv6_next_hops() {
     }
     // b's XDP program saw the IPv4 traffic it carried.
     assert!(m.xdp_counter("b", Stat::Ipv4) > 0);
+
+    // `show` answers for the IPv4 instance: the node's IPv4 side, a's
+    // Full neighbour in it, and a's route to c's pod prefix via b's IPv6
+    // link-local address.
+    let node: meshfwd::api::NodeInfo = m.show("a", "node").expect("show node");
+    let info = node.ipv4.expect("show node has the IPv4 side");
+    assert_eq!(
+        (info.pod_prefix, info.node_address, info.neighbors_full),
+        (v4[0].pod_prefix, v4[0].node_address, 1)
+    );
+    assert!(info.routes >= 4, "{info:?}");
+    let neighbors: Vec<routing::state::NeighborState> = m
+        .show("a", "neighbors --ipv4")
+        .expect("show neighbors --ipv4");
+    assert_eq!(neighbors.len(), 1, "{neighbors:?}");
+    assert!(neighbors[0].addr.is_unicast_link_local());
+    let routes: Vec<meshfwd::api::RouteRow> =
+        m.show("a", "routes --ipv4").expect("show routes --ipv4");
+    let to_c = routes
+        .iter()
+        .find(|r| r.prefix == ipnet::IpNet::V4(v4[2].pod_prefix))
+        .unwrap_or_else(|| panic!("no IPv4 route to c's pods: {routes:?}"));
+    assert_eq!(to_c.next_hops.len(), 1);
+    assert!(to_c.next_hops[0].via.is_unicast_link_local());
+    // The IPv6 answers stay IPv6.
+    let routes6: Vec<meshfwd::api::RouteRow> = m.show("a", "routes").expect("show routes");
+    assert!(routes6.iter().all(|r| r.prefix.addr().is_ipv6()));
 }
 
 #[test]

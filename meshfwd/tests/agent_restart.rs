@@ -289,7 +289,9 @@ fn we_help_bird_restart_and_keep_our_routes() {
     m.start("b", &[]).unwrap();
     let stub: ipnet::Ipv6Net = BIRD_STUB.parse().unwrap();
     wait_until("b routes to BIRD's stub", CONVERGE, || {
-        m.routes("b").iter().any(|r| r.prefix == stub)
+        m.routes("b")
+            .iter()
+            .any(|r| r.prefix == ipnet::IpNet::V6(stub))
     });
     std::thread::sleep(Duration::from_secs(2));
     let before = rib_changes(&m, "b");
@@ -315,7 +317,11 @@ fn we_help_bird_restart_and_keep_our_routes() {
         before,
         "no route of b moved while BIRD restarted"
     );
-    assert!(m.routes("b").iter().any(|r| r.prefix == stub));
+    assert!(
+        m.routes("b")
+            .iter()
+            .any(|r| r.prefix == ipnet::IpNet::V6(stub))
+    );
 }
 
 #[allow(dead_code, reason = "this file uses a subset")]

@@ -145,7 +145,7 @@ fn three_agents_on_a_switch_elect_and_route() {
     let route = m
         .routes("a")
         .into_iter()
-        .find(|r| r.prefix.contains(&c))
+        .find(|r| r.prefix.contains(&std::net::IpAddr::V6(c)))
         .expect("a's route to c");
     let c_ll = m.lab.node("c").link_local("m-sw").unwrap();
     assert!(
@@ -306,7 +306,9 @@ fn two_agents_and_bird_on_a_switch() {
     let stub: Ipv6Net = PEER_STUB.parse().unwrap();
     for n in agents {
         wait_until(&format!("{n} routes to BIRD's stub"), CONVERGE, || {
-            m.routes(n).iter().any(|r| r.prefix == stub)
+            m.routes(n)
+                .iter()
+                .any(|r| r.prefix == ipnet::IpNet::V6(stub))
         });
         let addr = m.node_address(n);
         wait_until(&format!("BIRD routes to {n}"), CONVERGE, || {

@@ -167,7 +167,10 @@ fn route_gap(m: &AgentMesh, node: &str, prefix: Ipv6Net) -> u64 {
     let mut missing = Duration::ZERO;
     let mut last = Instant::now();
     while start.elapsed() < Duration::from_secs(3) {
-        let present = m.routes(node).iter().any(|r| r.prefix == prefix);
+        let present = m
+            .routes(node)
+            .iter()
+            .any(|r| r.prefix == ipnet::IpNet::V6(prefix));
         let now = Instant::now();
         if !present {
             missing += now - last;
@@ -442,7 +445,7 @@ fn assert_no_rogue_routes(m: &AgentMesh, d_pod: Ipv6Net) {
                 "{n} routes {} (from the rogue)",
                 r.prefix
             );
-            if r.prefix == d_addr || r.prefix == d_pod {
+            if r.prefix == ipnet::IpNet::V6(d_addr) || r.prefix == ipnet::IpNet::V6(d_pod) {
                 assert!(
                     r.next_hops
                         .iter()

@@ -47,13 +47,18 @@ fn value(scrape: &Scrape, name: &str, label: Option<(&str, &str)>) -> Option<f64
 fn the_agent_serves_its_figures_to_prometheus() {
     let topo = Topology::new().line(&["a", "b"], Wire::Direct);
     let mut m = mesh("metrics", &topo);
-    m.start("a", &["--bfd"]).unwrap();
-    m.start("b", &["--metrics", "off", "--bfd"]).unwrap();
+    let v4 = ["--ipv4-cluster-prefix", "198.18.0.0/15"];
+    m.start("a", &["--bfd", v4[0], v4[1]]).unwrap();
+    m.start("b", &["--metrics", "off", "--bfd", v4[0], v4[1]])
+        .unwrap();
     m.wait_full_reachability(&["a", "b"], CONVERGE);
-    // The BFD session comes Up at 1 s packets, after OSPF's 2-Way.
+    // The BFD session comes Up at 1 s packets, after OSPF's 2-Way; the
+    // IPv4 instance's adjacency comes up beside the IPv6 one.
     agent_support::wait_until("a's BFD session Up in the scrape", CONVERGE, || {
-        scrape(&m, "a")
-            .is_ok_and(|(_, body)| body.contains("kubermesh_bfd_sessions{state=\"up\"} 1"))
+        scrape(&m, "a").is_ok_and(|(_, body)| {
+            body.contains("kubermesh_bfd_sessions{state=\"up\"} 1")
+                && body.contains("kubermesh_ospf_ipv4_neighbors{state=\"full\"} 1")
+        })
     });
     let (head, body) = scrape(&m, "a").expect("scrape a");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -92,6 +97,14 @@ fn the_agent_serves_its_figures_to_prometheus() {
     assert_eq!(get("kubermesh_ospf_graceful_restart_restarting", None), 0.0);
     assert_eq!(get("kubermesh_ospf_graceful_restart_helping", None), 0.0);
     assert!(get("kubermesh_ospf_lsdb_lsas", None) >= 4.0);
+    // The IPv4 instance: b's /24 and /32 routed, and a's IPv4 prefixes.
+    assert!(get("kubermesh_ospf_ipv4_routes", None) >= 2.0);
+    assert!(get("kubermesh_ospf_ipv4_lsdb_lsas", None) >= 4.0);
+    assert!(get("kubermesh_ospf_ipv4_spf_runs_total", None) >= 1.0);
+    assert_eq!(get("kubermesh_ospf_ipv4_misfit_prefixes", None), 0.0);
+    let a4 = m.node_state("a").ipv4.expect("a runs IPv4").pod_prefix;
+    let a4 = a4.to_string();
+    assert_eq!(get("kubermesh_agent_ipv4", Some(("pod_prefix", &a4))), 1.0);
     // b's /64 and /128 at least.
     assert!(get("kubermesh_fib_entries", None) >= 2.0);
     assert!(get("kubermesh_fastpath_frames_total", Some(("counter", "rx"))) > 0.0);

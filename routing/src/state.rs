@@ -48,6 +48,16 @@ pub struct InstanceState {
     pub misfits: BTreeSet<(Ipv6Net, Ipv4Addr)>,
 }
 
+impl InstanceState {
+    /// How many neighbours are Full.
+    pub fn neighbors_full(&self) -> usize {
+        self.neighbors
+            .iter()
+            .filter(|n| n.state == crate::neighbor::nsm::State::Full)
+            .count()
+    }
+}
+
 /// One interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceState {

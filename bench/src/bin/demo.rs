@@ -593,7 +593,7 @@ impl Demo {
     fn route_peers(&self, routes: &[RouteRow], prefix: &Ipv6Net) -> Vec<String> {
         routes
             .iter()
-            .find(|r| r.prefix == *prefix)
+            .find(|r| r.prefix == ipnet::IpNet::V6(*prefix))
             .map(|r| {
                 r.next_hops
                     .iter()

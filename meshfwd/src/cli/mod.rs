@@ -20,7 +20,7 @@ use dataplane::{maps::Netfilter, stats::Stats, xdp::AttachMode};
 
 use crate::{
     agent::{self, AgentArgs, Config, config::DEFAULT_SOCKET, runtime::control},
-    api::{Answer, Query, StatsReport},
+    api::{Answer, Instance, Query, Request, StatsReport},
 };
 
 /// How long `meshfwd show` waits for the agent.
@@ -132,24 +132,36 @@ enum Show {
         /// Print as JSON (for scripts).
         #[arg(long)]
         json: bool,
+        /// Ask the IPv4 instance (RFC 5838) instead of the IPv6 one.
+        #[arg(long)]
+        ipv4: bool,
     },
     /// Links of the node: which are in the mesh, and why the others are not.
     Interfaces {
         /// Print as JSON (for scripts).
         #[arg(long)]
         json: bool,
+        /// Ask the IPv4 instance (RFC 5838) instead of the IPv6 one.
+        #[arg(long)]
+        ipv4: bool,
     },
     /// The OSPF link state database.
     Lsdb {
         /// Print as JSON (for scripts).
         #[arg(long)]
         json: bool,
+        /// Ask the IPv4 instance (RFC 5838) instead of the IPv6 one.
+        #[arg(long)]
+        ipv4: bool,
     },
     /// The routes OSPF computed (prefix, cost, ECMP next hops).
     Routes {
         /// Print as JSON (for scripts).
         #[arg(long)]
         json: bool,
+        /// Ask the IPv4 instance (RFC 5838) instead of the IPv6 one.
+        #[arg(long)]
+        ipv4: bool,
     },
     /// The fast path's FIB: entries, next-hop groups, MACs, alive flags.
     Fib {
@@ -237,13 +249,13 @@ fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) 
             // No agent: read the pinned maps directly.
             return fib::run(bpffs, fib::FibCommand::Show { json });
         }
-        Show::Node { json } => (Query::Node, json),
-        Show::Neighbors { json } => (Query::Neighbors, json),
-        Show::Bfd { json } => (Query::Bfd, json),
-        Show::Interfaces { json } => (Query::Interfaces, json),
-        Show::Lsdb { json } => (Query::Lsdb, json),
-        Show::Routes { json } => (Query::Routes, json),
-        Show::Fib { json } => (Query::Fib, json),
+        Show::Node { json } => (Request::new(Query::Node), json),
+        Show::Neighbors { json, ipv4 } => (of(Query::Neighbors, ipv4), json),
+        Show::Bfd { json } => (Request::new(Query::Bfd), json),
+        Show::Interfaces { json, ipv4 } => (of(Query::Interfaces, ipv4), json),
+        Show::Lsdb { json, ipv4 } => (of(Query::Lsdb, ipv4), json),
+        Show::Routes { json, ipv4 } => (of(Query::Routes, ipv4), json),
+        Show::Fib { json } => (Request::new(Query::Fib), json),
     };
     let answer = control::query(socket, query, QUERY_TIMEOUT)?;
     if json {
@@ -252,6 +264,14 @@ fn show_cmd(bpffs: &Path, bpffs_flag: Option<&Path>, socket: &Path, what: Show) 
         print!("{}", show::render(&answer));
     }
     Ok(())
+}
+
+/// Ask `show` of the IPv4 instance if `ipv4`, else of the IPv6 one.
+fn of(show: Query, ipv4: bool) -> Request {
+    Request {
+        show,
+        instance: if ipv4 { Instance::Ipv4 } else { Instance::Ipv6 },
+    }
 }
 
 /// A `--interval` of 0.1 to 3600 seconds.
@@ -276,7 +296,7 @@ fn show_rates(
 ) -> Result<()> {
     let dir = bpffs.map_or_else(|| PathBuf::from(pin::DEFAULT_DIR), Path::to_path_buf);
     let map = dataplane::maps::open_stats(&dir)?;
-    let ifaces = match control::query(socket, Query::Interfaces, QUERY_TIMEOUT) {
+    let ifaces = match control::query(socket, Request::new(Query::Interfaces), QUERY_TIMEOUT) {
         Ok(Answer::Interfaces(rows)) => rows
             .into_iter()
             .filter(|r| r.mesh)
@@ -292,7 +312,7 @@ fn show_rates(
 /// map, so this works without an agent too.
 fn show_stats(bpffs: Option<&Path>, socket: &Path, json: bool) -> Result<()> {
     let mut report = if socket.exists() {
-        match control::query(socket, Query::Stats, QUERY_TIMEOUT) {
+        match control::query(socket, Request::new(Query::Stats), QUERY_TIMEOUT) {
             Ok(Answer::Stats(r)) => *r,
             _ => StatsReport::default(),
         }

@@ -223,6 +223,29 @@ fn node(d: &NodeInfo) -> String {
         IdSource::Mac(i) => format!("mac ({i})"),
         IdSource::Random => "random".to_owned(),
     };
+    let ipv4 = match &d.ipv4 {
+        None => vec![("IPv4", "off".to_owned())],
+        Some(v4) => vec![
+            ("IPv4 cluster", v4.cluster_prefix.to_string()),
+            ("IPv4 pod prefix", v4.pod_prefix.to_string()),
+            ("IPv4 address", v4.node_address.to_string()),
+            (
+                "IPv4 instance",
+                format!(
+                    "{} neighbours full, {} routes, {} LSAs, {} SPF runs{}",
+                    v4.neighbors_full,
+                    v4.routes,
+                    v4.lsdb,
+                    v4.spf_runs,
+                    if v4.misfits > 0 {
+                        format!(", {} prefixes too long to route", v4.misfits)
+                    } else {
+                        String::new()
+                    }
+                ),
+            ),
+        ],
+    };
     let fields = [
         ("router id", d.router_id.to_string()),
         ("  from", source),
@@ -237,6 +260,8 @@ fn node(d: &NodeInfo) -> String {
         ("routes", d.routes.to_string()),
         ("LSAs", d.lsdb.to_string()),
         ("SPF runs", d.spf_runs.to_string()),
+    ];
+    let rest = [
         ("XDP fast path", yes_no(d.xdp)),
         ("netfilter", netfilter(&d.netfilter)),
         (
@@ -258,6 +283,8 @@ fn node(d: &NodeInfo) -> String {
     ];
     fields
         .into_iter()
+        .chain(ipv4)
+        .chain(rest)
         .map(|(k, v)| format!("{k:<16} {v}\n"))
         .collect()
 }

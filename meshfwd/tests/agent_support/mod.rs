@@ -76,7 +76,7 @@ pub fn route_ifaces(
 ) -> std::collections::BTreeSet<String> {
     m.routes(node)
         .into_iter()
-        .find(|r| r.prefix == *prefix)
+        .find(|r| r.prefix == ipnet::IpNet::V6(*prefix))
         .map(|r| r.next_hops.into_iter().filter_map(|h| h.iface).collect())
         .unwrap_or_default()
 }

@@ -403,6 +403,12 @@ impl Core {
         &self.rib
     }
 
+    /// The IPv4 instance's routes (prefixes in their wire form, see
+    /// `routing::af`); empty on a node without IPv4.
+    pub fn rib4(&self) -> &Rib {
+        &self.rib4
+    }
+
     /// What the core decided so far, counted.
     pub fn counters(&self) -> &AgentCounters {
         &self.counters

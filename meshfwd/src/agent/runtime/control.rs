@@ -20,7 +20,7 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use crate::api::{Answer, Query, Reply, Request};
+use crate::api::{Answer, Instance, Query, Reply, Request};
 
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 4096;
@@ -31,6 +31,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Pending {
     pub query: Query,
+    pub instance: Instance,
     pub reply: oneshot::Sender<Result<Answer, String>>,
 }
 
@@ -101,6 +102,7 @@ async fn handle(stream: UnixStream, tx: mpsc::Sender<Pending>) {
                 if tx
                     .send(Pending {
                         query: req.show,
+                        instance: req.instance,
                         reply: reply_tx,
                     })
                     .await
@@ -141,7 +143,8 @@ impl Reply {
 }
 
 /// Ask the agent at `socket` (blocking; for the CLI).
-pub fn query(socket: &Path, query: Query, timeout: Duration) -> Result<Answer> {
+pub fn query(socket: &Path, request: Request, timeout: Duration) -> Result<Answer> {
+    let query = request.show;
     let mut stream = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
         format!(
             "cannot reach the agent at {} (is `meshfwd agent` running? see --socket)",
@@ -150,7 +153,7 @@ pub fn query(socket: &Path, query: Query, timeout: Duration) -> Result<Answer> {
     })?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let mut line = serde_json::to_vec(&Request { show: query })?;
+    let mut line = serde_json::to_vec(&request)?;
     line.push(b'\n');
     stream.write_all(&line).context("sending the request")?;
     let mut answer = String::new();
@@ -200,16 +203,18 @@ mod tests {
             }
         });
         let p = path.clone();
-        let routes =
-            tokio::task::spawn_blocking(move || query(&p, Query::Routes, Duration::from_secs(5)))
-                .await
-                .unwrap();
+        let routes = tokio::task::spawn_blocking(move || {
+            query(&p, Request::new(Query::Routes), Duration::from_secs(5))
+        })
+        .await
+        .unwrap();
         assert_eq!(routes.unwrap(), Answer::Routes(Vec::new()));
         let p = path.clone();
-        let err =
-            tokio::task::spawn_blocking(move || query(&p, Query::Lsdb, Duration::from_secs(5)))
-                .await
-                .unwrap();
+        let err = tokio::task::spawn_blocking(move || {
+            query(&p, Request::new(Query::Lsdb), Duration::from_secs(5))
+        })
+        .await
+        .unwrap();
         assert!(err.unwrap_err().to_string().contains("not yet"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::control::Pending;
 use crate::{
-    api::{Answer, Query},
+    api::{Answer, Instance, Query},
     metrics::{CONTENT_TYPE, Snapshot, render},
 };
 
@@ -42,10 +42,14 @@ pub async fn bind(
     }))
 }
 
-async fn ask(ctx: &Ctx, query: Query) -> Result<Answer, String> {
+async fn ask(ctx: &Ctx, query: Query, instance: Instance) -> Result<Answer, String> {
     let (reply, rx) = oneshot::channel();
     ctx.tx
-        .send(Pending { query, reply })
+        .send(Pending {
+            query,
+            instance,
+            reply,
+        })
         .await
         .map_err(|_| "the agent is shutting down".to_owned())?;
     tokio::time::timeout(ANSWER_TIMEOUT, rx)
@@ -56,25 +60,35 @@ async fn ask(ctx: &Ctx, query: Query) -> Result<Answer, String> {
 
 async fn scrape(State(ctx): State<Ctx>) -> impl IntoResponse {
     let answers = async {
-        let Answer::Node(node) = ask(&ctx, Query::Node).await? else {
+        let v6 = Instance::Ipv6;
+        let Answer::Node(node) = ask(&ctx, Query::Node, v6).await? else {
             return Err("unexpected answer to node".to_owned());
         };
-        let Answer::Neighbors(neighbors) = ask(&ctx, Query::Neighbors).await? else {
+        let Answer::Neighbors(neighbors) = ask(&ctx, Query::Neighbors, v6).await? else {
             return Err("unexpected answer to neighbors".to_owned());
         };
-        let Answer::Stats(stats) = ask(&ctx, Query::Stats).await? else {
+        let neighbors4 = if node.ipv4.is_some() {
+            let Answer::Neighbors(n) = ask(&ctx, Query::Neighbors, Instance::Ipv4).await? else {
+                return Err("unexpected answer to IPv4 neighbors".to_owned());
+            };
+            n
+        } else {
+            Vec::new()
+        };
+        let Answer::Stats(stats) = ask(&ctx, Query::Stats, v6).await? else {
             return Err("unexpected answer to stats".to_owned());
         };
-        let Answer::Bfd(bfd) = ask(&ctx, Query::Bfd).await? else {
+        let Answer::Bfd(bfd) = ask(&ctx, Query::Bfd, v6).await? else {
             return Err("unexpected answer to bfd".to_owned());
         };
-        Ok((node, neighbors, stats, bfd))
+        Ok((node, neighbors, neighbors4, stats, bfd))
     };
     match answers.await {
-        Ok((node, neighbors, stats, bfd)) => {
+        Ok((node, neighbors, neighbors4, stats, bfd)) => {
             let text = render(&Snapshot {
                 node: &node,
                 neighbors: &neighbors,
+                neighbors4: &neighbors4,
                 stats: &stats,
                 bfd: &bfd,
                 start_time_unix: ctx.start_time_unix,

@@ -33,7 +33,7 @@ use std::{
 };
 
 use futures::StreamExt as _;
-use routing::neighbor::nsm;
+use ipnet::IpNet;
 use tokio::sync::mpsc;
 
 use self::{
@@ -47,8 +47,8 @@ use super::{
     core::{Action, Core, Event, Millis, Settings, links::LinkFilter},
 };
 use crate::api::{
-    AgentCounters, Answer, AuthInfo, BfdReport, InterfaceRow, NetfilterInfo, NodeInfo, OspfStats,
-    ProcessStats, Query, RouteHop, RouteRow, StatsReport,
+    AgentCounters, Answer, AuthInfo, BfdReport, Instance, InterfaceRow, Ipv4Info, NetfilterInfo,
+    NodeInfo, OspfStats, ProcessStats, Query, RouteHop, RouteRow, StatsReport,
 };
 
 /// How often the agent samples OSPF for the router id and pod prefix checks.
@@ -352,7 +352,7 @@ impl Agent {
                 }
                 Some(p) = control_rx.recv() => {
                     self.control_requests += 1;
-                    let answer = self.answer(p.query).await;
+                    let answer = self.answer(p.query, p.instance).await;
                     let _ = p.reply.send(answer);
                 }
                 _ = tick.tick() => self.sample().await,
@@ -674,9 +674,16 @@ impl Agent {
         self.core.links().link(ifindex).map(|l| l.name.clone())
     }
 
-    /// Answer an operator's question.
-    async fn answer(&mut self, query: Query) -> Result<Answer, String> {
-        let ospf = self.ospf.as_ref().ok_or("OSPF is not running")?;
+    /// Answer an operator's question; per-instance questions (neighbours,
+    /// interfaces, LSDB, routes) about `instance`.
+    async fn answer(&mut self, query: Query, instance: Instance) -> Result<Answer, String> {
+        let ospf = match instance {
+            Instance::Ipv6 => self.ospf.as_ref().ok_or("OSPF is not running")?,
+            Instance::Ipv4 => self.ospf4.as_ref().ok_or(
+                "this node runs no IPv4 instance (start the agent with [ipv4] cluster_prefix or \
+                 --ipv4-cluster-prefix)",
+            )?,
+        };
         let snapshot = || async {
             ospf.handle
                 .snapshot()
@@ -699,12 +706,7 @@ impl Agent {
                     node_address: p.node_address,
                     local_device: self.local_device.1.clone(),
                     mesh_links: self.core.links().mesh_links().count(),
-                    neighbors_full: snap
-                        .state
-                        .neighbors
-                        .iter()
-                        .filter(|n| n.state == nsm::State::Full)
-                        .count(),
+                    neighbors_full: snap.state.neighbors_full(),
                     routes: self.core.rib().routes.len(),
                     lsdb: snap.state.lsdb.len(),
                     spf_runs: snap.state.spf_runs,
@@ -725,6 +727,7 @@ impl Agent {
                     state_file: self.config.state_file.clone(),
                     bpffs: self.config.bpffs.clone(),
                     uptime_s: self.started.elapsed().as_secs(),
+                    ipv4: self.ipv4_info().await?,
                 }))
             }
             Query::Neighbors => Answer::Neighbors(snapshot().await?.state.neighbors),
@@ -770,24 +773,35 @@ impl Agent {
             }
             Query::Lsdb => Answer::Lsdb(snapshot().await?.state.lsdb),
             Query::Routes => Answer::Routes(
-                self.core
-                    .rib()
-                    .routes
-                    .iter()
-                    .map(|(prefix, r)| RouteRow {
-                        prefix: *prefix,
-                        cost: r.cost,
-                        next_hops: r
-                            .nexthops
-                            .iter()
-                            .map(|nh| RouteHop {
-                                ifindex: nh.ifindex,
-                                iface: self.ifname(nh.ifindex),
-                                via: nh.addr,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
+                match instance {
+                    Instance::Ipv6 => self.core.rib(),
+                    Instance::Ipv4 => self.core.rib4(),
+                }
+                .routes
+                .iter()
+                .filter_map(|(prefix, r)| {
+                    // The IPv4 instance's prefixes are kept as their wire
+                    // form; longer ones are never routes.
+                    let prefix = match instance {
+                        Instance::Ipv6 => IpNet::V6(*prefix),
+                        Instance::Ipv4 => IpNet::V4(routing::af::wire_to_ipv4(*prefix)?),
+                    };
+                    Some((prefix, r))
+                })
+                .map(|(prefix, r)| RouteRow {
+                    prefix,
+                    cost: r.cost,
+                    next_hops: r
+                        .nexthops
+                        .iter()
+                        .map(|nh| RouteHop {
+                            ifindex: nh.ifindex,
+                            iface: self.ifname(nh.ifindex),
+                            via: nh.addr,
+                        })
+                        .collect(),
+                })
+                .collect(),
             ),
             Query::Fib => Answer::Fib(
                 self.dataplane
@@ -821,6 +835,33 @@ impl Agent {
                 }))
             }
         })
+    }
+
+    /// `show node`'s IPv4 part, asking the IPv4 instance; `None` on a node
+    /// without IPv4.
+    async fn ipv4_info(&self) -> Result<Option<Ipv4Info>, String> {
+        let (Some(o4), Some(p4), Some(c4)) = (
+            &self.ospf4,
+            self.core.prefixes4(),
+            self.config.ipv4.as_ref(),
+        ) else {
+            return Ok(None);
+        };
+        let snap = o4
+            .handle
+            .snapshot()
+            .await
+            .map_err(|e| format!("asking the IPv4 instance: {e}"))?;
+        Ok(Some(Ipv4Info {
+            cluster_prefix: c4.cluster_prefix,
+            pod_prefix: p4.pod_prefix,
+            node_address: p4.node_address,
+            neighbors_full: snap.state.neighbors_full(),
+            routes: self.core.rib4().routes.len(),
+            lsdb: snap.state.lsdb.len(),
+            spf_runs: snap.state.spf_runs,
+            misfits: snap.state.misfits.len(),
+        }))
     }
 }
 
