@@ -64,6 +64,10 @@ pub enum Input {
     Timer(TimerId),
     /// Replace the prefixes advertised without an interface.
     SetStubPrefixes(Vec<Ipv6Net>),
+    /// The IPv4 address an IPv4 instance puts into its Link-LSAs changed
+    /// (the node's address moved with its prefix): re-originate them with
+    /// it (RFC 5838 §2.5). An IPv6 instance ignores it.
+    SetInterfaceAddress4(Option<Ipv4Addr>),
     /// A planned restart follows (RFC 3623 §2.1): announce a Grace-LSA on
     /// every interface now. The embedding then stops the instance without
     /// taking its interfaces down ([`crate::driver`]'s graceful stop), and

@@ -326,6 +326,18 @@ impl Instance {
                     self.originate_needed = true;
                 }
             }
+            Input::SetInterfaceAddress4(address) => {
+                if let crate::af::AddressFamily::Ipv4 { interface_address } = &mut self.config.af
+                    && *interface_address != address
+                {
+                    tracing::info!(?address, "IPv4 address of our Link-LSAs changed");
+                    *interface_address = address;
+                    for iface in self.interfaces.values_mut() {
+                        iface.af = self.config.af;
+                    }
+                    self.originate_needed = true;
+                }
+            }
             Input::PrepareRestart { period, reason } => {
                 tracing::info!(
                     period,

@@ -172,3 +172,47 @@ fn prefixes_longer_than_32_bits_are_flooded_but_never_routed() {
     });
     assert!(held);
 }
+
+/// The IPv4 address in router `from`'s Link-LSA as router `at` holds it.
+fn link_lsa_address(s: &Sim, at: usize, from: usize) -> Option<Ipv4Addr> {
+    s.instance(at)
+        .lsdb()
+        .iter()
+        .find_map(|(_, e)| match &e.lsa.body {
+            LsaBody::Link(l) if e.lsa.header.adv_router == router_id(from) => {
+                af::ipv4_of_link_lsa(l.link_local)
+            }
+            _ => None,
+        })
+}
+
+#[test]
+fn a_new_ipv4_address_is_reoriginated_in_the_link_lsas() {
+    let mut s = pair(&[v4("198.18.1.0/24")]);
+    s.run_for(10_000);
+    assert_eq!(
+        link_lsa_address(&s, 0, 1),
+        Some(Ipv4Addr::new(198, 19, 255, 2))
+    );
+    // The node's address moved with its prefix: the neighbour learns the
+    // new one from a new instance of the Link-LSA, and routes still go
+    // via the link-local address.
+    let moved = Ipv4Addr::new(198, 18, 77, 1);
+    s.input(1, routing::Input::SetInterfaceAddress4(Some(moved)));
+    s.run_for(10_000);
+    assert_eq!(link_lsa_address(&s, 0, 1), Some(moved));
+    assert!(s.routers[0].rib.routes.contains_key(&v4("198.18.1.0/24")));
+    // The same address again changes nothing.
+    let seq = |s: &Sim| {
+        s.instance(0)
+            .lsdb()
+            .iter()
+            .filter(|(_, e)| e.lsa.header.adv_router == router_id(1))
+            .map(|(_, e)| e.lsa.header.seq)
+            .collect::<Vec<_>>()
+    };
+    let before = seq(&s);
+    s.input(1, routing::Input::SetInterfaceAddress4(Some(moved)));
+    s.run_for(10_000);
+    assert_eq!(seq(&s), before);
+}

@@ -117,6 +117,9 @@ pub enum Command {
     },
     /// Replace the prefixes advertised without an interface.
     SetStubPrefixes(Vec<Ipv6Net>),
+    /// Change the IPv4 address of an IPv4 instance's Link-LSAs
+    /// ([`Input::SetInterfaceAddress4`]).
+    SetInterfaceAddress4(Option<Ipv4Addr>),
     /// Flush our LSAs and advertise nothing more ([`Input::Retire`]).
     Retire,
     /// Announce a planned restart ([`Input::PrepareRestart`]); the stop
@@ -178,6 +181,14 @@ impl Handle {
     pub async fn set_stub_prefixes(&self, prefixes: Vec<Ipv6Net>) -> io::Result<()> {
         self.tx
             .send(Command::SetStubPrefixes(prefixes))
+            .await
+            .map_err(|_| gone())
+    }
+
+    /// Change the IPv4 address an IPv4 instance puts into its Link-LSAs.
+    pub async fn set_interface_address4(&self, address: Option<Ipv4Addr>) -> io::Result<()> {
+        self.tx
+            .send(Command::SetInterfaceAddress4(address))
             .await
             .map_err(|_| gone())
     }
@@ -429,6 +440,9 @@ impl Driver {
             }
             Command::SetStubPrefixes(prefixes) => {
                 self.input(Input::SetStubPrefixes(prefixes)).await;
+            }
+            Command::SetInterfaceAddress4(address) => {
+                self.input(Input::SetInterfaceAddress4(address)).await;
             }
             Command::Retire => self.input(Input::Retire).await,
             Command::NeighborDown { ifindex, router_id } => {

@@ -12,6 +12,7 @@
 //!   Event::OspfSample ──> resynchronised since start? ──> PruneStale (once)
 //!   Event::OspfSample ──> duplicate router id? ──> new id: StartOspf, ...
 //!                     └─> pod prefix taken?    ──> move: address, stubs, state file
+//!   Event::Ospf4Sample ──> who else claims our IPv4 pod prefix (for the next sample)
 //!   pod veths the plugin finished ──> AttachPod / DetachPod
 //!   Event::OspfSample ──> BFD sessions for 2-Way neighbours: BfdAdd / BfdRemove
 //!   Event::Bfd Down ──> SetLinkAlive(false), then OspfNeighborDown
@@ -103,6 +104,12 @@ pub enum Event {
     /// The periodic sample of OSPF, with 64 fresh random bits (a new router
     /// id after a collision is drawn from them).
     OspfSample { summary: Summary, salt: u64 },
+    /// What the IPv4 instance's prefix policy refused, sampled just
+    /// before [`Event::OspfSample`]: the evidence of a clash on our IPv4
+    /// pod prefix.
+    Ospf4Sample {
+        refused: Vec<routing::ownership::Refused>,
+    },
     /// A BFD session changed state.
     Bfd(routing::bfd::SessionChange),
 }
@@ -254,6 +261,10 @@ pub struct Core {
     /// Since when a reachable router has advertised our own pod prefix
     /// (a clash a node with pods waits out before it acts on it).
     clash_since: Option<Millis>,
+    /// The same for the IPv4 pod prefix, with the IPv4 instance's last
+    /// refusals.
+    clash4_since: Option<Millis>,
+    refused4: Vec<routing::ownership::Refused>,
     /// The LSDB's change count and the RIB's size at the last sample, and
     /// since when they have held still.
     lsdb_shape: ((u64, usize), Millis),
@@ -304,6 +315,8 @@ impl Core {
             dup_neighbours: BTreeSet::new(),
             last_prefix_check: None,
             clash_since: None,
+            clash4_since: None,
+            refused4: Vec::new(),
             lsdb_shape: ((0, 0), 0),
             resync_since: None,
             pods: BTreeMap::new(),
@@ -369,6 +382,7 @@ impl Core {
                 }
                 self.sample(now, &summary, salt, &mut out)
             }
+            Event::Ospf4Sample { refused } => self.refused4 = refused,
             Event::Bfd(change) => {
                 if let Some(b) = &mut self.bfd {
                     b.change(change, &mut out);
@@ -632,7 +646,7 @@ impl Core {
             self.own_id_drops.1 = true;
             tracing::error!(router_id = %me, "packets with our router id arrive: a clone, or someone on a mesh port; without the mesh key they prove nothing and we keep our id (set router_id on one node, or configure [ospf.auth])");
         }
-        self.counters.prefixes_refused = s.refused.len() as u64;
+        self.counters.prefixes_refused = (s.refused.len() + self.refused4.len()) as u64;
         if self.dup.sample(&evidence) {
             self.counters.duplicate_router_ids += 1;
             if self.identity.can_rederive() {
@@ -681,16 +695,17 @@ impl Core {
             self.check_pod_prefix(now, s, out);
         }
         if synced && quiet {
-            self.check_pod_prefix4(s, out);
+            self.check_pod_prefix4(now, s, out);
         }
     }
 
     /// The pod prefix rule over the IPv4 space, among the same routers.
     ///
-    /// IPv4 prefixes held outside the rule are avoided as in IPv6. A node
-    /// with pods keeps its IPv4 prefix (the IPv4 instance's clashes are
-    /// not sampled yet, so none is ever proven).
-    fn check_pod_prefix4(&mut self, s: &Summary, out: &mut Vec<Action>) {
+    /// IPv4 prefixes held outside the rule are avoided as in IPv6, and a
+    /// node with pods keeps its IPv4 prefix unless the clash is proven the
+    /// same way: a reachable router has advertised it in the IPv4 instance
+    /// for the whole hold-down.
+    fn check_pod_prefix4(&mut self, now: Millis, s: &Summary, out: &mut Vec<Action>) {
         let (Some(space), Some(current)) = (self.settings.ipv4, self.prefixes4) else {
             return;
         };
@@ -708,12 +723,29 @@ impl Core {
             tracing::error!(cluster_prefix = %space.cluster, "no free IPv4 pod prefix left: keeping ours");
             return;
         };
-        if prefix == current.pod_prefix || self.has_pods() {
+        let ours = routing::af::ipv4_to_wire(current.pod_prefix);
+        let clash = self
+            .refused4
+            .iter()
+            .any(|r| r.prefix == ours && r.reason == routing::ownership::Refusal::Contested);
+        let since = track_clash(
+            &mut self.clash4_since,
+            clash,
+            now,
+            &mut self.counters,
+            current.pod_prefix,
+        );
+        if prefix == current.pod_prefix {
+            return;
+        }
+        let proven = since.is_some_and(|t| now.saturating_sub(t) >= self.dup.hold_ms());
+        if self.has_pods() && !proven {
             return;
         }
         tracing::warn!(old = %current.pod_prefix, new = %prefix, attempt, "IPv4 pod prefix taken by a higher router id: moving");
         let p4 = NodePrefixes4::new(prefix, attempt);
         self.prefixes4 = Some(p4);
+        self.clash4_since = None;
         self.counters.pod_prefix_moves += 1;
         out.push(Action::OspfStubPrefixes4(p4.stubs()));
         self.publish(out);
@@ -772,15 +804,13 @@ impl Core {
             r.prefix == self.prefixes.pod_prefix
                 && r.reason == routing::ownership::Refusal::Contested
         });
-        if clash {
-            if self.clash_since.is_none() {
-                self.counters.pod_prefix_clashes += 1;
-                tracing::error!(prefix = %self.prefixes.pod_prefix, "another reachable router advertises our pod prefix");
-            }
-            self.clash_since.get_or_insert(now);
-        } else {
-            self.clash_since = None;
-        }
+        track_clash(
+            &mut self.clash_since,
+            clash,
+            now,
+            &mut self.counters,
+            self.prefixes.pod_prefix,
+        );
         let inputs = (me, routers, advertised);
         if self.last_prefix_check.as_ref() == Some(&inputs) && !clash {
             return;
@@ -827,6 +857,8 @@ impl Core {
         }
         self.dup.reset();
         self.last_prefix_check = None;
+        self.clash4_since = None;
+        self.refused4.clear();
         if self.settings.pod_prefix.is_none() {
             self.prefixes = NodePrefixes::new(
                 prefixes::pod_prefix_candidate(
@@ -856,5 +888,26 @@ fn is_pod_veth(l: &Link) -> bool {
 
 #[cfg(test)]
 mod testing;
+/// Follow a clash on one of our pod prefixes (`since`: when it began):
+/// count and report it when it begins, forget it when it ends; return
+/// since when it has lasted.
+fn track_clash(
+    since: &mut Option<Millis>,
+    clash: bool,
+    now: Millis,
+    counters: &mut AgentCounters,
+    prefix: impl std::fmt::Display,
+) -> Option<Millis> {
+    if !clash {
+        *since = None;
+        return None;
+    }
+    if since.is_none() {
+        counters.pod_prefix_clashes += 1;
+        tracing::error!(%prefix, "another reachable router advertises our pod prefix");
+    }
+    Some(*since.get_or_insert(now))
+}
+
 #[cfg(test)]
 mod tests;

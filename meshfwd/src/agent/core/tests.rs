@@ -971,3 +971,77 @@ fn a_node_with_ipv4_advertises_routes_and_publishes_both_families() {
     assert!(!t.routes.contains_key(&p4.pod_prefix.into()));
     assert!(t.local.contains(&p4.node_address.into()));
 }
+
+#[test]
+fn a_node_with_pods_keeps_its_ipv4_prefix_until_a_clash_is_proven_then_moves_once() {
+    let space = prefixes::Ipv4Space {
+        cluster: "198.18.0.0/15".parse().unwrap(),
+        pod_len: 24,
+    };
+    let (mut core, _) = started(
+        7,
+        Settings {
+            ipv4: Some(space),
+            ..settings()
+        },
+    );
+    core.prefixes4 = Some(NodePrefixes4::new(space.candidate(rid(7), 0), 0));
+    let old = core.prefixes4().expect("IPv4").pod_prefix;
+    let mut pod = veth(20, "km0123456789ab");
+    pod.alias = Some(POD_VETH_ALIAS.into());
+    core.handle(1, Event::Link(LinkEvent::Link(pod)));
+    // A higher router id whose first IPv4 candidate is ours (512 slots in
+    // a /15 of /24s: one is near).
+    let higher = (8..u32::MAX)
+        .map(rid)
+        .find(|r| space.candidate(*r, 0) == old)
+        .expect("a clash exists");
+    let s = summary(rid(7), &[rid(2), higher], 10);
+    // It is reachable and would win the rule, but advertises nothing of
+    // ours: the pods keep their IPv4 addresses.
+    sample(&mut core, 1_000, &s, 1);
+    sample(&mut core, 1_000 + QUIET_MS, &s, 1);
+    sample(&mut core, 60_000, &s, 1);
+    assert_eq!(core.prefixes4().expect("IPv4").pod_prefix, old);
+    assert_eq!(core.counters().pod_prefix_clashes, 0);
+    // Now the IPv4 instance refuses its advertisement of our /24: an
+    // alarm at once, a move once the clash held for the hold-down.
+    let refused = vec![routing::ownership::Refused {
+        prefix: routing::af::ipv4_to_wire(old),
+        advertiser: higher,
+        reason: routing::ownership::Refusal::Contested,
+    }];
+    let mut moved_at = None;
+    for t in 62..100u64 {
+        core.handle(
+            t * 1_000,
+            Event::Ospf4Sample {
+                refused: refused.clone(),
+            },
+        );
+        let actions = sample(&mut core, t * 1_000, &s, 1);
+        let now = *core.prefixes4().expect("IPv4");
+        if now.pod_prefix != old {
+            assert!(actions.contains(&Action::OspfStubPrefixes4(now.stubs())));
+            assert_eq!(
+                states(&actions)[0].ipv4.map(|v| v.pod_prefix),
+                Some(now.pod_prefix)
+            );
+            moved_at = Some(t);
+            break;
+        }
+    }
+    assert_eq!(core.counters().pod_prefix_clashes, 1);
+    assert_eq!(core.counters().prefixes_refused, 1);
+    let moved_at = moved_at.expect("moved");
+    assert!(
+        moved_at >= 62 + 20,
+        "moved at {moved_at} s, before the hold-down"
+    );
+    assert_eq!(core.counters().pod_prefix_moves, 1);
+    // The IPv6 prefix stayed where it was: only the IPv4 one clashed.
+    assert_eq!(
+        core.prefixes().pod_prefix,
+        prefixes::pod_prefix_candidate(core.settings.cluster_prefix, rid(7), 0)
+    );
+}

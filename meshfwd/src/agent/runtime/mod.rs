@@ -412,8 +412,22 @@ impl Agent {
         }
     }
 
-    /// Sample OSPF and let the core check the router id and pod prefix.
+    /// Sample OSPF and let the core check the router id and pod prefix
+    /// (the IPv4 instance first: its refusals are the evidence of a clash
+    /// on the IPv4 pod prefix).
     async fn sample(&mut self) {
+        if let Some(o4) = &self.ospf4 {
+            match o4.handle.summary().await {
+                Ok(summary) => {
+                    let event = Event::Ospf4Sample {
+                        refused: summary.refused,
+                    };
+                    let actions = self.core.handle(self.now(), event);
+                    self.execute_logged(actions).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "sampling the IPv4 instance failed"),
+            }
+        }
         let Some(ospf) = &self.ospf else { return };
         match ospf.handle.summary().await {
             Ok(summary) => {
@@ -558,6 +572,13 @@ impl Agent {
                 }
                 Action::SetNodeAddress4(addr) => {
                     let Some(v4) = self.config.ipv4 else { continue };
+                    // The address our IPv4 Link-LSAs carry for routers
+                    // that take next hops from there (BIRD) follows it.
+                    if let Some(o4) = &self.ospf4
+                        && let Err(e) = o4.handle.set_interface_address4(Some(addr)).await
+                    {
+                        tracing::warn!(error = %e, "updating the IPv4 instance's Link-LSA address failed");
+                    }
                     let (ifindex, device) = &self.local_device;
                     let synced = kernel::sync_addresses4(
                         &self.netlink,
