@@ -1,7 +1,8 @@
 //! Restarting the agent, crashed or stopped, with graceful restart (RFC
 //! 3623): the neighbours keep routing through the node, so none of their
 //! routes moves, and the restarted agent hands out its own routes only
-//! once its adjacencies are back.
+//! once its adjacencies are back. The line of agents runs both families:
+//! the IPv4 instance (RFC 5838) restarts gracefully beside the IPv6 one.
 
 mod agent_support;
 
@@ -19,11 +20,14 @@ struct Pings(std::process::Child);
 impl Pings {
     fn start(m: &AgentMesh, from: &str, dst: &str, count: u32) -> Pings {
         let count = count.to_string();
+        let family = if dst.contains(':') { "-6" } else { "-4" };
         let child = m
             .lab
             .node(from)
             .cmd("ping")
-            .args(["-6", "-n", "-q", "-i", "0.01", "-c", &count, "-W", "1", dst])
+            .args([
+                family, "-n", "-q", "-i", "0.01", "-c", &count, "-W", "1", dst,
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("ping");
@@ -45,19 +49,31 @@ fn rib_changes(m: &AgentMesh, node: &str) -> u64 {
         .unwrap_or_else(|| panic!("{node}'s agent answers"))
 }
 
-/// Restart b of a line a - b - c with `restart` and check that a and c
-/// noticed nothing: no route change, a's kernel route to c always there.
+/// Restart b of a line a - b - c (dual-stack) with `restart` and check
+/// that a and c noticed nothing: no route change in either family, a's
+/// kernel routes to c's /128 and /32 always there.
 fn restart_b(tag: &str, restart: impl FnOnce(&AgentMesh)) {
     let topo = Topology::new().line(&["a", "b", "c"], Wire::Direct);
     let mut m = mesh(tag, &topo);
-    m.start_all().unwrap();
+    for n in ["a", "b", "c"] {
+        m.start(n, &["--ipv4-cluster-prefix", "198.18.0.0/15"])
+            .unwrap();
+    }
     m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    let c4 = m.node_state("c").ipv4.expect("c runs IPv4").node_address;
+    m.lab
+        .node("a")
+        .wait_ping(c4.into(), CONVERGE)
+        .expect("a reaches c over IPv4");
     // Settled: no more route changes from the start.
     std::thread::sleep(Duration::from_secs(2));
     let before = (rib_changes(&m, "a"), rib_changes(&m, "c"));
     let c = m.node_address("c").to_string();
-    // 100 pings a second from a to c across b, for 6 s around the restart.
+    let c4 = c4.to_string();
+    // 100 pings a second from a to c across b in each family, for 6 s
+    // around the restart.
     let ping = Pings::start(&m, "a", &c, 600);
+    let ping4 = Pings::start(&m, "a", &c4, 600);
     std::thread::sleep(Duration::from_millis(500));
     restart(&m);
     // Until b is done restarting, a's route to c must stay.
@@ -70,25 +86,29 @@ fn restart_b(tag: &str, restart: impl FnOnce(&AgentMesh)) {
             "b did not finish restarting:\n{}",
             new_log()
         );
-        let route = m
-            .lab
-            .node("a")
-            .run(&["ip", "-6", "route", "show", &c])
-            .unwrap_or_default();
-        assert!(
-            route.contains("via"),
-            "a lost its route to c (sample {samples}):\n{}",
-            m.log("a")
-        );
+        for (family, dst) in [("-6", &c), ("-4", &c4)] {
+            let route = m
+                .lab
+                .node("a")
+                .run(&["ip", family, "route", "show", dst])
+                .unwrap_or_default();
+            assert!(
+                route.contains("via"),
+                "a lost its route to c's {dst} (sample {samples}):\n{}",
+                m.log("a")
+            );
+        }
         samples += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pinged = ping.summary();
-    eprintln!("{pinged}");
-    assert!(
-        pinged.contains(" 0% packet loss"),
-        "a lost pings to c while b restarted:\n{pinged}"
-    );
+    for ping in [ping, ping4] {
+        let pinged = ping.summary();
+        eprintln!("{pinged}");
+        assert!(
+            pinged.contains(" 0% packet loss"),
+            "a lost pings to c while b restarted:\n{pinged}"
+        );
+    }
     let log = new_log();
     assert!(log.contains("restarting gracefully"), "{log}");
     assert!(
