@@ -217,10 +217,11 @@ fn bird_in_transit_carries_ipv4_pod_traffic_between_agents() {
     let ifaces = r.ifaces();
     // BIRD 2.0.12 installs an IPv4 next hop (our node address, from our
     // Link-LSA) only inside a subnet of its interface: its mesh links get
-    // an address at the cluster prefix's length, so every node address is
-    // on-link. That address sits in a /24 BIRD advertises as its own (a
-    // stubnet of pod length), so the nodes have a route back to it and
-    // answer its ARP (loose reverse-path filtering).
+    // an address whose subnet covers the nodes' range, so every node
+    // address is on-link. That address sits in a /24 BIRD advertises (a
+    // stubnet outside the nodes' range, so no node can pick it), so the
+    // nodes have a route back to it and answer its ARP (loose
+    // reverse-path filtering).
     for i in &ifaces {
         r.run(&["ip", "addr", "add", "198.19.200.1/15", "dev", i])
             .unwrap();
@@ -244,7 +245,7 @@ fn bird_in_transit_carries_ipv4_pod_traffic_between_agents() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     r.spawn("bird", &args).expect("start BIRD");
     for n in ["a", "c"] {
-        m.start(n, &["--ipv4-cluster-prefix", CLUSTER4])
+        m.start(n, &["--ipv4-cluster-prefix", "198.18.0.0/16"])
             .unwrap_or_else(|e| panic!("starting {n}: {e:#}"));
     }
     m.wait_full_reachability(&["a", "c"], CONVERGE);
