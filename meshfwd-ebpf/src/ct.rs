@@ -104,33 +104,12 @@ impl Flow {
     }
 }
 
-/// Check a TC packet's flow on its pod's node, where conntrack must also
-/// have seen the flow established; `tcp_flags` is the TCP flags byte
-/// (`None` when the packet is not TCP or the byte is not in the linear
-/// data).
+/// Check a TC packet's flow (`Flow::ipv6` or `Flow::ipv4`) on its pod's
+/// node, where conntrack must also have seen the flow established;
+/// `tcp_flags` is the TCP flags byte (`None` when the packet is not TCP or
+/// the byte is not in the linear data).
 #[inline(always)]
-pub fn check_skb(
-    ctx: &TcContext,
-    ip: &Ipv6Header,
-    ports: u32,
-    tcp_flags: Option<u8>,
-) -> Result<(), Refusal> {
-    check_skb_flow(ctx, Flow::ipv6(ip, ports), tcp_flags)
-}
-
-/// [`check_skb`] for an IPv4 packet.
-#[inline(always)]
-pub fn check_skb4(
-    ctx: &TcContext,
-    ip: &Ipv4Header,
-    ports: u32,
-    tcp_flags: Option<u8>,
-) -> Result<(), Refusal> {
-    check_skb_flow(ctx, Flow::ipv4(ip, ports), tcp_flags)
-}
-
-#[inline(always)]
-fn check_skb_flow(ctx: &TcContext, flow: Flow, tcp_flags: Option<u8>) -> Result<(), Refusal> {
+pub fn check_skb(ctx: &TcContext, flow: Flow, tcp_flags: Option<u8>) -> Result<(), Refusal> {
     check(flow, tcp_flags, true, |tuple, size, opts| {
         // SAFETY: a kfunc call with pointers to this frame's stack and
         // their sizes; the verifier checks the arguments against the
@@ -145,30 +124,9 @@ fn check_skb_flow(ctx: &TcContext, flow: Flow, tcp_flags: Option<u8>) -> Result<
 /// Check a transit frame's flow (as [`check_skb`], but accepted is
 /// enough: a transit node may see one direction only).
 #[inline(always)]
-pub fn check_xdp(
-    ctx: &XdpContext,
-    ip: &Ipv6Header,
-    ports: u32,
-    tcp_flags: Option<u8>,
-) -> Result<(), Refusal> {
-    check_xdp_flow(ctx, Flow::ipv6(ip, ports), tcp_flags)
-}
-
-/// [`check_xdp`] for an IPv4 packet.
-#[inline(always)]
-pub fn check_xdp4(
-    ctx: &XdpContext,
-    ip: &Ipv4Header,
-    ports: u32,
-    tcp_flags: Option<u8>,
-) -> Result<(), Refusal> {
-    check_xdp_flow(ctx, Flow::ipv4(ip, ports), tcp_flags)
-}
-
-#[inline(always)]
-fn check_xdp_flow(ctx: &XdpContext, flow: Flow, tcp_flags: Option<u8>) -> Result<(), Refusal> {
+pub fn check_xdp(ctx: &XdpContext, flow: Flow, tcp_flags: Option<u8>) -> Result<(), Refusal> {
     check(flow, tcp_flags, false, |tuple, size, opts| {
-        // SAFETY: as in `check_skb_flow`.
+        // SAFETY: as in `check_skb`.
         unsafe {
             let ct = bpf_xdp_ct_lookup(ctx.ctx, tuple, size, opts, CT_OPTS_SIZE);
             status_and_release(ct)

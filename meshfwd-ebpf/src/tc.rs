@@ -46,7 +46,7 @@ use meshfwd_common::{
 };
 
 use crate::{
-    ct::{self, Refusal},
+    ct::{self, Flow, Refusal},
     xdp::{NH_GROUPS, count, lookup_route, lookup_route4, pick_member},
 };
 
@@ -210,7 +210,7 @@ fn accepted4(ctx: &TcContext, ip: &Ipv4Header, ports: u32) -> Option<()> {
         proto::TCP => ptr_at(ctx, ipv4::L4_OFFSET + TCP_FLAGS_OFFSET, 1).map(|p| unsafe { *p }),
         _ => None,
     };
-    counted(ct::check_skb4(ctx, ip, ports, tcp_flags))
+    counted(ct::check_skb(ctx, Flow::ipv4(ip, ports), tcp_flags))
 }
 
 /// Ask conntrack (`crate::ct`); count a refusal, which leaves the packet
@@ -222,7 +222,7 @@ fn accepted(ctx: &TcContext, ip: &Ipv6Header, ports: u32) -> Option<()> {
         proto::TCP => ptr_at(ctx, L4_OFFSET + TCP_FLAGS_OFFSET, 1).map(|p| unsafe { *p }),
         _ => None,
     };
-    counted(ct::check_skb(ctx, ip, ports, tcp_flags))
+    counted(ct::check_skb(ctx, Flow::ipv6(ip, ports), tcp_flags))
 }
 
 /// Count conntrack's refusal, if any.

@@ -31,7 +31,7 @@ use meshfwd_common::{
     stats::{MAX_STATS, Stat},
 };
 
-use crate::ct::{self, Refusal};
+use crate::ct::{self, Flow, Refusal};
 
 /// Per-CPU frame counters, indexed by [`Stat`].
 #[btf_map]
@@ -241,7 +241,7 @@ fn try_forward(ctx: &XdpContext) -> Verdict {
         proto::TCP => read_u8(ctx, L4_OFFSET + TCP_FLAGS_OFFSET),
         _ => None,
     };
-    if let Err(refusal) = ct::check_xdp(ctx, &ip, ports, tcp_flags) {
+    if let Err(refusal) = ct::check_xdp(ctx, Flow::ipv6(&ip, ports), tcp_flags) {
         return pass(match refusal {
             Refusal::Untracked => Stat::Untracked,
             Refusal::NewFlow => Stat::NewFlow,
@@ -317,7 +317,7 @@ fn try_forward4(ctx: &XdpContext) -> Verdict {
         proto::TCP => read_u8(ctx, ipv4::L4_OFFSET + TCP_FLAGS_OFFSET),
         _ => None,
     };
-    if let Err(refusal) = ct::check_xdp4(ctx, &ip, ports, tcp_flags) {
+    if let Err(refusal) = ct::check_xdp(ctx, Flow::ipv4(&ip, ports), tcp_flags) {
         return pass(match refusal {
             Refusal::Untracked => Stat::Untracked,
             Refusal::NewFlow => Stat::NewFlow,

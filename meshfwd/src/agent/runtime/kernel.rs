@@ -11,13 +11,13 @@
 use std::{
     collections::BTreeSet,
     io,
-    net::{IpAddr, Ipv6Addr},
+    net::IpAddr,
     path::{Path, PathBuf},
 };
 
 use dataplane::netlink::{Address6, LinkEvent, Route6};
 use futures::{StreamExt as _, TryStreamExt as _};
-use ipnet::Ipv6Net;
+use ipnet::IpNet;
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_route::{
     RouteNetlinkMessage,
@@ -246,15 +246,16 @@ pub async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
     }
 }
 
-/// Make the addresses inside `managed` (the cluster prefix) on `ifindex`
-/// exactly `want` (as /128s); every other address is left alone. Return
-/// (added, removed).
+/// Make the addresses inside `managed` (a cluster prefix, either family)
+/// on `ifindex` exactly `want` (as host addresses: /128s or /32s); every
+/// other address is left alone. Return (added, removed).
 pub async fn sync_addresses(
     handle: &Handle,
     ifindex: u32,
-    managed: Ipv6Net,
-    want: &[Ipv6Addr],
+    managed: IpNet,
+    want: &[IpAddr],
 ) -> Result<(usize, usize)> {
+    let host_len = managed.max_prefix_len();
     let msgs: Vec<_> = handle
         .address()
         .get()
@@ -266,14 +267,21 @@ pub async fn sync_addresses(
     let mut have = BTreeSet::new();
     let mut removed = 0;
     for m in msgs {
-        let Some(a) = Address6::from_message(&m).filter(|a| a.ifindex == ifindex) else {
+        if m.header.index != ifindex {
+            continue;
+        }
+        // IPv4 names the node's own address IFA_LOCAL (IFA_ADDRESS is the
+        // peer's on a point-to-point link); IPv6 has IFA_ADDRESS only.
+        let Some(addr) = m.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(a) | AddressAttribute::Address(a) => Some(*a),
+            _ => None,
+        }) else {
             continue;
         };
-        let addr = a.addr;
         if !managed.contains(&addr) {
             continue;
         }
-        if want.contains(&addr) && a.prefix_len == 128 {
+        if want.contains(&addr) && m.header.prefix_len == host_len {
             have.insert(addr);
         } else {
             handle
@@ -287,16 +295,18 @@ pub async fn sync_addresses(
     }
     let mut added = 0;
     for addr in want.iter().filter(|a| !have.contains(*a)) {
-        let mut req = handle.address().add(ifindex, IpAddr::V6(*addr), 128);
-        // Our own /128 on a dummy device: no duplicate to detect, and DAD
-        // would keep it tentative (unusable) for a second.
-        req.message_mut()
-            .attributes
-            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        let mut req = handle.address().add(ifindex, *addr, host_len);
+        if addr.is_ipv6() {
+            // Our own /128 on a dummy device: no duplicate to detect, and
+            // DAD would keep it tentative (unusable) for a second.
+            req.message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         req.replace()
             .execute()
             .await
-            .map_err(nl(format!("adding {addr}/128")))?;
+            .map_err(nl(format!("adding {addr}/{host_len}")))?;
         added += 1;
     }
     Ok((added, removed))
@@ -337,65 +347,6 @@ pub fn enable_ipv4_forwarding(proc_sys: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(changed)
-}
-
-/// Make the IPv4 addresses inside `managed` (the IPv4 cluster prefix) on
-/// `ifindex` exactly `want` (as /32s); every other address is left alone.
-/// Return (added, removed).
-pub async fn sync_addresses4(
-    handle: &Handle,
-    ifindex: u32,
-    managed: ipnet::Ipv4Net,
-    want: &[std::net::Ipv4Addr],
-) -> Result<(usize, usize)> {
-    use netlink_packet_route::address::{AddressAttribute as A, AddressMessage};
-    let msgs: Vec<AddressMessage> = handle
-        .address()
-        .get()
-        .set_link_index_filter(ifindex)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(nl("listing addresses"))?;
-    let mut have = BTreeSet::new();
-    let mut removed = 0;
-    for m in msgs {
-        if m.header.index != ifindex {
-            continue;
-        }
-        let Some(addr) = m.attributes.iter().find_map(|a| match a {
-            A::Local(IpAddr::V4(v4)) | A::Address(IpAddr::V4(v4)) => Some(*v4),
-            _ => None,
-        }) else {
-            continue;
-        };
-        if !managed.contains(&addr) {
-            continue;
-        }
-        if want.contains(&addr) && m.header.prefix_len == 32 {
-            have.insert(addr);
-        } else {
-            handle
-                .address()
-                .del(m)
-                .execute()
-                .await
-                .map_err(nl(format!("removing {addr}")))?;
-            removed += 1;
-        }
-    }
-    let mut added = 0;
-    for addr in want.iter().filter(|a| !have.contains(*a)) {
-        handle
-            .address()
-            .add(ifindex, IpAddr::V4(*addr), 32)
-            .replace()
-            .execute()
-            .await
-            .map_err(nl(format!("adding {addr}/32")))?;
-        added += 1;
-    }
-    Ok((added, removed))
 }
 
 /// Turn off duplicate address detection on `ifname` (`default` for links

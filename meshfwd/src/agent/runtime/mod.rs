@@ -326,26 +326,24 @@ impl Agent {
                     }
                     None => break Err(AgentError::NetlinkClosed),
                 },
-                diffs = next_ribs(&mut self.ospf) => match diffs {
-                    Some(diffs) => {
-                        let actions = self.core.handle(self.now(), Event::Rib(diffs));
-                        self.execute_logged(actions).await;
-                    }
-                    None => break Err(match self.ospf.as_mut() {
-                        Some(o) => o.died().await.into(),
-                        None => AgentError::NoOspf,
-                    }),
-                },
-                diffs = next_ribs(&mut self.ospf4) => match diffs {
-                    Some(diffs) => {
-                        let actions = self.core.handle(self.now(), Event::Rib4(diffs));
-                        self.execute_logged(actions).await;
-                    }
-                    None => break Err(match self.ospf4.as_mut() {
-                        Some(o) => o.died().await.into(),
-                        None => AgentError::NoOspf,
-                    }),
-                },
+                (instance, diffs) = next_ribs(&mut self.ospf, &mut self.ospf4) => {
+                    let ospf = match instance {
+                        Instance::Ipv6 => &mut self.ospf,
+                        Instance::Ipv4 => &mut self.ospf4,
+                    };
+                    let Some(diffs) = diffs else {
+                        break Err(match ospf.as_mut() {
+                            Some(o) => o.died().await.into(),
+                            None => AgentError::NoOspf,
+                        });
+                    };
+                    let event = match instance {
+                        Instance::Ipv6 => Event::Rib(diffs),
+                        Instance::Ipv4 => Event::Rib4(diffs),
+                    };
+                    let actions = self.core.handle(self.now(), event);
+                    self.execute_logged(actions).await;
+                }
                 Some(change) = next_bfd(&mut self.bfd) => {
                     let actions = self.core.handle(self.now(), Event::Bfd(change));
                     self.execute_logged(actions).await;
@@ -444,6 +442,26 @@ impl Agent {
     async fn execute_logged(&mut self, actions: Vec<Action>) {
         if let Err(e) = self.execute(actions, false).await {
             tracing::error!(error = %e, "carrying out the agent's decision failed");
+        }
+    }
+
+    /// Make `addr` the local device's only address inside `managed` (a
+    /// cluster prefix). With `strict` a failure is an error, otherwise it
+    /// is logged.
+    async fn place_node_address(
+        &self,
+        managed: IpNet,
+        addr: std::net::IpAddr,
+        strict: bool,
+    ) -> Result<(), AgentError> {
+        let (ifindex, device) = &self.local_device;
+        match kernel::sync_addresses(&self.netlink, *ifindex, managed, &[addr]).await {
+            Ok(_) => Ok(()),
+            Err(e) if strict => Err(e.into()),
+            Err(e) => {
+                tracing::error!(address = %addr, device = %device, error = %e, "putting the node address on the local device failed");
+                Ok(())
+            }
         }
     }
 
@@ -579,21 +597,8 @@ impl Agent {
                     {
                         tracing::warn!(error = %e, "updating the IPv4 instance's Link-LSA address failed");
                     }
-                    let (ifindex, device) = &self.local_device;
-                    let synced = kernel::sync_addresses4(
-                        &self.netlink,
-                        *ifindex,
-                        v4.cluster_prefix,
-                        &[addr],
-                    )
-                    .await;
-                    match synced {
-                        Ok(_) => {}
-                        Err(e) if strict => return Err(e.into()),
-                        Err(e) => {
-                            tracing::error!(address = %addr, device = %device, error = %e, "putting the node's IPv4 address on the local device failed")
-                        }
-                    }
+                    self.place_node_address(v4.cluster_prefix.into(), addr.into(), strict)
+                        .await?;
                 }
                 Action::OspfStubPrefixes(stubs) => {
                     if let Some(o) = &self.ospf
@@ -619,21 +624,9 @@ impl Agent {
                     }
                 }
                 Action::SetNodeAddress(addr) => {
-                    let (ifindex, device) = &self.local_device;
-                    let synced = kernel::sync_addresses(
-                        &self.netlink,
-                        *ifindex,
-                        self.config.cluster_prefix,
-                        &[addr],
-                    )
-                    .await;
-                    match synced {
-                        Ok(_) => {}
-                        Err(e) if strict => return Err(e.into()),
-                        Err(e) => {
-                            tracing::error!(address = %addr, device = %device, error = %e, "putting the node address on the local device failed")
-                        }
-                    }
+                    let managed = self.config.cluster_prefix.into();
+                    self.place_node_address(managed, addr.into(), strict)
+                        .await?;
                 }
                 Action::WriteState(state) => match state.write(&self.config.state_file) {
                     Ok(()) => {
@@ -886,8 +879,7 @@ impl Agent {
     }
 }
 
-/// The next batch of route changes (everything queued), or `None` once
-/// the driver is gone; pending forever while no driver runs.
+/// The next BFD session change; pending forever while BFD is off.
 async fn next_bfd(
     bfd: &mut Option<(
         bfd::BfdRuntime,
@@ -900,7 +892,21 @@ async fn next_bfd(
     }
 }
 
-async fn next_ribs(ospf: &mut Option<Ospf>) -> Option<Vec<routing::RibDiff>> {
+/// The next batch of route changes of either instance, with the instance
+/// it came from (`None` once that driver is gone).
+async fn next_ribs(
+    ospf: &mut Option<Ospf>,
+    ospf4: &mut Option<Ospf>,
+) -> (Instance, Option<Vec<routing::RibDiff>>) {
+    tokio::select! {
+        diffs = next_ribs_of(ospf) => (Instance::Ipv6, diffs),
+        diffs = next_ribs_of(ospf4) => (Instance::Ipv4, diffs),
+    }
+}
+
+/// The next batch of route changes (everything queued), or `None` once
+/// the driver is gone; pending forever while no driver runs.
+async fn next_ribs_of(ospf: &mut Option<Ospf>) -> Option<Vec<routing::RibDiff>> {
     let Some(o) = ospf else {
         return std::future::pending().await;
     };
