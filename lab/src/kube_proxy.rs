@@ -1,8 +1,12 @@
 //! The netfilter rules kube-proxy writes for Services, for a lab node: the
 //! chains and maps of its `nftables` mode and the chains of its `iptables`
-//! mode (through `ip6tables-restore`, which is iptables-nft on Debian), as
-//! kube-proxy lays them out for IPv6 ClusterIP and NodePort Services with
-//! the default settings:
+//! mode (through `ip6tables-restore` or `iptables-restore`, which are
+//! iptables-nft on Debian), as kube-proxy lays them out for ClusterIP and
+//! NodePort Services with the default settings. One [`KubeProxy`] is one
+//! family, as kube-proxy runs one proxier per family: its own table
+//! (`ip6 kube-proxy` or `ip kube-proxy`) or its own iptables, so a
+//! dual-stack node installs one of each side by side.
+//!
 //!
 //! - a ClusterIP is DNATed to one endpoint, chosen at random (`numgen
 //!   random` / `statistic --mode random`), with no SNAT for traffic from
@@ -18,7 +22,7 @@
 //! A test builds the same rules on every node, as kube-proxy runs on every
 //! node.
 
-use std::{fmt::Write as _, net::Ipv6Addr};
+use std::{fmt::Write as _, net::IpAddr};
 
 use anyhow::{Context as _, Result};
 
@@ -30,10 +34,10 @@ const MASQ_MARK: u32 = 0x4000;
 /// Which of kube-proxy's proxy modes writes the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// `--proxy-mode=nftables`: table `ip6 kube-proxy`.
+    /// `--proxy-mode=nftables`: table `ip6 kube-proxy` (`ip` for IPv4).
     Nftables,
-    /// `--proxy-mode=iptables`: `KUBE-*` chains in `ip6tables`' nat and
-    /// filter tables.
+    /// `--proxy-mode=iptables`: `KUBE-*` chains in `ip6tables`' (or
+    /// `iptables`') nat and filter tables.
     Iptables,
 }
 
@@ -58,7 +62,8 @@ impl Protocol {
 pub struct Service {
     /// `namespace/name:port`, as kube-proxy names it in comments.
     pub name: String,
-    pub cluster_ip: Ipv6Addr,
+    /// Of the [`KubeProxy`]'s family, as every endpoint.
+    pub cluster_ip: IpAddr,
     pub protocol: Protocol,
     pub port: u16,
     /// The port on every node, for a NodePort Service.
@@ -66,8 +71,44 @@ pub struct Service {
     /// The endpoints' (pods') port.
     pub target_port: u16,
     /// The ready endpoints.
-    pub endpoints: Vec<Ipv6Addr>,
+    pub endpoints: Vec<IpAddr>,
 }
+
+/// Return `addr:port` as netfilter writes a destination (`[v6]:port`).
+fn host_port(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+        IpAddr::V4(a) => format!("{a}:{port}"),
+    }
+}
+
+/// What differs between the families in kube-proxy's rules.
+struct Family {
+    /// nftables' family and address match (`ip6`, `ip`).
+    nft: &'static str,
+    /// nftables' address type.
+    addr_type: &'static str,
+    /// A host prefix's length.
+    host_len: u8,
+    loopback: &'static str,
+    /// The iptables tools' prefix (`ip6tables`, `iptables`).
+    iptables: &'static str,
+}
+
+const IPV6: Family = Family {
+    nft: "ip6",
+    addr_type: "ipv6_addr",
+    host_len: 128,
+    loopback: "::1",
+    iptables: "ip6tables",
+};
+const IPV4: Family = Family {
+    nft: "ip",
+    addr_type: "ipv4_addr",
+    host_len: 32,
+    loopback: "127.0.0.1",
+    iptables: "iptables",
+};
 
 impl Service {
     /// A short stable id for chain names (kube-proxy hashes the name too).
@@ -88,20 +129,31 @@ pub struct KubeProxy {
     /// The pods' prefix (`--cluster-cidr`): traffic from outside it to a
     /// ClusterIP is masqueraded.
     pub cluster_cidr: String,
-    /// The ClusterIP range (`--service-cluster-ip-range`).
+    /// The ClusterIP range (`--service-cluster-ip-range`); its family is
+    /// the proxier's.
     pub service_cidr: String,
     pub services: Vec<Service>,
 }
 
 impl KubeProxy {
+    fn family(&self) -> &'static Family {
+        if self.service_cidr.contains(':') {
+            &IPV6
+        } else {
+            &IPV4
+        }
+    }
+
     /// The ruleset of `--proxy-mode=nftables` (an `nft -f` script that
     /// replaces the table whole).
     pub fn nftables(&self) -> String {
+        let f = self.family();
+        let ip = f.nft;
         let mut s = String::new();
         let w = &mut s;
-        let _ = writeln!(w, "table ip6 kube-proxy");
-        let _ = writeln!(w, "delete table ip6 kube-proxy");
-        let _ = writeln!(w, "table ip6 kube-proxy {{");
+        let _ = writeln!(w, "table {ip} kube-proxy");
+        let _ = writeln!(w, "delete table {ip} kube-proxy");
+        let _ = writeln!(w, "table {ip} kube-proxy {{");
         let _ = writeln!(w, "  comment \"rules for kube-proxy\"");
         let _ = writeln!(
             w,
@@ -136,14 +188,14 @@ impl KubeProxy {
             .iter()
             .map(|s| s.cluster_ip.to_string())
             .collect();
-        let _ = writeln!(w, "  set cluster-ips {{ type ipv6_addr;");
+        let _ = writeln!(w, "  set cluster-ips {{ type {};", f.addr_type);
         if !cluster_ips.is_empty() {
             let _ = writeln!(w, "    elements = {{ {} }}", cluster_ips.join(", "));
         }
         let _ = writeln!(w, "  }}");
         let _ = writeln!(
             w,
-            "  chain cluster-ips-check {{\n    ip6 daddr @cluster-ips reject comment \"Reject traffic to invalid ports of ClusterIPs\"\n    ip6 daddr {} drop comment \"Drop traffic to unallocated ClusterIPs\"\n  }}",
+            "  chain cluster-ips-check {{\n    {ip} daddr @cluster-ips reject comment \"Reject traffic to invalid ports of ClusterIPs\"\n    {ip} daddr {} drop comment \"Drop traffic to unallocated ClusterIPs\"\n  }}",
             self.service_cidr
         );
         for svc in &self.services {
@@ -152,7 +204,7 @@ impl KubeProxy {
             let _ = writeln!(w, "  chain service-{id}-{part} {{");
             let _ = writeln!(
                 w,
-                "    ip6 daddr {} {proto} dport {} ip6 saddr != {} jump mark-for-masquerade",
+                "    {ip} daddr {} {proto} dport {} {ip} saddr != {} jump mark-for-masquerade",
                 svc.cluster_ip, svc.port, self.cluster_cidr
             );
             match svc.endpoints.len() {
@@ -178,8 +230,8 @@ impl KubeProxy {
             for (i, ep) in svc.endpoints.iter().enumerate() {
                 let _ = writeln!(
                     w,
-                    "  chain endpoint-{id}-{part}__{i} {{\n    ip6 saddr {ep} jump mark-for-masquerade\n    meta l4proto {proto} dnat to [{ep}]:{}\n  }}",
-                    svc.target_port
+                    "  chain endpoint-{id}-{part}__{i} {{\n    {ip} saddr {ep} jump mark-for-masquerade\n    meta l4proto {proto} dnat to {}\n  }}",
+                    host_port(*ep, svc.target_port)
                 );
             }
         }
@@ -199,7 +251,8 @@ impl KubeProxy {
             .collect();
         let _ = writeln!(
             w,
-            "  map service-ips {{ type ipv6_addr . inet_proto . inet_service : verdict;"
+            "  map service-ips {{ type {} . inet_proto . inet_service : verdict;",
+            f.addr_type
         );
         if !ips.is_empty() {
             let _ = writeln!(w, "    elements = {{ {} }}", ips.join(", "));
@@ -233,15 +286,18 @@ impl KubeProxy {
         );
         let _ = writeln!(
             w,
-            "  chain services {{\n    ip6 daddr . meta l4proto . th dport vmap @service-ips\n    fib daddr type local ip6 daddr != ::1 jump nodeports\n  }}"
+            "  chain services {{\n    {ip} daddr . meta l4proto . th dport vmap @service-ips\n    fib daddr type local {ip} daddr != {} jump nodeports\n  }}",
+            f.loopback
         );
         let _ = writeln!(w, "}}");
         s
     }
 
-    /// The `ip6tables-restore --noflush` input of `--proxy-mode=iptables`
-    /// (every `KUBE-*` chain it declares is flushed and refilled).
+    /// The `ip6tables-restore --noflush` (or `iptables-restore`) input of
+    /// `--proxy-mode=iptables` (every `KUBE-*` chain it declares is flushed
+    /// and refilled).
     pub fn iptables(&self) -> String {
+        let host = self.family().host_len;
         let mut s = String::new();
         let w = &mut s;
         let mark = format!("{MASQ_MARK:#x}/{MASQ_MARK:#x}");
@@ -274,7 +330,7 @@ impl KubeProxy {
             let name = &svc.name;
             let _ = writeln!(
                 w,
-                "-A KUBE-SERVICES -d {}/128 -p {p} -m comment --comment \"{name} cluster IP\" -m {p} --dport {} -j KUBE-SVC-{id}",
+                "-A KUBE-SERVICES -d {}/{host} -p {p} -m comment --comment \"{name} cluster IP\" -m {p} --dport {} -j KUBE-SVC-{id}",
                 svc.cluster_ip, svc.port
             );
             if let Some(np) = svc.node_port {
@@ -289,7 +345,7 @@ impl KubeProxy {
             );
             let _ = writeln!(
                 w,
-                "-A KUBE-SVC-{id} ! -s {} -d {}/128 -p {p} -m comment --comment \"{name} cluster IP\" -m {p} --dport {} -j KUBE-MARK-MASQ",
+                "-A KUBE-SVC-{id} ! -s {} -d {}/{host} -p {p} -m comment --comment \"{name} cluster IP\" -m {p} --dport {} -j KUBE-MARK-MASQ",
                 self.cluster_cidr, svc.cluster_ip, svc.port
             );
             let n = svc.endpoints.len();
@@ -309,15 +365,14 @@ impl KubeProxy {
                 } else {
                     String::new()
                 };
+                let to = host_port(*ep, svc.target_port);
                 let _ = writeln!(
                     w,
-                    "-A KUBE-SVC-{id} -m comment --comment \"{name} -> [{ep}]:{}\"{statistic} -j KUBE-SEP-{id}-{i}",
-                    svc.target_port
+                    "-A KUBE-SVC-{id} -m comment --comment \"{name} -> {to}\"{statistic} -j KUBE-SEP-{id}-{i}"
                 );
                 let _ = writeln!(
                     w,
-                    "-A KUBE-SEP-{id}-{i} -s {ep}/128 -m comment --comment \"{name}\" -j KUBE-MARK-MASQ\n-A KUBE-SEP-{id}-{i} -p {p} -m comment --comment \"{name}\" -m {p} -j DNAT --to-destination [{ep}]:{}",
-                    svc.target_port
+                    "-A KUBE-SEP-{id}-{i} -s {ep}/{host} -m comment --comment \"{name}\" -j KUBE-MARK-MASQ\n-A KUBE-SEP-{id}-{i} -p {p} -m comment --comment \"{name}\" -m {p} -j DNAT --to-destination {to}"
                 );
             }
         }
@@ -339,7 +394,7 @@ impl KubeProxy {
             if svc.endpoints.is_empty() {
                 let _ = writeln!(
                     w,
-                    "-A KUBE-SERVICES -d {}/128 -p {p} -m comment --comment \"{} has no endpoints\" -m {p} --dport {} -j REJECT",
+                    "-A KUBE-SERVICES -d {}/{host} -p {p} -m comment --comment \"{} has no endpoints\" -m {p} --dport {} -j REJECT",
                     svc.cluster_ip, svc.name, svc.port
                 );
             }
@@ -352,9 +407,10 @@ impl KubeProxy {
     /// call wrote (a kube-proxy sync).
     pub fn install(&self, lab: &Lab, node: &str, mode: Mode) -> Result<()> {
         let n = lab.node(node);
+        let tool = self.family().iptables;
         let file = lab
             .work_dir()
-            .join(format!("{node}-kube-proxy-{mode:?}.rules"));
+            .join(format!("{node}-kube-proxy-{mode:?}-{tool}.rules"));
         match mode {
             Mode::Nftables => {
                 std::fs::write(&file, self.nftables())?;
@@ -363,7 +419,8 @@ impl KubeProxy {
             }
             Mode::Iptables => {
                 std::fs::write(&file, self.iptables())?;
-                n.run(&["ip6tables-restore", "--noflush", &file.to_string_lossy()])
+                let restore = format!("{tool}-restore");
+                n.run(&[&restore, "--noflush", &file.to_string_lossy()])
                     .context("installing kube-proxy's iptables rules")?;
                 // The jumps from the built-in chains, once, as kube-proxy
                 // ensures them.
@@ -379,10 +436,10 @@ impl KubeProxy {
                     ),
                 ] {
                     let rule: Vec<&str> = rule.split(' ').collect();
-                    let mut check = vec!["ip6tables", "-t", table, "-C", chain];
+                    let mut check = vec![tool, "-t", table, "-C", chain];
                     check.extend(&rule);
                     if n.run(&check).is_err() {
-                        let mut add = vec!["ip6tables", "-t", table, "-A", chain];
+                        let mut add = vec![tool, "-t", table, "-A", chain];
                         add.extend(&rule);
                         n.run(&add).context("adding kube-proxy's jump")?;
                     }
@@ -413,6 +470,19 @@ mod tests {
         }
     }
 
+    /// The same Service, IPv4.
+    fn sample4() -> KubeProxy {
+        KubeProxy {
+            cluster_cidr: "198.18.0.0/15".into(),
+            service_cidr: "198.19.96.0/24".into(),
+            services: vec![Service {
+                cluster_ip: "198.19.96.10".parse().unwrap(),
+                endpoints: vec!["198.18.1.5".parse().unwrap()],
+                ..sample().services[0].clone()
+            }],
+        }
+    }
+
     #[test]
     fn nftables_dnats_at_random_and_masquerades_only_what_kube_proxy_does() {
         let s = sample().nftables();
@@ -429,6 +499,20 @@ mod tests {
         assert!(s.contains("--probability 0.50000000000 -j KUBE-SEP-"));
         assert_eq!(s.matches("DNAT --to-destination").count(), 2);
         assert!(s.contains("--ctstate INVALID -j DROP"));
+    }
+
+    #[test]
+    fn ipv4_rules_are_the_ip_family_s() {
+        let v4 = sample4();
+        let s = v4.nftables();
+        assert!(s.contains("table ip kube-proxy {"));
+        assert!(s.contains("dnat to 198.18.1.5:8080"));
+        assert!(s.contains("ip saddr != 198.18.0.0/15 jump mark-for-masquerade"));
+        assert!(s.contains("type ipv4_addr . inet_proto"));
+        assert!(!s.contains("ip6"), "{s}");
+        let s = v4.iptables();
+        assert!(s.contains("-d 198.19.96.10/32 -p tcp"));
+        assert!(s.contains("--to-destination 198.18.1.5:8080"));
     }
 
     #[test]
@@ -454,5 +538,23 @@ mod tests {
             "jumps added once: {ipt}"
         );
         assert!(ipt.contains("--to-destination [fd00:1::5]:8080"), "{ipt}");
+        // The IPv4 proxier's rules beside them, in their own table and
+        // iptables.
+        let v4 = sample4();
+        for mode in [Mode::Nftables, Mode::Iptables] {
+            v4.install(&lab, "n", mode).unwrap();
+        }
+        let nft4 = lab
+            .node("n")
+            .run(&["nft", "list", "table", "ip", "kube-proxy"])
+            .unwrap();
+        assert!(nft4.contains("dnat to 198.18.1.5:8080"), "{nft4}");
+        let ipt4 = lab.node("n").run(&["iptables-save", "-t", "nat"]).unwrap();
+        assert!(ipt4.contains("--to-destination 198.18.1.5:8080"), "{ipt4}");
+        let nft6 = lab
+            .node("n")
+            .run(&["nft", "list", "table", "ip6", "kube-proxy"])
+            .unwrap();
+        assert!(nft6.contains("dnat to [fd00:1::5]:8080"), "{nft6}");
     }
 }

@@ -10,14 +10,15 @@
 //! nodes its established packets take the fast path.
 //!
 //! One lab per proxy mode runs every case in turn; the DNS, policy and
-//! `fastPath: false` cases run in the nftables lab.
+//! `fastPath: false` cases run in the nftables lab. A dual-stack lab runs
+//! the ClusterIP cases over IPv4, through kube-proxy's IPv4 rules.
 
 mod agent_support;
 
 use std::{
     collections::BTreeSet,
     io::{BufRead as _, BufReader, Read as _, Write as _},
-    net::{Ipv6Addr, SocketAddr, TcpStream, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket},
     path::PathBuf,
     time::Duration,
 };
@@ -92,12 +93,12 @@ impl Cluster {
         let (wa, wb, wc) = (addr("wa"), addr("wb"), addr("wc"));
         let tcp = |name: &str, ip: Ipv6Addr, eps: Vec<Ipv6Addr>| Service {
             name: format!("default/{name}:http"),
-            cluster_ip: ip,
+            cluster_ip: ip.into(),
             protocol: Protocol::Tcp,
             port: 80,
             node_port: None,
             target_port: WEB_PORT,
-            endpoints: eps,
+            endpoints: eps.into_iter().map(Into::into).collect(),
         };
         c.kp.services = vec![
             tcp("web-a", vip(0xa), vec![wa]),
@@ -201,15 +202,10 @@ impl Cluster {
     }
 
     /// Open a TCP connection from `from`'s namespace (a pod or a node).
-    fn connect(&self, from: &str, to: Ipv6Addr, port: u16) -> std::io::Result<TcpStream> {
+    fn connect(&self, from: &str, to: impl Into<IpAddr>, port: u16) -> std::io::Result<TcpStream> {
         let ns = self.m.lab.node(from).netns().to_string();
-        netns::enter(&ns, || {
-            Ok(TcpStream::connect_timeout(
-                &SocketAddr::new(to.into(), port),
-                IO,
-            ))
-        })
-        .expect("enter the namespace")
+        let to = SocketAddr::new(to.into(), port);
+        netns::enter(&ns, || Ok(TcpStream::connect_timeout(&to, IO))).expect("enter the namespace")
     }
 }
 
@@ -238,9 +234,11 @@ fn echo(reader: &mut BufReader<TcpStream>, conn: &TcpStream) {
 
 /// Ask `vip`:53 over UDP `n` times from one socket of pod `from`; return
 /// the names that answered.
-fn udp_exchange(c: &Cluster, from: &str, vip: Ipv6Addr, n: usize) -> Vec<String> {
+fn udp_exchange(c: &Cluster, from: &str, vip: impl Into<IpAddr>, n: usize) -> Vec<String> {
+    let vip: IpAddr = vip.into();
     let ns = c.m.lab.node(from).netns().to_string();
-    let sock = netns::enter(&ns, || Ok(UdpSocket::bind("[::]:0")?)).expect("UDP socket");
+    let any = if vip.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let sock = netns::enter(&ns, || Ok(UdpSocket::bind(any)?)).expect("UDP socket");
     sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut names = Vec::new();
     for i in 0..n {
@@ -250,11 +248,7 @@ fn udp_exchange(c: &Cluster, from: &str, vip: Ipv6Addr, n: usize) -> Vec<String>
         let (len, src) = sock
             .recv_from(&mut buf)
             .unwrap_or_else(|e| panic!("no answer from the Service to query {i}: {e}"));
-        assert_eq!(
-            src.ip(),
-            std::net::IpAddr::V6(vip),
-            "the answer comes from the VIP"
-        );
+        assert_eq!(src.ip(), vip, "the answer comes from the VIP");
         names.push(String::from_utf8_lossy(&buf[..len]).trim().to_owned());
     }
     names
@@ -377,7 +371,7 @@ fn backends_change_case(c: &mut Cluster) {
             .iter_mut()
             .find(|s| s.cluster_ip == vip(0x200))
             .unwrap();
-    svc.endpoints = vec![wc];
+    svc.endpoints = vec![wc.into()];
     c.sync();
     echo(&mut reader, &conn);
     let name = exchange(
@@ -449,12 +443,12 @@ fn dns_case(c: &mut Cluster) {
     for protocol in [Protocol::Udp, Protocol::Tcp] {
         c.kp.services.push(Service {
             name: "kube-system/kube-dns:dns".into(),
-            cluster_ip: vip(0x53),
+            cluster_ip: vip(0x53).into(),
             protocol,
             port: 53,
             node_port: None,
             target_port: DNS_PORT,
-            endpoints: vec![dns.addr],
+            endpoints: vec![dns.addr.into()],
         });
     }
     c.sync();
@@ -587,5 +581,103 @@ fn slow_pod_case(c: &mut Cluster) {
         Vec::<String>::new(),
         "no program on {}",
         slow.host_veth
+    );
+}
+
+/// ClusterIPs over IPv4: agents with `--ipv4-cluster-prefix`, dual-stack
+/// pods, and kube-proxy's IPv4 proxier (table `ip kube-proxy`) on every
+/// node. A client on a reaches a backend on c through b: a un-NATs the
+/// replies in the kernel, b forwards in XDP, c's TC programs carry it; UDP
+/// answers come back from the VIP.
+#[test]
+fn ipv4_services_through_kube_proxys_nftables_rules() {
+    let cni =
+        built_bin(None, "MESHFWD_CNI_BIN", "cni", "meshfwd-cni").expect("the meshfwd-cni binary");
+    let mut m = mesh(
+        "svc-ipv4",
+        &Topology::new().line(&["a", "b", "c"], Wire::Direct),
+    );
+    for n in ["a", "b", "c"] {
+        m.start(n, &["--ipv4-cluster-prefix", "198.18.0.0/16"])
+            .expect("start the agents");
+    }
+    m.wait_full_reachability(&["a", "b", "c"], CONVERGE);
+    let mut c = Cluster {
+        m,
+        cni,
+        mode: Mode::Nftables,
+        kp: KubeProxy {
+            cluster_cidr: "198.18.0.0/16".into(),
+            service_cidr: "198.19.96.0/24".into(),
+            services: Vec::new(),
+        },
+        pods: Vec::new(),
+    };
+    c.add_pod("a", "ca", json!({}));
+    c.add_pod("c", "wc", json!({}));
+    // socat's TCP6/UDP6 listeners take IPv4 too (bindv6only is off).
+    c.serve("wc");
+    let wc = c.pod("wc").addr4.expect("wc got IPv4");
+    let vip = Ipv4Addr::new(198, 19, 96, 12);
+    let web = Service {
+        name: "default/web-c:http".into(),
+        cluster_ip: vip.into(),
+        protocol: Protocol::Tcp,
+        port: 80,
+        node_port: None,
+        target_port: WEB_PORT,
+        endpoints: vec![wc.into()],
+    };
+    c.kp.services = vec![
+        Service {
+            name: "default/dns-like:dns".into(),
+            protocol: Protocol::Udp,
+            port: 53,
+            target_port: UDP_PORT,
+            ..web.clone()
+        },
+        web,
+    ];
+    c.sync();
+    c.m.lab
+        .node("ca")
+        .wait_ping(wc.into(), CONVERGE)
+        .unwrap_or_else(|e| panic!("ca cannot reach {wc}: {e:#}"));
+
+    let mut name = String::new();
+    let on_b = delta(&c, "b", &[Stat::Redirect, Stat::Ipv4], || {
+        let on_c = delta(&c, "c", &[Stat::TcMeshToPod, Stat::TcPodToMesh], || {
+            let on_a = delta(&c, "a", &[Stat::TcTranslated], || {
+                name = exchange(c.connect("ca", vip, 80).expect("connect to web-c"));
+            });
+            assert!(
+                on_a[0] >= FAST_MIN,
+                "a un-NATs the replies in the kernel: {on_a:?}"
+            );
+        });
+        assert!(on_c.iter().all(|n| *n >= FAST_MIN), "c: {on_c:?}");
+    });
+    assert_eq!(name, "wc");
+    assert!(
+        on_b[0] >= 2 * FAST_MIN && on_b[1] >= 2 * FAST_MIN,
+        "b's XDP carried the IPv4 transit: {on_b:?}"
+    );
+    let on_c = delta(&c, "c", &[Stat::TcMeshToPod, Stat::TcPodToMesh], || {
+        let names = udp_exchange(&c, "ca", vip, 20);
+        assert!(names.iter().all(|n| n == "wc"), "{names:?}");
+    });
+    assert!(
+        on_c.iter().all(|n| *n >= 15),
+        "c carried the UDP flow: {on_c:?}"
+    );
+    // The rules are the IPv4 proxier's, in their own table.
+    let table =
+        c.m.lab
+            .node("a")
+            .run(&["nft", "list", "table", "ip", "kube-proxy"])
+            .expect("the IPv4 table");
+    assert!(
+        table.contains(&format!("dnat to {wc}:{WEB_PORT}")),
+        "{table}"
     );
 }

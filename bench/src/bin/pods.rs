@@ -357,12 +357,12 @@ impl ProxyMode {
 fn services(pd: Ipv6Addr, d_prefix: &str) -> KubeProxy {
     let svc = |name: String, ip: Ipv6Addr, port: u16, endpoints: Vec<Ipv6Addr>| Service {
         name,
-        cluster_ip: ip,
+        cluster_ip: ip.into(),
         protocol: Protocol::Tcp,
         port,
         node_port: None,
         target_port: port,
-        endpoints,
+        endpoints: endpoints.into_iter().map(IpAddr::V6).collect(),
     };
     let mut list = vec![
         svc("bench/rr:rr".into(), VIP_RR, RR_PORT, vec![pd]),
