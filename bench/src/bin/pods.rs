@@ -43,9 +43,9 @@
 //! `--family ipv4` measures the same over IPv4: the agents of both labs
 //! run IPv4 (`--ipv4-cluster-prefix`), the pods are dual-stack (ptp gets an
 //! IPv4 range of the node's IPv4 prefix beside the IPv6 one), and every
-//! figure is taken between the pods' and nodes' IPv4 addresses. The
-//! Service rules stay IPv6 (the lab's kube-proxy writes IPv6 Services), so
-//! the IPv4 run measures no ClusterIP.
+//! figure is taken between the pods' and nodes' IPv4 addresses, the
+//! ClusterIP ones through kube-proxy's IPv4 rules (every node then carries
+//! both families' Services, as a dual-stack node does).
 //!
 //! Goals (pod to pod, against the baseline under the same rules):
 //! throughput ≥ 1.2×, RR p50 ≤ 0.85× (blocking), one transit crossing
@@ -91,8 +91,13 @@ const FILLER_SERVICES: u16 = 100;
 /// The ClusterIPs fronting pod d's request/response and iperf3 servers.
 const VIP_RR: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x10);
 const VIP_IPERF: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x11);
-/// The IPv4 cluster prefix of `--family ipv4` (the lab's IPv4 space).
-const CLUSTER4: &str = "198.18.0.0/15";
+/// The same in IPv4, in the IPv4 Service range (outside the pods').
+const VIP4_RR: Ipv4Addr = Ipv4Addr::new(198, 19, 96, 0x10);
+const VIP4_IPERF: Ipv4Addr = Ipv4Addr::new(198, 19, 96, 0x11);
+/// The IPv4 cluster prefix of `--family ipv4` (half the lab's IPv4
+/// space), and the IPv4 Service range in the other half.
+const CLUSTER4: &str = "198.18.0.0/16";
+const SERVICE4: &str = "198.19.96.0/24";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -348,6 +353,40 @@ impl ProxyMode {
             ProxyMode::Nftables => "nftables",
             ProxyMode::Iptables => "iptables",
         }
+    }
+}
+
+/// The IPv4 Services of a dual-stack node's second proxier: the same
+/// as [`services`], with IPv4 ClusterIPs and endpoints in d's IPv4 prefix.
+fn services4(pd: Ipv4Addr, d_prefix: Ipv4Net) -> KubeProxy {
+    let svc = |name: String, ip: Ipv4Addr, port: u16, endpoints: Vec<Ipv4Addr>| Service {
+        name,
+        cluster_ip: ip.into(),
+        protocol: Protocol::Tcp,
+        port,
+        node_port: None,
+        target_port: port,
+        endpoints: endpoints.into_iter().map(IpAddr::V4).collect(),
+    };
+    let mut list = vec![
+        svc("bench/rr:rr".into(), VIP4_RR, RR_PORT, vec![pd]),
+        svc("bench/iperf:iperf".into(), VIP4_IPERF, IPERF_PORT, vec![pd]),
+    ];
+    let base = u32::from(d_prefix.network());
+    for i in 0..u32::from(FILLER_SERVICES) {
+        // Inside the /24, past the node's and pods' first addresses.
+        let ep = |k: u32| Ipv4Addr::from(base + 3 + (2 * i + k) % 250);
+        list.push(svc(
+            format!("filler/svc-{i}:http"),
+            Ipv4Addr::from(u32::from(VIP4_RR) + 0x20 + i),
+            80,
+            vec![ep(0), ep(1)],
+        ));
+    }
+    KubeProxy {
+        cluster_cidr: CLUSTER4.into(),
+        service_cidr: SERVICE4.into(),
+        services: list,
     }
 }
 
@@ -910,15 +949,24 @@ fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
         .node("pa")
         .wait_ping(pd_at, CONVERGE)
         .with_context(|| format!("{}: pod a cannot reach pod d", kind.name()))?;
-    let kp = services(pd.addr, &d_prefix.v6);
-    progress(&format!(
-        "{}: kube-proxy's {} rules for {} Services on every node",
-        kind.name(),
-        args.proxy_mode.name(),
-        kp.services.len()
-    ));
-    for n in ["a", "b", "c", "d"] {
-        kp.install(&pl.mesh.lab, n, args.proxy_mode.mode())?;
+    // A dual-stack node runs a proxier per family.
+    let mut proxiers = vec![services(pd.addr, &d_prefix.v6)];
+    if let (Some(pd4), Some(d4)) = (pd.addr4, d_prefix.v4)
+        && args.family == Family::Ipv4
+    {
+        proxiers.push(services4(pd4, d4));
+    }
+    for kp in &proxiers {
+        progress(&format!(
+            "{}: kube-proxy's {} rules for {} Services of {} on every node",
+            kind.name(),
+            args.proxy_mode.name(),
+            kp.services.len(),
+            kp.service_cidr
+        ));
+        for n in ["a", "b", "c", "d"] {
+            kp.install(&pl.mesh.lab, n, args.proxy_mode.mode())?;
+        }
     }
     let mut side = Side {
         pl,
@@ -983,13 +1031,16 @@ fn measure(side: &Side, args: &Args, round: usize, out: &mut Samples) -> Result<
     out.round_p50.push((p50, busy_p50));
     // The same pods through the ClusterIPs. With the check off the fast
     // path would hand the backend's replies to the client un-NATed, which
-    // is the breakage the check exists to prevent: not measured then. The
-    // ClusterIPs are IPv6: not measured in an IPv4 run.
-    if args.netfilter == Netfilter::Ignore || args.family == Family::Ipv4 {
+    // is the breakage the check exists to prevent: not measured then.
+    if args.netfilter == Netfilter::Ignore {
         return Ok(());
     }
-    let (svc_bps, _) = iperf(&side.pl, pods, addr, VIP_IPERF.into(), args.seconds)?;
-    let svc_rtt = request_response(&side.pl, pods, (addr, VIP_RR.into()), n, Wait::Block, round)?;
+    let (vip_iperf, vip_rr): (IpAddr, IpAddr) = match args.family {
+        Family::Ipv6 => (VIP_IPERF.into(), VIP_RR.into()),
+        Family::Ipv4 => (VIP4_IPERF.into(), VIP4_RR.into()),
+    };
+    let (svc_bps, _) = iperf(&side.pl, pods, addr, vip_iperf, args.seconds)?;
+    let svc_rtt = request_response(&side.pl, pods, (addr, vip_rr), n, Wait::Block, round)?;
     let svc_p50 = percentile(&svc_rtt, 50.0);
     progress(&format!(
         "round {round}: {}: through the ClusterIP {:.2} Gbit/s, RR p50 {svc_p50:.1} µs",
