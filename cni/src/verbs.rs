@@ -29,11 +29,11 @@ use crate::wiring::{self, Plan, default_route, gateway_of, host_net};
 /// `ipFamilies`, else every family the node has. Asking for IPv4 on a node
 /// whose agent runs IPv6 only is an error that says so.
 fn pod_prefixes(conf: &NetConf, node: &NodeState) -> Result<Vec<IpNet>> {
+    let Some(families) = &conf.ip_families else {
+        return Ok(node.pod_prefixes());
+    };
     let v6 = IpNet::V6(node.pod_prefix);
     let v4 = node.ipv4.map(|v4| IpNet::V4(v4.pod_prefix));
-    let Some(families) = &conf.ip_families else {
-        return Ok([Some(v6), v4].into_iter().flatten().collect());
-    };
     families
         .iter()
         .map(|family| match family {
@@ -51,13 +51,6 @@ fn pod_prefixes(conf: &NetConf, node: &NodeState) -> Result<Vec<IpNet>> {
             }),
         })
         .collect()
-}
-
-/// Return the node's own addresses, which no pod may get.
-fn node_addresses(node: &NodeState) -> Vec<IpAddr> {
-    let mut out = vec![IpAddr::V6(node.node_address)];
-    out.extend(node.ipv4.map(|v4| IpAddr::V4(v4.node_address)));
-    out
 }
 
 /// Return the addresses `runtimeConfig.ips` asks for (the `ips`
@@ -125,7 +118,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<CniResult> {
         pod_uid: env.args.k8s_pod_uid.clone(),
     };
     let store = Store::open(&conf.data_dir, &conf.name)?;
-    let reserved = node_addresses(&node);
+    let reserved = node.node_addresses();
     let release = |store: &Store, addrs: &[IpAddr]| {
         if let Ok(l) = store.lock() {
             for a in addrs {
@@ -435,12 +428,9 @@ pub fn gc(conf: &NetConf) -> Result<()> {
         && let Some(mut eps) = Endpoints::open(&bpffs)?
     {
         let held = locked.used()?;
-        let ours = [
-            Some(IpNet::V6(node.pod_prefix)),
-            node.ipv4.map(|v4| IpNet::V4(v4.pod_prefix)),
-        ];
+        let ours = node.pod_prefixes();
         for a in eps.addrs() {
-            if ours.iter().flatten().any(|p| p.contains(&a)) && !held.contains(&a) {
+            if ours.iter().any(|p| p.contains(&a)) && !held.contains(&a) {
                 eps.remove(a)?;
             }
         }

@@ -24,11 +24,11 @@
 
 use std::{
     io::{self, Write as _},
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// Where the agent writes the file, and the plugin reads it, by default.
@@ -95,6 +95,20 @@ pub enum StateError {
 }
 
 impl NodeState {
+    /// The node's pod prefixes: IPv6, then IPv4 when it runs IPv4.
+    pub fn pod_prefixes(&self) -> Vec<IpNet> {
+        let mut out = vec![IpNet::V6(self.pod_prefix)];
+        out.extend(self.ipv4.map(|v4| IpNet::V4(v4.pod_prefix)));
+        out
+    }
+
+    /// The node's own addresses (which no pod may get), in the same order.
+    pub fn node_addresses(&self) -> Vec<IpAddr> {
+        let mut out = vec![IpAddr::V6(self.node_address)];
+        out.extend(self.ipv4.map(|v4| IpAddr::V4(v4.node_address)));
+        out
+    }
+
     /// Check the values are usable; return the first problem.
     pub fn validate(&self) -> Result<(), String> {
         if self.pod_prefix.prefix_len() > 126 {

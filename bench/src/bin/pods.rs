@@ -67,7 +67,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use bench::agents::{Answers as _, CONVERGE, Mesh, cni_bin, meshfwd_bin, wait_until};
 use dataplane::maps::{FibMaps, Netfilter};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use lab::{
     Lab, Topology, Wire,
     kube_proxy::{KubeProxy, Mode, Protocol, Service},
@@ -356,75 +356,56 @@ impl ProxyMode {
     }
 }
 
-/// The IPv4 Services of a dual-stack node's second proxier: the same
-/// as [`services`], with IPv4 ClusterIPs and endpoints in d's IPv4 prefix.
-fn services4(pd: Ipv4Addr, d_prefix: Ipv4Net) -> KubeProxy {
-    let svc = |name: String, ip: Ipv4Addr, port: u16, endpoints: Vec<Ipv4Addr>| Service {
+/// The Services every node's kube-proxy knows in the family of `pd`: pod
+/// d's two servers behind their ClusterIPs, and [`FILLER_SERVICES`] more
+/// with two endpoints each in d's pod prefix of that family. A dual-stack
+/// node runs one such proxier per family.
+fn services(pd: IpAddr, d_prefix: IpNet) -> KubeProxy {
+    let (vip_rr, vip_iperf, cluster_cidr, service_cidr): (IpAddr, IpAddr, _, _) = match pd {
+        IpAddr::V6(_) => (
+            VIP_RR.into(),
+            VIP_IPERF.into(),
+            "fd6b:6d65:7368::/48",
+            "fd00:96::/108",
+        ),
+        IpAddr::V4(_) => (VIP4_RR.into(), VIP4_IPERF.into(), CLUSTER4, SERVICE4),
+    };
+    let svc = |name: String, ip: IpAddr, port: u16, endpoints: Vec<IpAddr>| Service {
         name,
-        cluster_ip: ip.into(),
+        cluster_ip: ip,
         protocol: Protocol::Tcp,
         port,
         node_port: None,
         target_port: port,
-        endpoints: endpoints.into_iter().map(IpAddr::V4).collect(),
+        endpoints,
     };
     let mut list = vec![
-        svc("bench/rr:rr".into(), VIP4_RR, RR_PORT, vec![pd]),
-        svc("bench/iperf:iperf".into(), VIP4_IPERF, IPERF_PORT, vec![pd]),
+        svc("bench/rr:rr".into(), vip_rr, RR_PORT, vec![pd]),
+        svc("bench/iperf:iperf".into(), vip_iperf, IPERF_PORT, vec![pd]),
     ];
-    let base = u32::from(d_prefix.network());
-    for i in 0..u32::from(FILLER_SERVICES) {
-        // Inside the /24, past the node's and pods' first addresses.
-        let ep = |k: u32| Ipv4Addr::from(base + 3 + (2 * i + k) % 250);
-        list.push(svc(
-            format!("filler/svc-{i}:http"),
-            Ipv4Addr::from(u32::from(VIP4_RR) + 0x20 + i),
-            80,
-            vec![ep(0), ep(1)],
-        ));
-    }
-    KubeProxy {
-        cluster_cidr: CLUSTER4.into(),
-        service_cidr: SERVICE4.into(),
-        services: list,
-    }
-}
-
-/// The Services every node's kube-proxy knows: pod d's two servers behind
-/// their ClusterIPs, and [`FILLER_SERVICES`] more with two endpoints each
-/// in d's pod prefix.
-fn services(pd: Ipv6Addr, d_prefix: &str) -> KubeProxy {
-    let svc = |name: String, ip: Ipv6Addr, port: u16, endpoints: Vec<Ipv6Addr>| Service {
-        name,
-        cluster_ip: ip.into(),
-        protocol: Protocol::Tcp,
-        port,
-        node_port: None,
-        target_port: port,
-        endpoints: endpoints.into_iter().map(IpAddr::V6).collect(),
-    };
-    let mut list = vec![
-        svc("bench/rr:rr".into(), VIP_RR, RR_PORT, vec![pd]),
-        svc("bench/iperf:iperf".into(), VIP_IPERF, IPERF_PORT, vec![pd]),
-    ];
-    let base: Ipv6Addr = d_prefix
-        .split('/')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(Ipv6Addr::UNSPECIFIED);
-    let base = u128::from(base);
     for i in 0..FILLER_SERVICES {
-        let ep = |k: u128| Ipv6Addr::from(base + 0x1000 + 2 * u128::from(i) + k);
-        list.push(svc(
-            format!("filler/svc-{i}:http"),
-            Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 1, i),
-            80,
-            vec![ep(0), ep(1)],
-        ));
+        let (vip, eps) = match d_prefix {
+            IpNet::V6(p) => {
+                let first = u128::from(p.network()) + 0x1000 + 2 * u128::from(i);
+                (
+                    IpAddr::V6(Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 1, i)),
+                    [0, 1].map(|k| IpAddr::V6(Ipv6Addr::from(first + k))),
+                )
+            }
+            IpNet::V4(p) => {
+                let (base, i) = (u32::from(p.network()), u32::from(i));
+                // Inside the /24, past the node's and pods' first addresses.
+                (
+                    IpAddr::V4(Ipv4Addr::from(u32::from(VIP4_RR) + 0x20 + i)),
+                    [0, 1].map(|k| IpAddr::V4(Ipv4Addr::from(base + 3 + (2 * i + k) % 250))),
+                )
+            }
+        };
+        list.push(svc(format!("filler/svc-{i}:http"), vip, 80, eps.to_vec()));
     }
     KubeProxy {
-        cluster_cidr: "fd6b:6d65:7368::/48".into(),
-        service_cidr: "fd00:96::/108".into(),
+        cluster_cidr: cluster_cidr.into(),
+        service_cidr: service_cidr.into(),
         services: list,
     }
 }
@@ -950,11 +931,11 @@ fn build(kind: Kind, args: &Args, meshfwd: &Path, cni: &Path) -> Result<Side> {
         .wait_ping(pd_at, CONVERGE)
         .with_context(|| format!("{}: pod a cannot reach pod d", kind.name()))?;
     // A dual-stack node runs a proxier per family.
-    let mut proxiers = vec![services(pd.addr, &d_prefix.v6)];
+    let mut proxiers = vec![services(pd.addr.into(), d_prefix.v6.parse()?)];
     if let (Some(pd4), Some(d4)) = (pd.addr4, d_prefix.v4)
         && args.family == Family::Ipv4
     {
-        proxiers.push(services4(pd4, d4));
+        proxiers.push(services(pd4.into(), d4.into()));
     }
     for kp in &proxiers {
         progress(&format!(

@@ -709,9 +709,7 @@ impl Core {
         let (Some(space), Some(current)) = (self.settings.ipv4, self.prefixes4) else {
             return;
         };
-        let me = self.identity.router_id;
-        let routers: BTreeSet<Ipv4Addr> =
-            s.reachable.iter().copied().filter(|r| *r != me).collect();
+        let (me, routers) = self.others_reachable(s);
         let advertised: Vec<Ipv4Net> = self
             .rib4
             .routes
@@ -728,17 +726,17 @@ impl Core {
             .refused4
             .iter()
             .any(|r| r.prefix == ours && r.reason == routing::ownership::Refusal::Contested);
-        let since = track_clash(
+        let proven = track_clash(
             &mut self.clash4_since,
             clash,
             now,
+            self.dup.hold_ms(),
             &mut self.counters,
             current.pod_prefix,
         );
         if prefix == current.pod_prefix {
             return;
         }
-        let proven = since.is_some_and(|t| now.saturating_sub(t) >= self.dup.hold_ms());
         if self.has_pods() && !proven {
             return;
         }
@@ -750,6 +748,16 @@ impl Core {
         out.push(Action::OspfStubPrefixes4(p4.stubs()));
         self.publish(out);
         self.send_table(out);
+    }
+
+    /// Our router id, and the other routers the last SPF run reached: the
+    /// ones the pod prefix rule counts.
+    fn others_reachable(&self, s: &Summary) -> (Ipv4Addr, BTreeSet<Ipv4Addr>) {
+        let me = self.identity.router_id;
+        (
+            me,
+            s.reachable.iter().copied().filter(|r| *r != me).collect(),
+        )
     }
 
     /// Two neighbours of ours with one router id on different links are
@@ -788,9 +796,7 @@ impl Core {
     /// decides who moves (the lower router id), once, and the clash is
     /// reported either way.
     fn check_pod_prefix(&mut self, now: Millis, s: &Summary, out: &mut Vec<Action>) {
-        let me = self.identity.router_id;
-        let routers: BTreeSet<Ipv4Addr> =
-            s.reachable.iter().copied().filter(|r| *r != me).collect();
+        let (me, routers) = self.others_reachable(s);
         let advertised: Vec<Ipv6Net> = self
             .rib
             .routes
@@ -804,10 +810,11 @@ impl Core {
             r.prefix == self.prefixes.pod_prefix
                 && r.reason == routing::ownership::Refusal::Contested
         });
-        track_clash(
+        let proven = track_clash(
             &mut self.clash_since,
             clash,
             now,
+            self.dup.hold_ms(),
             &mut self.counters,
             self.prefixes.pod_prefix,
         );
@@ -826,14 +833,9 @@ impl Core {
         if prefix == self.prefixes.pod_prefix {
             return;
         }
-        if self.has_pods() {
-            let proven = self
-                .clash_since
-                .is_some_and(|since| now.saturating_sub(since) >= self.dup.hold_ms());
-            if !proven {
-                tracing::debug!(new = %prefix, "the pod prefix rule would move us; our pods keep it unless the clash is proven");
-                return;
-            }
+        if self.has_pods() && !proven {
+            tracing::debug!(new = %prefix, "the pod prefix rule would move us; our pods keep it unless the clash is proven");
+            return;
         }
         tracing::warn!(old = %self.prefixes.pod_prefix, new = %prefix, attempt, routers = known, "pod prefix taken by a higher router id: moving");
         self.prefixes = NodePrefixes::new(prefix, attempt);
@@ -890,23 +892,24 @@ fn is_pod_veth(l: &Link) -> bool {
 mod testing;
 /// Follow a clash on one of our pod prefixes (`since`: when it began):
 /// count and report it when it begins, forget it when it ends; return
-/// since when it has lasted.
+/// whether it is proven (it has lasted `hold_ms`).
 fn track_clash(
     since: &mut Option<Millis>,
     clash: bool,
     now: Millis,
+    hold_ms: Millis,
     counters: &mut AgentCounters,
     prefix: impl std::fmt::Display,
-) -> Option<Millis> {
+) -> bool {
     if !clash {
         *since = None;
-        return None;
+        return false;
     }
     if since.is_none() {
         counters.pod_prefix_clashes += 1;
         tracing::error!(%prefix, "another reachable router advertises our pod prefix");
     }
-    Some(*since.get_or_insert(now))
+    now.saturating_sub(*since.get_or_insert(now)) >= hold_ms
 }
 
 #[cfg(test)]
